@@ -1,0 +1,56 @@
+# locoad — `make help` lists the targets.
+SHELL := /bin/bash
+PY_BOOT ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-all lint format sweep report benchmark clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+# Re-runs only when pyproject.toml or the Makefile changed (the stamp is newer otherwise).
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: these wheels lie on the build machines' disk (see DEVELOPERS.md).
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[dev]'
+	# deaotpy without its deps: spatial-correlation-sampler does not build; it falls back to PyTorch.
+	$(PIP) install -q --no-deps 'deaotpy>=1.11'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install locoad (no-op when up to date)
+
+demo: $(STAMP) ## Generate synthetic LOCO-like data and run the offline pipeline end to end
+	$(PY) -m locoad experiment=demo $(ARGS)
+
+test: $(STAMP) ## Run the test suite (slow tests excluded)
+	$(PY) -m pytest -n 2 -m "not slow" $(ARGS)
+
+test-all: $(STAMP) ## Run every test, slow ones included
+	$(PY) -m pytest -n 2 $(ARGS)
+
+lint: $(STAMP) ## Lint with ruff
+	$(VENV)/bin/ruff check src tests benchmarks
+
+format: $(STAMP) ## Format with ruff
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+sweep: $(STAMP) ## Run an ablation multirun (EXP=aligner_x_features by default)
+	$(PY) -m locoad -m experiment=$(or $(EXP),aligner_x_features) $(ARGS)
+
+report: $(STAMP) ## Summarise a multirun dir: make report DIR=multirun/...
+	$(VENV)/bin/locoad-report $(or $(DIR),multirun)
+
+benchmark: $(STAMP) ## Run the CPU benchmarks (results in benchmarks/RESULTS.md)
+	$(PY) benchmarks/run_all.py $(ARGS)
+
+clean: ## Remove outputs, caches and the virtual environment
+	rm -rf outputs/* multirun .cache .pytest_cache .ruff_cache wandb $(VENV)
+	touch outputs/.gitkeep

@@ -1,0 +1,44 @@
+"""The one entry point: ``locoad`` and ``python -m locoad`` (Hydra; any key overridable, ``-m`` multiruns)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from locoad.errors import LocoadError
+
+log = logging.getLogger("locoad")
+
+
+def metric_value(metrics: dict, path: str | None) -> float | None:
+    """``"fused.f1_max"`` -> metrics["fused"]["f1_max"], the value an Optuna sweeper optimises."""
+    if not path or not metrics:
+        return None
+    value: object = metrics
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from locoad.run import run  # heavy imports after Hydra has parsed the command line
+
+    try:
+        metrics = run(cfg)
+    except LocoadError as e:
+        # A user error: say what is wrong and how to fix it, without a traceback.
+        if os.environ.get("LOCOAD_TRACEBACK") == "1":
+            raise
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return metric_value(metrics, cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

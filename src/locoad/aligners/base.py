@@ -1,0 +1,47 @@
+"""Aligner protocol: give every segment of an image the class id of a reference image's segment."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from locoad.types import SegmentedImage
+
+
+class Aligner(ABC):
+    """Fit on the reference image, then map any image's segments to reference classes.
+
+    Output class maps use 0 = background, 1..C = reference segments (C = reference's segment
+    count) and C + 1 = unmatched.
+    """
+
+    def __init__(self, reference_index: int = 0):
+        self.reference_index = reference_index
+        self.reference: SegmentedImage | None = None
+
+    @property
+    def num_reference_classes(self) -> int:
+        if self.reference is None:
+            raise RuntimeError("aligner used before fit(reference)")
+        return self.reference.num_segments
+
+    @property
+    def unmatched_id(self) -> int:
+        return self.num_reference_classes + 1
+
+    def fit(self, reference: SegmentedImage) -> Aligner:
+        self.reference = reference
+        return self
+
+    @abstractmethod
+    def align(self, image: SegmentedImage) -> np.ndarray:
+        """Return the (H, W) int64 class map of ``image``."""
+
+    @staticmethod
+    def paint(segments: np.ndarray, assignment: dict[int, int]) -> np.ndarray:
+        """Class map from a segment -> class assignment (segments missing from it stay 0)."""
+        lut = np.zeros(int(segments.max()) + 1, dtype=np.int64)
+        for seg, cls in assignment.items():
+            lut[seg] = cls
+        return lut[segments]

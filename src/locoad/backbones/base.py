@@ -1,0 +1,105 @@
+"""Backbone protocol: images in [0, 1] -> patch features on a fixed grid."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Backbone(nn.Module):
+    """Subclasses set ``image_size``, ``patch_size``, ``embed_dim`` and implement ``extract``.
+
+    ``forward`` takes (B, 3, H, W) float RGB in [0, 1] (any H, W), resizes to ``image_size`` and
+    normalises as the model expects, and returns (B, D, image_size // patch_size, same) features.
+    Backbones are frozen feature extractors: no gradients, eval mode.
+    """
+
+    image_size: int = 518
+    patch_size: int = 14
+    embed_dim: int = 0
+    normalize: bool = True  # apply ImageNet mean/std before ``extract``
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"backbone expects (B, 3, H, W) images, got {tuple(images.shape)}")
+        x = images.float()
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = nn.functional.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
+        if self.normalize:
+            mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            x = (x - mean) / std
+        feats = self.extract(x)
+        g = self.grid_size
+        if feats.shape[-2:] != (g, g):
+            feats = nn.functional.interpolate(feats, size=(g, g), mode="bilinear", align_corners=False)
+        return feats.float()
+
+
+# --- helpers shared by the timm-based backbones (dinov2.py, cnn.py) ---------------------------
+
+
+def create_timm_model(model_name: str, pretrained: bool, offline_hint: str, **kwargs) -> nn.Module:
+    """``timm.create_model`` that turns a failed weight download into an actionable error."""
+    import timm
+
+    if not pretrained:
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(model_name, pretrained=True, **kwargs)
+    except Exception as err:  # hub/url/cache errors have no common base class across versions
+        raise RuntimeError(
+            f"Could not load pretrained timm weights for {model_name!r} "
+            f"({type(err).__name__}: {err}). If this machine is offline, {offline_hint}"
+        ) from err
+
+
+def check_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], source: str, ignore_unexpected: tuple[str, ...] = ()
+) -> None:
+    """Raise a readable RuntimeError unless ``state_dict`` fits ``model`` exactly (keys and shapes).
+
+    Unexpected keys starting with a prefix in ``ignore_unexpected`` are allowed (e.g. a classifier
+    head or blocks a truncated feature extractor does not contain).
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(
+        k for k in set(state_dict) - set(expected) if not k.startswith(ignore_unexpected)
+    )
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    )
+    if not (missing or unexpected or mismatched):
+        return
+
+    def _fmt(items: list[str]) -> str:
+        head = ", ".join(items[:8])
+        return head + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_fmt(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_fmt(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_fmt(mismatched)}")
+    raise RuntimeError(
+        f"Checkpoint {source} does not match the model ({'; '.join(problems)}). "
+        "Is it the checkpoint for this architecture/variant?"
+    )

@@ -1,0 +1,83 @@
+"""A weight-free backbone: colour and texture statistics on the same patch grid as DINOv2.
+
+Per pixel: CIELAB, Sobel gradient magnitude and a fixed Gabor bank (4 orientations x 2
+wavelengths, magnitude of the complex response). Per patch: the mean and standard deviation
+of each, plus the same statistics over the 3x3 neighbourhood of patches for context.
+Nothing is learned or downloaded, so the offline default detects anomalies for real. The
+channels have very different ranges: the model standardises them with the shots' statistics
+(``preferred_feature_norm``) before any cosine distance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from locoad.backbones.base import Backbone
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] -> CIELAB (D65), L in [0, 100]."""
+    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    m = rgb.new_tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+    xyz = torch.einsum("ij,bjhw->bihw", m, lin)
+    xyz = xyz / xyz.new_tensor([0.95047, 1.0, 1.08883]).view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+
+
+def gabor_bank(wavelengths: tuple[float, ...] = (4.0, 8.0), orientations: int = 4) -> torch.Tensor:
+    """(2 * len(wavelengths) * orientations, 1, k, k) even/odd Gabor kernels, zero-mean."""
+    kernels = []
+    for lam in wavelengths:
+        sigma = 0.56 * lam
+        half = int(math.ceil(2.5 * sigma))
+        y, x = torch.meshgrid(torch.arange(-half, half + 1.0), torch.arange(-half, half + 1.0), indexing="ij")
+        for i in range(orientations):
+            t = math.pi * i / orientations
+            xr = x * math.cos(t) + y * math.sin(t)
+            yr = -x * math.sin(t) + y * math.cos(t)
+            env = torch.exp(-(xr**2 + yr**2) / (2 * sigma**2))
+            for phase in (0.0, math.pi / 2):
+                k = env * torch.cos(2 * math.pi * xr / lam + phase)
+                k = k - k.mean()
+                kernels.append(k / k.abs().sum())
+    size = max(k.shape[-1] for k in kernels)
+    padded = [F.pad(k, [(size - k.shape[-1]) // 2] * 4) for k in kernels]
+    return torch.stack(padded)[:, None]
+
+
+class HandcraftedBackbone(Backbone):
+    normalize = False  # works on raw RGB in [0, 1]
+    preferred_feature_norm = "standardize"
+
+    def __init__(self, image_size: int = 518, patch_size: int = 14, context: bool = True):
+        super().__init__()
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.context = context
+        self.register_buffer("gabor", gabor_bank(), persistent=False)
+        sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]) / 8
+        self.register_buffer("sobel", torch.stack([sobel, sobel.T])[:, None], persistent=False)
+        n_pix = 3 + 1 + self.gabor.shape[0] // 2
+        self.embed_dim = 2 * n_pix * (2 if context else 1)
+        self.eval()
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        lab = rgb_to_lab(x.clamp(0, 1))
+        lum = lab[:, :1] / 100.0
+        grad = F.conv2d(F.pad(lum, [1] * 4, mode="replicate"), self.sobel).norm(dim=1, keepdim=True)
+        pad = self.gabor.shape[-1] // 2
+        resp = F.conv2d(F.pad(lum, [pad] * 4, mode="replicate"), self.gabor)
+        energy = resp.view(resp.shape[0], -1, 2, *resp.shape[-2:]).norm(dim=2)  # |even + i odd|
+        pixels = torch.cat([lab / 50.0, grad, energy], dim=1)
+        p = self.patch_size
+        mean = F.avg_pool2d(pixels, p)
+        std = (F.avg_pool2d(pixels**2, p) - mean**2).clamp_min(0).sqrt()
+        feats = torch.cat([mean, std], dim=1)
+        if self.context:
+            feats = torch.cat([feats, F.avg_pool2d(feats, 3, stride=1, padding=1, count_include_pad=False)], dim=1)
+        return feats

@@ -1,0 +1,155 @@
+"""The two kinds of feature score: patch scores (kNN over a patch memory bank) and vector
+scores (nearest-neighbour dissimilarity of one per-image descriptor).
+
+Every score has two halves, ``fit(shots) -> state`` and ``score(parsed, state)``; the
+leave-one-out calibration calls the same two halves on k - 1 shots.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from locoad.components.knn import nn_cosine_distance, top_percent_mean
+from locoad.types import BACKGROUND, ParsedImage
+
+
+@dataclass
+class FeatureScore:
+    value: float
+    anomaly_map: torch.Tensor | None = None  # (h, w) on the patch grid, patch scores only
+
+
+class Feature(ABC):
+    """A named anomaly score. ``name`` is the key in scores.csv and metrics.json."""
+
+    name: str = "feature"
+
+    @abstractmethod
+    def fit(self, shots: list[ParsedImage]) -> Any:
+        """Build this score's memory from the normal shots."""
+
+    @abstractmethod
+    def score(self, parsed: ParsedImage, state: Any) -> FeatureScore:
+        """Anomaly score of one image against the fitted state (higher = more anomalous)."""
+
+
+class PatchScore(Feature):
+    """kNN cosine distance of patches to a memory bank, per group of patches.
+
+    Subclasses define the groups (:meth:`groups`): all patches, the foreground, or one group
+    per class. The image score is the mean of the ``top_percent`` most distant patches of a
+    group, and the worst group wins. Patches of a group no shot has (e.g. an unmatched
+    segment) are compared with the union of all groups' banks, so they still count.
+    """
+
+    def __init__(self, top_percent: float = 2.0, chunk_size: int = 4096, half: bool = False):
+        self.top_percent = top_percent
+        self.chunk_size = chunk_size
+        self.half = half
+
+    @abstractmethod
+    def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
+        """group id -> (h, w) bool mask of the patches in that group."""
+
+    @staticmethod
+    def patches(parsed: ParsedImage, mask: torch.Tensor) -> torch.Tensor:
+        feats = parsed.features  # (D, h, w)
+        return feats.permute(1, 2, 0)[mask.to(feats.device)]  # (n, D)
+
+    def fit(self, shots: list[ParsedImage]) -> dict[int, torch.Tensor]:
+        banks: dict[int, list[torch.Tensor]] = {}
+        for p in shots:
+            for g, m in self.groups(p).items():
+                if m.any():
+                    banks.setdefault(g, []).append(self.patches(p, m))
+        return {g: torch.cat(v) for g, v in banks.items()}
+
+    def score(self, parsed: ParsedImage, state: dict[int, torch.Tensor]) -> FeatureScore:
+        h, w = parsed.features.shape[-2:]
+        amap = torch.zeros(h, w, device=parsed.features.device)
+        if not state:
+            raise ValueError(f"{self.name}: the memory bank is empty (no shot had patches of this kind)")
+        union = None
+        best = torch.tensor(0.0)
+        seen = False
+        for g, m in self.groups(parsed).items():
+            if not m.any():
+                continue
+            bank = state.get(g)
+            if bank is None:
+                union = union if union is not None else torch.cat(list(state.values()))
+                bank = union
+            d = nn_cosine_distance(self.patches(parsed, m), bank, self.chunk_size, self.half)
+            amap[m.to(amap.device)] = d
+            best = torch.maximum(best, top_percent_mean(d, self.top_percent).cpu())
+            seen = True
+        if not seen:
+            # No patch of this kind in the image (e.g. no foreground found): the image lacks
+            # everything the shots had, which is maximally anomalous for a cosine distance of
+            # unit vectors with non-negative similarity.
+            return FeatureScore(1.0, amap)
+        return FeatureScore(float(best), amap)
+
+
+class VectorScore(Feature):
+    """Per-class descriptors compared with the k shots' descriptors; score = distance to the
+    nearest shot.
+
+    :meth:`describe` gives (values (C, d), present (C,)) with C = ``num_classes`` (index 0 is
+    background and ignored). Per-class distance is ``min(||a - b|| / scale, 1)`` when the class
+    is present in both images and 1 when present in only one, so an absent class is neither
+    NaN nor a silent zero. Classes are averaged over those present in either image
+    (``reduce=mean``) or the worst one taken (``reduce=max``).
+    """
+
+    def __init__(self, scale: float = 1.0, reduce: str = "mean"):
+        if reduce not in ("mean", "max"):
+            raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+        self.scale = scale
+        self.reduce = reduce
+
+    @abstractmethod
+    def describe(self, parsed: ParsedImage) -> tuple[np.ndarray, np.ndarray]:
+        """(values (C, d), present (C,) bool)."""
+
+    def class_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per-class distance between two (C, d) descriptors (before scaling)."""
+        return np.linalg.norm(a - b, axis=-1)
+
+    def distance(self, x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.ndarray]) -> float:
+        (va, pa), (vb, pb) = x, y
+        n = max(len(pa), len(pb))
+        va, pa, vb, pb = _pad(va, n), _pad(pa, n), _pad(vb, n), _pad(pb, n)
+        pa, pb = pa.copy(), pb.copy()
+        pa[BACKGROUND] = pb[BACKGROUND] = False
+        either, both = pa | pb, pa & pb
+        if not either.any():
+            return 0.0
+        d = np.ones(n)
+        d[both] = np.minimum(self.class_distance(va[both], vb[both]) / self.scale, 1.0)
+        d = d[either]
+        return float(d.mean() if self.reduce == "mean" else d.max())
+
+    def fit(self, shots: list[ParsedImage]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [self.describe(p) for p in shots]
+
+    def score(self, parsed: ParsedImage, state: list[tuple[np.ndarray, np.ndarray]]) -> FeatureScore:
+        x = self.describe(parsed)
+        return FeatureScore(min(self.distance(x, s) for s in state))
+
+
+def _pad(a: np.ndarray, n: int) -> np.ndarray:
+    if len(a) >= n:
+        return a
+    pad = np.zeros((n - len(a), *a.shape[1:]), dtype=a.dtype)
+    return np.concatenate([a, pad])
+
+
+def class_masks(class_map: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, H, W) one-hot masks of a class map."""
+    return class_map[None] == np.arange(num_classes)[:, None, None]

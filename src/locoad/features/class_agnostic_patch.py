@@ -1,0 +1,15 @@
+"""Class-agnostic patch score: every patch against the bank of every shot patch."""
+
+from __future__ import annotations
+
+import torch
+
+from locoad.features.base import PatchScore
+from locoad.types import ParsedImage
+
+
+class ClassAgnosticPatchScore(PatchScore):
+    name = "class_agnostic_patch"
+
+    def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
+        return {0: torch.ones_like(parsed.class_grid, dtype=torch.bool)}

@@ -1,0 +1,31 @@
+"""Class embedding: the mean backbone feature of each class, compared by cosine distance."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from locoad.features.base import VectorScore
+from locoad.types import ParsedImage
+
+
+class ClassEmbeddingScore(VectorScore):
+    name = "class_embedding"
+
+    def __init__(self, scale: float = 0.5, reduce: str = "mean"):
+        super().__init__(scale=scale, reduce=reduce)
+
+    def describe(self, parsed: ParsedImage) -> tuple[np.ndarray, np.ndarray]:
+        feats = parsed.features.flatten(1).T.cpu().numpy()  # (h*w, D)
+        grid = parsed.class_grid.flatten().cpu().numpy()
+        c, d = parsed.num_classes, feats.shape[1]
+        counts = np.bincount(grid, minlength=c)[:c]
+        sums = np.zeros((c, d), dtype=np.float64)
+        np.add.at(sums, grid, feats)
+        present = counts > 0
+        means = np.where(present[:, None], sums / np.maximum(counts, 1)[:, None], 0.0)
+        return means, present
+
+    def class_distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        na = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+        nb = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+        return 1.0 - (na * nb).sum(-1)

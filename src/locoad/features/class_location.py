@@ -1,0 +1,37 @@
+"""Class location: where each class sits, in coordinates normalised to [0, 1].
+
+``mode="radial"`` is the seed's distance of the class's mean position to (0, 0) (divided by
+the image diagonal); ``mode="centroid"`` (default) keeps the 2-D centroid, which also sees a
+part moved along a circle around the corner.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from locoad.features.base import VectorScore
+from locoad.types import ParsedImage
+
+
+class ClassLocationScore(VectorScore):
+    name = "class_location"
+
+    def __init__(self, mode: str = "centroid", scale: float = 0.1, reduce: str = "mean"):
+        if mode not in ("centroid", "radial"):
+            raise ValueError(f"class_location mode must be 'centroid' or 'radial', got {mode!r}")
+        super().__init__(scale=scale, reduce=reduce)
+        self.mode = mode
+
+    def describe(self, parsed: ParsedImage) -> tuple[np.ndarray, np.ndarray]:
+        h, w = parsed.class_map.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        ids = parsed.class_map.ravel()
+        c = parsed.num_classes
+        counts = np.bincount(ids, minlength=c)[:c]
+        n = np.maximum(counts, 1)
+        cy = np.bincount(ids, weights=(yy.ravel() + 0.5) / h, minlength=c)[:c] / n
+        cx = np.bincount(ids, weights=(xx.ravel() + 0.5) / w, minlength=c)[:c] / n
+        present = counts > 0
+        if self.mode == "radial":
+            return (np.hypot(cy, cx) / np.sqrt(2.0))[:, None], present
+        return np.stack([cy, cx], axis=1), present

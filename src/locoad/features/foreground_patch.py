@@ -1,0 +1,16 @@
+"""Foreground patch score: only patches on segmented parts (background excluded), as in
+AnomalyDINO's masking; the ``anomalydino`` preset is this score with top 1 %."""
+
+from __future__ import annotations
+
+import torch
+
+from locoad.features.base import PatchScore
+from locoad.types import ParsedImage
+
+
+class ForegroundPatchScore(PatchScore):
+    name = "foreground_patch"
+
+    def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
+        return {1: parsed.foreground_grid}

@@ -1,0 +1,68 @@
+"""Fusion rules: turn per-feature scores into one score.
+
+A rule is fitted on the leave-one-out (LOO) scores of the k shots: for each feature, the
+scores each shot gets against the other k - 1 shots, i.e. how large that feature gets on
+normal images. ``fuse`` combines arrays of test scores (one array per feature).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Fusion:
+    """Base rule with per-feature weights: ``scale_f`` = LOO maximum (or the initial weight for
+    1-shot), and user multipliers ``weights[f]`` (default 1; 0 switches a feature off)."""
+
+    transductive = False  # True: needs the whole test set at once (e.g. ranks)
+
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        initial_scales: dict[str, float] | None = None,
+        default_initial_scale: float = 1.0,
+        min_scale: float = 1e-6,
+    ):
+        self.weights = dict(weights or {})
+        self.initial_scales = dict(initial_scales or {})
+        self.default_initial_scale = default_initial_scale
+        self.min_scale = min_scale
+        self.scales: dict[str, float] = {}
+
+    def fit(self, loo_scores: dict[str, np.ndarray]) -> Fusion:
+        """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply)."""
+        for name, s in loo_scores.items():
+            s = np.asarray(s, dtype=np.float64)
+            if s.size == 0:
+                scale = self.initial_scales.get(name, self.default_initial_scale)
+            else:
+                scale = float(s.max())
+            if scale < self.min_scale:
+                # All shots agree perfectly on this feature; a zero scale would blow any
+                # non-zero test score up to infinity.
+                log.warning("fusion: LOO max of %s is %.3g; using %.3g", name, scale, self.min_scale)
+                scale = self.min_scale
+            self.scales[name] = scale
+        return self
+
+    def normalised(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.scales:
+            raise RuntimeError("fusion used before fit()")
+        return {
+            n: self.weights.get(n, 1.0) * np.asarray(s, dtype=np.float64) / self.scales.get(n, 1.0)
+            for n, s in scores.items()
+            if self.weights.get(n, 1.0) != 0
+        }
+
+    def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"scales": dict(self.scales)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scales = dict(state["scales"])

@@ -1,0 +1,118 @@
+"""What every locoad model shares at test time: collect per-image scores, compute metrics.
+
+A model implements :meth:`AnomalyModule.score_batch`; this base turns the scores of the whole
+test set into a per-image table and ``metrics.json``-shaped metrics, and logs them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from locoad.metrics import image_metrics, pixel_auroc
+
+
+@dataclass
+class ScoreOutput:
+    """Per-batch output of a model.
+
+    scores: name -> (B,) anomaly scores (higher = more anomalous); include "fused" if the
+        model fuses per image, else produce it in :meth:`AnomalyModule.finalize_scores`.
+    anomaly_map: optional (B, H, W) pixel anomaly map (any resolution).
+    extras: name -> (B,) per-image diagnostics (e.g. alignment accuracy), NaN where undefined.
+    """
+
+    scores: dict[str, torch.Tensor]
+    anomaly_map: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TestResults:
+    table: pd.DataFrame  # one row per image: path, label, anomaly_type, every score, extras
+    metrics: dict  # {score: {f1_max, auroc, logical: {...}, structural: {...}}, ...}
+    anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
+
+
+def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
+    """{"a": {"b": 1}} -> {"test/a/b": 1.0}, skipping non-numeric leaves."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}/{k}"
+        if isinstance(v, dict):
+            out.update(flatten_metrics(v, key))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[key] = float(v)
+    return out
+
+
+class AnomalyModule(L.LightningModule):
+    """Base LightningModule: subclasses implement ``score_batch`` (and fitting)."""
+
+    pixel_metric_size: int = 128
+
+    def score_batch(self, batch: dict) -> ScoreOutput:
+        raise NotImplementedError
+
+    def finalize_scores(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hook for rules that need the whole test set (e.g. rank fusion). Default: as is."""
+        return scores
+
+    def extra_metrics(self, table: pd.DataFrame) -> dict:
+        """Hook: more top-level entries for metrics.json (e.g. alignment accuracy)."""
+        return {}
+
+    # -- Lightning hooks ---------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._rows: list[dict] = []
+        self._maps: list[np.ndarray] = []
+        self._masks: list[np.ndarray] = []
+        self.test_results: TestResults | None = None
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.score_batch(batch)
+        n = len(batch["path"])
+        for i in range(n):
+            row = {
+                "path": batch["path"][i],
+                "label": int(batch["label"][i]),
+                "anomaly_type": batch["anomaly_type"][i],
+            }
+            row.update({k: float(v[i]) for k, v in out.scores.items()})
+            row.update({f"extra/{k}": float(v[i]) for k, v in out.extras.items()})
+            self._rows.append(row)
+        if out.anomaly_map is not None:
+            s = self.pixel_metric_size
+            amap = F.interpolate(out.anomaly_map[:, None].float(), size=(s, s), mode="bilinear", align_corners=False)
+            mask = F.interpolate(batch["mask"][:, None].float(), size=(s, s), mode="nearest")
+            self._maps.append(amap[:, 0].cpu().numpy().astype(np.float16))
+            self._masks.append(mask[:, 0].cpu().numpy() > 0.5)
+
+    def on_test_epoch_end(self) -> None:
+        table = pd.DataFrame(self._rows)
+        known = {"path", "label", "anomaly_type"}
+        score_cols = [c for c in table.columns if c not in known and not c.startswith("extra/")]
+        scores = self.finalize_scores({c: table[c].to_numpy(dtype=np.float64) for c in score_cols})
+        for name, values in scores.items():
+            table[name] = values
+        labels, types = table["label"].to_numpy(), table["anomaly_type"].to_numpy()
+        metrics = {name: image_metrics(values, labels, types) for name, values in scores.items()}
+        maps = None
+        if self._maps:
+            maps = np.concatenate(self._maps)
+            masks = np.concatenate(self._masks)
+            if masks.any():
+                pa = pixel_auroc(masks, maps.astype(np.float32))
+                target = "fused" if "fused" in metrics else next(iter(metrics))
+                metrics[target]["pixel_auroc"] = pa
+        metrics.update(self.extra_metrics(table))
+        for key, value in flatten_metrics(metrics).items():
+            if not math.isnan(value):
+                self.log(key, value, batch_size=len(table))
+        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps)

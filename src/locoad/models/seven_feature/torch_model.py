@@ -1,0 +1,223 @@
+"""The seven-feature method as a plain torch module: segment -> align -> extract -> score -> fuse.
+
+No Lightning here. ``encode`` runs the expensive, per-image stages (backbone, segmenter);
+``fit`` builds the alignment reference, the feature memories and the leave-one-out fusion
+calibration from encoded shots; ``score`` scores encoded test images.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.color import rgb2lab
+from torch import nn
+
+from locoad.aligners.base import Aligner
+from locoad.backbones.base import Backbone
+from locoad.features.base import Feature, PatchScore
+from locoad.fusion.base import Fusion
+from locoad.segmenters.base import Segmenter
+from locoad.types import BACKGROUND, ParsedImage, SegmentedImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Encoded:
+    """The per-image outputs of the expensive stages (what the stage cache stores)."""
+
+    rgb: np.ndarray  # (S, S, 3) uint8 at work_size
+    segments: np.ndarray  # (S, S) int32 label map
+    features: torch.Tensor  # (D, h, w) raw backbone features
+
+
+def to_uint8(images: torch.Tensor, size: int) -> np.ndarray:
+    """(B, 3, H, W) float [0, 1] -> (B, size, size, 3) uint8."""
+    x = images.float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def majority_grid(class_map: np.ndarray, grid: int, num_classes: int) -> torch.Tensor:
+    """Class map -> (grid, grid) by majority vote inside each patch (small parts survive
+    better than with centre sampling)."""
+    cm = torch.from_numpy(class_map).long()
+    onehot = F.one_hot(cm, num_classes).permute(2, 0, 1).float()[None]
+    return F.adaptive_avg_pool2d(onehot, grid)[0].argmax(0)
+
+
+def resize_nearest(a: np.ndarray, size: int) -> np.ndarray:
+    if a.shape[:2] == (size, size):
+        return a
+    t = torch.from_numpy(a.astype(np.int64))[None, None].float()
+    return F.interpolate(t, size=(size, size), mode="nearest")[0, 0].long().numpy()
+
+
+class SevenFeatureModel(nn.Module):
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        aligner: Aligner,
+        backbone: Backbone,
+        features: dict[str, Feature],
+        fusion: Fusion,
+        work_size: int = 256,
+        feature_norm: str = "auto",
+        max_loo: int = 16,
+    ):
+        super().__init__()
+        if not features:
+            raise ValueError("features is empty: choose a feature set, e.g. features=all7")
+        self.segmenter = segmenter
+        self.aligner = aligner
+        self.backbone = backbone
+        self.features = dict(features)
+        for name, feat in self.features.items():
+            feat.name = name
+        self.fusion = fusion
+        self.work_size = work_size
+        if feature_norm == "auto":
+            feature_norm = getattr(backbone, "preferred_feature_norm", "none")
+        if feature_norm not in ("none", "center", "standardize"):
+            raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
+        self.feature_norm = feature_norm
+        self.max_loo = max_loo
+        self.register_buffer("feat_mean", torch.zeros(0), persistent=False)
+        self.register_buffer("feat_std", torch.zeros(0), persistent=False)
+        self.shots: list[Encoded] = []
+        self.parsed_shots: list[ParsedImage] = []
+        self.states: dict[str, object] = {}
+        self.loo_scores: dict[str, np.ndarray] = {}
+        self.reference_parts: np.ndarray | None = None  # reference class -> true part id
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.states)
+
+    # -- stages ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> list[Encoded]:
+        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1]."""
+        feats = self.backbone(images)
+        rgbs = to_uint8(images, self.work_size)
+        return [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
+
+    def normalise(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.feature_norm == "none" or self.feat_mean.numel() == 0:
+            return feats
+        x = feats - self.feat_mean.view(-1, 1, 1).to(feats.device)
+        if self.feature_norm == "standardize":
+            x = x / self.feat_std.view(-1, 1, 1).to(feats.device)
+        return x
+
+    def parse(self, enc: Encoded, class_map: np.ndarray) -> ParsedImage:
+        num_classes = self.aligner.num_reference_classes + 2  # background and unmatched
+        grid = enc.features.shape[-1]
+        return ParsedImage(
+            rgb=enc.rgb,
+            lab=rgb2lab(enc.rgb).astype(np.float32),
+            class_map=class_map.astype(np.int64),
+            features=self.normalise(enc.features),
+            class_grid=majority_grid(class_map, grid, num_classes).to(enc.features.device),
+            num_classes=num_classes,
+        )
+
+    def align(self, enc: Encoded) -> np.ndarray:
+        return self.aligner.align(SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features)))
+
+    # -- fit ---------------------------------------------------------------------------------
+    def fit(self, shots: list[Encoded], parts: list[np.ndarray] | None = None) -> None:
+        """Reference = shots[0]; memory banks and LOO calibration from all shots."""
+        if not shots:
+            raise ValueError("no training shots")
+        self.shots = list(shots)
+        if self.feature_norm != "none":
+            allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
+            self.feat_mean = allp.mean(1)
+            self.feat_std = allp.std(1).clamp_min(1e-6) if allp.shape[1] > 1 else torch.ones_like(self.feat_mean)
+        ref = shots[0]
+        if ref.segments.max() == 0:
+            raise ValueError(
+                "the reference image (first shot) has no foreground segment: the segmenter found only "
+                "background. Check segmenter settings (e.g. min_area) or choose another data.seed."
+            )
+        self.aligner.fit(SegmentedImage(ref.rgb, ref.segments, self.normalise(ref.features)))
+        maps = [ref.segments.astype(np.int64)] + [self.align(s) for s in shots[1:]]
+        self.parsed_shots = [self.parse(s, m) for s, m in zip(shots, maps)]
+        self.states = {n: f.fit(self.parsed_shots) for n, f in self.features.items()}
+        self.loo_scores = self._leave_one_out()
+        self.fusion.fit(self.loo_scores)
+        self.reference_parts = None
+        if parts is not None and parts[0] is not None and (parts[0] >= 0).all():
+            self.reference_parts = reference_part_lut(maps[0], resize_nearest(parts[0], self.work_size), self.aligner.unmatched_id)
+
+    def _leave_one_out(self) -> dict[str, np.ndarray]:
+        """Each shot scored against the others (at most ``max_loo`` shots, evenly spaced)."""
+        k = len(self.parsed_shots)
+        if k < 2:
+            return {n: np.zeros(0) for n in self.features}
+        held = np.unique(np.linspace(0, k - 1, min(k, self.max_loo)).round().astype(int))
+        out = {n: np.zeros(len(held)) for n in self.features}
+        for j, i in enumerate(held):
+            rest = self.parsed_shots[:i] + self.parsed_shots[i + 1 :]
+            for n, f in self.features.items():
+                out[n][j] = f.score(self.parsed_shots[i], f.fit(rest)).value
+        return out
+
+    # -- score -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, encoded: list[Encoded]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
+        """Per-feature scores (name -> (B,)), the (B, h, w) anomaly map and the class maps."""
+        if not self.is_fitted:
+            raise RuntimeError("model not fitted: run fit (train=true) or load a checkpoint (ckpt_path=...)")
+        scores = {n: np.zeros(len(encoded)) for n in self.features}
+        maps, class_maps = [], []
+        for i, enc in enumerate(encoded):
+            cm = self.align(enc)
+            parsed = self.parse(enc, cm)
+            class_maps.append(cm)
+            amap = None
+            for n, f in self.features.items():
+                s = f.score(parsed, self.states[n])
+                scores[n][i] = s.value
+                if isinstance(f, PatchScore) and s.anomaly_map is not None:
+                    weighted = s.anomaly_map / max(self.fusion.scales.get(n, 1.0), 1e-12)
+                    amap = weighted if amap is None else amap + weighted
+            if amap is not None:
+                maps.append(amap)
+        return scores, (torch.stack(maps) if maps else None), class_maps
+
+    def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        return self.fusion.fuse(scores)
+
+
+def reference_part_lut(ref_classes: np.ndarray, ref_parts: np.ndarray, unmatched_id: int) -> np.ndarray:
+    """reference class id -> the true part id most of its pixels have (0 for background and
+    unmatched, which never count as correct)."""
+    lut = np.zeros(unmatched_id + 1, dtype=np.int64)
+    for c in range(1, unmatched_id):
+        vals = ref_parts[ref_classes == c]
+        if vals.size:
+            lut[c] = np.bincount(vals).argmax()
+    return lut
+
+
+def alignment_accuracy(class_map: np.ndarray, parts: np.ndarray, lut: np.ndarray) -> float:
+    """Fraction of true-foreground pixels whose aligned class maps to their true part."""
+    fg = parts > 0
+    if not fg.any():
+        return float("nan")
+    pred = lut[np.clip(class_map, 0, len(lut) - 1)]
+    return float((pred[fg] == parts[fg]).mean())
+
+
+def foreground_iou(class_map: np.ndarray, parts: np.ndarray) -> float:
+    """IoU of predicted foreground (any class) with the true foreground: segmentation quality."""
+    pred, true = class_map != BACKGROUND, parts > 0
+    union = (pred | true).sum()
+    return float((pred & true).sum() / union) if union else float("nan")

@@ -1,0 +1,90 @@
+"""Fit and test one configuration; write the run's outputs. Called by the Hydra entry point."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from locoad.models.base import TestResults
+from locoad.utils import build
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = (("f1_max", None), ("auroc", None), ("f1_max", "logical"), ("f1_max", "structural"))
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    if not cfg.get("logger"):
+        return []
+    return [build(c) for c in cfg.logger.values() if c is not None and "_target_" in c]
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    if not cfg.get("callbacks"):
+        return []
+    return [build(c) for c in cfg.callbacks.values() if c is not None and "_target_" in c]
+
+
+def format_table(metrics: dict) -> str:
+    """Markdown table: one row per score, F1-max / AUROC overall, logical, structural."""
+    head = "| score | F1-max | AUROC | logical F1 | logical AUROC | structural F1 | structural AUROC |"
+    lines = [head, "|" + "---|" * 7]
+
+    def fmt(d: dict | None, key: str) -> str:
+        v = (d or {}).get(key)
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    for name, m in metrics.items():
+        if not isinstance(m, dict) or "f1_max" not in m:
+            continue
+        cells = [fmt(m, "f1_max"), fmt(m, "auroc")]
+        for t in ("logical", "structural"):
+            cells += [fmt(m.get(t), "f1_max"), fmt(m.get(t), "auroc")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_outputs(out_dir: Path, cfg: DictConfig, results: TestResults) -> None:
+    atomic_write_csv(out_dir / "scores.csv", results.table)
+    atomic_write_json(out_dir / "metrics.json", results.metrics)
+    atomic_write_text(out_dir / "metrics.md", format_table(results.metrics) + "\n")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fit on the k shots and test; returns the metrics dict (also written to ``paths.output_dir``)."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build(cfg.data)
+    datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
+    model = build(cfg.model)
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        ckpt_path = None  # test the model just fitted
+    if not cfg.get("test", True):
+        return {}
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    results: TestResults = model.test_results
+    write_outputs(out_dir, cfg, results)
+    for lg in loggers:
+        if hasattr(lg, "log_test_results"):
+            lg.log_test_results(results)
+    log.info("metrics\n%s", format_table(results.metrics))
+    print(format_table(results.metrics))
+    print(f"\nrun directory: {out_dir}")
+    return results.metrics

@@ -1,0 +1,55 @@
+"""The data objects passed between stages: segment -> align -> extract -> score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+# Class ids in a class map: 0 is background, 1..C are the reference image's segments and
+# C + 1 is "unmatched" (a segment that no reference class claims). Every feature treats the
+# unmatched id as one more class, so an extra part shows up rather than vanishing.
+BACKGROUND = 0
+
+
+@dataclass
+class SegmentedImage:
+    """One image after segmentation; the input of an aligner.
+
+    rgb: (H, W, 3) uint8. segments: (H, W) int32, 0 = background, 1..S segment ids.
+    features: optional (D, h, w) float patch features on the backbone grid.
+    """
+
+    rgb: np.ndarray
+    segments: np.ndarray
+    features: torch.Tensor | None = None
+
+    @property
+    def num_segments(self) -> int:
+        return int(self.segments.max()) if self.segments.size else 0
+
+
+@dataclass
+class ParsedImage:
+    """Everything the seven scores read about one image. A score never runs a model itself.
+
+    rgb: (H, W, 3) uint8 image at the data resolution.
+    lab: (H, W, 3) float32 CIELAB image.
+    class_map: (H, W) int64 aligned class ids (0 background, 1..C, C+1 unmatched).
+    features: (D, h, w) float32 patch features (backbone grid).
+    class_grid: (h, w) int64 class map resampled to the patch grid (nearest).
+    num_classes: C + 2 (background and unmatched included) so vectors have a fixed length.
+    """
+
+    rgb: np.ndarray
+    lab: np.ndarray
+    class_map: np.ndarray
+    features: torch.Tensor
+    class_grid: torch.Tensor
+    num_classes: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def foreground_grid(self) -> torch.Tensor:
+        return self.class_grid != BACKGROUND
