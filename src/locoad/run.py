@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
         ckpt_path = None  # test the model just fitted
     if not cfg.get("test", True):
         return {}
-    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     results: TestResults = model.test_results
     write_outputs(out_dir, cfg, results)
     for lg in loggers:

@@ -39,6 +39,8 @@ class SevenFeatureModule(AnomalyModule):
         super().__init__()
         self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo)
         self.automatic_optimization = False  # nothing is trained
+        # Frozen backbone weights are rebuilt from the config, not stored (ViT-G would add 4 GB).
+        self.strict_loading = False
         self._shots: list[Encoded] = []
         self._parts: list[np.ndarray | None] = []
 
@@ -59,6 +61,9 @@ class SevenFeatureModule(AnomalyModule):
     # -- checkpoint: the encoded shots; loading refits (deterministic and cheap) ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         m = self.model
+        sd = checkpoint.get("state_dict", {})
+        for key in [k for k in sd if k.startswith("model.backbone.")]:
+            del sd[key]
         checkpoint[STATE_KEY] = {
             "rgb": torch.from_numpy(np.stack([s.rgb for s in m.shots])),
             "segments": torch.from_numpy(np.stack([s.segments for s in m.shots])),

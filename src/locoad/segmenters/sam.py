@@ -1,0 +1,156 @@
+"""Segment Anything (SAM) automatic mask generation as a :class:`Segmenter`."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from locoad.segmenters.base import Segmenter
+
+# Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
+SAM_CHECKPOINTS = {
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/{}"
+# A tiny architecture for offline tests only: no official weights exist for it.
+TEST_MODEL_TYPE = "vit_tiny"
+
+
+def build_sam_vit_tiny(checkpoint: str | None = None) -> torch.nn.Module:
+    """A tiny SAM (2-block, 32-dim image encoder) built with segment_anything's own builder.
+
+    Same signature as ``sam_model_registry`` entries. Prompt encoder and mask decoder keep their
+    official sizes (``_build_sam`` fixes them); the image input size stays 1024.
+    """
+    from segment_anything.build_sam import _build_sam
+
+    return _build_sam(
+        encoder_embed_dim=32,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=[1],
+        checkpoint=checkpoint,
+    )
+
+
+def _builders() -> dict[str, Any]:
+    from segment_anything import sam_model_registry
+
+    return {**sam_model_registry, TEST_MODEL_TYPE: build_sam_vit_tiny}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class SamSegmenter(Segmenter):
+    """SAM's automatic mask generator followed by the shared post-processing.
+
+    The model is built on the first call and reused for every image. ``checkpoint`` must be
+    the official file for ``model_type``; ``checkpoint=None`` (random weights) and the test
+    architecture ``vit_tiny`` both require ``allow_random_weights=True`` so random weights
+    can never be used by accident.
+    """
+
+    def __init__(
+        self,
+        model_type: str = "vit_b",
+        checkpoint: str | None = None,
+        allow_random_weights: bool = False,
+        points_per_side: int = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        min_mask_region_area: int = 0,
+        crop_n_layers: int = 0,
+        device: str = "auto",
+        min_area: float = 0.0005,
+        drop_background: bool = True,
+        max_segments: int = 64,
+    ):
+        super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
+        known = [*SAM_CHECKPOINTS, TEST_MODEL_TYPE]
+        if model_type not in known:
+            raise ValueError(f"unknown SAM model_type {model_type!r}; expected one of {known}")
+        if (checkpoint is None or model_type == TEST_MODEL_TYPE) and not allow_random_weights:
+            what = "the test-only architecture 'vit_tiny'" if model_type == TEST_MODEL_TYPE else "checkpoint=None"
+            raise ValueError(
+                f"SamSegmenter with {what} runs with random weights; set "
+                f"segmenter.checkpoint to {SAM_CHECKPOINTS.get(model_type, 'the official SAM file')} "
+                "(or allow_random_weights=true in tests)"
+            )
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            fname = SAM_CHECKPOINTS.get(model_type, Path(checkpoint).name)
+            raise FileNotFoundError(
+                f"SAM checkpoint not found: {checkpoint}. Download {fname} from "
+                f"{SAM_URL.format(fname)} and set segmenter.checkpoint (default "
+                f"${{paths.checkpoints}}/{fname}) to its path."
+            )
+        if min_mask_region_area > 0 and importlib.util.find_spec("cv2") is None:
+            # segment_anything's small-region removal imports OpenCV lazily, mid-run.
+            raise ImportError("min_mask_region_area > 0 needs opencv-python (pip install opencv-python-headless)")
+        self.model_type = model_type
+        self.checkpoint = checkpoint
+        self.allow_random_weights = allow_random_weights
+        self.points_per_side = points_per_side
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.min_mask_region_area = min_mask_region_area
+        self.crop_n_layers = crop_n_layers
+        self.device = device
+        self._model: torch.nn.Module | None = None
+        self._generator: Any = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The SAM model (built and loaded on first access)."""
+        if self._model is None:
+            self._build()
+        assert self._model is not None
+        return self._model
+
+    def _build(self) -> None:
+        from segment_anything import SamAutomaticMaskGenerator
+
+        # Build empty, then load ourselves: ``_build_sam``'s own torch.load has no map_location,
+        # so a checkpoint saved from GPU would fail on a CPU-only machine.
+        sam = _builders()[self.model_type](checkpoint=None)
+        if self.checkpoint is not None:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            sam.load_state_dict(state)  # strict: a wrong file for model_type fails loudly
+        sam.to(resolve_device(self.device)).eval()
+        self._model = sam
+        self._generator = SamAutomaticMaskGenerator(
+            sam,
+            points_per_side=self.points_per_side,
+            points_per_batch=self.points_per_batch,
+            pred_iou_thresh=self.pred_iou_thresh,
+            stability_score_thresh=self.stability_score_thresh,
+            min_mask_region_area=self.min_mask_region_area,
+            crop_n_layers=self.crop_n_layers,
+            output_mode="binary_mask",
+        )
+
+    def propose(self, rgb: np.ndarray) -> list[np.ndarray]:
+        if self._generator is None:
+            self._build()
+        with torch.no_grad():
+            records = self._generator.generate(np.ascontiguousarray(rgb))
+        return [np.asarray(r["segmentation"], dtype=bool) for r in records]
+
+    def cache_key(self) -> dict:
+        # Device and batch size change speed, not masks.
+        key = super().cache_key()
+        for k in ("device", "points_per_batch", "allow_random_weights"):
+            key.pop(k, None)
+        return key

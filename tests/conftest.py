@@ -1,0 +1,88 @@
+"""Shared fixtures: a hand-made LOCO-layout folder and config composition helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def _scene(rng: np.random.Generator, size: int, n_discs: int = 2, colour=(200, 40, 40)) -> tuple[np.ndarray, np.ndarray]:
+    """Grey background with ``n_discs`` coloured discs at fixed slots; returns (rgb, parts)."""
+    img = np.full((size, size, 3), 90, np.uint8) + rng.integers(0, 6, (size, size, 3), dtype=np.uint8)
+    parts = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(n_discs):
+        cy, cx = size * 0.5, size * (0.3 + 0.4 * i)
+        m = (yy - cy) ** 2 + (xx - cx) ** 2 < (size * 0.12) ** 2
+        img[m] = colour
+        parts[m] = 1
+    return img, parts
+
+
+def make_loco(root: Path, category: str = "widgets", size: int = 64, n_train: int = 5, n_test: int = 3) -> Path:
+    """A tiny LOCO-layout category: good images have two red discs; logical anomalies one;
+    structural anomalies a dark scratch. Ground-truth masks and part labels included."""
+    rng = np.random.default_rng(0)
+    cdir = root / category
+
+    def save(path: Path, a: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(path)
+
+    for split, n in (("train", n_train), ("validation", 2)):
+        for i in range(n):
+            img, parts = _scene(rng, size)
+            save(cdir / split / "good" / f"{i:03d}.png", img)
+            save(cdir / "part_labels" / split / "good" / f"{i:03d}.png", parts)
+    for i in range(n_test):
+        img, parts = _scene(rng, size)
+        save(cdir / "test" / "good" / f"{i:03d}.png", img)
+        save(cdir / "part_labels" / "test" / "good" / f"{i:03d}.png", parts)
+        img, parts = _scene(rng, size, n_discs=1)
+        save(cdir / "test" / "logical_anomalies" / f"{i:03d}.png", img)
+        save(cdir / "part_labels" / "test" / "logical_anomalies" / f"{i:03d}.png", parts)
+        gt = np.zeros((size, size), np.uint8)
+        yy, xx = np.mgrid[0:size, 0:size]
+        gt[(yy - size * 0.5) ** 2 + (xx - size * 0.7) ** 2 < (size * 0.12) ** 2] = 255
+        save(cdir / "ground_truth" / "logical_anomalies" / f"{i:03d}" / "000.png", gt)
+        img, parts = _scene(rng, size)
+        img[size // 2 - 1 : size // 2 + 1, size // 5 : size // 2] = 10
+        save(cdir / "test" / "structural_anomalies" / f"{i:03d}.png", img)
+        save(cdir / "part_labels" / "test" / "structural_anomalies" / f"{i:03d}.png", parts)
+        gt = np.zeros((size, size), np.uint8)
+        gt[size // 2 - 1 : size // 2 + 1, size // 5 : size // 2] = 255
+        save(cdir / "ground_truth" / "structural_anomalies" / f"{i:03d}" / "000.png", gt)
+        save(cdir / "ground_truth" / "structural_anomalies" / f"{i:03d}" / "001.png", gt[::-1].copy())
+    return root
+
+
+@pytest.fixture
+def loco_root(tmp_path: Path) -> Path:
+    return make_loco(tmp_path / "loco")
+
+
+def compose_cfg(overrides: list[str], output_dir: Path):
+    """Compose the root config as the CLI would, with ${hydra:...} resolvable."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        if cfg.paths.root_dir is None or "root_dir" not in " ".join(overrides):
+            cfg.paths.root_dir = str(output_dir.parent)
+        del cfg["hydra"]  # the CLI's job config holds no hydra node either
+    return cfg

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from locoad.data.datamodule import LocoDataModule, select_shots
+from locoad.data.image_io import ImageReadError, read_rgb
+from locoad.data.layout import DataLayoutError, category_dir, list_categories, list_split
+
+
+def test_layout_lists_splits_types_and_masks(loco_root):
+    cdir = category_dir(loco_root, "widgets")
+    assert len(list_split(cdir, "train")) == 5
+    assert len(list_split(cdir, "validation")) == 2
+    test = list_split(cdir, "test")
+    kinds = {s.anomaly_type for s in test}
+    assert kinds == {"good", "logical_anomalies", "structural_anomalies"}
+    for s in test:
+        assert s.label == int(s.anomaly_type != "good")
+        assert len(s.masks) == {"good": 0, "logical_anomalies": 1, "structural_anomalies": 2}[s.anomaly_type]
+        assert s.part_labels is not None
+
+
+def test_dataset_items_and_merged_masks(loco_root):
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=2, image_size=64, batch_size=4)
+    dm.setup()
+    items = [dm.dataset("test")[i] for i in range(len(dm.dataset("test")))]
+    for it in items:
+        assert it["image"].shape == (3, 64, 64) and it["image"].dtype == torch.float32
+        assert 0 <= it["image"].min() and it["image"].max() <= 1
+        assert it["mask"].shape == (64, 64)
+        assert (it["mask"].sum() > 0) == (it["label"] == 1)
+    structural = [it for it in items if it["anomaly_type"] == "structural_anomalies"][0]
+    assert structural["num_regions"] == 2
+    # the two region masks are mirror images: the merged mask is their union
+    assert torch.equal(structural["mask"], torch.maximum(structural["mask"], structural["mask"].flip(0)))
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["image"].shape == (4, 3, 64, 64) and len(batch["path"]) == 4
+
+
+def test_k_shot_selection_is_reproducible_and_nested(loco_root):
+    samples = list_split(category_dir(loco_root, "widgets"), "train")
+    a = select_shots(samples, 4, seed=3)
+    assert a == select_shots(samples, 4, seed=3)
+    assert select_shots(samples, 2, seed=3) == a[:2]  # same reference across k
+    assert select_shots(samples, 4, seed=4) != a or len(samples) < 3
+    assert select_shots(samples, None, seed=0) == samples
+
+
+def test_k_shot_larger_than_train_set(loco_root):
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=50)
+    with pytest.raises(DataLayoutError, match="only 5 training images"):
+        dm.setup()
+
+
+def test_missing_root_says_where_and_how(tmp_path):
+    with pytest.raises(DataLayoutError, match="does not exist.*mvtec.*data=synthetic"):
+        LocoDataModule(str(tmp_path / "nope"), "breakfast_box").setup()
+
+
+def test_unknown_category_lists_found(loco_root):
+    with pytest.raises(DataLayoutError, match="unknown category 'gadgets'.*Categories found: widgets"):
+        LocoDataModule(str(loco_root), "gadgets").setup()
+    assert list_categories(loco_root) == ["widgets"]
+
+
+def test_unreadable_image_names_file(loco_root):
+    bad = loco_root / "widgets" / "test" / "good" / "000.png"
+    bad.write_bytes(b"not a png")
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=1, image_size=32)
+    dm.setup()
+    with pytest.raises(ImageReadError, match="000.png"):
+        [dm.dataset("test")[i] for i in range(len(dm.dataset("test")))]
+
+
+def test_truncated_image(tmp_path):
+    p = tmp_path / "t.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(p)
+    p.write_bytes(p.read_bytes()[:40])
+    with pytest.raises(ImageReadError, match="t.png"):
+        read_rgb(p)
+
+
+@pytest.mark.parametrize(
+    "array,mode",
+    [
+        (np.full((8, 8), 128, np.uint8), "L"),
+        (np.full((8, 8, 4), [255, 0, 0, 255], np.uint8), "RGBA"),
+        (np.full((8, 8), 65535 // 2, np.uint16), "I;16"),
+    ],
+)
+def test_odd_images_become_rgb_uint8(tmp_path, array, mode):
+    p = tmp_path / "odd.png"
+    Image.fromarray(array).save(p)
+    assert Image.open(p).mode.startswith(mode[0])
+    rgb = read_rgb(p)
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    if mode == "I;16":
+        assert abs(int(rgb[0, 0, 0]) - 128) <= 1  # scaled by the 16-bit range
+    if mode == "RGBA":
+        assert tuple(rgb[0, 0]) == (255, 0, 0)

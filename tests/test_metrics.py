@@ -1,0 +1,69 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+from locoad.metrics import auroc, f1_floor, f1_max, image_metrics, pixel_auroc
+
+
+def sklearn_f1_max(y, s):
+    p, r, _ = precision_recall_curve(y, s)
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0)
+    return f1.max()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_f1_max_and_auroc_match_sklearn_on_random_inputs(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 200))
+    y = rng.integers(0, 2, n)
+    y[0], y[1] = 0, 1
+    # Coarse rounding creates many ties.
+    s = np.round(rng.normal(size=n) + y * rng.uniform(0, 2), int(rng.integers(0, 3)))
+    assert f1_max(y, s) == pytest.approx(sklearn_f1_max(y, s), abs=1e-12)
+    assert auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_edge_cases():
+    assert f1_max([0, 1], [0.0, 1.0]) == 1.0
+    # All scores tied: the only threshold flags everything -> the all-anomalous floor.
+    y = np.array([0, 0, 1, 1, 1])
+    assert f1_max(y, np.zeros(5)) == pytest.approx(f1_floor(y))
+    assert auroc(y, np.zeros(5)) == 0.5
+    # Perfectly inverted scores still flag everything at the lowest threshold.
+    assert f1_max([1, 1, 0, 0], [0.0, 0.1, 0.8, 0.9]) == pytest.approx(f1_floor([1, 1, 0, 0]))
+
+
+def test_one_class_gives_nan_with_warning():
+    with pytest.warns(UserWarning, match="one class"):
+        assert np.isnan(f1_max([1, 1, 1], [0.1, 0.2, 0.3]))
+    with pytest.warns(UserWarning, match="one class"):
+        assert np.isnan(auroc([0, 0], [0.1, 0.2]))
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="differ in length"):
+        f1_max([0, 1], [0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        f1_max([0, 1], [0.1, float("nan")])
+
+
+def test_image_metrics_splits_by_type():
+    types = np.array(["good"] * 4 + ["logical_anomalies"] * 2 + ["structural_anomalies"] * 2)
+    labels = (types != "good").astype(int)
+    scores = np.array([0, 0.1, 0.2, 0.3, 0.9, 0.8, 0.15, 0.25])  # structural overlaps good
+    m = image_metrics(scores, labels, types)
+    assert m["logical"] == {"f1_max": 1.0, "auroc": 1.0}
+    assert m["structural"]["auroc"] == pytest.approx(roc_auc_score([0, 0, 0, 0, 1, 1], [0, 0.1, 0.2, 0.3, 0.15, 0.25]))
+    assert m["auroc"] == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_pixel_auroc():
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 8, 8)) > 0.8
+    maps = masks + rng.normal(0, 0.5, masks.shape)
+    assert pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert np.isnan(pixel_auroc(np.zeros((2, 4, 4)), np.ones((2, 4, 4))))
