@@ -25,12 +25,30 @@ log = logging.getLogger(__name__)
 
 # variant (an aot.configs.models module) -> official PRE_YTB_DAV checkpoint and its download.
 DEAOT_CHECKPOINTS: dict[str, tuple[str, str]] = {
-    "deaott": ("DeAOTT_PRE_YTB_DAV.pth", "https://drive.google.com/file/d/1ThWIZQS03cYWx1EKNN8MIMnJS5eRowzr"),
-    "deaots": ("DeAOTS_PRE_YTB_DAV.pth", "https://drive.google.com/file/d/1YwIAV5tBtn5spSFxKLBQBEQGwPHyQlHi"),
-    "deaotb": ("DeAOTB_PRE_YTB_DAV.pth", "https://drive.google.com/file/d/1BHxsonnvJXylqHlZ1zJHHc-ymKyq-CFf"),
-    "deaotl": ("DeAOTL_PRE_YTB_DAV.pth", "https://drive.google.com/file/d/18elNz_wi9JyVBcIUYKhRdL08MA-FqHD5"),
-    "r50_deaotl": ("R50_DeAOTL_PRE_YTB_DAV.pth", "https://drive.google.com/file/d/1QoChMkTVxdYZ_eBlZhK2acq9KMQZccPJ"),
-    "swinb_deaotl": ("SwinB_DeAOTL_PRE_YTB_DAV.pth", "https://drive.google.com/file/d/1g4E-F0RPOx9Nd6J7tU9AE1TjsouL4oZq"),
+    "deaott": (
+        "DeAOTT_PRE_YTB_DAV.pth",
+        "https://drive.google.com/file/d/1ThWIZQS03cYWx1EKNN8MIMnJS5eRowzr",
+    ),
+    "deaots": (
+        "DeAOTS_PRE_YTB_DAV.pth",
+        "https://drive.google.com/file/d/1YwIAV5tBtn5spSFxKLBQBEQGwPHyQlHi",
+    ),
+    "deaotb": (
+        "DeAOTB_PRE_YTB_DAV.pth",
+        "https://drive.google.com/file/d/1BHxsonnvJXylqHlZ1zJHHc-ymKyq-CFf",
+    ),
+    "deaotl": (
+        "DeAOTL_PRE_YTB_DAV.pth",
+        "https://drive.google.com/file/d/18elNz_wi9JyVBcIUYKhRdL08MA-FqHD5",
+    ),
+    "r50_deaotl": (
+        "R50_DeAOTL_PRE_YTB_DAV.pth",
+        "https://drive.google.com/file/d/1QoChMkTVxdYZ_eBlZhK2acq9KMQZccPJ",
+    ),
+    "swinb_deaotl": (
+        "SwinB_DeAOTL_PRE_YTB_DAV.pth",
+        "https://drive.google.com/file/d/1g4E-F0RPOx9Nd6J7tU9AE1TjsouL4oZq",
+    ),
 }
 MODEL_ZOO = "https://github.com/yoxu515/aot-benchmark/blob/main/MODEL_ZOO.md"
 # Frames are normalised as aot.dataloaders.video_transforms.MultiToTensor does.
@@ -50,7 +68,9 @@ def majority_assignment(
     among reference ids.
     """
     if segments.shape != propagated.shape:
-        raise ValueError(f"shape mismatch: segments {segments.shape}, propagated {propagated.shape}")
+        raise ValueError(
+            f"shape mismatch: segments {segments.shape}, propagated {propagated.shape}"
+        )
     seg = segments.astype(np.int64).ravel()
     prop = propagated.astype(np.int64).ravel()
     if prop.size and (prop.min() < 0 or prop.max() >= unmatched_id):
@@ -114,7 +134,10 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
                 f"missing keys (e.g. {result.missing_keys[:3]}); is it the {DEAOT_CHECKPOINTS[variant][0]} file?"
             )
         if result.unexpected_keys:
-            warnings.warn(f"ignored {len(result.unexpected_keys)} unexpected keys in {checkpoint}", stacklevel=2)
+            warnings.warn(
+                f"ignored {len(result.unexpected_keys)} unexpected keys in {checkpoint}",
+                stacklevel=2,
+            )
     return model.eval()
 
 
@@ -141,7 +164,9 @@ class DeAOTAligner(Aligner):
     ):
         super().__init__(reference_index=reference_index)
         if variant not in DEAOT_CHECKPOINTS:
-            raise ValueError(f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}")
+            raise ValueError(
+                f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}"
+            )
         fname, url = DEAOT_CHECKPOINTS[variant]
         if checkpoint is None and not allow_random_weights:
             raise ValueError(

@@ -77,12 +77,18 @@ class SamSegmenter(Segmenter):
         drop_background: bool = True,
         max_segments: int = 64,
     ):
-        super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
+        super().__init__(
+            min_area=min_area, drop_background=drop_background, max_segments=max_segments
+        )
         known = [*SAM_CHECKPOINTS, TEST_MODEL_TYPE]
         if model_type not in known:
             raise ValueError(f"unknown SAM model_type {model_type!r}; expected one of {known}")
         if (checkpoint is None or model_type == TEST_MODEL_TYPE) and not allow_random_weights:
-            what = "the test-only architecture 'vit_tiny'" if model_type == TEST_MODEL_TYPE else "checkpoint=None"
+            what = (
+                "the test-only architecture 'vit_tiny'"
+                if model_type == TEST_MODEL_TYPE
+                else "checkpoint=None"
+            )
             raise ValueError(
                 f"SamSegmenter with {what} runs with random weights; set "
                 f"segmenter.checkpoint to {SAM_CHECKPOINTS.get(model_type, 'the official SAM file')} "
@@ -97,7 +103,9 @@ class SamSegmenter(Segmenter):
             )
         if min_mask_region_area > 0 and importlib.util.find_spec("cv2") is None:
             # segment_anything's small-region removal imports OpenCV lazily, mid-run.
-            raise ImportError("min_mask_region_area > 0 needs opencv-python (pip install opencv-python-headless)")
+            raise ImportError(
+                "min_mask_region_area > 0 needs opencv-python (pip install opencv-python-headless)"
+            )
         self.model_type = model_type
         self.checkpoint = checkpoint
         self.allow_random_weights = allow_random_weights
