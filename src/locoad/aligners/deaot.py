@@ -121,8 +121,10 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
     # model reads without creating result directories on disk.
     cfg = DefaultEngineConfig("locoad", variant)
     # Without spatial_correlation_sampler the layers print a notice and fall back to pure PyTorch.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()) as notices:
         model = build_vos_model(cfg.MODEL_VOS, cfg)
+    if "Correlation" in notices.getvalue():
+        log.info("spatial_correlation_sampler not installed: DeAOT uses its pure-PyTorch fallback")
     if checkpoint is not None:
         obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
