@@ -142,9 +142,12 @@ class SevenFeatureModel(nn.Module):
             self.feat_std = allp.std(1).clamp_min(1e-6) if allp.shape[1] > 1 else torch.ones_like(self.feat_mean)
         ref = shots[0]
         if ref.segments.max() == 0:
-            raise ValueError(
+            # Still a valid model: every segment of every image becomes "unmatched" and the
+            # class features degrade to foreground statistics. Say so loudly.
+            log.warning(
                 "the reference image (first shot) has no foreground segment: the segmenter found only "
-                "background. Check segmenter settings (e.g. min_area) or choose another data.seed."
+                "background, so alignment has no classes. Check the segmenter (weights, min_area) "
+                "or choose another data.seed."
             )
         self.aligner.fit(SegmentedImage(ref.rgb, ref.segments, self.normalise(ref.features)))
         maps = [ref.segments.astype(np.int64)] + [self.align(s) for s in shots[1:]]

@@ -1,0 +1,112 @@
+"""LightningDataModule for LOCO-layout data (MVTec LOCO AD, synthetic, or a user's own)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from locoad.data.dataset import LocoDataset
+from locoad.data.layout import DataLayoutError, Sample, category_dir, list_split
+
+log = logging.getLogger(__name__)
+
+
+def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[Sample]:
+    """Draw ``k_shot`` training images reproducibly; ``None`` or ``0`` takes all (full-shot).
+
+    A fixed permutation per seed makes smaller shot sets prefixes of larger ones, so the
+    reference (first) image is the same for 1, 2, 4 and 8 shots.
+    """
+    if not k_shot:
+        return list(samples)
+    if k_shot < 0:
+        raise DataLayoutError(f"data.k_shot must be positive or null (full-shot), got {k_shot}")
+    if k_shot > len(samples):
+        raise DataLayoutError(
+            f"data.k_shot={k_shot} but only {len(samples)} training images exist; "
+            f"use data.k_shot<={len(samples)} or data.k_shot=null for full-shot"
+        )
+    order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
+    return [samples[i] for i in order]
+
+
+class LocoDataModule(L.LightningDataModule):
+    """Train = the k shots (reference first), validation = validation/good, test = test/*.
+
+    ``synthetic`` (a dict of :func:`locoad.data.synthetic.generate` kwargs) generates the data
+    into ``root`` on first use; leave it ``None`` for data on disk.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        category: str,
+        k_shot: int | None = 4,
+        seed: int = 0,
+        image_size: int = 518,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        synthetic: dict | None = None,
+    ):
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.category = category
+        self.k_shot = k_shot
+        self.seed = seed
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.synthetic = dict(synthetic) if synthetic else None
+        self._splits: dict[str, list[Sample]] | None = None
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            from locoad.data.synthetic import generate
+
+            generate(self.root, **self.synthetic)
+
+    @property
+    def splits(self) -> dict[str, list[Sample]]:
+        if self._splits is None:
+            self.prepare_data()
+            cdir = category_dir(self.root, self.category)
+            train = list_split(cdir, "train")
+            self._splits = {
+                "train": select_shots(train, self.k_shot, self.seed),
+                "validation": list_split(cdir, "validation"),
+                "test": list_split(cdir, "test"),
+            }
+            log.info(
+                "data %s/%s: %d shots, %d validation, %d test",
+                self.root, self.category, len(self._splits["train"]), len(self._splits["validation"]),
+                len(self._splits["test"]),
+            )
+        return self._splits
+
+    def setup(self, stage: str | None = None) -> None:
+        _ = self.splits  # fail early, before any model work, on a bad layout
+
+    def dataset(self, split: str) -> LocoDataset:
+        return LocoDataset(self.splits[split], self.image_size)
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=False,  # order matters: the first shot is the alignment reference
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

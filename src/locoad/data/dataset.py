@@ -1,0 +1,66 @@
+"""Torch dataset over LOCO-layout samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from locoad.data.image_io import read_mask, read_rgb
+from locoad.data.layout import Sample
+
+
+def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    return np.array(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+
+
+def resize_labels(a: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize for masks and label maps (keeps ids exact)."""
+    if a.shape[:2] == (size, size):
+        return a
+    mode = "L" if a.max(initial=0) < 256 else "I"
+    im = Image.fromarray(a.astype(np.uint8 if mode == "L" else np.int32), mode=mode)
+    return np.asarray(im.resize((size, size), Image.NEAREST))
+
+
+class LocoDataset(Dataset):
+    """Items are dicts:
+
+    image (3, S, S) float in [0, 1]; label int (1 = anomalous); anomaly_type str; path str;
+    mask (S, S) float, the union of the ground-truth region masks (zeros for good images);
+    num_regions int; parts (S, S) int64 true part ids, -1 where the data set has none.
+    """
+
+    def __init__(self, samples: Sequence[Sample], image_size: int = 518):
+        self.samples = list(samples)
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.samples[i]
+        size = self.image_size
+        rgb = np.ascontiguousarray(resize_rgb(read_rgb(s.path), size))
+        mask = np.zeros((size, size), dtype=bool)
+        for m in s.masks:
+            mask |= resize_labels(read_mask(m).astype(np.uint8), size) > 0
+        parts = (
+            resize_labels(np.asarray(Image.open(s.part_labels)), size).astype(np.int64)
+            if s.part_labels is not None
+            else np.full((size, size), -1, dtype=np.int64)
+        )
+        return {
+            "image": torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0),
+            "label": s.label,
+            "anomaly_type": s.anomaly_type,
+            "path": str(s.path),
+            "mask": torch.from_numpy(mask).float(),
+            "num_regions": len(s.masks),
+            "parts": torch.from_numpy(parts),
+        }

@@ -1,0 +1,76 @@
+"""Robust image reading: every odd input becomes (H, W, 3) uint8 RGB or a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from locoad.errors import LocoadError
+
+
+class ImageReadError(LocoadError, ValueError):
+    """An image file could not be read; the message names the file and the fix."""
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.integer):
+        # 16-bit images (PIL gives uint16 or int32): scale by the 16-bit range, not the
+        # image's own max, so brightness stays comparable across images.
+        return np.clip(a.astype(np.float64) * (255.0 / 65535.0), 0, 255).round().astype(np.uint8)
+    a = a.astype(np.float64)
+    if a.max(initial=0) <= 1.0:
+        a = a * 255.0
+    return np.clip(a, 0, 255).round().astype(np.uint8)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read any PIL-readable image as (H, W, 3) uint8 RGB.
+
+    Grayscale is replicated to 3 channels, alpha is composited on black (industrial
+    images with alpha are rare; a transparent background then reads as background),
+    16-bit images are scaled to 8 bits. Corrupt or truncated files raise ImageReadError.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                rgba = np.asarray(im, dtype=np.float64) / 255.0
+                rgb = rgba[..., :3] * rgba[..., 3:4]
+                return np.round(rgb * 255).astype(np.uint8)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                a = _to_uint8(np.asarray(im))
+            elif im.mode != "RGB":
+                a = np.asarray(im.convert("RGB"))
+            else:
+                a = np.asarray(im)
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(
+            f"cannot read image {path}: {e}. Replace or delete the file (re-export it as PNG/JPEG)."
+        ) from e
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(_to_uint8(a[..., :3]))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a ground-truth mask as (H, W) bool (any non-zero pixel is anomalous)."""
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageReadError(f"cannot read mask {path}: {e}") from e
+    if a.ndim == 3:
+        a = a[..., :3].max(axis=2)
+    return a > 0

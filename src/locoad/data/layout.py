@@ -1,0 +1,100 @@
+"""The MVTec LOCO AD folder layout, discovered with clear errors for every wrong input.
+
+    <root>/<category>/train/good/*.png
+    <root>/<category>/validation/good/*.png
+    <root>/<category>/test/{good,logical_anomalies,structural_anomalies}/*.png
+    <root>/<category>/ground_truth/<type>/<image-id>/000.png, 001.png, ...
+    <root>/<category>/part_labels/<split>/<type>/<image-id>.png   (synthetic data only)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from locoad.errors import LocoadError
+
+LOCO_CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
+ANOMALY_TYPES = ("logical_anomalies", "structural_anomalies")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+LOCO_URL = "https://www.mvtec.com/company/research/datasets/mvtec-loco"
+
+
+class DataLayoutError(LocoadError, ValueError):
+    """The data on disk does not match the LOCO layout; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image with its label. ``masks`` are the separate ground-truth region masks."""
+
+    path: Path
+    split: str
+    anomaly_type: str  # "good", "logical_anomalies" or "structural_anomalies"
+    masks: tuple[Path, ...] = field(default_factory=tuple)
+    part_labels: Path | None = None
+
+    @property
+    def label(self) -> int:
+        return int(self.anomaly_type != "good")
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def list_categories(root: str | Path) -> list[str]:
+    """Category folders under ``root`` (any folder with a train/good subfolder)."""
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir()) if root.is_dir() else []
+
+
+def category_dir(root: str | Path, category: str) -> Path:
+    """Resolve ``root/category`` or raise DataLayoutError naming the fix."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(
+            f"data root {root} does not exist. Download MVTec LOCO AD from {LOCO_URL} and extract it "
+            f"there (so that {root}/<category>/train/good exists), set data.root=<path>, or use "
+            "data=synthetic for the built-in synthetic data."
+        )
+    found = list_categories(root)
+    if category not in found:
+        hint = "" if category not in LOCO_CATEGORIES else f" ({category} is an MVTec LOCO category not extracted there)"
+        raise DataLayoutError(
+            f"unknown category {category!r} under {root}{hint}. Categories found: "
+            f"{', '.join(found) if found else 'none (no <category>/train/good folders)'}."
+        )
+    return root / category
+
+
+def _part_label(cdir: Path, split: str, kind: str, img: Path) -> Path | None:
+    p = cdir / "part_labels" / split / kind / f"{img.stem}.png"
+    return p if p.exists() else None
+
+
+def list_split(cdir: Path, split: str) -> list[Sample]:
+    """Samples of ``train``/``validation`` (good only) or ``test`` (all types)."""
+    if split in ("train", "validation"):
+        folder = cdir / split / "good"
+        if not folder.is_dir():
+            if split == "validation":
+                return []
+            raise DataLayoutError(f"missing folder {folder}: the LOCO layout needs <category>/train/good")
+        return [Sample(p, split, "good", part_labels=_part_label(cdir, split, "good", p)) for p in _images(folder)]
+    if split != "test":
+        raise ValueError(f"unknown split {split!r}; use train, validation or test")
+    test = cdir / "test"
+    if not test.is_dir():
+        raise DataLayoutError(f"missing folder {test}: the LOCO layout needs <category>/test/<type>/")
+    out: list[Sample] = []
+    for kind in sorted(p.name for p in test.iterdir() if p.is_dir()):
+        for img in _images(test / kind):
+            masks: tuple[Path, ...] = ()
+            if kind != "good":
+                gt = cdir / "ground_truth" / kind / img.stem
+                masks = tuple(_images(gt)) if gt.is_dir() else ()
+            out.append(Sample(img, "test", kind, masks, _part_label(cdir, "test", kind, img)))
+    if not out:
+        raise DataLayoutError(f"no test images under {test}")
+    return out

@@ -1,0 +1,454 @@
+"""Render synthetic LOCO-like scenes, inject anomalies and write the MVTec LOCO AD layout.
+
+Every image is fully described by its scene metadata (parts, pose, lighting, noise seed and
+structural defects): :func:`render_scene` turns such a dict back into the exact same pixels,
+which is what the tests use to compare an anomaly with its defect-free twin.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
+
+GENERATOR = "locoad.data.synthetic"
+VERSION = 1
+STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
+# (split, type) in LOCO order; the index seeds the per-image random generator.
+SPLITS: tuple[tuple[str, str], ...] = (
+    ("train", "good"), ("validation", "good"), ("test", "good"),
+    ("test", "logical_anomalies"), ("test", "structural_anomalies"))
+# Foreign colours for contamination: none of them is a part colour of any category.
+FOREIGN: dict[str, tuple[int, int, int]] = {
+    "moss": (46, 104, 44), "magenta": (192, 44, 150), "soot": (34, 30, 28),
+    "cyan": (36, 170, 192), "rust": (150, 62, 22), "chalk": (248, 248, 244)}
+MIN_DEFECT_AREA = 0.001  # fraction of the image a ground-truth mask must at least cover
+
+
+@dataclass
+class Rendered:
+    """Pixels of one scene: image, true part-type map, part-uid map, one mask per defect."""
+
+    rgb: np.ndarray  # (S, S, 3) uint8
+    part_labels: np.ndarray  # (S, S) uint8, 0 background, 1..P part type id
+    uids: np.ndarray  # (S, S) int32, 0 background, else the uid of the visible part
+    defect_masks: list[np.ndarray]  # bool (S, S), aligned with meta["defects"]
+
+
+# --- geometry --------------------------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised pixel-centre coordinates (X, Y) of a size x size image."""
+    c = (np.arange(size) + 0.5) / size
+    x, y = np.meshgrid(c, c)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+def _posed(pose: dict, point: Iterable[float]) -> tuple[float, float]:
+    """Local scene coordinates -> image coordinates (rotation about the centre, then shift)."""
+    a = math.radians(pose["angle"])
+    dx, dy = (float(v) - 0.5 for v in point)
+    return (math.cos(a) * dx - math.sin(a) * dy + 0.5 + pose["shift"][0],
+            math.sin(a) * dx + math.cos(a) * dy + 0.5 + pose["shift"][1])
+
+
+def _segment_distance(x: np.ndarray, y: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Distance of every (x, y) to the polyline through ``points`` (N, 2)."""
+    best = np.full(x.shape, np.inf)
+    for (ax, ay), (bx, by) in zip(points[:-1], points[1:]):
+        vx, vy = bx - ax, by - ay
+        t = np.clip(((x - ax) * vx + (y - ay) * vy) / max(vx * vx + vy * vy, 1e-12), 0, 1)
+        best = np.minimum(best, np.hypot(x - ax - t * vx, y - ay - t * vy))
+    return best
+
+
+# Shape tests in the part's own frame: u along its width, v along its height, both in [-1, 1].
+SHAPES = {
+    "ellipse": lambda u, v, p: u * u + v * v <= 1,
+    "rect": lambda u, v, p: (np.abs(u) <= 1) & (np.abs(v) <= 1),
+    "ring": lambda u, v, p: (u * u + v * v <= 1) & (u * u + v * v >= p["inner"] ** 2),
+    "hexagon": lambda u, v, p: (np.abs(v) <= 0.866) & (1.732 * np.abs(u) + np.abs(v) <= 1.732),
+    # Shaft plus a wider head at the +u end.
+    "screw": lambda u, v, p: (np.abs(u) <= 1) & ((np.abs(v) <= 0.5) | ((u >= 0.8) & (np.abs(v) <= 1))),
+    # Body, a shoulder that narrows linearly, and the neck.
+    "bottle": lambda u, v, p: (v <= 1) & (
+        ((v >= -0.42) & (np.abs(u) <= 1)) | ((v >= -1) & (np.abs(u) <= 0.38))
+        | ((v >= -0.58) & (np.abs(u) <= 0.38 + 0.62 * (v + 0.58) / 0.16))),
+}
+
+
+def _rasterize(part: Part, pose: dict, size: int, noise_seed: int
+               ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """The part's bounding box, its mask there and a mild shading factor (curved surface)."""
+    if part["shape"] == "polyline":
+        pts = np.array([_posed(pose, p) for p in part["points"]])
+        half = part["size"][0] / 2
+        lo, hi = pts.min(0) - half, pts.max(0) + half
+    else:
+        cx, cy = _posed(pose, part["center"])
+        r = 0.5 * math.hypot(*part["size"])
+        lo, hi = np.array([cx - r, cy - r]), np.array([cx + r, cy + r])
+    x0, y0 = np.maximum(np.floor(lo * size).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(hi * size).astype(int) + 1, size)
+    box = (slice(y0, y1), slice(x0, x1))
+    x, y = (g[box] for g in _grid(size))
+    if part["shape"] == "polyline":
+        v = _segment_distance(x, y, pts) / half
+        mask, shade = v <= 1, 1.0 - 0.25 * v * v  # a round cable: darker towards its sides
+    else:
+        a = math.radians(part["angle"] + pose["angle"])
+        dx, dy = x - cx, y - cy
+        u = (dx * math.cos(a) + dy * math.sin(a)) / (part["size"][0] / 2)
+        v = (-dx * math.sin(a) + dy * math.cos(a)) / (part["size"][1] / 2)
+        mask = SHAPES[part["shape"]](u, v, part)
+        # Darker rim plus a light from the top left (in image coordinates).
+        ix, iy = dx / (part["size"][0] / 2), dy / (part["size"][1] / 2)
+        shade = 1.0 - 0.07 * np.minimum(u * u + v * v, 2.0) - 0.04 * (ix + iy)
+    if part.get("grain"):  # granular fill (cereal): a fine multiplicative texture
+        rng = np.random.default_rng([noise_seed, 2, part["uid"]])
+        n = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 1.0)
+        shade = shade * (1.0 + part["grain"] * n / (n.std() + 1e-6))
+    return box, mask, shade
+
+
+def _disk(center: Iterable[float], radius: float, size: int) -> np.ndarray:
+    x, y = _grid(size)
+    cx, cy = center
+    return (x - cx) ** 2 + (y - cy) ** 2 <= radius**2
+
+
+@lru_cache(maxsize=8)
+def _background(rgb: tuple[int, int, int], size: int, noise_seed: int) -> np.ndarray:
+    """Background colour with a subtle low-frequency mottle and a fine grain (read-only;
+    cached because an anomaly renders the same scene several times)."""
+    rng = np.random.default_rng([noise_seed, 0])
+    c = (np.arange(size) + 0.5) / size
+    low = np.zeros((size, size))
+    for fx, fy, ph in rng.uniform((-2.5, -2.5, 0), (2.5, 2.5, 2 * np.pi), (4, 3)):
+        # cos(a + b) = cos a cos b - sin a sin b: two outer products instead of a full cos
+        a, b = 2 * np.pi * fx * c + ph, 2 * np.pi * fy * c
+        low += np.outer(np.cos(b), np.cos(a)) - np.outer(np.sin(b), np.sin(a))
+    fine = ndimage.gaussian_filter(rng.standard_normal((size, size)), 1.0)
+    texture = 1.0 + 0.015 * low + 0.012 * fine / (fine.std() + 1e-6)
+    out = (texture[..., None] * np.asarray(rgb)).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=8)
+def _sensor_noise(size: int, noise_seed: int) -> np.ndarray:
+    """Unit Gaussian pixel noise (read-only, cached like the background)."""
+    out = np.random.default_rng([noise_seed, 1]).standard_normal((size, size, 3), np.float32)
+    out.flags.writeable = False
+    return out
+
+
+# --- rendering -------------------------------------------------------------------------------
+def render_scene(meta: dict, image_size: int) -> Rendered:
+    """Render the scene described by ``meta`` (parts, pose, lighting, noise, defects)."""
+    s, seed = image_size, meta["noise_seed"]
+    canvas = _background(COLOURS[REGISTRY[meta["category"]].background], s, seed).copy()
+    uids = np.zeros((s, s), np.int32)
+    labels = np.zeros((s, s), np.uint8)
+    defects = meta.get("defects", [])
+    masks = [np.zeros((s, s), bool) for _ in defects]
+    breaks = [i for i, d in enumerate(defects) if d["kind"] == "break"]
+    for part in meta["parts"]:
+        box, mask, shade = _rasterize(part, meta["pose"], s, seed)
+        for i in breaks:
+            if defects[i]["uid"] == part["uid"]:  # the chunk shows what lies beneath
+                cut = _disk(defects[i]["center"], defects[i]["radius"], s)[box]
+                masks[i][box] |= mask & cut
+                mask = mask & ~cut
+            masks[i][box] &= ~mask  # a part drawn later hides the hole
+        canvas[box][mask] = np.asarray(part["rgb"]) * shade[mask, None]
+        uids[box][mask] = part["uid"]
+        labels[box][mask] = part["type_id"]
+    x, y = _grid(s)
+    for i, d in enumerate(defects):
+        if d["kind"] == "break":
+            continue
+        if d["kind"] == "contamination":
+            blob = np.zeros((s, s), bool)
+            for bx, by, rx, ry, ang in d["blobs"]:
+                c, sn = math.cos(ang), math.sin(ang)
+                u, v = ((x - bx) * c + (y - by) * sn) / rx, (-(x - bx) * sn + (y - by) * c) / ry
+                blob |= u * u + v * v <= 1
+            r2 = ((x - d["center"][0]) ** 2 + (y - d["center"][1]) ** 2) / d["radius"] ** 2
+            canvas[blob] = np.asarray(d["rgb"]) * (1.0 - 0.15 * np.minimum(r2, 1.0))[blob, None]
+            masks[i] = blob
+            continue
+        on = uids == d["uid"]
+        if d["kind"] == "dent":  # a smooth, compactly supported darkening (or glint)
+            r2 = ((x - d["center"][0]) ** 2 + (y - d["center"][1]) ** 2) / d["radius"] ** 2
+            masks[i] = on & (r2 < 1)
+            profile = np.where(masks[i], (1 - np.minimum(r2, 1)) ** 2, 0.0)
+            canvas *= (1.0 - d["strength"] * profile)[..., None].astype(np.float32)
+        elif d["kind"] == "scratch":
+            line = on & (_segment_distance(x, y, np.array([d["p0"], d["p1"]])) <= d["width"] / 2)
+            canvas[line] = d["rgb"]
+            masks[i] = ndimage.binary_dilation(line, iterations=max(1, s // 85))  # annotator slack
+    light = meta["lighting"]
+    field = light["brightness"] * (1 + light["gradient"][0] * (x - 0.5)
+                                   + light["gradient"][1] * (y - 0.5))
+    canvas *= field.astype(np.float32)[..., None] * np.asarray(light["white_balance"], np.float32)
+    canvas += light["noise_sigma"] * _sensor_noise(s, seed)
+    rgb = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    return Rendered(rgb, labels, uids, masks)
+
+
+def sample_scene(category: str, rng: np.random.Generator) -> dict:
+    """A normal scene of ``category`` with random pose, lighting and noise seed."""
+    cat = REGISTRY[category]
+    parts = cat.sample(rng)
+    return {
+        "category": category,
+        "pose": {"angle": rng.uniform(-3, 3), "shift": [rng.uniform(-0.015, 0.015) for _ in "xy"]},
+        "lighting": {"brightness": rng.uniform(0.86, 1.12),
+                     "white_balance": [rng.uniform(0.95, 1.05) for _ in "rgb"],
+                     "gradient": [rng.uniform(-0.08, 0.08) for _ in "xy"],
+                     "noise_sigma": rng.uniform(1.0, 2.5)},
+        "noise_seed": int(rng.integers(2**31)),
+        "parts": parts,
+        "anomaly": None,
+        "defects": [],
+    }
+
+
+# --- anomalies -------------------------------------------------------------------------------
+def _pick(mask: np.ndarray, rng: np.random.Generator) -> list[float] | None:
+    """Normalised centre of a random True pixel of ``mask``."""
+    idx = np.flatnonzero(mask)
+    if not idx.size:
+        return None
+    row, col = divmod(int(idx[rng.integers(idx.size)]), mask.shape[1])
+    return [(col + 0.5) / mask.shape[1], (row + 0.5) / mask.shape[0]]
+
+
+def _visible(before: Rendered, after: Rendered, defect: np.ndarray) -> bool:
+    """A defect counts when its mask is large enough and the pixels there really changed."""
+    if defect.sum() < MIN_DEFECT_AREA * defect.size:
+        return False
+    diff = np.abs(before.rgb.astype(np.int16) - after.rgb.astype(np.int16)).max(-1)
+    return float(diff[defect].mean()) >= 8.0
+
+
+def _propose_defect(kind: str, cat: Category, meta: dict, clean: Rendered,
+                    rng: np.random.Generator) -> dict:
+    """Parameters (image coordinates) of one structural defect on the clean render."""
+    s = clean.uids.shape[0]
+    areas = np.bincount(clean.uids.ravel(), minlength=max(p["uid"] for p in meta["parts"]) + 1)
+    targets = [p for p in meta["parts"]
+               if p["kind"] in cat.structural_targets and areas[p["uid"]] >= 0.003 * s * s]
+    weights = np.array([areas[p["uid"]] for p in targets], dtype=float)
+    if kind not in ("scratch", "break"):  # these need room: favour large parts more strongly
+        weights = np.sqrt(weights)
+    part = targets[rng.choice(len(targets), p=weights / weights.sum())]
+    visible = clean.uids == part["uid"]
+    inner = ndimage.binary_erosion(visible, iterations=max(1, s // 64))
+    centre = _pick(inner, rng) or _pick(visible, rng)
+    equiv_r = math.sqrt(areas[part["uid"]] / math.pi) / s
+    lum = float(np.dot(part["rgb"], (0.3, 0.59, 0.11)))
+    if kind == "scratch":
+        a, half = rng.uniform(0, math.pi), rng.uniform(0.12, 0.2)
+        d = (half * math.cos(a), half * math.sin(a))
+        shade = (44, 40, 38) if lum > 110 else (236, 234, 226)
+        return {"kind": kind, "uid": part["uid"], "p0": [centre[0] - d[0], centre[1] - d[1]],
+                "p1": [centre[0] + d[0], centre[1] + d[1]], "width": max(1.6 / s, 0.012),
+                "rgb": [int(np.clip(c + rng.integers(-8, 9), 0, 255)) for c in shade]}
+    if kind == "dent":  # dark parts get a bright glint instead: a darker dent would not show
+        strength = rng.uniform(0.35, 0.5) if lum > 90 else -rng.uniform(0.6, 0.9)
+        return {"kind": kind, "uid": part["uid"], "center": centre,
+                "radius": min(rng.uniform(0.065, 0.095), 0.9 * equiv_r), "strength": strength}
+    if kind == "break":  # bite into the part from an edge where it lies on something below
+        order = {p["uid"]: k for k, p in enumerate(meta["parts"])}
+        below = (clean.uids == 0) | np.isin(clean.uids, [u for u, k in order.items()
+                                                         if k < order[part["uid"]]])
+        edge = visible & ndimage.binary_dilation(below)
+        return {"kind": kind, "uid": part["uid"], "center": _pick(edge, rng) or centre,
+                "radius": min(rng.uniform(0.08, 0.11), 0.8 * equiv_r)}
+    # contamination: on a part, or on the background close to the parts
+    if rng.random() < 0.4:
+        near = ndimage.distance_transform_edt(clean.uids == 0)
+        x, y = _grid(s)
+        border = np.minimum.reduce([x, y, 1 - x, 1 - y])
+        centre = _pick((near >= 0.015 * s) & (near <= 0.05 * s) & (border >= 0.13), rng) or centre
+    radius = rng.uniform(0.05, 0.075)
+    blobs = []
+    for _ in range(int(rng.integers(3, 6))):
+        off_r, off_a = radius * 0.6 * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
+        blobs.append([centre[0] + off_r * math.cos(off_a), centre[1] + off_r * math.sin(off_a),
+                      radius * rng.uniform(0.55, 0.9), radius * rng.uniform(0.45, 0.8),
+                      rng.uniform(0, math.pi)])
+    row, col = (min(int(c * s), s - 1) for c in centre[::-1])
+    local = clean.rgb[max(row - 2, 0):row + 3, max(col - 2, 0):col + 3].reshape(-1, 3).mean(0)
+    names = sorted(FOREIGN, key=lambda n: -np.linalg.norm(np.subtract(FOREIGN[n], local)))
+    name = names[rng.integers(2)]  # one of the two colours that stand out most here
+    return {"kind": kind, "center": centre, "radius": radius, "blobs": blobs, "colour": name,
+            "rgb": list(FOREIGN[name])}
+
+
+def make_structural(meta: dict, kinds: list[str], rng: np.random.Generator, size: int
+                    ) -> tuple[dict, Rendered]:
+    """Add one visible defect per requested kind (falling back to other kinds if needed)."""
+    cat, clean = REGISTRY[meta["category"]], render_scene(meta, size)
+    defects: list[dict] = []
+    for kind in kinds:
+        order = [kind] + [k for k in STRUCTURAL_KINDS if k != kind]
+        for attempt in range(12):
+            d = _propose_defect(order[attempt // 4], cat, meta, clean, rng)
+            trial = render_scene({**meta, "defects": [d]}, size)
+            if _visible(clean, trial, trial.defect_masks[0]):
+                defects.append(d)
+                break
+    if not defects:
+        raise RuntimeError(f"no visible structural defect for {meta['category']}")
+    out = {**meta, "defects": defects,
+           "anomaly": {"class": "structural", "kinds": [d["kind"] for d in defects]}}
+    return out, render_scene(out, size)
+
+
+def make_logical(meta: dict, kind: str, rng: np.random.Generator, size: int
+                 ) -> tuple[dict, Rendered, np.ndarray]:
+    """Apply one logical edit that breaks a rule and is visible; return meta, pixels, mask."""
+    cat, before = REGISTRY[meta["category"]], render_scene(meta, size)
+    for k in [kind] + [k for k in LOGICAL_KINDS if k != kind]:
+        for _ in range(4):
+            edit = getattr(cat, k)(meta["parts"], rng)
+            if edit is None or not cat.check(edit.parts):
+                continue
+            out = {**meta, "parts": edit.parts,
+                   "anomaly": {"class": "logical", "kind": k, "description": edit.description,
+                               "uids": edit.uids, "mask_mode": edit.mode}}
+            after = render_scene(out, size)
+            was, now = np.isin(before.uids, edit.uids), np.isin(after.uids, edit.uids)
+            mask = (was ^ now) if edit.mode == "xor" else (was | now)
+            if _visible(before, after, mask):
+                return out, after, mask
+    raise RuntimeError(f"no visible logical anomaly for {meta['category']}")
+
+
+# --- files -----------------------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a killed run never leaves a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    # Fast compression: the noisy images barely compress better at higher levels.
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    _atomic_write(path, buf.getvalue())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=True, default=lambda o: o.item())
+    _atomic_write(path, text.encode())
+
+
+def _describe(cat: Category, params: dict) -> dict:
+    """The category-level dataset.json: part types, rules, anomaly kinds, extra folders."""
+    return {
+        "generator": GENERATOR, "version": VERSION, "category": cat.name,
+        "part_types": {str(cat.type_id(k)): k for k in cat.part_types},
+        "background_colour": COLOURS[cat.background],
+        "constraints": list(cat.rules),
+        "logical_anomalies": list(LOGICAL_KINDS), "structural_anomalies": list(STRUCTURAL_KINDS),
+        "params": params,
+        "notes": ("MVTec LOCO AD layout plus part_labels/<split>/<type>/NNN.png (uint8 part "
+                  "type ids, 0 = background) and meta/<split>/<type>/NNN.json (scene: parts in "
+                  "local coordinates, pose, lighting, anomaly). ground_truth holds one 0/255 "
+                  "mask per defect. Parts never touch the image border."),
+    }
+
+
+def _generate_category(root: Path, name: str, params: dict) -> None:
+    cat, cat_index = REGISTRY[name], CATEGORIES.index(name)
+    base, size = root / name, params["image_size"]
+    _write_json(base / "dataset.json", _describe(cat, params))  # first: marks the folder ours
+    counts = [params[k] for k in ("n_train", "n_validation", "n_test_good", "n_logical",
+                                  "n_structural")]
+    for split_index, ((split, kind), n) in enumerate(zip(SPLITS, counts)):
+        for i in range(n):
+            rng = np.random.default_rng([params["seed"], cat_index, split_index, i])
+            meta = sample_scene(name, rng)
+            masks: list[np.ndarray] = []
+            if kind == "logical_anomalies":
+                todo = LOGICAL_KINDS[(i + cat_index) % len(LOGICAL_KINDS)]
+                meta, img, mask = make_logical(meta, todo, rng, size)
+                masks = [mask]
+            elif kind == "structural_anomalies":
+                first = STRUCTURAL_KINDS[(i + cat_index) % len(STRUCTURAL_KINDS)]
+                kinds = [first]
+                if rng.random() < 0.2:  # sometimes two defects in one image
+                    others = [k for k in STRUCTURAL_KINDS if k != first]
+                    kinds.append(others[rng.integers(len(others))])
+                meta, img = make_structural(meta, kinds, rng, size)
+                masks = img.defect_masks
+            else:
+                img = render_scene(meta, size)
+            stem = f"{i:03d}"
+            _write_png(base / split / kind / f"{stem}.png", img.rgb)
+            _write_png(base / "part_labels" / split / kind / f"{stem}.png", img.part_labels)
+            _write_json(base / "meta" / split / kind / f"{stem}.json",
+                        {**meta, "split": split, "type": kind, "index": i, "image_size": size})
+            for j, m in enumerate(masks):
+                _write_png(base / "ground_truth" / kind / stem / f"{j:03d}.png",
+                           m.astype(np.uint8) * 255)
+
+
+def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, seed: int = 0,
+             image_size: int = 256, n_train: int = 16, n_validation: int = 4,
+             n_test_good: int = 12, n_logical: int = 12, n_structural: int = 12,
+             overwrite: bool = False) -> Path:
+    """Write the synthetic data set under ``root`` in the MVTec LOCO AD layout; return ``root``.
+
+    Deterministic in ``seed``. ``root/.complete.json`` (the parameters) is written last: when
+    it matches and ``overwrite`` is false nothing is done; otherwise the requested categories
+    are regenerated from scratch (a folder not written by this generator is never deleted).
+    """
+    root = Path(root)
+    names = list(categories) if categories is not None else list(CATEGORIES)
+    unknown = sorted(set(names) - set(CATEGORIES))
+    if unknown:
+        raise ValueError(f"unknown categories {unknown}; choose from {list(CATEGORIES)}")
+    if seed < 0 or image_size < 64:
+        raise ValueError("seed must be >= 0 and image_size >= 64")
+    params = {"generator": GENERATOR, "version": VERSION, "categories": names, "seed": seed,
+              "image_size": image_size, "n_train": n_train, "n_validation": n_validation,
+              "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural}
+    marker = root / ".complete.json"
+    if not overwrite and marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == params:
+                return root
+        except json.JSONDecodeError:
+            pass
+    marker.unlink(missing_ok=True)
+    for name in names:
+        folder = root / name
+        if folder.exists():
+            desc = folder / "dataset.json"
+            if not desc.is_file() or json.loads(desc.read_text()).get("generator") != GENERATOR:
+                raise FileExistsError(f"{folder} exists and was not written by {GENERATOR}")
+            shutil.rmtree(folder)  # stale images of an earlier or interrupted run
+        _generate_category(root, name, params)
+    _write_json(marker, params)
+    return root

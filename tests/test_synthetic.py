@@ -1,0 +1,201 @@
+"""The synthetic LOCO-like generator: layout, determinism, constraints, anomalies, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from locoad.data.synthetic import (
+    CATEGORIES,
+    LOGICAL_KINDS,
+    STRUCTURAL_KINDS,
+    check_constraints,
+    generate,
+    render_scene,
+)
+from locoad.data.synthetic.categories import REGISTRY
+from locoad.data.synthetic.cli import main
+
+SIZE = 128
+COUNTS = {"n_train": 2, "n_validation": 1, "n_test_good": 2, "n_logical": 4, "n_structural": 4}
+IMAGE_DIRS = {
+    ("train", "good"): "n_train",
+    ("validation", "good"): "n_validation",
+    ("test", "good"): "n_test_good",
+    ("test", "logical_anomalies"): "n_logical",
+    ("test", "structural_anomalies"): "n_structural",
+}
+
+
+def load(path: Path) -> np.ndarray:
+    return np.array(Image.open(path))
+
+
+def images(base: Path) -> list[tuple[str, str, str]]:
+    """(split, type, stem) of every image of one category."""
+    return [(s, t, f"{i:03d}") for (s, t), key in IMAGE_DIRS.items() for i in range(COUNTS[key])]
+
+
+def meta_of(base: Path, split: str, kind: str, stem: str) -> dict:
+    return json.loads((base / "meta" / split / kind / f"{stem}.json").read_text())
+
+
+def gt_masks(base: Path, kind: str, stem: str) -> list[np.ndarray]:
+    return [load(p) for p in sorted((base / "ground_truth" / kind / stem).glob("*.png"))]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(tmp_path_factory.mktemp("synth"), seed=3, image_size=SIZE, **COUNTS)
+
+
+def test_layout(root: Path) -> None:
+    assert len(CATEGORIES) >= 4
+    assert (root / ".complete.json").is_file()
+    for cat in CATEGORIES:
+        base = root / cat
+        assert (base / "dataset.json").is_file()
+        for (split, kind), key in IMAGE_DIRS.items():
+            names = sorted(p.name for p in (base / split / kind).iterdir())
+            assert names == [f"{i:03d}.png" for i in range(COUNTS[key])]
+        assert sorted(p.name for p in (base / "ground_truth").iterdir()) == [
+            "logical_anomalies", "structural_anomalies"]
+        for split, kind, stem in images(base):
+            img = load(base / split / kind / f"{stem}.png")
+            assert img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8
+            assert load(base / "part_labels" / split / kind / f"{stem}.png").shape == (SIZE, SIZE)
+            assert meta_of(base, split, kind, stem)["category"] == cat
+            masks = gt_masks(base, kind, stem)
+            if kind == "good":
+                continue
+            assert masks, f"{cat} {kind} {stem} has no ground truth"
+            for m in masks:
+                assert m.shape == (SIZE, SIZE) and set(np.unique(m)) == {0, 255}
+        for kind in ("logical_anomalies", "structural_anomalies"):
+            assert sorted(p.name for p in (base / "ground_truth" / kind).iterdir()) == [
+                f"{i:03d}" for i in range(4)]
+
+
+def test_deterministic(root: Path, tmp_path: Path) -> None:
+    again = generate(tmp_path / "a", seed=3, image_size=SIZE, **COUNTS)
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for f in files:
+        assert (root / f).read_bytes() == (again / f).read_bytes(), f
+    other = generate(tmp_path / "b", categories=["pushpins"], seed=4, image_size=SIZE, **COUNTS)
+    for split, kind, stem in images(other / "pushpins"):
+        rel = Path("pushpins", split, kind, f"{stem}.png")
+        assert (root / rel).read_bytes() != (other / rel).read_bytes()
+
+
+def test_constraints(root: Path) -> None:
+    for cat in CATEGORIES:
+        for split, kind, stem in images(root / cat):
+            meta = meta_of(root / cat, split, kind, stem)
+            broken = check_constraints(meta, cat)
+            if kind == "logical_anomalies":
+                assert broken, f"{cat} {stem}: {meta['anomaly']}"
+            else:
+                assert broken == [], f"{cat} {split}/{kind}/{stem}: {broken}"
+
+
+def test_anomaly_kinds_are_mixed(root: Path) -> None:
+    logical, structural = set(), set()
+    for cat in CATEGORIES:
+        for i in range(COUNTS["n_logical"]):
+            logical.add(meta_of(root / cat, "test", "logical_anomalies", f"{i:03d}")["anomaly"]["kind"])
+            meta = meta_of(root / cat, "test", "structural_anomalies", f"{i:03d}")
+            structural.update(meta["anomaly"]["kinds"])
+    assert logical == set(LOGICAL_KINDS)
+    assert structural == set(STRUCTURAL_KINDS)
+
+
+def test_render_reproduces_files(root: Path) -> None:
+    """The metadata fully describes an image: re-rendering gives the same pixels and labels."""
+    for cat in CATEGORIES:
+        for split, kind, stem in images(root / cat)[::3]:
+            meta = meta_of(root / cat, split, kind, stem)
+            out = render_scene(meta, SIZE)
+            np.testing.assert_array_equal(out.rgb, load(root / cat / split / kind / f"{stem}.png"))
+            np.testing.assert_array_equal(
+                out.part_labels, load(root / cat / "part_labels" / split / kind / f"{stem}.png"))
+
+
+def test_structural_defects_change_pixels_only_in_mask(root: Path) -> None:
+    for cat in CATEGORIES:
+        base = root / cat
+        for i in range(COUNTS["n_structural"]):
+            stem = f"{i:03d}"
+            meta = meta_of(base, "test", "structural_anomalies", stem)
+            clean = render_scene({**meta, "defects": []}, SIZE).rgb.astype(int)
+            img = load(base / "test" / "structural_anomalies" / f"{stem}.png").astype(int)
+            diff = np.abs(img - clean).max(-1)
+            masks = [m > 0 for m in gt_masks(base, "structural_anomalies", stem)]
+            union = np.logical_or.reduce(masks)
+            assert diff[~union].max() == 0, f"{cat} {stem}: pixels changed outside the mask"
+            for m in masks:
+                assert 0.001 <= m.mean() <= 0.06, f"{cat} {stem}: defect area {m.mean():.4f}"
+                assert diff[m].mean() >= 8, f"{cat} {stem}: defect barely visible"
+
+
+def test_parts_never_touch_border(root: Path) -> None:
+    for cat in CATEGORIES:
+        for split, kind, stem in images(root / cat):
+            labels = load(root / cat / "part_labels" / split / kind / f"{stem}.png")
+            border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+            assert not border.any(), f"{cat} {split}/{kind}/{stem} touches the border"
+            for m in gt_masks(root / cat, kind, stem):
+                assert not np.concatenate([m[0], m[-1], m[:, 0], m[:, -1]]).any()
+
+
+def test_part_label_ids(root: Path) -> None:
+    for cat in CATEGORIES:
+        n_types = len(REGISTRY[cat].part_types)
+        for split, kind, stem in images(root / cat):
+            labels = load(root / cat / "part_labels" / split / kind / f"{stem}.png")
+            meta = meta_of(root / cat, split, kind, stem)
+            assert labels.dtype == np.uint8 and labels.max() <= n_types
+            ids = set(np.unique(labels).tolist()) - {0}
+            if kind == "good":  # every part type of a normal scene is visible
+                assert ids == set(range(1, n_types + 1))
+            assert ids <= {p["type_id"] for p in meta["parts"]}
+
+
+def test_completion_marker(tmp_path: Path) -> None:
+    small = dict(categories=["juice_bottle"], image_size=96, n_train=2, n_validation=1,
+                 n_test_good=1, n_logical=1, n_structural=1)
+    root = generate(tmp_path, **small)
+    first = root / "juice_bottle" / "train" / "good" / "000.png"
+    stamp = first.stat().st_mtime_ns
+    generate(tmp_path, **small)  # same parameters: nothing is rewritten
+    assert first.stat().st_mtime_ns == stamp
+    generate(tmp_path, **{**small, "n_train": 1})  # changed parameters: regenerated
+    assert first.stat().st_mtime_ns != stamp
+    assert not (root / "juice_bottle" / "train" / "good" / "001.png").exists()
+    assert json.loads((root / ".complete.json").read_text())["n_train"] == 1
+    stamp = first.stat().st_mtime_ns
+    (root / ".complete.json").unlink()  # as if the last run had been killed
+    generate(tmp_path, **{**small, "n_train": 1})
+    assert first.stat().st_mtime_ns != stamp
+
+
+def test_refuses_to_delete_foreign_data(tmp_path: Path) -> None:
+    (tmp_path / "pushpins" / "train").mkdir(parents=True)
+    with pytest.raises(FileExistsError):
+        generate(tmp_path, categories=["pushpins"], image_size=96, n_train=1)
+
+
+def test_cli(tmp_path: Path) -> None:
+    argv = [str(tmp_path), "--categories", "screw_bag", "pushpins", "--size", "96",
+            "--seed", "1", "--n-train", "1", "--n-validation", "1", "--n-test-good", "1",
+            "--n-logical", "1", "--n-structural", "1"]
+    assert main(argv) == 0
+    for cat in ("screw_bag", "pushpins"):
+        assert (tmp_path / cat / "train" / "good" / "000.png").is_file()
+        assert (tmp_path / cat / "ground_truth" / "logical_anomalies" / "000" / "000.png").is_file()
+    assert not (tmp_path / "breakfast_box").exists()
+    assert json.loads((tmp_path / ".complete.json").read_text())["seed"] == 1
