@@ -72,7 +72,7 @@ class HandcraftedBackbone(Backbone):
         grad = F.conv2d(F.pad(lum, [1] * 4, mode="replicate"), self.sobel).norm(dim=1, keepdim=True)
         pad = self.gabor.shape[-1] // 2
         resp = F.conv2d(F.pad(lum, [pad] * 4, mode="replicate"), self.gabor)
-        energy = resp.view(resp.shape[0], -1, 2, *resp.shape[-2:]).norm(dim=2)  # |even + i odd|
+        energy = (resp[:, 0::2] ** 2 + resp[:, 1::2] ** 2).sqrt()  # |even + i odd|
         pixels = torch.cat([lab / 50.0, grad, energy], dim=1)
         p = self.patch_size
         mean = F.avg_pool2d(pixels, p)
