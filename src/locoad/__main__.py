@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -12,6 +13,8 @@ from omegaconf import DictConfig
 from locoad.errors import LocoadError
 
 log = logging.getLogger("locoad")
+# An absolute path works for `python -m locoad` and the `locoad` console script alike.
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def metric_value(metrics: dict, path: str | None) -> float | None:
@@ -24,7 +27,7 @@ def metric_value(metrics: dict, path: str | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from locoad.run import run  # heavy imports after Hydra has parsed the command line
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -10,12 +11,35 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from locoad.loggers import finish_loggers
 from locoad.models.base import TestResults
 from locoad.utils import build
 
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = (("f1_max", None), ("auroc", None), ("f1_max", "logical"), ("f1_max", "structural"))
+
+
+# Keys that may differ between a finished job and its re-run without invalidating the result.
+RESUME_IGNORED_KEYS = ("skip_if_done", "logger")
+
+
+def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
+    """metrics.json of a finished job in ``out_dir`` run with the same resolved config, else None."""
+    metrics, saved = out_dir / "metrics.json", out_dir / "config.yaml"
+    if not (metrics.is_file() and saved.is_file()):
+        return None
+    now = OmegaConf.to_container(cfg, resolve=True)
+    before = OmegaConf.to_container(OmegaConf.load(saved))
+    for key in RESUME_IGNORED_KEYS:
+        now.pop(key, None)
+        before.pop(key, None)
+    if now != before:
+        return None
+    try:
+        return json.loads(metrics.read_text())
+    except json.JSONDecodeError:  # cannot happen with atomic writes; rerun rather than fail
+        return None
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -58,6 +82,9 @@ def write_outputs(out_dir: Path, cfg: DictConfig, results: TestResults) -> None:
 def run(cfg: DictConfig) -> dict:
     """Fit on the k shots and test; returns the metrics dict (also written to ``paths.output_dir``)."""
     out_dir = Path(cfg.paths.output_dir)
+    if cfg.get("skip_if_done") and (done := finished_metrics(out_dir, cfg)) is not None:
+        log.info("skipping %s: finished with the same config (skip_if_done=true)", out_dir)
+        return done
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("seed") is not None:
@@ -77,6 +104,7 @@ def run(cfg: DictConfig) -> dict:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         ckpt_path = None  # test the model just fitted
     if not cfg.get("test", True):
+        finish_loggers(loggers)
         return {}
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     results: TestResults = model.test_results
@@ -84,6 +112,7 @@ def run(cfg: DictConfig) -> dict:
     for lg in loggers:
         if hasattr(lg, "log_test_results"):
             lg.log_test_results(results)
+    finish_loggers(loggers)  # one W&B run per job: Lightning would reuse an open run
     log.info("metrics\n%s", format_table(results.metrics))
     print(format_table(results.metrics))
     print(f"\nrun directory: {out_dir}")

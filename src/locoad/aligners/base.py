@@ -34,6 +34,12 @@ class Aligner(ABC):
         self.reference = reference
         return self
 
+    def reference_class_map(self) -> np.ndarray:
+        """The reference's own class map (default: each segment is its own class)."""
+        if self.reference is None:
+            raise RuntimeError("aligner used before fit(reference)")
+        return self.reference.segments.astype(np.int64)
+
     @abstractmethod
     def align(self, image: SegmentedImage) -> np.ndarray:
         """Return the (H, W) int64 class map of ``image``."""

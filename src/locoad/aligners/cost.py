@@ -8,12 +8,16 @@ embedding (1 - cosine of mean backbone features), colour (CIELAB distance / 50),
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.color import rgb2lab
 from skimage.measure import regionprops
 
+from locoad.aligners.base import Aligner
 from locoad.types import SegmentedImage
 
 DEFAULT_WEIGHTS = {"embedding": 1.0, "colour": 1.0, "position": 1.0, "area": 0.5, "shape": 0.25}
@@ -75,3 +79,68 @@ def segment_cost(a: SegmentDescriptors, b: SegmentDescriptors, weights: dict[str
     cost += wt["area"] * np.abs(la[:, None] - lb[None]) / np.log(4.0)
     cost += wt["shape"] * np.abs(a.shape[:, None] - b.shape[None])
     return cost
+
+
+class CostAligner(Aligner):
+    """Matches segments to reference segments by :func:`segment_cost`; subclasses choose how.
+
+    ``group_threshold`` merges reference segments that look alike (appearance cost without
+    the position term below the threshold) into one class: the pins of a box or the screws of
+    a bag become one class, so class features do not depend on which identical part a
+    segment was matched to.
+    """
+
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        max_cost: float | None = None,
+        group_threshold: float | None = None,
+        reference_index: int = 0,
+    ):
+        super().__init__(reference_index)
+        self.weights = weights
+        self.max_cost = max_cost
+        self.group_threshold = group_threshold
+        self._ref_desc: SegmentDescriptors | None = None
+        self._groups = np.zeros(0, dtype=np.int64)  # reference segment i+1 -> class id
+
+    def fit(self, reference: SegmentedImage) -> CostAligner:
+        super().fit(reference)
+        self._ref_desc = describe_segments(reference)
+        n = reference.num_segments
+        self._groups = np.arange(1, n + 1)
+        if self.group_threshold is not None and n > 1:
+            look = segment_cost(self._ref_desc, self._ref_desc, {**(self.weights or {}), "position": 0.0})
+            a, b = np.nonzero(np.triu(look < self.group_threshold, k=1))
+            graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+            _, comp = connected_components(graph, directed=False)
+            # Number classes in order of first appearance so ids follow segment area.
+            _, first = np.unique(comp, return_index=True)
+            order = np.argsort(np.argsort(first))
+            self._groups = order[comp] + 1
+        return self
+
+    @property
+    def num_reference_classes(self) -> int:
+        if self.reference is None:
+            raise RuntimeError("aligner used before fit(reference)")
+        return int(self._groups.max()) if len(self._groups) else 0
+
+    def reference_class_map(self) -> np.ndarray:
+        return self.paint(self.reference.segments, {s + 1: int(g) for s, g in enumerate(self._groups)})
+
+    @abstractmethod
+    def assign(self, cost: np.ndarray) -> dict[int, int | None]:
+        """segment id (1..S) -> matched reference segment id (1..R), or None if unmatched."""
+
+    def align(self, image: SegmentedImage) -> np.ndarray:
+        if self._ref_desc is None:
+            raise RuntimeError("aligner used before fit(reference)")
+        if image.num_segments == 0 or self.reference.num_segments == 0:
+            return np.where(image.segments > 0, self.unmatched_id, 0).astype(np.int64)
+        cost = segment_cost(describe_segments(image), self._ref_desc, self.weights)
+        matched = self.assign(cost)
+        return self.paint(
+            image.segments,
+            {s: (self.unmatched_id if r is None else int(self._groups[r - 1])) for s, r in matched.items()},
+        )

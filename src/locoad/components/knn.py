@@ -2,8 +2,46 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
+
+# Banks known to have unit rows (made by normalize_bank), keyed by id: nn_cosine_distance
+# skips re-normalising them on every query. Weak values, so a freed bank leaves the registry
+# and a new tensor reusing its id is not mistaken for it (the identity check below).
+_UNIT_ROWS: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+
+
+def has_unit_rows(bank: torch.Tensor) -> bool:
+    """True if ``bank`` was made by :func:`normalize_bank` (and not modified in place since)."""
+    return _UNIT_ROWS.get(id(bank)) is bank
+
+
+def compute_dtype(device: torch.device, half: bool) -> torch.dtype:
+    """dtype of the similarity products: fp16 on CUDA when ``half``, else float32.
+
+    CPUs without native bf16/fp16 units (e.g. AVX2-only) run half-precision matmuls about
+    8x slower than float32, so on CPU ``half`` only halves the stored bank (see
+    :func:`storage_dtype`) and every chunk is upcast for the product.
+    """
+    return torch.float16 if half and device.type == "cuda" else torch.float32
+
+
+def storage_dtype(device: torch.device, half: bool) -> torch.dtype:
+    """dtype to keep a memory bank in: fp16 on CUDA, bf16 on CPU (wide exponent, cheap upcast)."""
+    if not half:
+        return torch.float32
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def normalize_bank(bank: torch.Tensor, half: bool = False, chunk_size: int = 65536) -> torch.Tensor:
+    """Unit-normalise the rows of ``bank`` chunk by chunk (no full float32 copy of a half bank)."""
+    out = torch.empty(bank.shape, dtype=storage_dtype(bank.device, half), device=bank.device)
+    for j in range(0, bank.shape[0], chunk_size):
+        out[j : j + chunk_size] = F.normalize(bank[j : j + chunk_size].float(), dim=-1)
+    _UNIT_ROWS[id(out)] = out
+    return out
 
 
 def nn_cosine_distance(
@@ -14,25 +52,30 @@ def nn_cosine_distance(
 ) -> torch.Tensor:
     """For each query row, 1 - max cosine similarity to any bank row.
 
-    queries: (N, D), bank: (M, D) on the same device. Returns (N,) float32 in [0, 2].
-    Memory is bounded by ``chunk_size`` x ``chunk_size`` similarities at a time; ``half``
-    computes the products in fp16/bf16 (bf16 on CPU), useful for large full-shot banks.
+    queries: (N, D), bank: (M, D) on the same device (any float dtype; rows need not be unit
+    norm). Returns (N,) float32 in [0, 2]. Extra memory is bounded by one ``chunk_size`` x
+    ``chunk_size`` block of similarities plus one normalised bank chunk, whatever M is: the
+    bank is never copied whole. ``half`` computes the products in fp16 on CUDA (float32 on CPU,
+    see :func:`compute_dtype`).
     """
     if bank.shape[0] == 0:
         raise ValueError("empty memory bank")
     if queries.shape[-1] != bank.shape[-1]:
         raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
-    dtype = (torch.bfloat16 if queries.device.type == "cpu" else torch.float16) if half else torch.float32
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dtype = compute_dtype(queries.device, half)
     q = F.normalize(queries.float(), dim=-1).to(dtype)
-    b = F.normalize(bank.float(), dim=-1).to(dtype)
+    unit = has_unit_rows(bank)
     best = torch.full((q.shape[0],), -2.0, device=q.device)
-    for i in range(0, q.shape[0], chunk_size):
-        qi = q[i : i + chunk_size]
-        row_best = torch.full((qi.shape[0],), -2.0, device=q.device)
-        for j in range(0, b.shape[0], chunk_size):
-            sim = qi @ b[j : j + chunk_size].T
-            row_best = torch.maximum(row_best, sim.max(dim=1).values.float())
-        best[i : i + chunk_size] = row_best
+    # Bank chunks outside, query chunks inside: each bank chunk is normalised once, however
+    # many query chunks there are (a test image has 1369 patches, usually a single chunk).
+    for j in range(0, bank.shape[0], chunk_size):
+        bj = bank[j : j + chunk_size]
+        bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
+        for i in range(0, q.shape[0], chunk_size):
+            sim = q[i : i + chunk_size] @ bj.T
+            torch.maximum(best[i : i + chunk_size], sim.amax(dim=1).float(), out=best[i : i + chunk_size])
     return (1.0 - best).clamp_min(0.0)
 
 

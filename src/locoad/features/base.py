@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from locoad.components.knn import nn_cosine_distance, top_percent_mean
+from locoad.components.coreset import greedy_coreset
+from locoad.components.knn import nn_cosine_distance, normalize_bank, top_percent_mean
 from locoad.types import BACKGROUND, ParsedImage
 
 
@@ -47,10 +48,29 @@ class PatchScore(Feature):
     segment) are compared with the union of all groups' banks, so they still count.
     """
 
-    def __init__(self, top_percent: float = 2.0, chunk_size: int = 4096, half: bool = False):
+    def __init__(
+        self,
+        top_percent: float = 2.0,
+        chunk_size: int = 4096,
+        half: bool = False,
+        coreset_ratio: float | None = None,
+        coreset_max: int | None = None,
+        coreset_projection_dim: int | None = 128,
+        coreset_seed: int = 0,
+    ):
+        if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
+            raise ValueError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
+        if coreset_max is not None and coreset_max < 1:
+            raise ValueError(f"coreset_max must be >= 1 or null, got {coreset_max}")
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
+        # Greedy k-center subsampling of each group's bank (PatchCore): coreset_ratio of its
+        # patches, at most coreset_max; both null = exact search against every shot patch.
+        self.coreset_ratio = coreset_ratio
+        self.coreset_max = coreset_max
+        self.coreset_projection_dim = coreset_projection_dim
+        self.coreset_seed = coreset_seed
 
     @abstractmethod
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
@@ -67,7 +87,20 @@ class PatchScore(Feature):
             for g, m in self.groups(p).items():
                 if m.any():
                     banks.setdefault(g, []).append(self.patches(p, m))
-        return {g: torch.cat(v) for g, v in banks.items()}
+        out = {}
+        for g, v in banks.items():
+            bank = torch.cat(v)
+            if self.coreset_ratio is not None or self.coreset_max is not None:
+                ratio = self.coreset_ratio if self.coreset_ratio is not None else 1.0
+                keep = greedy_coreset(
+                    bank, ratio=ratio, max_n=self.coreset_max,
+                    projection_dim=self.coreset_projection_dim, seed=self.coreset_seed,
+                )
+                bank = bank[keep]
+            # Stored unit-norm (cosine distance ignores the norm) and, with ``half``, in
+            # 16 bits: a 350-image bank takes half the memory.
+            out[g] = normalize_bank(bank, self.half)
+        return out
 
     def score(self, parsed: ParsedImage, state: dict[int, torch.Tensor]) -> FeatureScore:
         h, w = parsed.features.shape[-2:]

@@ -150,7 +150,7 @@ class SevenFeatureModel(nn.Module):
                 "or choose another data.seed."
             )
         self.aligner.fit(SegmentedImage(ref.rgb, ref.segments, self.normalise(ref.features)))
-        maps = [ref.segments.astype(np.int64)] + [self.align(s) for s in shots[1:]]
+        maps = [self.aligner.reference_class_map()] + [self.align(s) for s in shots[1:]]
         self.parsed_shots = [self.parse(s, m) for s, m in zip(shots, maps)]
         self.states = {n: f.fit(self.parsed_shots) for n, f in self.features.items()}
         self.loo_scores = self._leave_one_out()

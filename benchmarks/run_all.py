@@ -1,0 +1,177 @@
+"""`make benchmark`: run the CPU benchmarks at a 2-core budget and write benchmarks/RESULTS.md.
+
+Each benchmark writes JSON under benchmarks/results/; this script renders them into marked
+sections of RESULTS.md (other sections of the file are kept). ``--render-only`` re-renders
+from the JSON already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS_MD = HERE / "RESULTS.md"
+JSON_DIR = HERE / "results"
+
+TARGETS = {
+    "overhead": 0.10,  # non-model overhead / ViT-S/14 forward, k <= 8
+    "fit350_gib": 8.0,
+}
+
+
+def ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1e3:,.0f} ms"
+
+
+def machine_line(r: dict) -> str:
+    m = r.get("machine", {})
+    load = m.get("load_avg_1_5_15")
+    return (f"Machine: {m.get('cpu')} ({m.get('cores')} cores, torch {m.get('torch')}, "
+            f"{m.get('torch_threads')} threads, GPU: {m.get('gpu') or 'none'}); date {m.get('date')}; "
+            f"load average at start {load} (other jobs shared the cores: absolute times are inflated, "
+            f"ratios taken in one run are more robust). Weights: {r.get('weights')}. "
+            f"Command: `{r.get('command')}`.")
+
+
+def render_stage(r: dict, extra: dict | None) -> str:
+    out = ["## Per-stage CPU benchmark (stage_benchmark.py)", "", machine_line(r), ""]
+    bb, seg, al = r.get("backbones", {}), r.get("segmentation", {}), r.get("alignment", {})
+    vits = bb.get("dinov2_vits14_s_per_image_b1")
+    out += ["### Stage time per image (batch 1, 518 px input, 256 px work size)", "",
+            "| stage | time / image |", "|---|---|"]
+    for label, v in [("DINOv2 ViT-S/14 forward (37x37x384)", vits),
+                     ("DINOv2 ViT-B/14 forward (37x37x768)", bb.get("dinov2_vitb14_s_per_image_b1")),
+                     ("handcrafted backbone (37x37x48)", bb.get("handcrafted_s_per_image_b1")),
+                     ("segmentation: Felzenszwalb", seg.get("felzenszwalb_s_per_image")),
+                     (f"segmentation: SAM vit_b, {seg.get('sam_points_per_side')}x{seg.get('sam_points_per_side')} points",
+                      seg.get("sam_vit_b_s_per_image")),
+                     ("  of which SAM vit_b image encoder (1024 px)", seg.get("sam_vit_b_image_encoder_s")),
+                     ("alignment: hungarian", al.get("hungarian_s_per_image")),
+                     ("alignment: nearest", al.get("nearest_s_per_image")),
+                     ("alignment: DeAOT-T, 465 px", al.get("deaot_t_465px_s_per_image"))]:
+        out.append(f"| {label} | {ms(v)} |")
+    errs = {k: v for d in (seg, al) for k, v in d.items() if k.endswith("error")}
+    if errs:
+        out += ["", "Errors: " + "; ".join(f"{k}: {v}" for k, v in errs.items())]
+    ov = r.get("overhead")
+    if ov:
+        out += ["", "### Test-time non-model overhead vs k (target ≤ 10 % of the ViT-S/14 forward)", "",
+                f"Per test image ({ov['n_test']} test images, ViT-S/14 forward {ms(ov['vits14_forward_s'])} in the same run). "
+                "Overhead = align + parse (CIELAB, class grid) + the seven scores + fusion; segmentation "
+                "and the backbone are excluded.", "",
+                "| k | overhead / image | ratio | align | parse | class-agn. | class-aware | foreground | 4 vector scores | fusion | fit (incl. LOO) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for k, row in ov["per_k"].items():
+            b = row["breakdown_s_per_image"]
+            vec = sum(v for n, v in b.items() if n.startswith("score.class_") and not n.endswith("_patch"))
+            ratio = row["overhead_ratio_to_vits14_forward"]
+            flag = "✅" if ratio <= TARGETS["overhead"] else "❌"
+            out.append(f"| {k} | {ms(row['overhead_s_per_image'])} | {ratio:.1%} {flag} | {ms(b.get('align'))} | "
+                       f"{ms(b.get('parse_lab_classgrid'))} | {ms(b.get('score.class_agnostic_patch'))} | "
+                       f"{ms(b.get('score.class_aware_patch'))} | {ms(b.get('score.foreground_patch'))} | {ms(vec)} | "
+                       f"{ms(b.get('fusion'))} | {row['fit_s']:.2f} s |")
+    sc = r.get("scaling")
+    if sc:
+        out += ["", f"### Patch-score fit/score time vs k (random {sc['dim']}-d features, real class grids)", "",
+                "Score = one test image against the bank, the three patch scores. Targets: exact scoring "
+                "against a 32-shot bank and coreset scoring against a 350-image bank each below the "
+                f"ViT-S/14 forward ({ms(vits)}).", "",
+                "| k | bank rows | mode | fit (3 scores) | score class-agn. | score (3 scores) |", "|---|---|---|---|---|---|"]
+        for k, row in sc["exact"].items():
+            fit = sum(v for n, v in row.items() if n.endswith(".fit_s"))
+            out.append(f"| {k} | {row['bank_rows_class_agnostic']:,} | exact | {fit:.2f} s | "
+                       f"{ms(row['class_agnostic_patch.score_s'])} | {ms(row['score_s_total'])} |")
+        for k, row in sc["coreset"].items():
+            fit = sum(v for n, v in row.items() if n.endswith(".fit_s"))
+            out.append(f"| {k} | {int(k) * 1369:,} | coreset {sc['coreset_ratio']} | {fit:.2f} s | "
+                       f"{ms(row['class_agnostic_patch.score_s'])} | {ms(row['score_s_total'])} |")
+    c3 = r.get("coreset350")
+    if c3:
+        out.append(f"| 350 | {350 * 1369:,} | coreset {c3['coreset_ratio']} | est. "
+                   f"{c3['greedy_estimated_fit_s_all3'] / 60:.0f} min (greedy, extrapolated from "
+                   f"{ms(c3['greedy_s_per_step_class_agnostic'])}/step) | {ms(c3['class_agnostic_patch.score_s'])} | "
+                   f"{ms(c3['score_s_total'])} |")
+    if extra:
+        out += render_extra(extra)
+    return "\n".join(out) + "\n"
+
+
+def render_extra(r: dict) -> list[str]:
+    out: list[str] = []
+    for row in r.get("fit350", []):
+        if "error" in row:
+            out += ["", f"350-image fit failed: {row['error'][-500:]}"]
+            continue
+        flag = "✅" if row["peak_rss_gib"] <= TARGETS["fit350_gib"] else "❌"
+        out += ["", f"**350-image full-shot fit** (dim {row['dim']}, features {row['features_gib']:.2f} GiB, "
+                f"max_loo={row['max_loo']}, exact): peak RSS {row['peak_rss_gib']:.2f} GiB {flag} (target ≤ 8 GiB), "
+                f"fit {row['fit_s']:.0f} s."]
+    f1 = r.get("coreset_f1")
+    if f1:
+        out += ["", f"### F1-max cost of the coreset (synthetic data, handcrafted backbone, k={f1['k']})", "",
+                "| run | fused | class-agn. | class-aware | foreground | seconds |", "|---|---|---|---|---|---|"]
+
+        def f(v: Any) -> str:
+            return "–" if v is None else f"{v:.3f}"
+
+        for name, m in f1["runs"].items():
+            out.append(f"| {name} | {f(m['fused'])} | {f(m['class_agnostic_patch'])} | {f(m['class_aware_patch'])} | "
+                       f"{f(m['foreground_patch'])} | {m['seconds']:.0f} |")
+    return out
+
+
+def render_peer(r: dict) -> str:
+    out = ["## Peer comparison (peer_benchmark.py)", "", machine_line(r), "",
+           f"Device {r.get('device')}, k={r.get('k_shot')}, input {r.get('image_size')} px.", "",
+           "| model / batch | time / image |", "|---|---|"]
+    out += [f"| {k} | {ms(v)} |" for k, v in r.get("seconds_per_image", {}).items()]
+    if r.get("errors"):
+        out += ["", "Errors: " + "; ".join(f"{k}: {v}" for k, v in r["errors"].items())]
+    return "\n".join(out) + "\n"
+
+
+def put_section(text: str, name: str, body: str) -> str:
+    """Replace (or append) the ``name`` section between HTML comment markers."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}{end}\n"
+    pat = re.compile(re.escape(start) + ".*?" + re.escape(end) + "\n?", re.S)
+    return pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + block
+
+
+def render() -> None:
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    load = lambda n: json.loads((JSON_DIR / n).read_text()) if (JSON_DIR / n).exists() else None  # noqa: E731
+    stage, extra, peer = load("stage_benchmark.json"), load("stage_benchmark_fit350_f1.json"), load("peer_benchmark_cpu.json")
+    if stage:
+        text = put_section(text, "stage_benchmark", render_stage(stage, extra))
+    if peer:
+        text = put_section(text, "peer_benchmark", render_peer(peer))
+    RESULTS_MD.write_text(text)
+    print(f"wrote {RESULTS_MD}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--render-only", action="store_true")
+    p.add_argument("--full", action="store_true", help="more repeats, larger SAM grid (slow on 2 cores)")
+    args = p.parse_args()
+    if not args.render_only:
+        py, quick = sys.executable, ([] if args.full else ["--quick"])
+        stage = HERE / "stage_benchmark.py"
+        subprocess.run([py, str(stage), *quick, "--only", "stages,overhead,scaling,coreset350"], check=True)
+        subprocess.run([py, str(stage), *quick, "--only", "fit350,f1", "--out", "stage_benchmark_fit350_f1.json"], check=True)
+        # Peers: CPU, random weights, batch 1 and 2 (16 would take many minutes on 2 cores).
+        subprocess.run([py, str(HERE / "peer_benchmark.py"), "--random-weights", "--batch-sizes", "1", "2",
+                        "--image-size", "224", "--winclip-size", "240", "--repeat", "1", "--out", "peer_benchmark_cpu.json"],
+                       check=False)
+    render()
+
+
+if __name__ == "__main__":
+    main()

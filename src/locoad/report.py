@@ -1,0 +1,226 @@
+"""``locoad-report DIR``: one table and a few plots from every finished run under DIR.
+
+Each job folder holding ``metrics.json`` and ``config.yaml`` (what :func:`locoad.run.run` writes)
+becomes a row; Hydra's ``.hydra/hydra.yaml`` supplies the config group choices (aligner=nearest,
+features=competition, ...) when present, else they are read off the resolved config. Rows that
+differ only in ``data.seed`` are averaged (mean ± std). Writes into ``DIR/report`` (``--out``):
+``runs.csv`` (one row per job), ``summary.csv`` / ``summary.md`` and ``plots/*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("model", "segmenter", "aligner", "backbone", "features", "fusion")
+FACTORS = (*GROUPS, "category", "k_shot")
+SEED = "seed"
+# Plots written when the factor takes at least two values across the runs.
+PLOTS = ("aligner", "features", "k_shot", "category", "fusion", "backbone", "segmenter", "model")
+
+
+def _choices(job: Path) -> dict[str, str]:
+    """Hydra's config group choices for the job (``.hydra/hydra.yaml``), if it was kept."""
+    hydra_yaml = job / ".hydra" / "hydra.yaml"
+    if not hydra_yaml.is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(hydra_yaml.read_text()) or {}
+    except yaml.YAMLError:
+        return {}
+    choices = doc.get("hydra", {}).get("runtime", {}).get("choices", {}) or {}
+    return {k: str(v) for k, v in choices.items() if "@" not in k and v is not None}
+
+
+def _short_target(node: Any) -> str | None:
+    target = node.get("_target_") if isinstance(node, dict) else None
+    return target.rsplit(".", 1)[-1] if target else None
+
+
+def describe(job: Path, cfg: dict) -> dict[str, Any]:
+    """Factor columns of one job: group choices, category, k shots, seed."""
+    choices = _choices(job)
+    model_cfg = cfg.get("model") or {}
+    data = cfg.get("data") or {}
+    row: dict[str, Any] = {}
+    for group in GROUPS:
+        value = choices.get(group)
+        if value is None:
+            node = cfg.get(group)
+            value = "+".join(node) if group == "features" and isinstance(node, dict) else _short_target(node)
+        row[group] = value
+    if "aligner" not in model_cfg:
+        # Not a segment-and-align model (e.g. ULSAD): those groups are composed but unused.
+        for group in ("segmenter", "aligner", "features", "fusion"):
+            row[group] = "n/a"
+        row["backbone"] = str(model_cfg.get("backbone", row["backbone"]))
+    row["category"] = data.get("category")
+    row["k_shot"] = data.get("k_shot") if data.get("k_shot") else "full"
+    row[SEED] = data.get("seed")
+    row["experiment"] = cfg.get("experiment_name") or choices.get("experiment")
+    return row
+
+
+def _score_name(metrics: dict, preferred: str = "fused") -> str | None:
+    scores = [k for k, v in metrics.items() if isinstance(v, dict) and "f1_max" in v]
+    return preferred if preferred in scores else (scores[0] if scores else None)
+
+
+def _f(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def collect(root: Path) -> pd.DataFrame:
+    """One row per finished job under ``root`` (factor columns + metric columns)."""
+    rows = []
+    for metrics_file in sorted(root.rglob("metrics.json")):
+        job = metrics_file.parent
+        cfg_file = job / "config.yaml"
+        if not cfg_file.is_file() or "report" in job.relative_to(root).parts:
+            continue
+        try:
+            metrics = json.loads(metrics_file.read_text())
+            cfg = yaml.safe_load(cfg_file.read_text()) or {}
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            log.warning("skipping %s: %s", job, e)
+            continue
+        row = {"run": str(job.relative_to(root)) or ".", **describe(job, cfg)}
+        main = _score_name(metrics)
+        row["score"] = main
+        m = metrics.get(main, {}) if main else {}
+        row["f1_max"], row["auroc"] = _f(m.get("f1_max")), _f(m.get("auroc"))
+        for kind in ("logical", "structural"):
+            row[f"{kind}_f1_max"] = _f((m.get(kind) or {}).get("f1_max"))
+            row[f"{kind}_auroc"] = _f((m.get(kind) or {}).get("auroc"))
+        row["pixel_auroc"] = _f(m.get("pixel_auroc"))
+        row["alignment_accuracy"] = _f((metrics.get("alignment") or {}).get("accuracy"))
+        for name, entry in metrics.items():  # every single score's F1-max, for per-feature views
+            if isinstance(entry, dict) and "f1_max" in entry and name != main:
+                row[f"f1_max/{name}"] = _f(entry.get("f1_max"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+METRICS = ("f1_max", "auroc", "logical_f1_max", "structural_f1_max", "pixel_auroc", "alignment_accuracy")
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count over ``data.seed`` for every combination of the other factors."""
+    keys = [c for c in ("experiment", *FACTORS, "score") if c in runs.columns]
+    metrics = [c for c in METRICS if c in runs.columns and runs[c].notna().any()]
+    grouped = runs.fillna({k: "–" for k in keys}).groupby(keys, sort=True, dropna=False)[metrics]
+    mean, std = grouped.mean(), grouped.std(ddof=0)
+    out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
+    out["n_seeds"] = grouped.size()
+    return out.reset_index()
+
+
+def to_markdown(summary: pd.DataFrame) -> str:
+    """Markdown table, metrics as ``mean ± std`` (std omitted for single runs)."""
+    metric_names = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    keys = [c for c in summary.columns if not c.endswith(("_mean", "_std")) and c != "n_seeds"]
+    # Columns that never vary add nothing to the table: drop them (all runs share the value).
+    keys = [k for k in keys if summary[k].nunique(dropna=False) > 1] or keys[:1]
+    head = [*keys, *metric_names, "n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summary.iterrows():
+        cells = [str(r[k]) for k in keys]
+        for m in metric_names:
+            mean, std = r[f"{m}_mean"], r[f"{m}_std"]
+            if pd.isna(mean):
+                cells.append("–")
+            elif r["n_seeds"] > 1 and not pd.isna(std):
+                cells.append(f"{mean:.3f} ± {std:.3f}")
+            else:
+                cells.append(f"{mean:.3f}")
+        cells.append(str(int(r["n_seeds"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _sort_key(values: pd.Index) -> pd.Index:
+    return pd.Index([(0, int(v), "") if str(v).isdigit() else (1, 0, str(v)) for v in values])
+
+
+def plot(runs: pd.DataFrame, out_dir: Path, metric: str = "f1_max") -> list[Path]:
+    """``<metric>_by_<factor>.png`` for every factor with at least two values."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: clusters, CI, notebooks run by nbclient
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for factor in PLOTS:
+        if factor not in runs.columns or runs[factor].astype(str).nunique() < 2:
+            continue
+        data = runs.assign(**{factor: runs[factor].astype(str)})
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * data[factor].nunique() + 2), 3.2))
+        if factor == "k_shot" and "category" in data and data["category"].nunique() > 1:
+            # The few-shot curve: one line per category, mean ± std over everything else.
+            for cat, sub in data.groupby("category"):
+                g = sub.groupby(factor)[metric].agg(["mean", "std"])
+                g = g.iloc[_sort_key(g.index).argsort()]
+                ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=cat)
+            ax.legend(fontsize=7)
+        else:
+            g = data.groupby(factor)[metric].agg(["mean", "std"])
+            g = g.iloc[_sort_key(g.index).argsort()] if factor == "k_shot" else g.sort_values("mean")
+            ax.bar(g.index, g["mean"], yerr=g["std"].fillna(0), capsize=3, color="tab:blue")
+            ax.tick_params(axis="x", rotation=30)
+        ax.set_xlabel(factor)
+        ax.set_ylabel(metric.replace("_", "-"))
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{metric} by {factor} (mean ± std over runs)", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / f"{metric}_by_{factor}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def report(root: Path, out: Path | None = None) -> dict[str, Path]:
+    """Write runs.csv, summary.csv, summary.md and plots for ``root``; return their paths."""
+    from locoad.io import atomic_write_csv, atomic_write_text
+
+    root = Path(root)
+    out = Path(out) if out else root / "report"
+    runs = collect(root)
+    if runs.empty:
+        raise SystemExit(f"no finished runs (metrics.json + config.yaml) under {root}")
+    summary = summarise(runs)
+    paths = {
+        "runs": atomic_write_csv(out / "runs.csv", runs),
+        "summary_csv": atomic_write_csv(out / "summary.csv", summary),
+        "summary_md": atomic_write_text(out / "summary.md", to_markdown(summary) + "\n"),
+    }
+    for p in plot(runs, out / "plots"):
+        paths[p.stem] = p
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="locoad-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", type=Path, help="a multirun folder, or outputs/ (searched recursively)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: DIR/report)")
+    args = parser.parse_args(argv)
+    paths = report(args.dir, args.out)
+    print(paths["summary_md"].read_text())
+    for name, p in paths.items():
+        print(f"{name}: {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

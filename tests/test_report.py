@@ -1,0 +1,61 @@
+"""locoad-report on hand-written job folders: seed averaging, ULSAD rows, plots, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from locoad.report import collect, main
+
+
+def _job(root: Path, name: str, cfg: dict, fused: float, choices: dict | None = None) -> None:
+    job = root / name
+    job.mkdir(parents=True)
+    (job / "config.yaml").write_text(yaml.safe_dump(cfg))
+    entry = {"f1_max": fused, "auroc": fused, "logical": {"f1_max": fused, "auroc": fused},
+             "structural": {"f1_max": fused, "auroc": None}}
+    metrics = {"fused": entry, "class_histogram": {**entry, "f1_max": 0.5}, "alignment": {"accuracy": 0.9}}
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    if choices:
+        (job / ".hydra").mkdir()
+        (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+
+
+def _seven(category: str, k: int, seed: int) -> dict:
+    return {"data": {"category": category, "k_shot": k, "seed": seed},
+            "model": {"_target_": "locoad.models.seven_feature.SevenFeatureModule", "aligner": {}},
+            "aligner": {"_target_": "locoad.aligners.nearest.NearestAligner"},
+            "features": {"class_histogram": {}, "class_colour": {}},
+            "fusion": {"_target_": "locoad.fusion.loo.LeaveOneOutSum"}}
+
+
+def test_report_averages_seeds_and_handles_ulsad(tmp_path, capsys):
+    root = tmp_path / "multi"
+    for i, (k, seed, f1) in enumerate([(1, 0, 0.6), (1, 1, 0.8), (4, 0, 0.9), (4, 1, 0.9)]):
+        _job(root, str(i), _seven("tray", k, seed), f1,
+             choices={"model": "seven_feature", "aligner": "nearest", "features": "logical"})
+    ulsad = {"data": {"category": "tray", "k_shot": None, "seed": 0},
+             "model": {"_target_": "locoad.models.ulsad.ULSADModule", "backbone": "resnet18"}}
+    _job(root, "ulsad/0", ulsad, 0.7)
+    (root / "broken").mkdir()
+    (root / "broken" / "metrics.json").write_text("{}")  # no config.yaml: ignored
+
+    runs = collect(root)
+    assert len(runs) == 5 and set(runs["model"]) == {"seven_feature", "ULSADModule"}
+    u = runs[runs["model"] == "ULSADModule"].iloc[0]
+    assert u["aligner"] == "n/a" and u["backbone"] == "resnet18" and u["k_shot"] == "full"
+    assert runs.loc[runs["model"] == "seven_feature", "features"].eq("logical").all()
+
+    assert main([str(root)]) == 0
+    summary = pd.read_csv(root / "report" / "summary.csv")
+    one_shot = summary[(summary["model"] == "seven_feature") & (summary["k_shot"].astype(str) == "1")].iloc[0]
+    assert abs(one_shot["f1_max_mean"] - 0.7) < 1e-9 and abs(one_shot["f1_max_std"] - 0.1) < 1e-9
+    assert one_shot["n_seeds"] == 2
+    md = (root / "report" / "summary.md").read_text()
+    assert "0.700 ± 0.100" in md and "ULSADModule" in md
+    assert (root / "report" / "plots" / "f1_max_by_k_shot.png").is_file()
+    assert (root / "report" / "plots" / "f1_max_by_model.png").is_file()
+    assert "0.700 ± 0.100" in capsys.readouterr().out

@@ -1,0 +1,58 @@
+"""A real multirun through the Hydra CLI: 6 jobs, grouped W&B runs, report, resume skips jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+from locoad.report import main as report_main
+
+TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=2", "data.num_workers=0",
+        "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=wandb"]
+
+
+def _sweep(loco_root: Path, sweep_dir: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "locoad", "-m", "experiment=aligner_x_features",
+           "features=all7,competition,logical",  # narrows the preset's feature sets to 3
+           *TINY, f"data.root={loco_root}", f"paths.root_dir={sweep_dir.parent}",
+           f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_tiny_multirun_wandb_report_and_resume(loco_root, tmp_path):
+    sweep = tmp_path / "multiruns" / "tiny"
+    _sweep(loco_root, sweep)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == [str(i) for i in range(6)]
+    assert all((j / "metrics.json").is_file() for j in jobs)
+    runs = [next((j / "wandb").glob("offline-run-*/run-*.wandb")) for j in jobs]
+    assert len({r.parent.name for r in runs}) == 6  # six distinct W&B runs, none reused
+    for r in runs:  # all in one group (the preset's experiment_name)
+        assert b"aligner_x_features" in r.read_bytes()
+    names = {f"{a}-handcrafted-{f}" for a in ("hungarian", "nearest") for f in ("all7", "competition", "logical")}
+    assert all(any(n.encode() in r.read_bytes() for r in runs) for n in names)
+
+    assert report_main([str(sweep)]) == 0
+    summary = (sweep / "report" / "summary.md").read_text()
+    assert summary.count("\n| hungarian") + summary.count("\n| nearest") == 6
+    assert (sweep / "report" / "plots" / "f1_max_by_aligner.png").stat().st_size > 1000
+    assert (sweep / "report" / "plots" / "f1_max_by_features.png").stat().st_size > 1000
+
+    # Resume: an interrupted job (metrics.json missing) reruns, finished ones are skipped.
+    before = {j.name: (j / "metrics.json").stat().st_mtime_ns for j in jobs}
+    (jobs[4] / "metrics.json").unlink()
+    proc = _sweep(loco_root, sweep)
+    assert proc.stdout.count("skipping") + proc.stderr.count("skipping") >= 5 or all(
+        (j / "metrics.json").stat().st_mtime_ns == before[j.name] for j in jobs if j.name != "4")
+    for j in jobs:
+        if j.name != "4":
+            assert (j / "metrics.json").stat().st_mtime_ns == before[j.name]
+            assert len(list((j / "wandb").glob("offline-run-*"))) == 1  # no second W&B run
+    assert json.loads((jobs[4] / "metrics.json").read_text())["fused"]["f1_max"] >= 0

@@ -1,0 +1,210 @@
+"""ULSAD: losses and score combination on hand-made tensors, training, end-to-end runs (offline)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import CONF, compose_cfg
+from locoad.models.ulsad import ULSADModule, losses
+from locoad.models.ulsad.torch_model import (
+    PatchFeatures,
+    fuse_maps,
+    gaussian_blur,
+    image_score,
+    map_quantiles,
+    normalise_map,
+)
+
+TINY_KW = dict(backbone="resnet18", pretrained=False, image_size=64, feature_dim=64, hidden_dim=128,
+               global_width=16, blur_sigma=1.0, lr=1e-3)
+
+
+def grid(*vectors: tuple[float, ...]) -> torch.Tensor:
+    """(1, C, 1, N) map whose N positions hold the given C-vectors."""
+    return torch.tensor(vectors, dtype=torch.float32).T[None, :, None, :]
+
+
+# -- losses -------------------------------------------------------------------------------
+def test_feature_distance_known_values():
+    a, b = grid((1.0, 0.0), (2.0, 0.0)), grid((0.0, 1.0), (1.0, 0.0))
+    d = losses.feature_distance(a, b, lam=0.5)
+    # position 0: mean((1,-1)^2) = 1, orthogonal -> +0.5; position 1: mean((1,0)^2) = 0.5, parallel -> +0
+    assert d.shape == (1, 1, 2)
+    assert torch.allclose(d, torch.tensor([[[1.5, 0.5]]]))
+    assert torch.allclose(losses.feature_distance(a, a, lam=0.5), torch.zeros(1, 1, 2), atol=1e-6)
+
+
+def test_local_and_global_local_loss_are_mean_distances():
+    a, b = grid((1.0, 0.0), (2.0, 0.0)), grid((0.0, 1.0), (1.0, 0.0))
+    assert losses.local_loss(a, b, lam=0.5).item() == pytest.approx(1.0)
+    assert losses.global_local_loss(a, b, lam=0.0).item() == pytest.approx(0.75)
+
+
+def test_attention_known_values():
+    values = grid((1.0, 0.0), (3.0, 2.0))
+    # a zero query gives uniform weights: every position receives the mean value (2, 1)
+    out = losses.attention(torch.zeros_like(values), values, values)
+    assert torch.allclose(out, grid((2.0, 1.0), (2.0, 1.0)))
+    # one-hot keys scaled by sqrt(C): weights softmax([1, 0]) for position 0
+    keys = grid((math.sqrt(2), 0.0), (0.0, math.sqrt(2)))
+    query = grid((1.0, 0.0), (0.0, 1.0))
+    w = 1 / (1 + math.exp(-1))  # softmax([1, 0])[0]
+    out = losses.attention(query, keys, values)
+    expected = grid((w * 1 + (1 - w) * 3, (1 - w) * 2), ((1 - w) * 1 + w * 3, w * 2))
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_attention_loss_zero_iff_global_output_matches_features():
+    f = grid((1.0, 0.0), (0.0, 2.0), (1.0, 1.0))
+    assert losses.attention_loss(f, f, lam=0.5).item() == pytest.approx(0.0, abs=1e-6)
+    target = losses.attention(f, f, f)
+    uniform = f.mean(dim=(2, 3), keepdim=True).expand_as(f)  # what a zero query attends to
+    expected = losses.feature_distance(target, uniform, 0.5).mean()
+    assert losses.attention_loss(f, torch.zeros_like(f), lam=0.5).item() == pytest.approx(expected.item())
+
+
+# -- maps and scores ----------------------------------------------------------------------
+def test_score_combination_on_hand_made_maps():
+    local = torch.tensor([[[1.0, 2.0], [3.0, 1.0]]])  # qa = 1, qb = 3 -> 0 ... 0.1
+    global_ = torch.tensor([[[10.0, 10.0], [10.0, 30.0]]])  # qa = 10, qb = 30
+    nl = normalise_map(local, torch.tensor([1.0, 3.0]))
+    ng = normalise_map(global_, torch.tensor([10.0, 30.0]))
+    assert torch.allclose(nl, torch.tensor([[[0.0, 0.05], [0.1, 0.0]]]))
+    fused = fuse_maps(nl, ng, local_weight=0.5)
+    assert torch.allclose(fused, torch.tensor([[[0.0, 0.025], [0.05, 0.05]]]))
+    assert torch.allclose(image_score(fused), torch.tensor([0.05]))
+    assert torch.allclose(image_score(torch.stack([nl[0], ng[0]])), torch.tensor([0.1, 0.1]))
+
+
+def test_map_quantiles_and_blur():
+    q = map_quantiles(torch.arange(1001.0), 0.9, 0.995)
+    assert torch.allclose(q, torch.tensor([900.0, 995.0]))
+    flat = torch.full((2, 16, 16), 3.0)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat)  # normalised kernel keeps constants
+    spike = torch.zeros(1, 33, 33)
+    spike[0, 16, 16] = 1.0
+    blurred = gaussian_blur(spike, 1.0)
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-5) and blurred.max() < 0.2
+
+
+# -- model --------------------------------------------------------------------------------
+def test_training_lowers_loss(loco_root):
+    from locoad.data.dataset import LocoDataset
+    from locoad.data.layout import category_dir, list_split
+
+    torch.manual_seed(0)
+    samples = list_split(category_dir(loco_root, "widgets"), "train")
+    images = torch.stack([LocoDataset(samples, 64)[i]["image"] for i in range(4)])
+    module = ULSADModule(**TINY_KW)
+    module.model.features.fit([images])
+    opt = module.configure_optimizers()["optimizer"]
+    module.train()
+    history = []
+    for _ in range(8):
+        loss = module.model.loss(images)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+    assert history[-1] < 0.8 * history[0], history
+    assert not any(p.requires_grad for p in module.model.features.parameters())
+
+
+def test_pretrained_failure_says_which_weights_to_fetch(monkeypatch, tmp_path):
+    import timm
+
+    def offline(*args, **kwargs):
+        if kwargs.get("pretrained"):
+            raise OSError("no network")
+        return create(*args, **kwargs)
+
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="backbone_checkpoint"):
+        PatchFeatures("resnet18", pretrained=True)
+    with pytest.raises(FileNotFoundError, match="resnet18"):
+        PatchFeatures("resnet18", checkpoint=str(tmp_path / "missing.safetensors"))
+
+
+# -- configs and end to end ---------------------------------------------------------------
+def test_presets_compose():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["model=ulsad"])
+        tiny = compose("config", overrides=["model=ulsad_tiny"])
+        sweep = compose("config", overrides=["experiment=ulsad_ablation"], return_hydra_config=True)
+    assert cfg.model._target_ == "locoad.models.ulsad.ULSADModule"
+    assert cfg.data.image_size == cfg.model.image_size == 256
+    assert tiny.model.backbone == "resnet18" and tiny.data.image_size == 64
+    assert set(sweep.hydra.sweeper.params) >= {"model.weight_attn", "model.weight_global"}
+
+
+def test_ulsad_preset_sets_trainer_epochs():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert compose("config", overrides=["model=ulsad"]).trainer.max_epochs == 200
+
+
+def synthetic_overrides(root) -> list[str]:
+    from locoad.data.synthetic import CATEGORIES
+
+    cat = CATEGORIES[0]
+    return ["model=ulsad_tiny", "data=synthetic", "data.synthetic.image_size=64", f"data.category={cat}",
+            f"+data.synthetic.categories=[{cat}]", "data.k_shot=4", "data.num_workers=0",
+            "trainer.max_epochs=2", "trainer.limit_train_batches=1", "trainer.accelerator=cpu",
+            "logger=csv", f"paths.root_dir={root}"]
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory):
+    from locoad.run import run
+
+    root = tmp_path_factory.mktemp("ulsad")
+    out = root / "run"
+    metrics = run(compose_cfg(synthetic_overrides(root), out))
+    return root, out, metrics
+
+
+def test_end_to_end_outputs(fitted_run):
+    _, out, metrics = fitted_run
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert set(on_disk) >= {"local", "global", "fused"}
+    for name in ("local", "global", "fused"):
+        assert 0 <= on_disk[name]["f1_max"] <= 1 and 0 <= on_disk[name]["auroc"] <= 1
+        for t in ("logical", "structural"):
+            assert set(on_disk[name][t]) >= {"f1_max", "auroc"}
+    assert 0 <= on_disk["fused"]["pixel_auroc"] <= 1
+    table = pd.read_csv(out / "scores.csv")
+    assert {"path", "label", "anomaly_type", "local", "global", "fused"} <= set(table.columns)
+    assert table["fused"].notna().all()
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert bool(state["state_dict"]["model.maps_fitted"]) and bool(state["state_dict"]["model.features.fitted"])
+    assert state["epoch"] == 1 and state["global_step"] == 2
+
+
+def test_test_only_from_checkpoint_gives_identical_scores(fitted_run):
+    from locoad.run import run
+
+    root, out, _ = fitted_run
+    ckpt = out / "checkpoints" / "last.ckpt"
+    out2 = root / "reload"
+    run(compose_cfg(synthetic_overrides(root) + ["train=false", f"ckpt_path={ckpt}"], out2))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), pd.read_csv(out2 / "scores.csv"))
+
+
+def test_resume_continues_training(fitted_run):
+    from locoad.run import run
+
+    root, out, _ = fitted_run
+    out3 = root / "resume"
+    cfg = compose_cfg(synthetic_overrides(root) + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], out3)
+    run(cfg)
+    state = torch.load(out3 / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 2 and state["global_step"] == 3

@@ -1,0 +1,83 @@
+"""W&B logging: offline runs with the per-image table, one run per job, no hang when offline."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_cfg
+from locoad.loggers import LocoadWandbLogger, resolve_mode
+from locoad.run import run
+
+TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
+        "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=wandb"]
+
+
+def test_offline_run_logs_table_overlays_and_finishes(loco_root, tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "run"
+    cfg = compose_cfg(TINY + [f"data.root={loco_root}", "+experiment_name=unit"], out)
+    run(cfg)
+    assert wandb.run is None  # finished at the end of the job
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    (table_file,) = (run_dir / "files" / "media" / "table" / "test").glob("images_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"][:4] == ["thumbnail", "path", "label", "anomaly_type"]
+    assert {"class_histogram", "fused"} <= set(table["columns"]) and len(table["data"]) == 9
+    assert list((run_dir / "files" / "media" / "table" / "test").glob("f1_max_by_score*"))
+    assert len(list((run_dir / "files" / "media" / "images" / "test").glob("anomaly_maps_*.png"))) == 6
+    record = next(run_dir.glob("run-*.wandb")).read_bytes()
+    assert b"widgets-k3-s0-felzenszwalb-hungarian" in record and b"unit" in record  # name, group
+    assert b"class_location" in record  # the resolved config went in too
+
+
+def test_stale_run_is_finished_not_reused(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    first = LocoadWandbLogger(save_dir=str(tmp_path), name="a")
+    run_a = first.experiment  # left open, as a crashed job would leave it
+    second = LocoadWandbLogger(save_dir=str(tmp_path), name="b")
+    assert second.experiment.id != run_a.id
+    second.finish()
+    assert wandb.run is None
+
+
+def test_mode_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    assert resolve_mode(offline=True) == "offline"
+    with pytest.warns(UserWarning, match="no API key"):
+        assert resolve_mode(offline=False) == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert resolve_mode(offline=False) == "online"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert resolve_mode(offline=False) == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode(offline=True) == "disabled"
+
+
+@pytest.mark.parametrize("probe", [True, False], ids=["init-times-out", "probe-refused"])
+def test_unreachable_online_wandb_falls_back_to_offline(tmp_path, monkeypatch, probe):
+    import locoad.loggers as loggers
+
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on port 9
+    monkeypatch.setenv("WANDB_API_KEY", "f" * 40)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    if probe:  # pretend the TCP probe passed: wandb.init itself must fail and be caught
+        monkeypatch.setattr(loggers, "_reachable", lambda url, timeout: True)
+    start = time.monotonic()
+    lg = LocoadWandbLogger(save_dir=str(tmp_path), name="x", init_timeout=2)
+    with pytest.warns(UserWarning, match="logging offline"):
+        exp = lg.experiment
+    exp.log({"a": 1.0})
+    lg.finish()
+    assert time.monotonic() - start < 30
+    assert list(Path(tmp_path, "wandb").glob("offline-run-*/run-*.wandb"))
