@@ -319,7 +319,7 @@ def bench_fit350(dim: int, max_loo: int, half: bool = False) -> dict:
 
 
 # -- F1-max cost of the coreset on the synthetic data --------------------------------------------
-def bench_coreset_f1(categories: list[str], k: int, ratio: float) -> dict:
+def bench_coreset_f1(categories: list[str], k: int, ratio: float, max_loo: int) -> dict:
     """F1-max (fused and per patch score) exact vs coreset, handcrafted backbone (weight-free,
     so these scores are real), via the Hydra config as ``locoad`` composes it."""
     from hydra import compose, initialize_config_dir
@@ -329,13 +329,15 @@ def bench_coreset_f1(categories: list[str], k: int, ratio: float) -> dict:
     from locoad.run import run
 
     conf = Path(__file__).resolve().parents[1] / "conf"
-    out: dict[str, Any] = {"k": k, "coreset_ratio": ratio, "backbone": "handcrafted", "runs": {}}
+    # max_loo bounds the LOO refits: with a coreset each refit reruns the greedy selection.
+    out: dict[str, Any] = {"k": k, "coreset_ratio": ratio, "backbone": "handcrafted", "max_loo": max_loo, "runs": {}}
     for cat in categories:
         for label, extra in (("exact", []), (f"coreset{ratio}", [
             f"features.{n}.coreset_ratio={ratio}"
             for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch")])):
             tmp = Path(tempfile.mkdtemp(prefix="locoad_bench_"))
-            overrides = [f"data.category={cat}", f"data.k_shot={k}", "logger=none", "callbacks=none", *extra]
+            overrides = [f"data.category={cat}", f"data.k_shot={k}", f"model.max_loo={max_loo}",
+                         "logger=none", "callbacks=none", *extra]
             with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
                 cfg = compose("config", overrides=overrides, return_hydra_config=True)
             HydraConfig.instance().set_config(cfg)
@@ -401,13 +403,14 @@ def main(argv: list[str] | None = None) -> dict:
             result["coreset350"] = bench_coreset_350(parsed, 384, 0.1, steps=100 if args.quick else 300)
     if "fit350" in only:
         print("350-image fit (own process) ...", flush=True)
-        result["fit350"] = [bench_fit350(384, 2), bench_fit350(768, 2)]
+        result["fit350"] = [bench_fit350(384, 2), bench_fit350(768, 2), bench_fit350(768, 2, half=True)]
         print(f"  {result['fit350']}", flush=True)
     if "f1" in only:
         print("coreset F1 cost ...", flush=True)
         from locoad.data.synthetic import CATEGORIES
 
-        result["coreset_f1"] = bench_coreset_f1(list(CATEGORIES)[:1 if args.quick else 2], 16, 0.1)
+        result["coreset_f1"] = bench_coreset_f1(list(CATEGORIES)[:1 if args.quick else 2], 16, 0.1,
+                                                max_loo=4 if args.quick else 16)
         print(f"  {result['coreset_f1']}", flush=True)
     path = save_json(args.out, result)
     print(f"wrote {path}")

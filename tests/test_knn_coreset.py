@@ -181,3 +181,12 @@ def test_unit_rows_registry() -> None:
     assert has_unit_rows(nb) and not has_unit_rows(b) and not has_unit_rows(nb.clone())
     q = torch.randn(5, 8)
     torch.testing.assert_close(nn_cosine_distance(q, nb), brute_force(q, b), atol=1e-5, rtol=0)
+
+
+def test_normalize_bank_inplace() -> None:
+    b = torch.randn(10, 4) * 3
+    ref = F.normalize(b, dim=-1)
+    out = normalize_bank(b, inplace=True)
+    assert out is b
+    torch.testing.assert_close(out, ref)
+    assert normalize_bank(torch.randn(10, 4), half=True, inplace=True).dtype == torch.bfloat16  # new tensor

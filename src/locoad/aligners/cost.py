@@ -58,9 +58,8 @@ def describe_segments(image: SegmentedImage) -> SegmentDescriptors:
         # Weight each grid cell by how many of the segment's pixels fall in it, so small
         # segments still get an embedding.
         cell = (yy * gh // h) * gw + (xx * gw // w)
-        weights = np.zeros((s + 1, gh * gw))
-        np.add.at(weights, (ids, cell.ravel()), 1.0)
-        weights = weights[1:] / n
+        weights = np.bincount(ids * (gh * gw) + cell.ravel(), minlength=(s + 1) * gh * gw)
+        weights = weights.reshape(s + 1, gh * gw)[1:] / n
         embedding = weights @ feats.reshape(d, -1).T
     return SegmentDescriptors(embedding, colour, position, counts / (h * w), shape)
 

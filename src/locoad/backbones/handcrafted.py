@@ -54,11 +54,12 @@ class HandcraftedBackbone(Backbone):
     normalize = False  # works on raw RGB in [0, 1]
     preferred_feature_norm = "standardize"
 
-    def __init__(self, image_size: int = 518, patch_size: int = 14, context: bool = True):
+    def __init__(self, image_size: int = 518, patch_size: int = 14, context: bool = True, colour_constancy: bool = False):
         super().__init__()
         self.image_size = image_size
         self.patch_size = patch_size
         self.context = context
+        self.colour_constancy = colour_constancy
         self.register_buffer("gabor", gabor_bank(), persistent=False)
         sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]) / 8
         self.register_buffer("sobel", torch.stack([sobel, sobel.T])[:, None], persistent=False)
@@ -67,7 +68,12 @@ class HandcraftedBackbone(Backbone):
         self.eval()
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
-        lab = rgb_to_lab(x.clamp(0, 1))
+        if self.colour_constancy:
+            # Grey-world on the median: the median pixel is mostly background in inspection
+            # images, so dividing by it cancels global brightness and white-balance changes.
+            med = x.flatten(2).median(dim=2).values.clamp_min(1e-3)[..., None, None]
+            x = x * (0.5 / med)
+        lab = rgb_to_lab(x.clamp_min(0))  # values above 1 after colour constancy stay ordered
         lum = lab[:, :1] / 100.0
         grad = F.conv2d(F.pad(lum, [1] * 4, mode="replicate"), self.sobel).norm(dim=1, keepdim=True)
         pad = self.gabor.shape[-1] // 2

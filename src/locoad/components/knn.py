@@ -35,9 +35,15 @@ def storage_dtype(device: torch.device, half: bool) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
-def normalize_bank(bank: torch.Tensor, half: bool = False, chunk_size: int = 65536) -> torch.Tensor:
-    """Unit-normalise the rows of ``bank`` chunk by chunk (no full float32 copy of a half bank)."""
-    out = torch.empty(bank.shape, dtype=storage_dtype(bank.device, half), device=bank.device)
+def normalize_bank(bank: torch.Tensor, half: bool = False, chunk_size: int = 65536, inplace: bool = False) -> torch.Tensor:
+    """Unit-normalise the rows of ``bank`` chunk by chunk (no full float32 copy of a half bank).
+
+    ``inplace`` writes into ``bank`` itself when its dtype is already the storage dtype: a
+    caller that owns the tensor (e.g. a fresh ``torch.cat``) then needs no second full copy,
+    which matters for 350-image banks of several GiB.
+    """
+    dtype = storage_dtype(bank.device, half)
+    out = bank if inplace and bank.dtype == dtype else torch.empty(bank.shape, dtype=dtype, device=bank.device)
     for j in range(0, bank.shape[0], chunk_size):
         out[j : j + chunk_size] = F.normalize(bank[j : j + chunk_size].float(), dim=-1)
     _UNIT_ROWS[id(out)] = out

@@ -87,6 +87,11 @@ class PatchScore(Feature):
             for g, m in self.groups(p).items():
                 if m.any():
                     banks.setdefault(g, []).append(self.patches(p, m))
+        if not banks:
+            # No shot had patches of this kind (e.g. the segmenter found no foreground): compare
+            # with all shot patches rather than fail; the missing foreground is itself visible
+            # to the histogram score.
+            banks[-1] = [p.features.flatten(1).T for p in shots]
         out = {}
         for g, v in banks.items():
             bank = torch.cat(v)
@@ -99,14 +104,12 @@ class PatchScore(Feature):
                 bank = bank[keep]
             # Stored unit-norm (cosine distance ignores the norm) and, with ``half``, in
             # 16 bits: a 350-image bank takes half the memory.
-            out[g] = normalize_bank(bank, self.half)
+            out[g] = normalize_bank(bank, self.half, inplace=True)  # ``bank`` is ours: no copy
         return out
 
     def score(self, parsed: ParsedImage, state: dict[int, torch.Tensor]) -> FeatureScore:
         h, w = parsed.features.shape[-2:]
         amap = torch.zeros(h, w, device=parsed.features.device)
-        if not state:
-            raise ValueError(f"{self.name}: the memory bank is empty (no shot had patches of this kind)")
         union = None
         best = torch.tensor(0.0)
         seen = False

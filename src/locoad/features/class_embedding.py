@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from locoad.features.base import VectorScore
 from locoad.types import ParsedImage
@@ -20,7 +21,9 @@ class ClassEmbeddingScore(VectorScore):
         c, d = parsed.num_classes, feats.shape[1]
         counts = np.bincount(grid, minlength=c)[:c]
         sums = np.zeros((c, d), dtype=np.float64)
-        np.add.at(sums, grid, feats)
+        sums[: grid.max() + 1] = torch.zeros(grid.max() + 1, d, dtype=torch.float64).index_add_(
+            0, torch.from_numpy(grid), torch.from_numpy(feats).double()
+        ).numpy()
         present = counts > 0
         means = np.where(present[:, None], sums / np.maximum(counts, 1)[:, None], 0.0)
         return means, present

@@ -9,6 +9,7 @@ import torch
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
+from locoad.cache import StageCache
 from locoad.features.base import Feature
 from locoad.fusion.base import Fusion
 from locoad.models.base import AnomalyModule, ScoreOutput
@@ -35,9 +36,12 @@ class SevenFeatureModule(AnomalyModule):
         work_size: int = 256,
         feature_norm: str = "auto",
         max_loo: int = 16,
+        cache: StageCache | None = None,
     ):
         super().__init__()
-        self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo)
+        self.model = SevenFeatureModel(
+            segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo, cache=cache
+        )
         self.automatic_optimization = False  # nothing is trained
         # Frozen backbone weights are rebuilt from the config, not stored (ViT-G would add 4 GB).
         self.strict_loading = False

@@ -18,6 +18,7 @@ from torch import nn
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
+from locoad.cache import StageCache
 from locoad.features.base import Feature, PatchScore
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter
@@ -46,9 +47,11 @@ def to_uint8(images: torch.Tensor, size: int) -> np.ndarray:
 def majority_grid(class_map: np.ndarray, grid: int, num_classes: int) -> torch.Tensor:
     """Class map -> (grid, grid) by majority vote inside each patch (small parts survive
     better than with centre sampling)."""
-    cm = torch.from_numpy(class_map).long()
-    onehot = F.one_hot(cm, num_classes).permute(2, 0, 1).float()[None]
-    return F.adaptive_avg_pool2d(onehot, grid)[0].argmax(0)
+    h, w = class_map.shape
+    # Cell of every pixel as adaptive pooling assigns it when the size divides evenly.
+    cell = (np.arange(h)[:, None] * grid // h) * grid + (np.arange(w)[None, :] * grid // w)
+    counts = np.bincount((cell * num_classes + class_map).ravel(), minlength=grid * grid * num_classes)
+    return torch.from_numpy(counts.reshape(grid, grid, num_classes).argmax(-1))
 
 
 def resize_nearest(a: np.ndarray, size: int) -> np.ndarray:
@@ -69,6 +72,7 @@ class SevenFeatureModel(nn.Module):
         work_size: int = 256,
         feature_norm: str = "auto",
         max_loo: int = 16,
+        cache: StageCache | None = None,
     ):
         super().__init__()
         if not features:
@@ -87,6 +91,7 @@ class SevenFeatureModel(nn.Module):
             raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
         self.max_loo = max_loo
+        self.cache = cache  # on-disk backbone features / label maps (locoad.cache); None = off
         self.register_buffer("feat_mean", torch.zeros(0), persistent=False)
         self.register_buffer("feat_std", torch.zeros(0), persistent=False)
         self.shots: list[Encoded] = []
@@ -102,10 +107,17 @@ class SevenFeatureModel(nn.Module):
     # -- stages ----------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> list[Encoded]:
-        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1]."""
-        feats = self.backbone(images)
+        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1].
+
+        With a stage cache, stored outputs are read back and the backbone runs once, batched,
+        on the images it misses; segmentation is keyed on the work-size uint8 image."""
         rgbs = to_uint8(images, self.work_size)
-        return [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
+        cache = self.cache
+        if cache is None or not cache.enabled:
+            feats = self.backbone(images)
+            return [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
+        feats = cache.features(self.backbone, images)
+        return [Encoded(rgb, cache.segments(self.segmenter, rgb), f) for rgb, f in zip(rgbs, feats)]
 
     def normalise(self, feats: torch.Tensor) -> torch.Tensor:
         if self.feature_norm == "none" or self.feat_mean.numel() == 0:
@@ -128,6 +140,13 @@ class SevenFeatureModel(nn.Module):
         )
 
     def align(self, enc: Encoded) -> np.ndarray:
+        if not torch.isfinite(enc.features).all():
+            # NaN/inf features come from broken weights or a numerically unstable dtype; used,
+            # they would silently poison every cost and kNN distance.
+            raise FloatingPointError(
+                "the backbone returned NaN/inf features. Check the checkpoint (a corrupt or "
+                "mismatched file) and backbone.dtype (try float32)."
+            )
         return self.aligner.align(SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features)))
 
     # -- fit ---------------------------------------------------------------------------------

@@ -1,0 +1,233 @@
+"""The on-disk stage cache: keys, invalidation, robustness, and a sweep reusing the stages."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import compose_cfg
+from locoad.backbones.handcrafted import HandcraftedBackbone
+from locoad.cache import StageCache, backbone_key, fingerprint, segmenter_key
+from locoad.run import run
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
+        "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=csv"]
+
+
+def _images(n: int = 3, size: int = 56) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g).float() / 255.0
+
+
+def _rgb(size: int = 64) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_hit_after_put(tmp_path):
+    cache = StageCache(tmp_path)
+    bb = HandcraftedBackbone(image_size=56, patch_size=14)
+    imgs = _images()
+    first = cache.features(bb, imgs)
+    assert cache.stats["features"] == {"hits": 0, "misses": 3, "corrupt": 0, "writes": 3, "write_errors": 0}
+    second = cache.features(bb, imgs)
+    assert cache.stats["features"]["hits"] == 3
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    torch.testing.assert_close(first, bb(imgs), rtol=0, atol=0)
+
+    seg = FelzenszwalbSegmenter(work_size=64)
+    rgb = _rgb()
+    a = cache.segments(seg, rgb)
+    b = cache.segments(seg, rgb)
+    assert cache.stats["segments"]["hits"] == 1 and np.array_equal(a, b) and b.dtype == a.dtype
+    # layout: <root>/<stage>/<config-hash>/<ab>/<image-hash>.<ext> with a config.json per config
+    cfgs = sorted(tmp_path.glob("*/*/config.json"))
+    assert {c.parent.parent.name for c in cfgs} == {"features", "segments"}
+    assert json.loads(cfgs[0].read_text())["version"]
+    assert len(list(tmp_path.glob("features/*/??/*.pt"))) == 3
+    assert len(list(tmp_path.glob("segments/*/??/*.npy"))) == 1
+    assert "3/6 hits" in cache.summary()
+
+
+def test_partial_hits_run_backbone_once_on_misses(tmp_path):
+    cache = StageCache(tmp_path)
+    bb = HandcraftedBackbone(image_size=56, patch_size=14)
+    imgs = _images(4)
+    ref = bb(imgs)
+    cache.features(bb, imgs[[0, 2]])
+    calls, forward = [], bb.forward
+    bb.forward = lambda x: (calls.append(len(x)), forward(x))[1]
+    out = cache.features(bb, imgs)
+    assert calls == [2]  # one batched call on the two misses
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def test_key_changes_with_config(tmp_path):
+    s1, s2 = FelzenszwalbSegmenter(work_size=64), FelzenszwalbSegmenter(work_size=64, scale=100.0)
+    assert fingerprint(segmenter_key(s1)) == fingerprint(segmenter_key(FelzenszwalbSegmenter(work_size=64)))
+    assert fingerprint(segmenter_key(s1)) != fingerprint(segmenter_key(s2))
+    b1 = HandcraftedBackbone(image_size=56, patch_size=14)
+    same = HandcraftedBackbone(image_size=56, patch_size=14)
+    assert fingerprint(backbone_key(b1)) == fingerprint(backbone_key(same))
+    for other in (HandcraftedBackbone(image_size=112, patch_size=14), HandcraftedBackbone(56, 14, context=False)):
+        assert fingerprint(backbone_key(b1)) != fingerprint(backbone_key(other))
+
+    # a changed config is a miss, stored under another config folder
+    cache = StageCache(tmp_path)
+    rgb = _rgb()
+    cache.segments(s1, rgb)
+    cache.segments(s2, rgb)
+    assert cache.stats["segments"]["hits"] == 0 and len(list(tmp_path.glob("segments/*/config.json"))) == 2
+
+
+def test_backbone_key_sees_weights():
+    from locoad.backbones.dinov2 import DinoV2Backbone
+
+    kw = dict(variant="vits14", pretrained=False, image_size=56, model_kwargs={"depth": 1, "embed_dim": 24, "num_heads": 2})
+    torch.manual_seed(0)
+    a = DinoV2Backbone(**kw)
+    torch.manual_seed(0)
+    b = DinoV2Backbone(**kw)
+    torch.manual_seed(1)
+    c = DinoV2Backbone(**kw)
+    assert fingerprint(backbone_key(a)) == fingerprint(backbone_key(b))
+    assert fingerprint(backbone_key(a)) != fingerprint(backbone_key(c))  # other (random) weights
+    kw["model_kwargs"] = {"depth": 2, "embed_dim": 24, "num_heads": 2}
+    torch.manual_seed(0)
+    assert fingerprint(backbone_key(a)) != fingerprint(backbone_key(DinoV2Backbone(**kw)))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "wrong_shape"])
+def test_corrupt_entry_is_a_miss(tmp_path, damage):
+    cache = StageCache(tmp_path)
+    bb = HandcraftedBackbone(image_size=56, patch_size=14)
+    seg = FelzenszwalbSegmenter(work_size=64)
+    imgs, rgb = _images(1), _rgb()
+    ref_f, ref_s = cache.features(bb, imgs), cache.segments(seg, rgb)
+    for path in [*tmp_path.glob("features/*/??/*.pt"), *tmp_path.glob("segments/*/??/*.npy")]:
+        data = path.read_bytes()
+        if damage == "truncate":
+            path.write_bytes(data[: len(data) // 2])
+        elif damage == "garbage":
+            path.write_bytes(b"\x00not a cache entry" * 10)
+        elif damage == "empty":
+            path.write_bytes(b"")
+        elif path.suffix == ".pt":
+            torch.save(torch.zeros(2, 3), path)
+        else:
+            np.save(path, np.zeros((3, 3), np.int32))
+    f, s = cache.features(bb, imgs), cache.segments(seg, rgb)
+    torch.testing.assert_close(f, ref_f, rtol=0, atol=0)
+    assert np.array_equal(s, ref_s)
+    assert cache.stats["features"]["corrupt"] == 1 and cache.stats["segments"]["corrupt"] == 1
+    # overwritten with a good entry: the next read hits
+    fresh = StageCache(tmp_path)
+    fresh.features(bb, imgs), fresh.segments(seg, rgb)
+    assert fresh.hits == 2 and fresh.misses == 0
+
+
+def _writer(root: str, seed: int, n: int) -> None:
+    cache = StageCache(root)
+    d = cache.config_dir("features", {"test": "concurrent"})
+    for i in range(n):
+        cache.put("features", d, "ab" + "0" * 62, torch.full((64, 16, 16), float(seed * 1000 + i)))
+
+
+def test_concurrent_writers_leave_a_valid_file(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = StageCache(tmp_path)
+    d = cache.config_dir("features", {"test": "concurrent"})
+    t = cache.get("features", d, "ab" + "0" * 62)
+    assert t is not None and t.shape == (64, 16, 16) and bool((t == t.flatten()[0]).all())
+    assert float(t.flatten()[0]) in {1029.0, 2029.0}  # one writer's complete last value
+    assert not list(tmp_path.rglob("*.tmp"))  # no temp files left behind
+
+
+def test_disabled_writes_nothing(tmp_path):
+    for cache in (StageCache(tmp_path / "off", enabled=False), StageCache(None)):
+        bb = HandcraftedBackbone(image_size=56, patch_size=14)
+        imgs = _images(2)
+        torch.testing.assert_close(cache.features(bb, imgs), bb(imgs), rtol=0, atol=0)
+        cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+        assert cache.lookups == 0
+    assert not (tmp_path / "off").exists()
+
+
+def _model_cache_and_counters(monkeypatch):
+    """Record every SevenFeatureModel's cache and count backbone/segmenter work."""
+    from locoad.models.seven_feature import torch_model
+
+    seen = {"caches": [], "backbone_images": 0, "segmenter_images": 0}
+    orig_init = torch_model.SevenFeatureModel.__init__
+
+    def init(self, *args, **kwargs):
+        orig_init(self, *args, **kwargs)
+        seen["caches"].append(self.cache)
+        bb_forward, seg_call = self.backbone.forward, self.segmenter
+
+        def bb(x):
+            seen["backbone_images"] += len(x)
+            return bb_forward(x)
+
+        def seg(rgb):
+            seen["segmenter_images"] += 1
+            return seg_call(rgb)
+
+        seg.cache_key = seg_call.cache_key
+        self.backbone.forward = bb
+        self.segmenter = seg
+
+    monkeypatch.setattr(torch_model.SevenFeatureModel, "__init__", init)
+    return seen
+
+
+def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypatch):
+    seen = _model_cache_and_counters(monkeypatch)
+    base = TINY + [f"data.root={loco_root}"]
+    n_images = 3 + 9  # k shots + test images
+
+    cfg = compose_cfg(base + ["model.cache.enabled=false"], tmp_path / "off")
+    run(cfg)
+    assert not (tmp_path / ".cache" / "stages").exists()
+    assert seen["caches"][-1] is not None and not seen["caches"][-1].enabled
+    assert seen["backbone_images"] == n_images and seen["segmenter_images"] == n_images
+
+    cfg = compose_cfg(base, tmp_path / "on")
+    run(cfg)
+    cache = seen["caches"][-1]
+    assert cache.enabled and cache.root == tmp_path / ".cache" / "stages"
+    assert cache.misses == 2 * n_images and cache.hits == 0
+    assert seen["backbone_images"] == 2 * n_images
+
+    off = pd.read_csv(tmp_path / "off" / "scores.csv")
+    pd.testing.assert_frame_equal(off, pd.read_csv(tmp_path / "on" / "scores.csv"))
+
+    # other aligner and fusion: every image of both stages is a hit, nothing recomputed
+    cfg = compose_cfg(base + ["aligner=nearest", "fusion=gated"], tmp_path / "other")
+    run(cfg)
+    cache = seen["caches"][-1]
+    assert cache.stats["features"]["hits"] == n_images and cache.stats["segments"]["hits"] == n_images
+    assert cache.misses == 0
+    assert seen["backbone_images"] == 2 * n_images and seen["segmenter_images"] == 2 * n_images
+    # and it equals the same config without the cache
+    cfg = compose_cfg(base + ["aligner=nearest", "fusion=gated", "model.cache.enabled=false"], tmp_path / "other_off")
+    run(cfg)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "other" / "scores.csv"),
+                                  pd.read_csv(tmp_path / "other_off" / "scores.csv"))
+
+    # another segmenter setting: the segments miss (invalidated), the features still hit
+    cfg = compose_cfg(base + ["segmenter.scale=150"], tmp_path / "seg")
+    run(cfg)
+    cache = seen["caches"][-1]
+    assert cache.stats["segments"]["misses"] == n_images and cache.stats["features"]["hits"] == n_images
