@@ -9,6 +9,7 @@ all feature/fusion combinations (DeAOT builds its network once), which keeps the
 from __future__ import annotations
 
 import itertools
+
 import numpy as np
 import pytest
 import torch

@@ -113,7 +113,6 @@ def run(cfg: DictConfig) -> dict:
         if hasattr(lg, "log_test_results"):
             lg.log_test_results(results)
     finish_loggers(loggers)  # one W&B run per job: Lightning would reuse an open run
-    log.info("metrics\n%s", format_table(results.metrics))
     print(format_table(results.metrics))
     print(f"\nrun directory: {out_dir}")
     return results.metrics
