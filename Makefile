@@ -45,8 +45,8 @@ format: $(STAMP) ## Format with ruff
 sweep: $(STAMP) ## Run an ablation multirun (EXP=aligner_x_features by default)
 	$(PY) -m locoad -m experiment=$(or $(EXP),aligner_x_features) $(ARGS)
 
-report: $(STAMP) ## Summarise a multirun dir: make report DIR=multirun/...
-	$(VENV)/bin/locoad-report $(or $(DIR),multirun)
+report: $(STAMP) ## Summarise sweeps: make report DIR=outputs/multiruns/<sweep>
+	$(VENV)/bin/locoad-report $(or $(DIR),outputs/multiruns)
 
 benchmark: $(STAMP) ## Run the CPU benchmarks (results in benchmarks/RESULTS.md)
 	$(PY) benchmarks/run_all.py $(ARGS)

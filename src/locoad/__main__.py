@@ -37,8 +37,7 @@ def main(cfg: DictConfig) -> float | None:
         # A user error: say what is wrong and how to fix it, without a traceback.
         if os.environ.get("LOCOAD_TRACEBACK") == "1":
             raise
-        log.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
+        log.error("%s", e)  # Hydra's handlers put it on the console and in run.log
         sys.exit(2)
     return metric_value(metrics, cfg.get("optimized_metric"))
 
