@@ -92,3 +92,13 @@ def test_class_aware_takes_worst_class_and_handles_unseen_class():
 def test_empty_foreground_scores_maximal_not_nan():
     empty = scene({})
     assert ForegroundPatchScore().score(empty, ForegroundPatchScore().fit(SHOTS)).value == 1.0
+
+
+@pytest.mark.parametrize("cls", [ClassAgnosticPatchScore, ForegroundPatchScore, ClassAwarePatchScore])
+def test_patch_leave_one_out_equals_refitting(cls):
+    shots = SHOTS + [scene(GOOD, seed=5, scratch=True)]
+    f = cls()
+    fast = f.loo_scores(shots, [0, 1, 2, 3])
+    slow = [f.score(shots[i], f.fit(shots[:i] + shots[i + 1 :])).value for i in range(4)]
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
+    assert fast[3] > fast[0]  # the scratched shot stands out against the others

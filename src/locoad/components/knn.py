@@ -50,6 +50,14 @@ def normalize_bank(bank: torch.Tensor, half: bool = False, chunk_size: int = 655
     return out
 
 
+def subset_unit_rows(bank: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Rows ``keep`` of a unit-normalised bank, still known to be unit-norm (no re-normalising)."""
+    out = bank[keep]
+    if _UNIT_ROWS.get(id(bank)) is bank:
+        _UNIT_ROWS[id(out)] = out
+    return out
+
+
 def nn_cosine_distance(
     queries: torch.Tensor,
     bank: torch.Tensor,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from locoad.components.coreset import greedy_coreset
-from locoad.components.knn import nn_cosine_distance, normalize_bank, top_percent_mean
+from locoad.components.knn import nn_cosine_distance, normalize_bank, subset_unit_rows, top_percent_mean
 from locoad.types import BACKGROUND, ParsedImage
 
 
@@ -37,6 +37,10 @@ class Feature(ABC):
     @abstractmethod
     def score(self, parsed: ParsedImage, state: Any) -> FeatureScore:
         """Anomaly score of one image against the fitted state (higher = more anomalous)."""
+
+    def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
+        """Score of each held-out shot ``i`` against a memory fitted on the other shots."""
+        return np.array([self.score(shots[i], self.fit(shots[:i] + shots[i + 1 :])).value for i in held])
 
 
 class PatchScore(Feature):
@@ -82,30 +86,53 @@ class PatchScore(Feature):
         return feats.permute(1, 2, 0)[mask.to(feats.device)]  # (n, D)
 
     def fit(self, shots: list[ParsedImage]) -> dict[int, torch.Tensor]:
+        return self._fit_with_owners(shots)[0]
+
+    def _fit_with_owners(self, shots: list[ParsedImage]) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """Banks per group, and for every bank row the index of the shot it came from."""
         banks: dict[int, list[torch.Tensor]] = {}
-        for p in shots:
+        owners: dict[int, list[torch.Tensor]] = {}
+        for i, p in enumerate(shots):
             for g, m in self.groups(p).items():
                 if m.any():
-                    banks.setdefault(g, []).append(self.patches(p, m))
+                    x = self.patches(p, m)
+                    banks.setdefault(g, []).append(x)
+                    owners.setdefault(g, []).append(torch.full((len(x),), i, device=x.device))
         if not banks:
             # No shot had patches of this kind (e.g. the segmenter found no foreground): compare
             # with all shot patches rather than fail; the missing foreground is itself visible
             # to the histogram score.
             banks[-1] = [p.features.flatten(1).T for p in shots]
-        out = {}
+            owners[-1] = [torch.full((b.shape[0],), i, device=b.device) for i, b in enumerate(banks[-1])]
+        out, out_owners = {}, {}
         for g, v in banks.items():
-            bank = torch.cat(v)
+            bank, owner = torch.cat(v), torch.cat(owners[g])
             if self.coreset_ratio is not None or self.coreset_max is not None:
                 ratio = self.coreset_ratio if self.coreset_ratio is not None else 1.0
                 keep = greedy_coreset(
                     bank, ratio=ratio, max_n=self.coreset_max,
                     projection_dim=self.coreset_projection_dim, seed=self.coreset_seed,
                 )
-                bank = bank[keep]
+                bank, owner = bank[keep], owner[keep]
             # Stored unit-norm (cosine distance ignores the norm) and, with ``half``, in
             # 16 bits: a 350-image bank takes half the memory.
             out[g] = normalize_bank(bank, self.half, inplace=True)  # ``bank`` is ours: no copy
-        return out
+            out_owners[g] = owner
+        return out, out_owners
+
+    def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
+        """Leave-one-out by dropping the held-out shot's rows from the full bank: no refit (and no
+        second coreset selection) per held-out shot. Exact without a coreset; with one, the
+        coreset was chosen with the held-out shot present (slightly optimistic calibration)."""
+        banks, owners = self._fit_with_owners(shots)
+        out = []
+        for i in held:
+            state = {g: subset_unit_rows(b, owners[g] != i) for g, b in banks.items()}
+            state = {g: b for g, b in state.items() if len(b)}
+            if not state:  # only one shot had patches of this kind: fall back to a refit
+                state = self.fit(shots[:i] + shots[i + 1 :])
+            out.append(self.score(shots[i], state).value)
+        return np.array(out)
 
     def score(self, parsed: ParsedImage, state: dict[int, torch.Tensor]) -> FeatureScore:
         h, w = parsed.features.shape[-2:]

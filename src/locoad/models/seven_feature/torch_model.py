@@ -183,13 +183,8 @@ class SevenFeatureModel(nn.Module):
         k = len(self.parsed_shots)
         if k < 2:
             return {n: np.zeros(0) for n in self.features}
-        held = np.unique(np.linspace(0, k - 1, min(k, self.max_loo)).round().astype(int))
-        out = {n: np.zeros(len(held)) for n in self.features}
-        for j, i in enumerate(held):
-            rest = self.parsed_shots[:i] + self.parsed_shots[i + 1 :]
-            for n, f in self.features.items():
-                out[n][j] = f.score(self.parsed_shots[i], f.fit(rest)).value
-        return out
+        held = np.unique(np.linspace(0, k - 1, min(k, self.max_loo)).round().astype(int)).tolist()
+        return {n: f.loo_scores(self.parsed_shots, held) for n, f in self.features.items()}
 
     # -- score -------------------------------------------------------------------------------
     @torch.no_grad()
