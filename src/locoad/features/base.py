@@ -15,7 +15,12 @@ import numpy as np
 import torch
 
 from locoad.components.coreset import greedy_coreset
-from locoad.components.knn import nn_cosine_distance, normalize_bank, subset_unit_rows, top_percent_mean
+from locoad.components.knn import (
+    nn_cosine_distance,
+    normalize_bank,
+    subset_unit_rows,
+    top_percent_mean,
+)
 from locoad.types import BACKGROUND, ParsedImage
 
 
