@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: these wheels lie on the build machines' disk (see DEVELOPERS.md).
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,tune]'
 	# deaotpy without its deps: spatial-correlation-sampler does not build; it falls back to PyTorch.
 	$(PIP) install -q --no-deps 'deaotpy>=1.11'
 	@touch $(STAMP)

@@ -10,7 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from locoad.data.dataset import LocoDataset
-from locoad.data.layout import DataLayoutError, Sample, category_dir, list_split
+from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_dir, list_split
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[S
 class LocoDataModule(L.LightningDataModule):
     """Train = the k shots (reference first), validation = validation/good, test = test/*.
 
-    ``synthetic`` (a dict of :func:`locoad.data.synthetic.generate` kwargs) generates the data
+    ``eval_split="tune"`` makes the test stage read the labelled tuning split ``tune/*`` (masks
+    in ``ground_truth_tune/``) instead of ``test/*``: sweeps that choose hyper-parameters (e.g.
+    fusion weights with Optuna) score on it, and never see the test set. ``synthetic`` (a dict of :func:`locoad.data.synthetic.generate` kwargs) generates the data
     into ``root`` on first use; leave it ``None`` for data on disk.
     """
 
@@ -51,8 +53,15 @@ class LocoDataModule(L.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         synthetic: dict | None = None,
+        eval_split: str = "test",
     ):
         super().__init__()
+        if eval_split not in EVAL_SPLITS:
+            raise DataLayoutError(
+                f"data.eval_split={eval_split!r}; use 'test' (the test set) or 'tune' (a labelled "
+                "tuning split, for choosing hyper-parameters)"
+            )
+        self.eval_split = eval_split
         self.root = Path(root).expanduser()
         self.category = category
         self.k_shot = k_shot
@@ -78,12 +87,13 @@ class LocoDataModule(L.LightningDataModule):
             self._splits = {
                 "train": select_shots(train, self.k_shot, self.seed),
                 "validation": list_split(cdir, "validation"),
-                "test": list_split(cdir, "test"),
+                # the test stage's samples: test/ or, with eval_split=tune, tune/
+                "test": list_split(cdir, self.eval_split),
             }
             log.info(
-                "data %s/%s: %d shots, %d validation, %d test",
+                "data %s/%s: %d shots, %d validation, %d %s",
                 self.root, self.category, len(self._splits["train"]), len(self._splits["validation"]),
-                len(self._splits["test"]),
+                len(self._splits["test"]), self.eval_split,
             )
         return self._splits
 

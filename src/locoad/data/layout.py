@@ -5,6 +5,12 @@
     <root>/<category>/test/{good,logical_anomalies,structural_anomalies}/*.png
     <root>/<category>/ground_truth/<type>/<image-id>/000.png, 001.png, ...
     <root>/<category>/part_labels/<split>/<type>/<image-id>.png   (synthetic data only)
+
+plus an optional labelled tuning split (not part of MVTec LOCO AD), read instead of ``test``
+when ``data.eval_split=tune``, e.g. to choose fusion weights without touching the test set:
+
+    <root>/<category>/tune/{good,logical_anomalies,structural_anomalies}/*.png
+    <root>/<category>/ground_truth_tune/<type>/<image-id>/000.png, ...
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from locoad.errors import LocoadError
 
 LOCO_CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
 ANOMALY_TYPES = ("logical_anomalies", "structural_anomalies")
+EVAL_SPLITS = ("test", "tune")  # labelled splits: the LOCO test set, or a held-out tuning set
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 LOCO_URL = "https://www.mvtec.com/company/research/datasets/mvtec-loco"
 
@@ -73,8 +80,25 @@ def _part_label(cdir: Path, split: str, kind: str, img: Path) -> Path | None:
     return p if p.exists() else None
 
 
+def _ground_truth_dir(split: str) -> str:
+    return "ground_truth" if split == "test" else f"ground_truth_{split}"
+
+
+def _missing_tune(folder: Path, problem: str = "missing folder") -> DataLayoutError:
+    cdir = folder.parent
+    return DataLayoutError(
+        f"{problem} {folder}: data.eval_split=tune needs a labelled tuning split that is not "
+        f"the test set, laid out like test/: {cdir}/tune/{{good,logical_anomalies,"
+        f"structural_anomalies}}/*.png with masks in {cdir}/ground_truth_tune/<type>/<image-id>/"
+        "000.png. Synthetic data (data=synthetic) writes it when data.synthetic.n_tune_good/"
+        "n_tune_logical/n_tune_structural > 0 (the default). For real data, hold out labelled "
+        "images you own (never copies of test/ images: tuning on the test set inflates the "
+        "results), or use data.eval_split=test to evaluate."
+    )
+
+
 def list_split(cdir: Path, split: str) -> list[Sample]:
-    """Samples of ``train``/``validation`` (good only) or ``test`` (all types)."""
+    """Samples of ``train``/``validation`` (good only), ``test`` or ``tune`` (all types)."""
     if split in ("train", "validation"):
         folder = cdir / split / "good"
         if not folder.is_dir():
@@ -82,19 +106,24 @@ def list_split(cdir: Path, split: str) -> list[Sample]:
                 return []
             raise DataLayoutError(f"missing folder {folder}: the LOCO layout needs <category>/train/good")
         return [Sample(p, split, "good", part_labels=_part_label(cdir, split, "good", p)) for p in _images(folder)]
-    if split != "test":
-        raise ValueError(f"unknown split {split!r}; use train, validation or test")
-    test = cdir / "test"
-    if not test.is_dir():
-        raise DataLayoutError(f"missing folder {test}: the LOCO layout needs <category>/test/<type>/")
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown split {split!r}; use train, validation, test or tune")
+    folder = cdir / split
+    if not folder.is_dir():
+        if split == "tune":
+            raise _missing_tune(folder)
+        raise DataLayoutError(f"missing folder {folder}: the LOCO layout needs <category>/test/<type>/")
+    gt_root = cdir / _ground_truth_dir(split)
     out: list[Sample] = []
-    for kind in sorted(p.name for p in test.iterdir() if p.is_dir()):
-        for img in _images(test / kind):
+    for kind in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        for img in _images(folder / kind):
             masks: tuple[Path, ...] = ()
             if kind != "good":
-                gt = cdir / "ground_truth" / kind / img.stem
+                gt = gt_root / kind / img.stem
                 masks = tuple(_images(gt)) if gt.is_dir() else ()
-            out.append(Sample(img, "test", kind, masks, _part_label(cdir, "test", kind, img)))
+            out.append(Sample(img, split, kind, masks, _part_label(cdir, split, kind, img)))
     if not out:
-        raise DataLayoutError(f"no test images under {test}")
+        if split == "tune":
+            raise _missing_tune(folder, "no images under")
+        raise DataLayoutError(f"no test images under {folder}")
     return out

@@ -27,10 +27,15 @@ from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, 
 GENERATOR = "locoad.data.synthetic"
 VERSION = 1
 STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
-# (split, type) in LOCO order; the index seeds the per-image random generator.
+# (split, type) in LOCO order, then the optional labelled tuning split (not in MVTec LOCO AD);
+# the index seeds the per-image random generator, so every (split, type) is its own random
+# stream: adding tune images never changes a train, validation or test image.
 SPLITS: tuple[tuple[str, str], ...] = (
     ("train", "good"), ("validation", "good"), ("test", "good"),
-    ("test", "logical_anomalies"), ("test", "structural_anomalies"))
+    ("test", "logical_anomalies"), ("test", "structural_anomalies"),
+    ("tune", "good"), ("tune", "logical_anomalies"), ("tune", "structural_anomalies"))
+COUNT_KEYS = ("n_train", "n_validation", "n_test_good", "n_logical", "n_structural",
+              "n_tune_good", "n_tune_logical", "n_tune_structural")  # aligned with SPLITS
 # Foreign colours for contamination: none of them is a part colour of any category.
 FOREIGN: dict[str, tuple[int, int, int]] = {
     "moss": (46, 104, 44), "magenta": (192, 44, 150), "soot": (34, 30, 28),
@@ -375,7 +380,9 @@ def _describe(cat: Category, params: dict) -> dict:
         "notes": ("MVTec LOCO AD layout plus part_labels/<split>/<type>/NNN.png (uint8 part "
                   "type ids, 0 = background) and meta/<split>/<type>/NNN.json (scene: parts in "
                   "local coordinates, pose, lighting, anomaly). ground_truth holds one 0/255 "
-                  "mask per defect. Parts never touch the image border."),
+                  "mask per defect. Parts never touch the image border. The optional labelled "
+                  "tuning split tune/<type>/ (masks in ground_truth_tune/) is drawn from its own "
+                  "random streams, disjoint from test/."),
     }
 
 
@@ -383,8 +390,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
     cat, cat_index = REGISTRY[name], CATEGORIES.index(name)
     base, size = root / name, params["image_size"]
     _write_json(base / "dataset.json", _describe(cat, params))  # first: marks the folder ours
-    counts = [params[k] for k in ("n_train", "n_validation", "n_test_good", "n_logical",
-                                  "n_structural")]
+    counts = [params.get(k, 0) for k in COUNT_KEYS]
     for split_index, ((split, kind), n) in enumerate(zip(SPLITS, counts)):
         for i in range(n):
             rng = np.random.default_rng([params["seed"], cat_index, split_index, i])
@@ -410,15 +416,21 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
             _write_json(base / "meta" / split / kind / f"{stem}.json",
                         {**meta, "split": split, "type": kind, "index": i, "image_size": size})
             for j, m in enumerate(masks):
-                _write_png(base / "ground_truth" / kind / stem / f"{j:03d}.png",
+                gt = "ground_truth" if split == "test" else f"ground_truth_{split}"
+                _write_png(base / gt / kind / stem / f"{j:03d}.png",
                            m.astype(np.uint8) * 255)
 
 
 def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, seed: int = 0,
              image_size: int = 256, n_train: int = 16, n_validation: int = 4,
              n_test_good: int = 12, n_logical: int = 12, n_structural: int = 12,
+             n_tune_good: int = 0, n_tune_logical: int = 0, n_tune_structural: int = 0,
              overwrite: bool = False) -> Path:
     """Write the synthetic data set under ``root`` in the MVTec LOCO AD layout; return ``root``.
+
+    ``n_tune_*`` > 0 adds a labelled tuning split, ``tune/<type>/`` with masks in
+    ``ground_truth_tune/<type>/`` (for ``data.eval_split=tune``), from separate random streams:
+    its images are new scenes, and the other splits are byte-identical with or without it.
 
     Deterministic in ``seed``. ``root/.complete.json`` (the parameters) is written last: when
     it matches and ``overwrite`` is false nothing is done; otherwise the requested categories
@@ -434,6 +446,12 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
     params = {"generator": GENERATOR, "version": VERSION, "categories": names, "seed": seed,
               "image_size": image_size, "n_train": n_train, "n_validation": n_validation,
               "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural}
+    tune = {"n_tune_good": n_tune_good, "n_tune_logical": n_tune_logical,
+            "n_tune_structural": n_tune_structural}
+    if min(tune.values()) < 0:
+        raise ValueError(f"n_tune_* must be >= 0, got {tune}")
+    if any(tune.values()):  # only then: a data set without a tune split keeps its old marker
+        params.update(tune)
     marker = root / ".complete.json"
     if not overwrite and marker.is_file():
         try:
