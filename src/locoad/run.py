@@ -17,9 +17,6 @@ from locoad.utils import build
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KEYS = (("f1_max", None), ("auroc", None), ("f1_max", "logical"), ("f1_max", "structural"))
-
-
 # Keys that may differ between a finished job and its re-run without invalidating the result.
 RESUME_IGNORED_KEYS = ("skip_if_done", "logger")
 
@@ -73,7 +70,7 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out_dir: Path, cfg: DictConfig, results: TestResults) -> None:
+def write_outputs(out_dir: Path, results: TestResults) -> None:
     atomic_write_csv(out_dir / "scores.csv", results.table)
     atomic_write_json(out_dir / "metrics.json", results.metrics)
     atomic_write_text(out_dir / "metrics.md", format_table(results.metrics) + "\n")
@@ -99,20 +96,33 @@ def run(cfg: DictConfig) -> dict:
         if hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    try:
+        results = fit_and_test(cfg, trainer, model, datamodule)
+    finally:
+        finish_loggers(loggers)  # one W&B run per job, also after an error: Lightning would reuse it
+    if results is None:
+        return {}
+    write_outputs(out_dir, results)
+    cache = getattr(getattr(model, "model", None), "cache", None)
+    if cache is not None:
+        cache.log_summary()
+    print(format_table(results.metrics))
+    print(f"\nrun directory: {out_dir}")
+    return results.metrics
+
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule) -> TestResults | None:
+    """``train``: fit (resuming from ``ckpt_path`` if given); ``test``: test the model just fitted,
+    or the checkpoint at ``ckpt_path``. Returns the test results (None without testing)."""
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("train", True):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         ckpt_path = None  # test the model just fitted
     if not cfg.get("test", True):
-        finish_loggers(loggers)
-        return {}
+        return None
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     results: TestResults = model.test_results
-    write_outputs(out_dir, cfg, results)
-    for lg in loggers:
+    for lg in trainer.loggers:
         if hasattr(lg, "log_test_results"):
             lg.log_test_results(results)
-    finish_loggers(loggers)  # one W&B run per job: Lightning would reuse an open run
-    print(format_table(results.metrics))
-    print(f"\nrun directory: {out_dir}")
-    return results.metrics
+    return results
