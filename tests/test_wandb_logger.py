@@ -30,7 +30,9 @@ def test_offline_run_logs_table_overlays_and_finishes(loco_root, tmp_path, monke
     assert table["columns"][:4] == ["thumbnail", "path", "label", "anomaly_type"]
     assert {"class_histogram", "fused"} <= set(table["columns"]) and len(table["data"]) == 9
     assert list((run_dir / "files" / "media" / "table" / "test").glob("f1_max_by_score*"))
-    assert len(list((run_dir / "files" / "media" / "images" / "test").glob("anomaly_maps_*.png"))) == 6
+    media = run_dir / "files" / "media" / "images" / "test"
+    assert len(list(media.glob("anomaly_maps_*.png"))) == 6
+    assert len(list(media.glob("segments_*.png"))) == 6 and len(list(media.glob("classes_*.png"))) == 6
     record = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"widgets-k3-s0-felzenszwalb-hungarian" in record and b"unit" in record  # name, group
     assert b"class_location" in record  # the resolved config went in too

@@ -102,6 +102,16 @@ def overlay(image: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarr
     return ((1 - alpha) * image.astype(np.float32) + alpha * heat).astype(np.uint8)
 
 
+def label_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Colour each label (0 = background, left as is) over ``image``; same size as ``labels``."""
+    from PIL import Image
+    from skimage.color import label2rgb
+
+    if image.shape[:2] != labels.shape:
+        image = np.asarray(Image.fromarray(image).resize(labels.shape[::-1], Image.BILINEAR))
+    return (label2rgb(labels, image, bg_label=0, alpha=alpha) * 255).round().astype(np.uint8)
+
+
 def _load_rgb(path: str, size: int | None = None) -> np.ndarray | None:
     from PIL import Image
 
@@ -241,6 +251,18 @@ class LocoadWandbLogger(WandbLogger):
                                           caption=caption))
             if images:
                 payload["test/anomaly_maps"] = images
+        # Segmentation and alignment of the same examples: the seed names alignment as the
+        # method's main weakness, so make it visible next to the scores.
+        for name, maps in getattr(results, "label_maps", {}).items():
+            if len(maps) != len(table):
+                continue
+            images = []
+            for i in pick_examples(table, self.overlays_per_type):
+                rgb = _load_rgb(str(table.at[i, "path"]), maps.shape[-1])
+                if rgb is not None:
+                    images.append(wandb.Image(label_overlay(rgb, maps[i]), caption=str(table.at[i, "anomaly_type"])))
+            if images:
+                payload[f"test/{name}"] = images
         run.log(payload)
         for key, value in flatten_metrics(metrics).items():
             if _finite(value):

@@ -26,11 +26,13 @@ class ScoreOutput:
         model fuses per image, else produce it in :meth:`AnomalyModule.finalize_scores`.
     anomaly_map: optional (B, H, W) pixel anomaly map (any resolution).
     extras: name -> (B,) per-image diagnostics (e.g. alignment accuracy), NaN where undefined.
+    label_maps: name -> (B, H, W) integer maps to inspect (e.g. "segments", "classes").
     """
 
     scores: dict[str, torch.Tensor]
     anomaly_map: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    label_maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class TestResults:
     table: pd.DataFrame  # one row per image: path, label, anomaly_type, every score, extras
     metrics: dict  # {score: {f1_max, auroc, logical: {...}, structural: {...}}, ...}
     anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
+    label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
@@ -73,6 +76,7 @@ class AnomalyModule(L.LightningModule):
         self._rows: list[dict] = []
         self._maps: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
+        self._labels: dict[str, list[np.ndarray]] = {}
         self.test_results: TestResults | None = None
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -87,8 +91,12 @@ class AnomalyModule(L.LightningModule):
             row.update({k: float(v[i]) for k, v in out.scores.items()})
             row.update({f"extra/{k}": float(v[i]) for k, v in out.extras.items()})
             self._rows.append(row)
+        s = self.pixel_metric_size
+        for name, maps in out.label_maps.items():
+            t = torch.as_tensor(np.asarray(maps, dtype=np.int64))[:, None].float()
+            small = F.interpolate(t, size=(s, s), mode="nearest")[:, 0].numpy().astype(np.int16)
+            self._labels.setdefault(name, []).append(small)
         if out.anomaly_map is not None:
-            s = self.pixel_metric_size
             amap = F.interpolate(out.anomaly_map[:, None].float(), size=(s, s), mode="bilinear", align_corners=False)
             mask = F.interpolate(batch["mask"][:, None].float(), size=(s, s), mode="nearest")
             self._maps.append(amap[:, 0].cpu().numpy().astype(np.float16))
@@ -115,4 +123,5 @@ class AnomalyModule(L.LightningModule):
         for key, value in flatten_metrics(metrics).items():
             if not math.isnan(value):
                 self.log(key, value, batch_size=len(table))
-        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps)
+        labels_maps = {k: np.concatenate(v) for k, v in self._labels.items()}
+        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps, label_maps=labels_maps)

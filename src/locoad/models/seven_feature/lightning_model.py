@@ -104,7 +104,8 @@ class SevenFeatureModule(AnomalyModule):
                 acc.append(alignment_accuracy(cm, p, lut) if ok else np.nan)
                 iou.append(foreground_iou(cm, p) if ok else np.nan)
             extras = {"alignment_accuracy": torch.tensor(acc), "foreground_iou": torch.tensor(iou)}
-        return ScoreOutput({k: torch.as_tensor(v) for k, v in scores.items()}, amap, extras)
+        label_maps = {"segments": np.stack([e.segments for e in encoded]), "classes": np.stack(class_maps)}
+        return ScoreOutput({k: torch.as_tensor(v) for k, v in scores.items()}, amap, extras, label_maps)
 
     def finalize_scores(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feats = {k: v for k, v in scores.items() if k != "fused"}
