@@ -19,11 +19,21 @@ class SegmentedImage:
 
     rgb: (H, W, 3) uint8. segments: (H, W) int32, 0 = background, 1..S segment ids.
     features: optional (D, h, w) float patch features on the backbone grid.
+    lab: CIELAB of ``rgb``, computed once and shared by the aligner and the class features.
     """
 
     rgb: np.ndarray
     segments: np.ndarray
     features: torch.Tensor | None = None
+    lab_image: np.ndarray | None = None  # (H, W, 3) CIELAB of ``rgb`` when already computed
+
+    @property
+    def lab(self) -> np.ndarray:
+        if self.lab_image is None:
+            from skimage.color import rgb2lab
+
+            self.lab_image = rgb2lab(self.rgb).astype(np.float32)
+        return self.lab_image
 
     @property
     def num_segments(self) -> int:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage.color import rgb2lab
 from skimage.measure import regionprops
 
 from locoad.aligners.base import Aligner
@@ -41,7 +40,7 @@ def describe_segments(image: SegmentedImage) -> SegmentDescriptors:
     ids = seg.ravel()
     counts = np.bincount(ids, minlength=s + 1)[1:].astype(np.float64)
     n = np.maximum(counts, 1)[:, None]
-    lab = rgb2lab(image.rgb).reshape(-1, 3)
+    lab = image.lab.reshape(-1, 3)
     colour = np.stack([np.bincount(ids, weights=lab[:, j], minlength=s + 1)[1:] for j in range(3)], 1) / n
     yy, xx = np.mgrid[0:h, 0:w]
     position = np.stack(

@@ -8,7 +8,7 @@ calibration from encoded shots; ``score`` scores encoded test images.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +34,14 @@ class Encoded:
     rgb: np.ndarray  # (S, S, 3) uint8 at work_size
     segments: np.ndarray  # (S, S) int32 label map
     features: torch.Tensor  # (D, h, w) raw backbone features
+    _lab: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lab(self) -> np.ndarray:
+        """CIELAB of ``rgb``, computed once: the aligner's cost and the class features share it."""
+        if self._lab is None:
+            self._lab = rgb2lab(self.rgb).astype(np.float32)
+        return self._lab
 
 
 def to_uint8(images: torch.Tensor, size: int) -> np.ndarray:
@@ -132,7 +140,7 @@ class SevenFeatureModel(nn.Module):
         grid = enc.features.shape[-1]
         return ParsedImage(
             rgb=enc.rgb,
-            lab=rgb2lab(enc.rgb).astype(np.float32),
+            lab=enc.lab,
             class_map=class_map.astype(np.int64),
             features=self.normalise(enc.features),
             class_grid=majority_grid(class_map, grid, num_classes).to(enc.features.device),
@@ -147,7 +155,7 @@ class SevenFeatureModel(nn.Module):
                 "the backbone returned NaN/inf features. Check the checkpoint (a corrupt or "
                 "mismatched file) and backbone.dtype (try float32)."
             )
-        return self.aligner.align(SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features)))
+        return self.aligner.align(SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab))
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, shots: list[Encoded], parts: list[np.ndarray] | None = None) -> None:
@@ -168,7 +176,7 @@ class SevenFeatureModel(nn.Module):
                 "background, so alignment has no classes. Check the segmenter (weights, min_area) "
                 "or choose another data.seed."
             )
-        self.aligner.fit(SegmentedImage(ref.rgb, ref.segments, self.normalise(ref.features)))
+        self.aligner.fit(SegmentedImage(ref.rgb, ref.segments, self.normalise(ref.features), ref.lab))
         maps = [self.aligner.reference_class_map()] + [self.align(s) for s in shots[1:]]
         self.parsed_shots = [self.parse(s, m) for s, m in zip(shots, maps)]
         self.states = {n: f.fit(self.parsed_shots) for n, f in self.features.items()}
