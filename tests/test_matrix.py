@@ -3,7 +3,7 @@ rule runs end to end on tiny data with tiny models.
 
 The expensive stages (backbone, segmenter) run once per segmenter and one aligner instance serves
 all feature/fusion combinations (DeAOT builds its network once), which keeps the full product
-(2 x 3 x 13 x 5 = 390 pipelines) within CI time.
+(2 x 3 x 12 x 5 = 360 pipelines) within CI time.
 """
 
 from __future__ import annotations
