@@ -176,7 +176,8 @@ def bench_overhead(images: list[np.ndarray], backbone: DinoV2Backbone, vits_forw
         model.fit(shots[:k])
         fit_s = time.perf_counter() - t0
         acc: dict[str, float] = defaultdict(float)
-        targets = [(model, "align", "align"), (model, "parse", "parse_lab_classgrid")]
+        targets = [(model, "segmented", "normalise"), (model.aligner, "align", "align"),
+                   (model, "parse", "parse_lab_classgrid")]
         targets += [(f, "score", f"score.{n}") for n, f in model.features.items()]
         targets += [(model.fusion, "fuse", "fusion")]
         with timed_methods(targets, acc):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,3 +64,8 @@ class ParsedImage:
     @property
     def foreground_grid(self) -> torch.Tensor:
         return self.class_grid != BACKGROUND
+
+    @functools.cached_property
+    def class_pixel_counts(self) -> np.ndarray:
+        """(num_classes,) pixels per class in ``class_map``, shared by the class features."""
+        return np.bincount(self.class_map.ravel(), minlength=self.num_classes)[: self.num_classes]

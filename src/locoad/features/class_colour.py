@@ -32,7 +32,7 @@ class ClassColourScore(VectorScore):
             values = np.stack([a, b], axis=1)
         ids = parsed.class_map.ravel()
         c = parsed.num_classes
-        counts = np.bincount(ids, minlength=c)[:c]
+        counts = parsed.class_pixel_counts
         sums = np.stack([np.bincount(ids, weights=values[:, j], minlength=c)[:c] for j in range(values.shape[1])], 1)
         present = counts > 0
         return sums / np.maximum(counts, 1)[:, None], present

@@ -16,8 +16,7 @@ class ClassHistogramScore(VectorScore):
     name = "class_histogram"
 
     def describe(self, parsed: ParsedImage) -> tuple[np.ndarray, np.ndarray]:
-        area = np.bincount(parsed.class_map.ravel(), minlength=parsed.num_classes)[: parsed.num_classes]
-        hist = area / parsed.class_map.size
+        hist = parsed.class_pixel_counts / parsed.class_map.size
         present = np.ones(parsed.num_classes, dtype=bool)  # area 0 is a value, not a gap
         return hist[:, None], present
 

@@ -27,7 +27,7 @@ class ClassLocationScore(VectorScore):
         yy, xx = np.mgrid[0:h, 0:w]
         ids = parsed.class_map.ravel()
         c = parsed.num_classes
-        counts = np.bincount(ids, minlength=c)[:c]
+        counts = parsed.class_pixel_counts
         n = np.maximum(counts, 1)
         cy = np.bincount(ids, weights=(yy.ravel() + 0.5) / h, minlength=c)[:c] / n
         cx = np.bincount(ids, weights=(xx.ravel() + 0.5) / w, minlength=c)[:c] / n

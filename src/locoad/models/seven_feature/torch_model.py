@@ -135,19 +135,8 @@ class SevenFeatureModel(nn.Module):
             x = x / self.feat_std.view(-1, 1, 1).to(feats.device)
         return x
 
-    def parse(self, enc: Encoded, class_map: np.ndarray) -> ParsedImage:
-        num_classes = self.aligner.num_reference_classes + 2  # background and unmatched
-        grid = enc.features.shape[-1]
-        return ParsedImage(
-            rgb=enc.rgb,
-            lab=enc.lab,
-            class_map=class_map.astype(np.int64),
-            features=self.normalise(enc.features),
-            class_grid=majority_grid(class_map, grid, num_classes).to(enc.features.device),
-            num_classes=num_classes,
-        )
-
-    def align(self, enc: Encoded) -> np.ndarray:
+    def segmented(self, enc: Encoded) -> SegmentedImage:
+        """The aligner's and the scores' view of an image: normalised features, computed once."""
         if not torch.isfinite(enc.features).all():
             # NaN/inf features come from broken weights or a numerically unstable dtype; used,
             # they would silently poison every cost and kNN distance.
@@ -155,7 +144,19 @@ class SevenFeatureModel(nn.Module):
                 "the backbone returned NaN/inf features. Check the checkpoint (a corrupt or "
                 "mismatched file) and backbone.dtype (try float32)."
             )
-        return self.aligner.align(SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab))
+        return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab)
+
+    def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
+        num_classes = self.aligner.num_reference_classes + 2  # background and unmatched
+        grid = image.features.shape[-1]
+        return ParsedImage(
+            rgb=image.rgb,
+            lab=image.lab,
+            class_map=class_map.astype(np.int64),
+            features=image.features,
+            class_grid=majority_grid(class_map, grid, num_classes).to(image.features.device),
+            num_classes=num_classes,
+        )
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, shots: list[Encoded], parts: list[np.ndarray] | None = None) -> None:
@@ -167,8 +168,7 @@ class SevenFeatureModel(nn.Module):
             allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
             self.feat_mean = allp.mean(1)
             self.feat_std = allp.std(1).clamp_min(1e-6) if allp.shape[1] > 1 else torch.ones_like(self.feat_mean)
-        ref = shots[0]
-        if ref.segments.max() == 0:
+        if shots[0].segments.max() == 0:
             # Still a valid model: every segment of every image becomes "unmatched" and the
             # class features degrade to foreground statistics. Say so loudly.
             log.warning(
@@ -176,9 +176,10 @@ class SevenFeatureModel(nn.Module):
                 "background, so alignment has no classes. Check the segmenter (weights, min_area) "
                 "or choose another data.seed."
             )
-        self.aligner.fit(SegmentedImage(ref.rgb, ref.segments, self.normalise(ref.features), ref.lab))
-        maps = [self.aligner.reference_class_map()] + [self.align(s) for s in shots[1:]]
-        self.parsed_shots = [self.parse(s, m) for s, m in zip(shots, maps)]
+        views = [self.segmented(s) for s in shots]
+        self.aligner.fit(views[0])
+        maps = [self.aligner.reference_class_map()] + [self.aligner.align(v) for v in views[1:]]
+        self.parsed_shots = [self.parse(v, m) for v, m in zip(views, maps)]
         self.states = {n: f.fit(self.parsed_shots) for n, f in self.features.items()}
         self.loo_scores = self._leave_one_out()
         self.fusion.fit(self.loo_scores)
@@ -203,8 +204,9 @@ class SevenFeatureModel(nn.Module):
         scores = {n: np.zeros(len(encoded)) for n in self.features}
         maps, class_maps = [], []
         for i, enc in enumerate(encoded):
-            cm = self.align(enc)
-            parsed = self.parse(enc, cm)
+            view = self.segmented(enc)
+            cm = self.aligner.align(view)
+            parsed = self.parse(view, cm)
             class_maps.append(cm)
             amap = None
             for n, f in self.features.items():
