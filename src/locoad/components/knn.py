@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +92,73 @@ def nn_cosine_distance(
             sim = q[i : i + chunk_size] @ bj.T
             torch.maximum(best[i : i + chunk_size], sim.amax(dim=1).float(), out=best[i : i + chunk_size])
     return (1.0 - best).clamp_min(0.0)
+
+
+def grouped_nn_cosine_distance(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    query_labels: Sequence[torch.Tensor],
+    bank_labels: Sequence[torch.Tensor],
+    exclude: torch.Tensor | None = None,
+    chunk_size: int = 4096,
+    half: bool = False,
+) -> list[torch.Tensor]:
+    """Nearest-neighbour cosine distance under several labellings, from one similarity product.
+
+    queries: (N, D); bank: (M, D); ``query_labels[f]`` (N,) and ``bank_labels[f]`` (M,) int
+    labels of labelling ``f`` (< 0: not in any group). For every query row with a label >= 0,
+    returns 1 - max cosine similarity to the bank rows with the *same* label; a label that no
+    bank row has falls back to every bank row with a label >= 0, and if there is none, to the
+    whole bank. ``exclude`` (M,) bool drops bank rows (leave-one-out). Rows with label < 0 get
+    NaN. This is what class-agnostic, foreground and class-aware patch scores need: their
+    groups are row/column subsets of one query x bank similarity matrix, so the matrix product,
+    the dominant cost, is done once instead of once per score.
+    """
+    if len(query_labels) != len(bank_labels):
+        raise ValueError("query_labels and bank_labels must have one entry per labelling")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    m = bank.shape[0]
+    avail = torch.ones(m, dtype=torch.bool, device=bank.device) if exclude is None else ~exclude.to(bank.device)
+    # Per labelling: (rows, column mask) per query group; None marks "all rows, all columns".
+    plans: list[list[tuple[torch.Tensor, torch.Tensor]] | None] = []
+    for ql, bl in zip(query_labels, bank_labels):
+        ql, bl = ql.to(queries.device), bl.to(bank.device)
+        bl = torch.where(avail, bl, torch.full_like(bl, -2))
+        present = set(torch.unique(bl[bl >= 0]).tolist())
+        groups = []
+        for g in torch.unique(ql[ql >= 0]).tolist():
+            cols = (bl == g) if g in present else ((bl >= 0) if present else avail)
+            groups.append((torch.nonzero(ql == g).squeeze(1), cols))
+        full = len(groups) == 1 and len(groups[0][0]) == len(ql) and bool(groups[0][1].all())
+        plans.append(None if full else groups)
+    if all(p == [] for p in plans):  # no query row in any group: nothing to search
+        return [torch.full((queries.shape[0],), float("nan"), device=queries.device) for _ in plans]
+    if not avail.any():
+        raise ValueError("empty memory bank")
+    dtype = compute_dtype(queries.device, half)
+    q = F.normalize(queries.float(), dim=-1).to(dtype)
+    unit = has_unit_rows(bank)
+    best = [torch.full((q.shape[0],), -2.0, device=q.device) for _ in plans]
+    for j in range(0, m, chunk_size):
+        bj = bank[j : j + chunk_size]
+        bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
+        sim = (q @ bj.T).float()
+        if exclude is not None:
+            sim.masked_fill_(~avail[j : j + chunk_size][None], float("-inf"))
+        for plan, b in zip(plans, best):
+            if plan is None:
+                torch.maximum(b, sim.amax(dim=1), out=b)
+                continue
+            for rows, cols in plan:
+                idx = torch.nonzero(cols[j : j + chunk_size]).squeeze(1)
+                if len(idx):
+                    b[rows] = torch.maximum(b[rows], sim[rows[:, None], idx[None, :]].amax(dim=1))
+    out = []
+    for ql, b in zip(query_labels, best):
+        d = (1.0 - b).clamp_min(0.0)
+        out.append(torch.where(ql.to(d.device) >= 0, d, torch.full_like(d, float("nan"))))
+    return out
 
 
 def top_percent_mean(values: torch.Tensor, percent: float) -> torch.Tensor:

@@ -85,6 +85,18 @@ class PatchScore(Feature):
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         """group id -> (h, w) bool mask of the patches in that group."""
 
+    @property
+    def exact(self) -> bool:
+        """True when the bank is every shot patch (no coreset), so scores can share one bank."""
+        return self.coreset_ratio is None and self.coreset_max is None
+
+    def labels(self, parsed: ParsedImage) -> torch.Tensor:
+        """(h*w,) group id of every patch, row-major; -1 for patches in no group."""
+        out = torch.full((parsed.class_grid.numel(),), -1, dtype=torch.long, device=parsed.class_grid.device)
+        for g, m in self.groups(parsed).items():
+            out[m.flatten().to(out.device)] = g
+        return out
+
     @staticmethod
     def patches(parsed: ParsedImage, mask: torch.Tensor) -> torch.Tensor:
         feats = parsed.features  # (D, h, w)
@@ -140,28 +152,32 @@ class PatchScore(Feature):
         return np.array(out)
 
     def score(self, parsed: ParsedImage, state: dict[int, torch.Tensor]) -> FeatureScore:
-        h, w = parsed.features.shape[-2:]
-        amap = torch.zeros(h, w, device=parsed.features.device)
+        labels = self.labels(parsed)
+        dist = torch.full(labels.shape, float("nan"), device=parsed.features.device)
         union = None
-        best = torch.tensor(0.0)
-        seen = False
-        for g, m in self.groups(parsed).items():
-            if not m.any():
-                continue
+        flat = parsed.features.flatten(1).T  # (h*w, D)
+        for g in torch.unique(labels[labels >= 0]).tolist():
+            rows = labels == g
             bank = state.get(g)
             if bank is None:
                 union = union if union is not None else torch.cat(list(state.values()))
                 bank = union
-            d = nn_cosine_distance(self.patches(parsed, m), bank, self.chunk_size, self.half)
-            amap[m.to(amap.device)] = d
-            best = torch.maximum(best, top_percent_mean(d, self.top_percent).cpu())
-            seen = True
-        if not seen:
+            dist[rows] = nn_cosine_distance(flat[rows], bank, self.chunk_size, self.half)
+        return self.aggregate(parsed, dist, labels)
+
+    def aggregate(self, parsed: ParsedImage, dist: torch.Tensor, labels: torch.Tensor) -> FeatureScore:
+        """Image score and anomaly map from per-patch distances (h*w,) and group labels (h*w,):
+        the mean of the ``top_percent`` most distant patches of each group, worst group wins."""
+        h, w = parsed.features.shape[-2:]
+        inside = labels >= 0
+        amap = torch.where(inside, dist, torch.zeros_like(dist)).view(h, w)
+        if not inside.any():
             # No patch of this kind in the image (e.g. no foreground found): the image lacks
             # everything the shots had, which is maximally anomalous for a cosine distance of
             # unit vectors with non-negative similarity.
             return FeatureScore(1.0, amap)
-        return FeatureScore(float(best), amap)
+        best = max(float(top_percent_mean(dist[labels == g], self.top_percent)) for g in torch.unique(labels[inside]).tolist())
+        return FeatureScore(max(best, 0.0), amap)
 
 
 class VectorScore(Feature):

@@ -19,7 +19,8 @@ from torch import nn
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
 from locoad.cache import StageCache
-from locoad.features.base import Feature, PatchScore
+from locoad.features.base import Feature, FeatureScore, PatchScore
+from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter
 from locoad.types import BACKGROUND, ParsedImage, SegmentedImage
@@ -105,6 +106,7 @@ class SevenFeatureModel(nn.Module):
         self.shots: list[Encoded] = []
         self.parsed_shots: list[ParsedImage] = []
         self.states: dict[str, object] = {}
+        self.patch_banks: list[SharedPatchBank] = []  # exact patch scores share one bank
         self.loo_scores: dict[str, np.ndarray] = {}
         self.reference_parts: np.ndarray | None = None  # reference class -> true part id
 
@@ -180,7 +182,9 @@ class SevenFeatureModel(nn.Module):
         self.aligner.fit(views[0])
         maps = [self.aligner.reference_class_map()] + [self.aligner.align(v) for v in views[1:]]
         self.parsed_shots = [self.parse(v, m) for v, m in zip(views, maps)]
-        self.states = {n: f.fit(self.parsed_shots) for n, f in self.features.items()}
+        self.patch_banks = share_patch_banks(self.features, self.parsed_shots)
+        shared = {n: b for b in self.patch_banks for n in b.features}
+        self.states = {n: shared[n] if n in shared else f.fit(self.parsed_shots) for n, f in self.features.items()}
         self.loo_scores = self._leave_one_out()
         self.fusion.fit(self.loo_scores)
         self.reference_parts = None
@@ -193,7 +197,13 @@ class SevenFeatureModel(nn.Module):
         if k < 2:
             return {n: np.zeros(0) for n in self.features}
         held = np.unique(np.linspace(0, k - 1, min(k, self.max_loo)).round().astype(int)).tolist()
-        return {n: f.loo_scores(self.parsed_shots, held) for n, f in self.features.items()}
+        out = {}
+        for bank in self.patch_banks:
+            out.update(bank.loo_scores(self.parsed_shots, held))
+        for n, f in self.features.items():
+            if n not in out:
+                out[n] = f.loo_scores(self.parsed_shots, held)
+        return {n: out[n] for n in self.features}
 
     # -- score -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -209,8 +219,11 @@ class SevenFeatureModel(nn.Module):
             parsed = self.parse(view, cm)
             class_maps.append(cm)
             amap = None
+            shared: dict[str, FeatureScore] = {}
+            for bank in self.patch_banks:
+                shared.update(bank.score(parsed))
             for n, f in self.features.items():
-                s = f.score(parsed, self.states[n])
+                s = shared[n] if n in shared else f.score(parsed, self.states[n])
                 scores[n][i] = s.value
                 if isinstance(f, PatchScore) and s.anomaly_map is not None:
                     weighted = s.anomaly_map / max(self.fusion.scales.get(n, 1.0), 1e-12)

@@ -1,0 +1,103 @@
+"""The shared patch bank gives exactly each patch score's own fit/score/leave-one-out result."""
+
+import numpy as np
+import pytest
+import torch
+
+from locoad.components.knn import grouped_nn_cosine_distance, nn_cosine_distance
+from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
+from locoad.features.class_aware_patch import ClassAwarePatchScore
+from locoad.features.foreground_patch import ForegroundPatchScore
+from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
+from locoad.types import ParsedImage
+
+G, D, C = 6, 5, 5  # grid, feature dim, classes (background, 3 parts, unmatched)
+
+
+def parsed(seed: int, classes: list[int] | None = None) -> ParsedImage:
+    """Random features; a random class grid drawn from ``classes`` (0 = background)."""
+    rng = np.random.default_rng(seed)
+    classes = [0, 1, 2, 3] if classes is None else classes
+    grid = torch.from_numpy(rng.choice(classes, size=(G, G)))
+    feats = torch.from_numpy(rng.normal(size=(D, G, G))).float()
+    rgb = np.zeros((G, G, 3), np.uint8)
+    return ParsedImage(rgb, rgb.astype(np.float32), grid.numpy(), feats, grid, C)
+
+
+def all_three(**kw) -> dict:
+    return {
+        "class_agnostic_patch": ClassAgnosticPatchScore(**kw),
+        "foreground_patch": ForegroundPatchScore(**kw),
+        "class_aware_patch": ClassAwarePatchScore(**kw),
+    }
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_grouped_matches_per_group_search(chunk: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    q, bank = torch.randn(30, 8, generator=g), torch.randn(50, 8, generator=g)
+    ql, bl = torch.randint(-1, 3, (30,), generator=g), torch.randint(-1, 2, (50,), generator=g)  # label 2: no bank row
+    exclude = torch.zeros(50, dtype=torch.bool)
+    exclude[:10] = True
+    (d,) = grouped_nn_cosine_distance(q, bank, [ql], [bl], exclude=exclude, chunk_size=chunk)
+    keep = ~exclude
+    for lab in (0, 1, 2):
+        rows = ql == lab
+        cols = keep & (bl == lab) if (keep & (bl == lab)).any() else keep & (bl >= 0)
+        torch.testing.assert_close(d[rows], nn_cosine_distance(q[rows], bank[cols]))
+    assert torch.isnan(d[ql < 0]).all()
+
+
+def test_grouped_falls_back_to_whole_bank_when_no_row_is_grouped() -> None:
+    q, bank = torch.randn(4, 3), torch.randn(6, 3)
+    (d,) = grouped_nn_cosine_distance(q, bank, [torch.zeros(4, dtype=torch.long)], [torch.full((6,), -1)])
+    torch.testing.assert_close(d, nn_cosine_distance(q, bank))
+    with pytest.raises(ValueError, match="empty"):
+        grouped_nn_cosine_distance(q, bank, [torch.zeros(4, dtype=torch.long)], [torch.zeros(6, dtype=torch.long)],
+                                   exclude=torch.ones(6, dtype=torch.bool))
+
+
+SHOT_SETS = {
+    "plain": [parsed(i) for i in range(4)],
+    # Only one shot has class 3 and one shot no foreground at all: leave-one-out hits both fallbacks.
+    "sparse": [parsed(0, [0, 1, 3]), parsed(1, [0, 1]), parsed(2, [0]), parsed(3, [0, 2])],
+    "no_foreground_but_one": [parsed(0, [0, 1]), parsed(1, [0]), parsed(2, [0])],
+    "foreground_in_one_shot_only": [parsed(0, [0]), parsed(1, [1, 2]), parsed(2, [0])],
+}
+TESTS = [parsed(10), parsed(11, [0, 4]), parsed(12, [0]), parsed(13, [1, 2, 3, 4])]
+
+
+@pytest.mark.parametrize("name", list(SHOT_SETS))
+@pytest.mark.parametrize("subset", [None, ("foreground_patch",), ("class_aware_patch", "foreground_patch")])
+def test_shared_bank_equals_each_score_alone(name: str, subset) -> None:
+    shots = SHOT_SETS[name]
+    feats = all_three(top_percent=10.0)
+    if subset:
+        feats = {n: feats[n] for n in subset}
+    bank = SharedPatchBank(feats, shots)
+    held = list(range(len(shots)))
+    shared_loo = bank.loo_scores(shots, held)
+    for t in TESTS:
+        shared = bank.score(t)
+        for n, f in feats.items():
+            alone = f.score(t, f.fit(shots))
+            assert shared[n].value == pytest.approx(alone.value, abs=1e-6), n
+            torch.testing.assert_close(shared[n].anomaly_map, alone.anomaly_map)
+    for n, f in feats.items():
+        np.testing.assert_allclose(shared_loo[n], f.loo_scores(shots, held), atol=1e-6)
+
+
+def test_share_patch_banks_groups_by_settings_and_skips_coresets() -> None:
+    feats = all_three()
+    feats["foreground_patch"] = ForegroundPatchScore(half=True)
+    feats["class_aware_patch"] = ClassAwarePatchScore(coreset_ratio=0.5)
+    banks = share_patch_banks(feats, SHOT_SETS["plain"])
+    assert sorted(sorted(b.features) for b in banks) == [["class_agnostic_patch"], ["foreground_patch"]]
+    with pytest.raises(ValueError, match="exact"):
+        SharedPatchBank({"c": ClassAwarePatchScore(coreset_ratio=0.5)}, SHOT_SETS["plain"])
+
+
+def test_grouped_with_no_labelled_query_needs_no_bank() -> None:
+    (d,) = grouped_nn_cosine_distance(torch.randn(3, 2), torch.randn(4, 2), [torch.full((3,), -1)], [torch.zeros(4, dtype=torch.long)],
+                                      exclude=torch.ones(4, dtype=torch.bool))
+    assert torch.isnan(d).all()
