@@ -29,11 +29,15 @@ install: $(STAMP) ## Create .venv and install locoad (no-op when up to date)
 demo: $(STAMP) ## Generate synthetic LOCO-like data and run the offline pipeline end to end
 	$(PY) -m locoad experiment=demo $(ARGS)
 
+# Two xdist workers with one BLAS/OpenMP thread each: two multi-threaded pools on two cores
+# oversubscribe them, and every small tensor op then waits for a descheduled thread.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
 test: $(STAMP) ## Run the test suite (slow tests excluded)
-	$(PY) -m pytest -n 2 -m "not slow" $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 -m "not slow" $(ARGS)
 
 test-all: $(STAMP) ## Run every test, slow ones included
-	$(PY) -m pytest -n 2 $(ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 $(ARGS)
 
 lint: $(STAMP) ## Lint with ruff
 	$(VENV)/bin/ruff check src tests benchmarks

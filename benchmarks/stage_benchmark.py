@@ -179,6 +179,7 @@ def bench_overhead(images: list[np.ndarray], backbone: DinoV2Backbone, vits_forw
         targets = [(model, "segmented", "normalise"), (model.aligner, "align", "align"),
                    (model, "parse", "parse_lab_classgrid")]
         targets += [(f, "score", f"score.{n}") for n, f in model.features.items()]
+        targets += [(b, "score", "score.shared_patch_bank(" + "+".join(b.features) + ")") for b in model.patch_banks]
         targets += [(model.fusion, "fuse", "fusion")]
         with timed_methods(targets, acc):
             t0 = time.perf_counter()

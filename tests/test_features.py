@@ -102,3 +102,19 @@ def test_patch_leave_one_out_equals_refitting(cls):
     slow = [f.score(shots[i], f.fit(shots[:i] + shots[i + 1 :])).value for i in range(4)]
     np.testing.assert_allclose(fast, slow, rtol=1e-6)
     assert fast[3] > fast[0]  # the scratched shot stands out against the others
+
+
+def test_vectorised_eccentricity_matches_regionprops():
+    from skimage.measure import label, regionprops
+
+    from locoad.aligners.cost import SegmentDescriptors, describe_segments
+    from locoad.types import SegmentedImage
+
+    rng = np.random.default_rng(0)
+    seg = label(rng.random((48, 48)) > 0.6) % 7  # irregular blobs, several per id
+    seg[:3, :3] = 0
+    rgb = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    desc: SegmentDescriptors = describe_segments(SegmentedImage(rgb, seg.astype(np.int32)))
+    for rp in regionprops(seg):
+        assert desc.shape[rp.label - 1] == pytest.approx(rp.eccentricity, abs=1e-6)
+        assert desc.position[rp.label - 1] == pytest.approx((np.array(rp.centroid) + 0.5) / 48, abs=1e-9)

@@ -12,9 +12,9 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from skimage.measure import regionprops
 
 from locoad.aligners.base import Aligner
 from locoad.types import SegmentedImage
@@ -43,24 +43,35 @@ def describe_segments(image: SegmentedImage) -> SegmentDescriptors:
     lab = image.lab.reshape(-1, 3)
     colour = np.stack([np.bincount(ids, weights=lab[:, j], minlength=s + 1)[1:] for j in range(3)], 1) / n
     yy, xx = np.mgrid[0:h, 0:w]
-    position = np.stack(
-        [np.bincount(ids, weights=(yy.ravel() + 0.5) / h, minlength=s + 1)[1:],
-         np.bincount(ids, weights=(xx.ravel() + 0.5) / w, minlength=s + 1)[1:]], 1
-    ) / n
-    shape = np.zeros(s)
-    for rp in regionprops(seg):
-        shape[rp.label - 1] = rp.eccentricity
+    y, x = yy.ravel().astype(np.float64), xx.ravel().astype(np.float64)
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        return np.bincount(ids, weights=v, minlength=s + 1)[1:] / n[:, 0]
+
+    my, mx = mean(y), mean(x)
+    position = np.stack([(my + 0.5) / h, (mx + 0.5) / w], 1)
+    shape = eccentricity(mean(y * y) - my**2, mean(x * x) - mx**2, mean(y * x) - my * mx)
     embedding = np.zeros((s, 0))
     if image.features is not None and s > 0:
-        feats = image.features.detach().float().cpu().numpy()  # (D, gh, gw)
+        feats = image.features.detach().float().cpu()  # (D, gh, gw)
         d, gh, gw = feats.shape
         # Weight each grid cell by how many of the segment's pixels fall in it, so small
         # segments still get an embedding.
         cell = (yy * gh // h) * gw + (xx * gw // w)
         weights = np.bincount(ids * (gh * gw) + cell.ravel(), minlength=(s + 1) * gh * gw)
-        weights = weights.reshape(s + 1, gh * gw)[1:] / n
-        embedding = weights @ feats.reshape(d, -1).T
+        weights = (weights.reshape(s + 1, gh * gw)[1:] / n).astype(np.float32)
+        # torch, not numpy: one BLAS thread pool per process (two oversubscribe a small CPU).
+        embedding = (torch.from_numpy(weights) @ feats.reshape(d, -1).T).numpy().astype(np.float64)
     return SegmentDescriptors(embedding, colour, position, counts / (h * w), shape)
+
+
+def eccentricity(var_y: np.ndarray, var_x: np.ndarray, cov_xy: np.ndarray) -> np.ndarray:
+    """Eccentricity of the ellipse with the same second moments (skimage's regionprops
+    definition), vectorised over segments: sqrt(1 - l2 / l1) of the covariance eigenvalues."""
+    half_sum = (var_y + var_x) / 2
+    root = np.sqrt(((var_y - var_x) / 2) ** 2 + cov_xy**2)
+    l1, l2 = half_sum + root, np.maximum(half_sum - root, 0.0)
+    return np.sqrt(1.0 - np.divide(l2, l1, out=np.ones_like(l1), where=l1 > 0))
 
 
 def segment_cost(a: SegmentDescriptors, b: SegmentDescriptors, weights: dict[str, float] | None = None) -> np.ndarray:

@@ -120,19 +120,24 @@ def grouped_nn_cosine_distance(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     m = bank.shape[0]
     avail = torch.ones(m, dtype=torch.bool, device=bank.device) if exclude is None else ~exclude.to(bank.device)
-    # Per labelling: (rows, column mask) per query group; None marks "all rows, all columns".
-    plans: list[list[tuple[torch.Tensor, torch.Tensor]] | None] = []
+    # Per labelling, per query group: (rows, column span, column mask). rows None = every row;
+    # span (a, b) when the group's bank rows are contiguous (SharedPatchBank sorts them so),
+    # which turns the column gather into a slice. Excluded rows may stay inside a group's
+    # columns: their similarities are set to -inf below.
+    Plan = tuple[torch.Tensor | None, tuple[int, int] | None, torch.Tensor]
+    plans: list[list[Plan]] = []
     for ql, bl in zip(query_labels, bank_labels):
         ql, bl = ql.to(queries.device), bl.to(bank.device)
-        bl = torch.where(avail, bl, torch.full_like(bl, -2))
-        present = set(torch.unique(bl[bl >= 0]).tolist())
-        groups = []
+        present = set(torch.unique(bl[(bl >= 0) & avail]).tolist())
+        groups: list[Plan] = []
         for g in torch.unique(ql[ql >= 0]).tolist():
-            cols = (bl == g) if g in present else ((bl >= 0) if present else avail)
-            groups.append((torch.nonzero(ql == g).squeeze(1), cols))
-        full = len(groups) == 1 and len(groups[0][0]) == len(ql) and bool(groups[0][1].all())
-        plans.append(None if full else groups)
-    if all(p == [] for p in plans):  # no query row in any group: nothing to search
+            cols = (bl == g) if g in present else ((bl >= 0) if present else torch.ones_like(avail))
+            rows = torch.nonzero(ql == g).squeeze(1)
+            idx = torch.nonzero(cols).squeeze(1)
+            span = (int(idx[0]), int(idx[-1]) + 1) if int(idx[-1] - idx[0]) + 1 == len(idx) else None
+            groups.append((None if len(rows) == len(ql) else rows, span, cols))
+        plans.append(groups)
+    if all(not p for p in plans):  # no query row in any group: nothing to search
         return [torch.full((queries.shape[0],), float("nan"), device=queries.device) for _ in plans]
     if not avail.any():
         raise ValueError("empty memory bank")
@@ -147,13 +152,21 @@ def grouped_nn_cosine_distance(
         if exclude is not None:
             sim.masked_fill_(~avail[j : j + chunk_size][None], float("-inf"))
         for plan, b in zip(plans, best):
-            if plan is None:
-                torch.maximum(b, sim.amax(dim=1), out=b)
-                continue
-            for rows, cols in plan:
-                idx = torch.nonzero(cols[j : j + chunk_size]).squeeze(1)
-                if len(idx):
-                    b[rows] = torch.maximum(b[rows], sim[rows[:, None], idx[None, :]].amax(dim=1))
+            for rows, span, cols in plan:
+                if span is not None:
+                    a, e = max(span[0] - j, 0), min(span[1] - j, sim.shape[1])
+                    if a >= e:
+                        continue
+                    sub = sim[:, a:e]
+                else:
+                    idx = torch.nonzero(cols[j : j + chunk_size]).squeeze(1)
+                    if not len(idx):
+                        continue
+                    sub = sim.index_select(1, idx)
+                if rows is None:
+                    torch.maximum(b, sub.amax(dim=1), out=b)
+                else:
+                    b[rows] = torch.maximum(b[rows], sub.index_select(0, rows).amax(dim=1))
     out = []
     for ql, b in zip(query_labels, best):
         d = (1.0 - b).clamp_min(0.0)

@@ -32,24 +32,29 @@ class SharedPatchBank:
             raise ValueError("a shared bank needs exact patch scores with the same half and chunk_size")
         self.features = dict(features)
         self.half, self.chunk_size = first.half, first.chunk_size
-        # Rows that no score groups (e.g. background when only foreground scores are on) go last,
-        # so the common query reads a prefix of the bank; they stay for the "no group" fallback.
-        # Built shot by shot so a full-shot bank is never held twice.
-        per_shot = [{n: f.labels(p) for n, f in self.features.items()} for p in shots]
-        heads: list[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]] = []
-        tails: list[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]] = []
-        for i, (p, labs) in enumerate(zip(shots, per_shot)):
-            used = torch.stack([lab >= 0 for lab in labs.values()]).any(0)
+        labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
+        owner = torch.cat([torch.full((p.class_grid.numel(),), i, dtype=torch.long) for i, p in enumerate(shots)])
+        used = torch.stack([lab >= 0 for lab in labels.values()]).any(0)
+        # Row order: rows some score groups first, then by each score's labels, so that every
+        # group (all patches, the foreground, each class) is a contiguous run of rows and the
+        # search slices the similarity matrix instead of gathering columns. Rows no score
+        # groups (background when only foreground scores are on) go last: the common query
+        # reads a prefix; they stay for the "no group at all" fallback.
+        keys = [lab.numpy() for lab in reversed(list(labels.values()))] + [(~used).numpy()]
+        order = torch.from_numpy(np.lexsort(keys))
+        position = torch.empty_like(order)
+        position[order] = torch.arange(len(order))
+        first = shots[0].features
+        bank = torch.empty((len(order), first.shape[0]), dtype=first.dtype, device=first.device)
+        start = 0
+        for p in shots:  # written shot by shot: a full-shot bank is never held twice
             x = p.features.flatten(1).T
-            for part, keep in ((heads, used), (tails, ~used)):
-                if keep.any():
-                    part.append((x[keep.to(x.device)], {n: lab[keep] for n, lab in labs.items()},
-                                 torch.full((int(keep.sum()),), i, dtype=torch.long)))
-        rows = heads + tails
-        self.n_used = sum(len(r[2]) for r in heads)
-        self.bank = normalize_bank(torch.cat([r[0] for r in rows]), self.half, inplace=True)
-        self.labels = {n: torch.cat([r[1][n] for r in rows]) for n in self.features}
-        self.owner = torch.cat([r[2] for r in rows])
+            bank.index_copy_(0, position[start : start + len(x)].to(bank.device), x)
+            start += len(x)
+        self.bank = normalize_bank(bank, self.half, inplace=True)
+        self.labels = {n: lab[order].to(first.device) for n, lab in labels.items()}
+        self.owner = owner[order]
+        self.n_used = int(used.sum())
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per score: (per-patch distance (h*w,), per-patch group label (h*w,))."""
