@@ -106,3 +106,28 @@ def test_killed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
 def test_nan_metric_is_written_as_null(tmp_path):
     atomic_write_json(tmp_path / "m.json", {"auroc": float("nan")})
     assert (tmp_path / "m.json").read_text().strip() == '{\n  "auroc": null\n}'
+
+
+class RefusingAligner(HungarianAligner):
+    def fit(self, reference):
+        raise AssertionError("alignment is not needed by foreground-only scores")
+
+    def align(self, image):
+        raise AssertionError("alignment is not needed by foreground-only scores")
+
+
+def test_foreground_only_scores_skip_alignment(shots):
+    """The anomalydino preset (foreground patch score) needs no classes: no aligner call, and
+    the same scores as with alignment."""
+    feats = lambda: {"foreground_patch": ForegroundPatchScore(top_percent=1.0), "class_agnostic_patch": ClassAgnosticPatchScore()}  # noqa: E731
+    seg, bb = FelzenszwalbSegmenter(work_size=64), HandcraftedBackbone(image_size=112)
+    plain = SevenFeatureModel(seg, RefusingAligner(), bb, feats(), LeaveOneOutSum(), work_size=64)
+    enc = plain.encode(shots["image"])
+    plain.fit(enc[:2])
+    scores, _, class_maps = plain.score(enc[2:])
+    assert set(np.unique(class_maps[0])) <= {0, 1}
+    aligned = SevenFeatureModel(seg, HungarianAligner(), bb, {**feats(), "class_histogram": ClassHistogramScore()}, LeaveOneOutSum(), work_size=64)
+    aligned.fit(enc[:2])
+    ref, _, _ = aligned.score(enc[2:])
+    for n in feats():
+        np.testing.assert_allclose(scores[n], ref[n], rtol=1e-6)

@@ -14,14 +14,16 @@ from locoad.types import ParsedImage
 G, D, C = 6, 5, 5  # grid, feature dim, classes (background, 3 parts, unmatched)
 
 
-def parsed(seed: int, classes: list[int] | None = None) -> ParsedImage:
-    """Random features; a random class grid drawn from ``classes`` (0 = background)."""
+def parsed(seed: int, classes: list[int] | None = None, own_foreground: bool = False) -> ParsedImage:
+    """Random features; a random class grid drawn from ``classes`` (0 = background); with
+    ``own_foreground`` a foreground grid unrelated to the classes (groups that do not nest)."""
     rng = np.random.default_rng(seed)
     classes = [0, 1, 2, 3] if classes is None else classes
     grid = torch.from_numpy(rng.choice(classes, size=(G, G)))
     feats = torch.from_numpy(rng.normal(size=(D, G, G))).float()
     rgb = np.zeros((G, G, 3), np.uint8)
-    return ParsedImage(rgb, rgb.astype(np.float32), grid.numpy(), feats, grid, C)
+    fg = torch.from_numpy(rng.random((G, G)) < 0.5) if own_foreground else None
+    return ParsedImage(rgb, rgb.astype(np.float32), grid.numpy(), feats, grid, C, foreground=fg)
 
 
 def all_three(**kw) -> dict:
@@ -62,9 +64,10 @@ SHOT_SETS = {
     # Only one shot has class 3 and one shot no foreground at all: leave-one-out hits both fallbacks.
     "sparse": [parsed(0, [0, 1, 3]), parsed(1, [0, 1]), parsed(2, [0]), parsed(3, [0, 2])],
     "no_foreground_but_one": [parsed(0, [0, 1]), parsed(1, [0]), parsed(2, [0])],
+    "independent_foreground": [parsed(i, own_foreground=True) for i in range(4)],
     "foreground_in_one_shot_only": [parsed(0, [0]), parsed(1, [1, 2]), parsed(2, [0])],
 }
-TESTS = [parsed(10), parsed(11, [0, 4]), parsed(12, [0]), parsed(13, [1, 2, 3, 4])]
+TESTS = [parsed(10), parsed(11, [0, 4]), parsed(12, [0]), parsed(13, [1, 2, 3, 4]), parsed(14, own_foreground=True)]
 
 
 @pytest.mark.parametrize("name", list(SHOT_SETS))

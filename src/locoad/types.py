@@ -49,8 +49,11 @@ class ParsedImage:
     lab: (H, W, 3) float32 CIELAB image.
     class_map: (H, W) int64 aligned class ids (0 background, 1..C, C+1 unmatched).
     features: (D, h, w) float32 patch features (backbone grid).
-    class_grid: (h, w) int64 class map resampled to the patch grid (nearest).
+    class_grid: (h, w) int64 class map resampled to the patch grid (majority class per patch).
     num_classes: C + 2 (background and unmatched included) so vectors have a fixed length.
+    foreground: optional (h, w) bool, patches that are mostly foreground. Given, it does not
+        depend on how the foreground was split into classes (so a foreground score is the same
+        with or without alignment); else ``class_grid != 0``.
     """
 
     rgb: np.ndarray
@@ -60,10 +63,11 @@ class ParsedImage:
     class_grid: torch.Tensor
     num_classes: int
     meta: dict = field(default_factory=dict)
+    foreground: torch.Tensor | None = None
 
     @property
     def foreground_grid(self) -> torch.Tensor:
-        return self.class_grid != BACKGROUND
+        return self.foreground if self.foreground is not None else self.class_grid != BACKGROUND
 
     @functools.cached_property
     def class_pixel_counts(self) -> np.ndarray:

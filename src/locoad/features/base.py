@@ -34,6 +34,9 @@ class Feature(ABC):
     """A named anomaly score. ``name`` is the key in scores.csv and metrics.json."""
 
     name: str = "feature"
+    # False for scores that only look at patches or the foreground: with no score that needs
+    # aligned classes, the model skips alignment altogether (e.g. the anomalydino preset).
+    needs_classes: bool = True
 
     @abstractmethod
     def fit(self, shots: list[ParsedImage]) -> Any:

@@ -10,6 +10,7 @@ from locoad.types import ParsedImage
 
 class ClassAgnosticPatchScore(PatchScore):
     name = "class_agnostic_patch"
+    needs_classes = False
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {0: torch.ones_like(parsed.class_grid, dtype=torch.bool)}

@@ -11,6 +11,7 @@ from locoad.types import ParsedImage
 
 class ForegroundPatchScore(PatchScore):
     name = "foreground_patch"
+    needs_classes = False
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}

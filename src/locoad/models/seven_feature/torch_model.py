@@ -93,6 +93,9 @@ class SevenFeatureModel(nn.Module):
         for name, feat in self.features.items():
             feat.name = name
         self.fusion = fusion
+        # Alignment only matters to scores that use classes; without one, a segment is just
+        # foreground (class 1) and the aligner is never called.
+        self.aligned = any(f.needs_classes for f in self.features.values())
         self.work_size = work_size
         if feature_norm == "auto":
             feature_norm = getattr(backbone, "preferred_feature_norm", "none")
@@ -149,7 +152,8 @@ class SevenFeatureModel(nn.Module):
         return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab)
 
     def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
-        num_classes = self.aligner.num_reference_classes + 2  # background and unmatched
+        # background, the reference classes and unmatched; or background and foreground
+        num_classes = self.aligner.num_reference_classes + 2 if self.aligned else 2
         grid = image.features.shape[-1]
         return ParsedImage(
             rgb=image.rgb,
@@ -158,6 +162,7 @@ class SevenFeatureModel(nn.Module):
             features=image.features,
             class_grid=majority_grid(class_map, grid, num_classes).to(image.features.device),
             num_classes=num_classes,
+            foreground=majority_grid((class_map != BACKGROUND).astype(np.int64), grid, 2).bool().to(image.features.device),
         )
 
     # -- fit ---------------------------------------------------------------------------------
@@ -179,8 +184,11 @@ class SevenFeatureModel(nn.Module):
                 "or choose another data.seed."
             )
         views = [self.segmented(s) for s in shots]
-        self.aligner.fit(views[0])
-        maps = [self.aligner.reference_class_map()] + [self.aligner.align(v) for v in views[1:]]
+        if self.aligned:
+            self.aligner.fit(views[0])
+            maps = [self.aligner.reference_class_map()] + [self.aligner.align(v) for v in views[1:]]
+        else:
+            maps = [foreground_map(v.segments) for v in views]
         self.parsed_shots = [self.parse(v, m) for v, m in zip(views, maps)]
         self.patch_banks = share_patch_banks(self.features, self.parsed_shots)
         shared = {n: b for b in self.patch_banks for n in b.features}
@@ -188,7 +196,7 @@ class SevenFeatureModel(nn.Module):
         self.loo_scores = self._leave_one_out()
         self.fusion.fit(self.loo_scores)
         self.reference_parts = None
-        if parts is not None and parts[0] is not None and (parts[0] >= 0).all():
+        if self.aligned and parts is not None and parts[0] is not None and (parts[0] >= 0).all():
             self.reference_parts = reference_part_lut(maps[0], resize_nearest(parts[0], self.work_size), self.aligner.unmatched_id)
 
     def _leave_one_out(self) -> dict[str, np.ndarray]:
@@ -215,7 +223,7 @@ class SevenFeatureModel(nn.Module):
         maps, class_maps = [], []
         for i, enc in enumerate(encoded):
             view = self.segmented(enc)
-            cm = self.aligner.align(view)
+            cm = self.aligner.align(view) if self.aligned else foreground_map(view.segments)
             parsed = self.parse(view, cm)
             class_maps.append(cm)
             amap = None
@@ -234,6 +242,11 @@ class SevenFeatureModel(nn.Module):
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         return self.fusion.fuse(scores)
+
+
+def foreground_map(segments: np.ndarray) -> np.ndarray:
+    """Class map without alignment: 1 on every segment, 0 on background."""
+    return (segments > 0).astype(np.int64)
 
 
 def reference_part_lut(ref_classes: np.ndarray, ref_parts: np.ndarray, unmatched_id: int) -> np.ndarray:
