@@ -207,7 +207,9 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     run(cfg)
     cache = seen["caches"][-1]
     assert cache.enabled and cache.root == tmp_path / ".cache" / "stages"
-    assert cache.misses == 2 * n_images and cache.hits == 0
+    stage_misses = lambda c: c.stats["features"]["misses"] + c.stats["segments"]["misses"]  # noqa: E731
+    assert stage_misses(cache) == 2 * n_images and cache.hits == 0
+    assert cache.stats["scores"]["misses"] == 1 + 9  # leave-one-out scores and each test image
     assert seen["backbone_images"] == 2 * n_images
 
     off = pd.read_csv(tmp_path / "off" / "scores.csv")
@@ -218,7 +220,7 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     run(cfg)
     cache = seen["caches"][-1]
     assert cache.stats["features"]["hits"] == n_images and cache.stats["segments"]["hits"] == n_images
-    assert cache.misses == 0
+    assert stage_misses(cache) == 0 and cache.stats["scores"]["hits"] == 0  # another aligner: rescored
     assert seen["backbone_images"] == 2 * n_images and seen["segmenter_images"] == 2 * n_images
     # and it equals the same config without the cache
     cfg = compose_cfg(base + ["aligner=nearest", "fusion=gated", "model.cache.enabled=false"], tmp_path / "other_off")
@@ -226,8 +228,56 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "other" / "scores.csv"),
                                   pd.read_csv(tmp_path / "other_off" / "scores.csv"))
 
+    # only the fusion differs: the scores themselves are read back, the fused score is new
+    cfg = compose_cfg(base + ["fusion=gated"], tmp_path / "fusion_only")
+    run(cfg)
+    cache = seen["caches"][-1]
+    assert cache.stats["scores"]["hits"] == 1 + 9 and cache.misses == 0
+    cfg = compose_cfg(base + ["fusion=gated", "model.cache.enabled=false"], tmp_path / "fusion_only_off")
+    run(cfg)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fusion_only" / "scores.csv"),
+                                  pd.read_csv(tmp_path / "fusion_only_off" / "scores.csv"))
+
     # another segmenter setting: the segments miss (invalidated), the features still hit
     cfg = compose_cfg(base + ["segmenter.scale=150"], tmp_path / "seg")
     run(cfg)
     cache = seen["caches"][-1]
     assert cache.stats["segments"]["misses"] == n_images and cache.stats["features"]["hits"] == n_images
+
+
+def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeypatch):
+    """Stored scores are reused only by a fit with the same shots, aligner, features and code."""
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.data.datamodule import LocoDataModule
+    from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
+    from locoad.features.class_histogram import ClassHistogramScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.fusion.simple import MaxNormalised
+    from locoad.models.seven_feature import torch_model
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=3, image_size=112)
+    dm.setup()
+    images = next(iter(dm.train_dataloader()))["image"]
+    cache = StageCache(tmp_path / "stages")
+
+    def scored(top_percent=2.0, fusion=None):
+        feats = {"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=top_percent), "class_histogram": ClassHistogramScore()}
+        m = torch_model.SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                                          feats, fusion or LeaveOneOutSum(), work_size=64, cache=cache)
+        enc = m.encode(images)
+        cache.reset_stats()
+        m.fit(enc[:2])
+        return m.score(enc[2:])[0], dict(cache.stats["scores"])
+
+    first, st = scored()
+    assert st["hits"] == 0 and st["writes"] == 2  # leave-one-out + one test image
+    again, st = scored(fusion=MaxNormalised())
+    assert st["hits"] == 2 and st["misses"] == 0
+    assert all(np.array_equal(first[n], again[n]) for n in first)
+    _, st = scored(top_percent=5.0)
+    assert st["hits"] == 0
+    monkeypatch.setattr(torch_model, "code_fingerprint", lambda: "edited")
+    _, st = scored()
+    assert st["hits"] == 0

@@ -24,6 +24,7 @@ crash, and a failed write only logs a warning.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import inspect
 import io
@@ -46,8 +47,8 @@ log = logging.getLogger(__name__)
 # Bump when the code of a stage changes its output for the same configuration (a new
 # post-processing rule, a fixed bug): every old entry becomes unreachable.
 VERSION = "1"
-STAGES = ("features", "segments")
-_EXT = {"features": ".pt", "segments": ".npy"}
+STAGES = ("features", "segments", "scores")
+_EXT = {"features": ".pt", "segments": ".npy", "scores": ".npz"}
 # Keys whose string value, when it names an existing file, is replaced by path + size + mtime.
 _FILE_KEYS = ("checkpoint", "ckpt", "weights", "path", "file")
 # Backbones with more parameters than this are fingerprinted from a sample of every tensor.
@@ -185,6 +186,24 @@ def backbone_key(backbone: nn.Module) -> dict:
     return {"class": _qualname(backbone), "key": key, "weights": weights_fingerprint(backbone), "version": VERSION}
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the locoad package's source. Feature scores are what researchers edit, so the
+    ``scores`` stage is keyed by the code too: any edit makes every stored score unreachable."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def component_key(obj: Any) -> dict:
+    """What determines a pipeline component's output: its class, public state and the weights
+    of every network it holds (built ones included, e.g. an aligner's lazily loaded model)."""
+    modules = {k: weights_fingerprint(v) for k, v in sorted(vars(obj).items()) if isinstance(v, nn.Module)}
+    return {"class": _qualname(obj), "state": jsonable(_public_state(obj)), "modules": modules}
+
+
 def _public_state(obj: Any) -> dict:
     """Public, non-module attributes, plus any ``__init__`` argument kept under the same name."""
     state = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "training"}
@@ -232,14 +251,23 @@ def _log_live_summaries() -> None:
 class StageCache:
     """Per-image stage outputs on disk. ``root=None`` or ``enabled=False`` turns it off (nothing
     is read or written). ``feature_dtype="float16"`` halves the feature files (loads as fp32;
-    results then differ slightly from an uncached run)."""
+    results then differ slightly from an uncached run). ``scores`` also stores each test
+    image's feature scores under the fitted model's key (shots, aligner, features and the
+    code), so jobs that differ only in the fusion rule skip scoring."""
 
-    def __init__(self, root: str | os.PathLike | None, enabled: bool = True, feature_dtype: str = "float32"):
+    def __init__(
+        self,
+        root: str | os.PathLike | None,
+        enabled: bool = True,
+        feature_dtype: str = "float32",
+        scores: bool = True,
+    ):
         if feature_dtype not in ("float32", "float16"):
             raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
         self.root = Path(root).expanduser() if root else None
         self.enabled = bool(enabled) and self.root is not None
         self.feature_dtype = feature_dtype
+        self.scores = bool(scores)
         self.stats = {s: {"hits": 0, "misses": 0, "corrupt": 0, "writes": 0, "write_errors": 0} for s in STAGES}
         self._config_dirs: set[str] = set()
         self._warned_write = False
@@ -338,6 +366,8 @@ class StageCache:
         if stage == "features":
             t = value.detach().to("cpu", torch.float16 if self.feature_dtype == "float16" else torch.float32)
             torch.save(t.contiguous().clone(), buf)
+        elif stage == "scores":
+            np.savez(buf, **{k: np.asarray(v) for k, v in value.items()})  # ascontiguousarray makes 0-d 1-d
         else:
             np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
         return buf.getvalue()
@@ -349,6 +379,9 @@ class StageCache:
             if not isinstance(t, torch.Tensor):
                 raise ValueError(f"not a tensor: {type(t).__name__}")
             return t.float()
+        if stage == "scores":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
         return np.load(path, allow_pickle=False)
 
     # the stages ---------------------------------------------------------------------------

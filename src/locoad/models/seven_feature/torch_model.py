@@ -7,6 +7,7 @@ calibration from encoded shots; ``score`` scores encoded test images.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from torch import nn
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
-from locoad.cache import StageCache
+from locoad.cache import StageCache, code_fingerprint, component_key, content_hash
 from locoad.features.base import Feature, FeatureScore, PatchScore
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
@@ -36,6 +37,15 @@ class Encoded:
     segments: np.ndarray  # (S, S) int32 label map
     features: torch.Tensor  # (D, h, w) raw backbone features
     _lab: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Content hash of everything the later stages read (image, label map, features)."""
+        if self._key is None:
+            parts = (content_hash(self.rgb), content_hash(self.segments), content_hash(self.features.float()))
+            self._key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+        return self._key
 
     @property
     def lab(self) -> np.ndarray:
@@ -112,6 +122,7 @@ class SevenFeatureModel(nn.Module):
         self.patch_banks: list[SharedPatchBank] = []  # exact patch scores share one bank
         self.loo_scores: dict[str, np.ndarray] = {}
         self.reference_parts: np.ndarray | None = None  # reference class -> true part id
+        self._scores_dir = None  # the stage cache's folder of this fit's stored scores
 
     @property
     def is_fitted(self) -> bool:
@@ -193,7 +204,11 @@ class SevenFeatureModel(nn.Module):
         self.patch_banks = share_patch_banks(self.features, self.parsed_shots)
         shared = {n: b for b in self.patch_banks for n in b.features}
         self.states = {n: shared[n] if n in shared else f.fit(self.parsed_shots) for n, f in self.features.items()}
-        self.loo_scores = self._leave_one_out()
+        self._scores_dir = self._scores_key(shots)
+        loo = self._cached_scores("loo")
+        self.loo_scores = {n: loo[f"loo/{n}"] for n in self.features} if loo else self._leave_one_out()
+        if not loo:
+            self._store_scores("loo", {f"loo/{n}": np.asarray(v, dtype=np.float64) for n, v in self.loo_scores.items()})
         self.fusion.fit(self.loo_scores)
         self.reference_parts = None
         if self.aligned and parts is not None and parts[0] is not None and (parts[0] >= 0).all():
@@ -222,23 +237,74 @@ class SevenFeatureModel(nn.Module):
         scores = {n: np.zeros(len(encoded)) for n in self.features}
         maps, class_maps = [], []
         for i, enc in enumerate(encoded):
-            view = self.segmented(enc)
-            cm = self.aligner.align(view) if self.aligned else foreground_map(view.segments)
-            parsed = self.parse(view, cm)
+            values, patch_maps, cm = self._score_one(enc)
             class_maps.append(cm)
             amap = None
-            shared: dict[str, FeatureScore] = {}
-            for bank in self.patch_banks:
-                shared.update(bank.score(parsed))
-            for n, f in self.features.items():
-                s = shared[n] if n in shared else f.score(parsed, self.states[n])
-                scores[n][i] = s.value
-                if isinstance(f, PatchScore) and s.anomaly_map is not None:
-                    weighted = s.anomaly_map / max(self.fusion.scales.get(n, 1.0), 1e-12)
+            for n in self.features:
+                scores[n][i] = values[n]
+                if n in patch_maps:
+                    weighted = patch_maps[n] / max(self.fusion.scales.get(n, 1.0), 1e-12)
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)
         return scores, (torch.stack(maps) if maps else None), class_maps
+
+    def _score_one(self, enc: Encoded) -> tuple[dict[str, float], dict[str, torch.Tensor], np.ndarray]:
+        """(score per feature, patch anomaly map per patch score, class map) of one image,
+        read from the stage cache when this fit scored the same image before."""
+        stored = self._cached_scores(enc.key) if self._scores_dir is not None else None
+        if stored is not None:
+            dev = enc.features.device
+            values = {n: float(stored[f"score/{n}"]) for n in self.features}
+            patch_maps = {n: torch.from_numpy(stored[f"map/{n}"]).to(dev) for n in self.features if f"map/{n}" in stored}
+            return values, patch_maps, stored["class_map"].astype(np.int64)
+        view = self.segmented(enc)
+        cm = self.aligner.align(view) if self.aligned else foreground_map(view.segments)
+        parsed = self.parse(view, cm)
+        results: dict[str, FeatureScore] = {}
+        for bank in self.patch_banks:
+            results.update(bank.score(parsed))
+        for n, f in self.features.items():
+            if n not in results:
+                results[n] = f.score(parsed, self.states[n])
+        values = {n: results[n].value for n in self.features}
+        patch_maps = {
+            n: r.anomaly_map for n, r in results.items()
+            if isinstance(self.features[n], PatchScore) and r.anomaly_map is not None
+        }
+        if self._scores_dir is not None:
+            entry = {f"score/{n}": np.float64(v) for n, v in values.items()}
+            entry.update({f"map/{n}": m.float().cpu().numpy() for n, m in patch_maps.items()})
+            entry["class_map"] = cm.astype(np.int32)
+            self._store_scores(enc.key, entry)
+        return values, patch_maps, cm
+
+    # -- the scores stage of the cache ---------------------------------------------------------
+    def _scores_key(self, shots: list[Encoded]):
+        """Folder of this fit's stored scores, or None when the cache or its scores stage is off."""
+        cache = self.cache
+        if cache is None or not cache.enabled or not cache.scores:
+            return None
+        key = {
+            "shots": [s.key for s in shots],
+            "aligner": component_key(self.aligner) if self.aligned else None,
+            "features": {n: component_key(f) for n, f in self.features.items()},
+            "feature_norm": self.feature_norm,
+            "work_size": self.work_size,
+            "max_loo": self.max_loo,
+            "code": code_fingerprint(),
+        }
+        return cache.config_dir("scores", key)
+
+    def _cached_scores(self, name: str) -> dict[str, np.ndarray] | None:
+        if self._scores_dir is None:
+            return None
+        want = {f"loo/{n}" for n in self.features} if name == "loo" else {f"score/{n}" for n in self.features} | {"class_map"}
+        return self.cache.get("scores", self._scores_dir, name, lambda v: want <= set(v))
+
+    def _store_scores(self, name: str, entry: dict[str, np.ndarray]) -> None:
+        if self._scores_dir is not None:
+            self.cache.put("scores", self._scores_dir, name, entry)
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         return self.fusion.fuse(scores)
