@@ -192,8 +192,10 @@ def test_refuses_to_delete_foreign_data(tmp_path: Path) -> None:
 def test_cli(tmp_path: Path) -> None:
     argv = [str(tmp_path), "--categories", "screw_bag", "pushpins", "--size", "96",
             "--seed", "1", "--n-train", "1", "--n-validation", "1", "--n-test-good", "1",
-            "--n-logical", "1", "--n-structural", "1"]
+            "--n-logical", "1", "--n-structural", "1", "--n-tune-good", "1", "--n-tune-logical", "1"]
     assert main(argv) == 0
+    assert (tmp_path / "pushpins" / "tune" / "logical_anomalies" / "000.png").is_file()
+    assert not (tmp_path / "pushpins" / "tune" / "structural_anomalies").exists()
     for cat in ("screw_bag", "pushpins"):
         assert (tmp_path / cat / "train" / "good" / "000.png").is_file()
         assert (tmp_path / cat / "ground_truth" / "logical_anomalies" / "000" / "000.png").is_file()

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test-good", type=int, default=12)
     parser.add_argument("--n-logical", type=int, default=12)
     parser.add_argument("--n-structural", type=int, default=12)
+    for kind in ("good", "logical", "structural"):
+        parser.add_argument(f"--n-tune-{kind}", type=int, default=0,
+                            help=f"{kind} images of the labelled tune split (data.eval_split=tune)")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate even if a complete data set with these parameters exists")
     args = parser.parse_args(argv)
@@ -30,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     root = generate(args.out, categories=args.categories, seed=args.seed, image_size=args.size,
                     n_train=args.n_train, n_validation=args.n_validation,
                     n_test_good=args.n_test_good, n_logical=args.n_logical,
-                    n_structural=args.n_structural, overwrite=args.overwrite)
+                    n_structural=args.n_structural, n_tune_good=args.n_tune_good,
+                    n_tune_logical=args.n_tune_logical, n_tune_structural=args.n_tune_structural,
+                    overwrite=args.overwrite)
     print(f"synthetic data in {root} ({time.perf_counter() - start:.1f} s)")
     return 0
 
