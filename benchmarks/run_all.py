@@ -65,16 +65,16 @@ def render_stage(r: dict, extra: dict | None) -> str:
                 f"Per test image ({ov['n_test']} test images, ViT-S/14 forward {ms(ov['vits14_forward_s'])} in the same run). "
                 "Overhead = align + parse (CIELAB, class grid) + the seven scores + fusion; segmentation "
                 "and the backbone are excluded.", "",
-                "| k | overhead / image | ratio | align | parse | class-agn. | class-aware | foreground | 4 vector scores | fusion | fit (incl. LOO) |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| k | overhead / image | ratio | normalise + CIELAB | align | parse | 3 patch scores (shared bank) | 4 vector scores | fusion | fit (incl. LOO) |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for k, row in ov["per_k"].items():
             b = row["breakdown_s_per_image"]
             vec = sum(v for n, v in b.items() if n.startswith("score.class_") and not n.endswith("_patch"))
+            patch = sum(v for n, v in b.items() if n.endswith("_patch") or n.startswith("score.shared_patch_bank"))
             ratio = row["overhead_ratio_to_vits14_forward"]
             flag = "✅" if ratio <= TARGETS["overhead"] else "❌"
-            out.append(f"| {k} | {ms(row['overhead_s_per_image'])} | {ratio:.1%} {flag} | {ms(b.get('align'))} | "
-                       f"{ms(b.get('parse_lab_classgrid'))} | {ms(b.get('score.class_agnostic_patch'))} | "
-                       f"{ms(b.get('score.class_aware_patch'))} | {ms(b.get('score.foreground_patch'))} | {ms(vec)} | "
+            out.append(f"| {k} | {ms(row['overhead_s_per_image'])} | {ratio:.1%} {flag} | {ms(b.get('normalise'))} | "
+                       f"{ms(b.get('align'))} | {ms(b.get('parse_lab_classgrid'))} | {ms(patch)} | {ms(vec)} | "
                        f"{ms(b.get('fusion'))} | {row['fit_s']:.2f} s |")
     sc = r.get("scaling")
     if sc:
@@ -84,9 +84,13 @@ def render_stage(r: dict, extra: dict | None) -> str:
                 f"ViT-S/14 forward ({ms(vits)}).", "",
                 "| k | bank rows | mode | fit (3 scores) | score class-agn. | score (3 scores) |", "|---|---|---|---|---|---|"]
         for k, row in sc["exact"].items():
-            fit = sum(v for n, v in row.items() if n.endswith(".fit_s"))
-            out.append(f"| {k} | {row['bank_rows_class_agnostic']:,} | exact | {fit:.2f} s | "
+            fit = sum(v for n, v in row.items() if n.endswith(".fit_s") and not n.startswith("shared"))
+            out.append(f"| {k} | {row['bank_rows_class_agnostic']:,} | exact, one bank per score | {fit:.2f} s | "
                        f"{ms(row['class_agnostic_patch.score_s'])} | {ms(row['score_s_total'])} |")
+            if "shared.score_s" in row:
+                flag = "✅" if row["shared.score_s"] < vits else "❌"
+                out.append(f"| {k} | {row['bank_rows_class_agnostic']:,} | exact, shared bank (default) | "
+                           f"{row['shared.fit_s']:.2f} s | – | {ms(row['shared.score_s'])} {flag} |")
         for k, row in sc["coreset"].items():
             fit = sum(v for n, v in row.items() if n.endswith(".fit_s"))
             out.append(f"| {k} | {int(k) * 1369:,} | coreset {sc['coreset_ratio']} | {fit:.2f} s | "
