@@ -244,7 +244,7 @@ _LIVE: weakref.WeakSet = weakref.WeakSet()
 @atexit.register
 def _log_live_summaries() -> None:
     for cache in list(_LIVE):
-        if cache.lookups:
+        if cache.lookups and cache.summary() != cache._last_summary:  # not already logged as is
             cache.log_summary()
 
 
@@ -271,6 +271,7 @@ class StageCache:
         self.stats = {s: {"hits": 0, "misses": 0, "corrupt": 0, "writes": 0, "write_errors": 0} for s in STAGES}
         self._config_dirs: set[str] = set()
         self._warned_write = False
+        self._last_summary = ""
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -306,6 +307,7 @@ class StageCache:
     def log_summary(self, level: int = logging.INFO) -> str:
         line = self.summary()
         log.log(level, line)
+        self._last_summary = line
         return line
 
     # paths -------------------------------------------------------------------------------
