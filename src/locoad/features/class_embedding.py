@@ -16,14 +16,12 @@ class ClassEmbeddingScore(VectorScore):
         super().__init__(scale=scale, reduce=reduce)
 
     def describe(self, parsed: ParsedImage) -> tuple[np.ndarray, np.ndarray]:
-        feats = parsed.features.flatten(1).T.cpu().numpy()  # (h*w, D)
-        grid = parsed.class_grid.flatten().cpu().numpy()
+        feats = parsed.features.flatten(1).T.float().cpu()  # (h*w, D)
+        grid = parsed.class_grid.flatten().cpu()
         c, d = parsed.num_classes, feats.shape[1]
-        counts = np.bincount(grid, minlength=c)[:c]
-        sums = np.zeros((c, d), dtype=np.float64)
-        sums[: grid.max() + 1] = torch.zeros(grid.max() + 1, d, dtype=torch.float64).index_add_(
-            0, torch.from_numpy(grid), torch.from_numpy(feats).double()
-        ).numpy()
+        counts = np.bincount(grid.numpy(), minlength=c)[:c]
+        # float32 sums of at most h*w values: ample precision for a mean
+        sums = torch.zeros(max(c, int(grid.max()) + 1), d).index_add_(0, grid, feats)[:c].double().numpy()
         present = counts > 0
         means = np.where(present[:, None], sums / np.maximum(counts, 1)[:, None], 0.0)
         return means, present

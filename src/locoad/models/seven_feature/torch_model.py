@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.color import rgb2lab
 from torch import nn
 
 from locoad.aligners.base import Aligner
@@ -24,7 +23,7 @@ from locoad.features.base import Feature, FeatureScore, PatchScore
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter
-from locoad.types import BACKGROUND, ParsedImage, SegmentedImage
+from locoad.types import BACKGROUND, ParsedImage, SegmentedImage, rgb_to_lab
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class Encoded:
     def lab(self) -> np.ndarray:
         """CIELAB of ``rgb``, computed once: the aligner's cost and the class features share it."""
         if self._lab is None:
-            self._lab = rgb2lab(self.rgb).astype(np.float32)
+            self._lab = rgb_to_lab(self.rgb)
         return self._lab
 
 
