@@ -254,6 +254,11 @@ def bench_scaling(template: list[ParsedImage], ks: tuple[int, ...], coreset_ks: 
             row[f"{n}.fit_s"] = time.perf_counter() - t0
             row[f"{n}.score_s"], _ = timeit(lambda f=f, state=state: f.score(test, state), repeat=1)
         row["score_s_total"] = sum(row[f"{n}.score_s"] for n in names)
+        t0 = time.perf_counter()
+        bank = SharedPatchBank({n: feats[n] for n in names}, shots)
+        row["shared.fit_s"] = time.perf_counter() - t0
+        row["shared.score_s"], _ = timeit(lambda bank=bank: bank.score(test), repeat=1)
+        del bank
         out["coreset"][str(k)] = row
         print(f"  coreset k={k}: fit {sum(row[f'{n}.fit_s'] for n in names):.1f}s, "
               f"score {row['score_s_total']:.2f}s", flush=True)

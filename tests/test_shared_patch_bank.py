@@ -90,14 +90,34 @@ def test_shared_bank_equals_each_score_alone(name: str, subset) -> None:
         np.testing.assert_allclose(shared_loo[n], f.loo_scores(shots, held), atol=1e-6)
 
 
-def test_share_patch_banks_groups_by_settings_and_skips_coresets() -> None:
+def test_share_patch_banks_groups_by_settings() -> None:
     feats = all_three()
     feats["foreground_patch"] = ForegroundPatchScore(half=True)
     feats["class_aware_patch"] = ClassAwarePatchScore(coreset_ratio=0.5)
     banks = share_patch_banks(feats, SHOT_SETS["plain"])
-    assert sorted(sorted(b.features) for b in banks) == [["class_agnostic_patch"], ["foreground_patch"]]
-    with pytest.raises(ValueError, match="exact"):
-        SharedPatchBank({"c": ClassAwarePatchScore(coreset_ratio=0.5)}, SHOT_SETS["plain"])
+    assert sorted(sorted(b.features) for b in banks) == [["class_agnostic_patch"], ["class_aware_patch"], ["foreground_patch"]]
+    with pytest.raises(ValueError, match="same half"):
+        SharedPatchBank({"a": ClassAgnosticPatchScore(), "c": ClassAwarePatchScore(coreset_ratio=0.5)}, SHOT_SETS["plain"])
+
+
+def test_shared_coreset_subsets_the_bank_and_never_lowers_a_distance() -> None:
+    shots, test = SHOT_SETS["plain"], TESTS[0]
+    exact = SharedPatchBank(all_three(top_percent=10.0), shots)
+    full = SharedPatchBank(all_three(top_percent=10.0, coreset_ratio=1.0), shots)
+    half = SharedPatchBank(all_three(top_percent=10.0, coreset_ratio=0.5), shots)
+    assert len(full.owner) == len(exact.owner) and half.n_used == -(-exact.n_used // 2)
+    d_exact, d_full, d_half = exact.distances(test), full.distances(test), half.distances(test)
+    for n, (d, lab) in d_exact.items():
+        torch.testing.assert_close(d_full[n][0], d, equal_nan=True)  # ratio 1 keeps every row
+        inside = lab >= 0
+        assert (d_half[n][0][inside] >= d[inside] - 1e-6).all()  # a subset is never nearer
+        assert (d_half[n][0][inside] > d[inside] + 1e-6).any()
+    # kept rows keep their labels: each row of the coreset bank is a row of the exact bank
+    sims = half.bank[: half.n_used].float() @ exact.bank.float().T
+    match = sims.argmax(1)
+    assert torch.allclose(sims.amax(1), torch.ones(half.n_used), atol=1e-5)
+    for n in exact.labels:
+        assert torch.equal(half.labels[n][: half.n_used], exact.labels[n][match])
 
 
 def test_grouped_with_no_labelled_query_needs_no_bank() -> None:

@@ -5,8 +5,9 @@ banks and query groups are row/column subsets of one (test patches x shot patche
 similarity matrix. Computing that product once per image (and once per held-out shot for the
 leave-one-out calibration) instead of once per score removes most of the non-model cost of a
 test image, and one bank instead of three takes a third of the memory. Results are identical
-to each score's own ``fit``/``score`` (tests check this); coreset banks are per score and are
-not shared.
+to each score's own ``fit``/``score`` (tests check this). With a coreset, one greedy k-center
+selection runs over the shared bank (not one per score and group), so the similarity product
+shrinks for all three scores at once.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from locoad.components.knn import grouped_nn_cosine_distance, normalize_bank
+from locoad.components.coreset import greedy_coreset
+from locoad.components.knn import grouped_nn_cosine_distance, normalize_bank, subset_unit_rows
 from locoad.features.base import FeatureScore, PatchScore
 from locoad.types import ParsedImage
 
 
 class SharedPatchBank:
-    """Memory of several exact :class:`PatchScore` s with the same ``half`` and ``chunk_size``."""
+    """Memory of several :class:`PatchScore` s with the same bank settings (:func:`bank_settings`)."""
 
     def __init__(self, features: dict[str, PatchScore], shots: list[ParsedImage]):
         if not features:
@@ -28,8 +30,8 @@ class SharedPatchBank:
         if not shots:
             raise ValueError("no training shots")
         first = next(iter(features.values()))
-        if any(not f.exact or (f.half, f.chunk_size) != (first.half, first.chunk_size) for f in features.values()):
-            raise ValueError("a shared bank needs exact patch scores with the same half and chunk_size")
+        if any(bank_settings(f) != bank_settings(first) for f in features.values()):
+            raise ValueError("a shared bank needs patch scores with the same half, chunk_size and coreset settings")
         self.features = dict(features)
         self.half, self.chunk_size = first.half, first.chunk_size
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
@@ -44,17 +46,29 @@ class SharedPatchBank:
         order = torch.from_numpy(np.lexsort(keys))
         position = torch.empty_like(order)
         position[order] = torch.arange(len(order))
-        first = shots[0].features
-        bank = torch.empty((len(order), first.shape[0]), dtype=first.dtype, device=first.device)
+        feat0 = shots[0].features
+        bank = torch.empty((len(order), feat0.shape[0]), dtype=feat0.dtype, device=feat0.device)
         start = 0
         for p in shots:  # written shot by shot: a full-shot bank is never held twice
             x = p.features.flatten(1).T
             bank.index_copy_(0, position[start : start + len(x)].to(bank.device), x)
             start += len(x)
         self.bank = normalize_bank(bank, self.half, inplace=True)
-        self.labels = {n: lab[order].to(first.device) for n, lab in labels.items()}
+        self.labels = {n: lab[order].to(feat0.device) for n, lab in labels.items()}
         self.owner = owner[order]
         self.n_used = int(used.sum())
+        if not first.exact and self.n_used:
+            # Greedy k-center over the grouped rows (PatchCore); ascending indices keep every
+            # group a contiguous run. The ungrouped tail stays whole (fallback only).
+            ratio = first.coreset_ratio if first.coreset_ratio is not None else 1.0
+            keep = greedy_coreset(self.bank[: self.n_used].float(), ratio=ratio, max_n=first.coreset_max,
+                                  projection_dim=first.coreset_projection_dim, seed=first.coreset_seed)
+            keep = torch.cat([keep.sort().values.to(self.bank.device),
+                              torch.arange(self.n_used, len(self.owner), device=self.bank.device)])
+            self.bank = subset_unit_rows(self.bank, keep)
+            self.labels = {n: lab[keep.to(lab.device)] for n, lab in self.labels.items()}
+            self.owner = self.owner[keep.cpu()]
+            self.n_used = int((keep < self.n_used).sum())
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per score: (per-patch distance (h*w,), per-patch group label (h*w,))."""
@@ -97,10 +111,15 @@ class SharedPatchBank:
         return {n: np.array([r[n].value for r in rows]) for n in self.features}
 
 
+def bank_settings(f: PatchScore) -> tuple:
+    """Patch scores with equal settings can share one bank."""
+    return (f.half, f.chunk_size, f.coreset_ratio, f.coreset_max, f.coreset_projection_dim, f.coreset_seed)
+
+
 def share_patch_banks(features: dict[str, object], shots: list[ParsedImage]) -> list[SharedPatchBank]:
-    """One :class:`SharedPatchBank` per (half, chunk_size) among the exact patch scores."""
-    groups: dict[tuple[bool, int], dict[str, PatchScore]] = {}
+    """One :class:`SharedPatchBank` per distinct :func:`bank_settings` among the patch scores."""
+    groups: dict[tuple, dict[str, PatchScore]] = {}
     for n, f in features.items():
-        if isinstance(f, PatchScore) and f.exact:
-            groups.setdefault((f.half, f.chunk_size), {})[n] = f
+        if isinstance(f, PatchScore):
+            groups.setdefault(bank_settings(f), {})[n] = f
     return [SharedPatchBank(g, shots) for g in groups.values()]
