@@ -42,7 +42,7 @@ class FelzenszwalbSegmenter(Segmenter):
         min_area: float = 0.001,
         drop_background: bool = True,
         max_segments: int = 64,
-        merge: str = "components",
+        merge: str = "hierarchical",
         strip_width: float = 2.5,
     ):
         super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
