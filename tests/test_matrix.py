@@ -3,7 +3,7 @@ rule runs end to end on tiny data with tiny models.
 
 The expensive stages (backbone, segmenter) run once per segmenter and one aligner instance serves
 all feature/fusion combinations (DeAOT builds its network once), which keeps the full product
-(2 x 3 x 12 x 5 = 360 pipelines) within CI time.
+(2 x 3 x 14 x 5 = 420 pipelines) within CI time.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def test_every_option_composes(group, option):
 def test_feature_presets_hold_the_documented_features():
     cfg = compose_cfg(["features=all7"])
     assert len(cfg.features) == 7
+    assert set(compose_cfg(["features=all8"]).features) == {*cfg.features, "class_count"}
+    assert compose_cfg(["features=all8"]).features.class_count.mode == "count"
     assert set(compose_cfg(["features=competition"]).features) == {"class_agnostic_patch", "foreground_patch", "class_histogram"}
     assert compose_cfg(["features=anomalydino"]).features.anomalydino.top_percent == 1.0
 
