@@ -215,28 +215,26 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     off = pd.read_csv(tmp_path / "off" / "scores.csv")
     pd.testing.assert_frame_equal(off, pd.read_csv(tmp_path / "on" / "scores.csv"))
 
+    def job(name: str, overrides: list[str]) -> StageCache:
+        run(compose_cfg(base + overrides, tmp_path / name))
+        return seen["caches"][-1]
+
+    def assert_same_as_uncached(name: str, overrides: list[str]) -> None:
+        job(f"{name}_off", overrides + ["model.cache.enabled=false"])
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name / "scores.csv"),
+                                      pd.read_csv(tmp_path / f"{name}_off" / "scores.csv"))
+
     # other aligner and fusion: every image of both stages is a hit, nothing recomputed
-    cfg = compose_cfg(base + ["aligner=nearest", "fusion=gated"], tmp_path / "other")
-    run(cfg)
-    cache = seen["caches"][-1]
+    cache = job("other", ["aligner=nearest", "fusion=gated"])
     assert cache.stats["features"]["hits"] == n_images and cache.stats["segments"]["hits"] == n_images
     assert stage_misses(cache) == 0 and cache.stats["scores"]["hits"] == 0  # another aligner: rescored
     assert seen["backbone_images"] == 2 * n_images and seen["segmenter_images"] == 2 * n_images
-    # and it equals the same config without the cache
-    cfg = compose_cfg(base + ["aligner=nearest", "fusion=gated", "model.cache.enabled=false"], tmp_path / "other_off")
-    run(cfg)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "other" / "scores.csv"),
-                                  pd.read_csv(tmp_path / "other_off" / "scores.csv"))
+    assert_same_as_uncached("other", ["aligner=nearest", "fusion=gated"])
 
     # only the fusion differs: the scores themselves are read back, the fused score is new
-    cfg = compose_cfg(base + ["fusion=gated"], tmp_path / "fusion_only")
-    run(cfg)
-    cache = seen["caches"][-1]
+    cache = job("fusion_only", ["fusion=gated"])
     assert cache.stats["scores"]["hits"] == 1 + 9 and cache.misses == 0
-    cfg = compose_cfg(base + ["fusion=gated", "model.cache.enabled=false"], tmp_path / "fusion_only_off")
-    run(cfg)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fusion_only" / "scores.csv"),
-                                  pd.read_csv(tmp_path / "fusion_only_off" / "scores.csv"))
+    assert_same_as_uncached("fusion_only", ["fusion=gated"])
 
     # another segmenter setting: the segments miss (invalidated), the features still hit
     cfg = compose_cfg(base + ["segmenter.scale=150"], tmp_path / "seg")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import label as connected_regions
 
-from locoad.features.base import VectorScore
+from locoad.features.base import VectorScore, _pad
 from locoad.types import BACKGROUND, ParsedImage
 
 MODES = ("area", "count", "both")
@@ -75,8 +75,7 @@ class ClassHistogramScore(VectorScore):
     def distance(self, x: tuple[np.ndarray, np.ndarray], y: tuple[np.ndarray, np.ndarray]) -> float:
         a, b = x[0], y[0]
         n = max(len(a), len(b))
-        a = np.pad(a, ((0, n - len(a)), (0, 0)))
-        b = np.pad(b, ((0, n - len(b)), (0, 0)))
+        a, b = _pad(a, n), _pad(b, n)
         keep = np.arange(n) != BACKGROUND
         return float(np.abs(a - b)[keep].sum())
 

@@ -205,9 +205,11 @@ class SevenFeatureModel(nn.Module):
         self.states = {n: shared[n] if n in shared else f.fit(self.parsed_shots) for n, f in self.features.items()}
         self._scores_dir = self._scores_key(shots)
         loo = self._cached_scores("loo")
-        self.loo_scores = {n: loo[f"loo/{n}"] for n in self.features} if loo else self._leave_one_out()
-        if not loo:
+        if loo is None:
+            self.loo_scores = self._leave_one_out()
             self._store_scores("loo", {f"loo/{n}": np.asarray(v, dtype=np.float64) for n, v in self.loo_scores.items()})
+        else:
+            self.loo_scores = {n: loo[f"loo/{n}"] for n in self.features}
         self.fusion.fit(self.loo_scores)
         self.reference_parts = None
         if self.aligned and parts is not None and parts[0] is not None and (parts[0] >= 0).all():
