@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--root", default=str(REPO / ".cache/synthetic/seed0_256px"))
     ap.add_argument("--categories", nargs="*", default=list(CATEGORIES))
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
-    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--aligners", nargs="*", default=["hungarian", "nearest"])
     ap.add_argument("--fusions", nargs="*", default=["loo"])
     ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides, e.g. features=competition")

@@ -114,6 +114,23 @@ def test_anomaly_kinds_are_mixed(root: Path) -> None:
     assert structural == set(STRUCTURAL_KINDS)
 
 
+def test_normal_variants_rotate_within_a_split() -> None:
+    """Image i of a split shows variant i mod n, so every split holds the variants equally."""
+    from locoad.data.synthetic import sample_scene
+
+    def poles(meta: dict) -> int:
+        return next(p["poles"] for p in meta["parts"] if p["kind"] == "connector")
+
+    cat = "splicing_connectors"
+    rotated = [poles(sample_scene(cat, np.random.default_rng([7, i]), index=i)) for i in range(6)]
+    assert rotated == [2, 3, 5, 2, 3, 5]
+    drawn = {poles(sample_scene(cat, np.random.default_rng([7, i]))) for i in range(30)}
+    assert drawn == {2, 3, 5}  # without an index the variant is random
+    juices = [sample_scene("juice_bottle", np.random.default_rng(i), index=i)["parts"][1]["colour"]
+              for i in range(3)]
+    assert len(set(juices)) == 3
+
+
 def test_render_reproduces_files(root: Path) -> None:
     """The metadata fully describes an image: re-rendering gives the same pixels and labels."""
     for cat in CATEGORIES:

@@ -108,8 +108,22 @@ class Category(ABC):
     rules: ClassVar[tuple[str, ...]]
     removable: ClassVar[tuple[str, ...]]  # kinds that a "missing" anomaly may remove
     structural_targets: ClassVar[tuple[str, ...]]  # kinds that may carry a structural defect
+    # Normal variants of the product (LOCO's splicing connectors come with 2, 3 or 5 poles,
+    # its juice bottles with three juices); empty: one variant.
+    variants: ClassVar[tuple[Any, ...]] = ()
 
     # --- building blocks -------------------------------------------------------------------
+    def variant(self, rng: np.random.Generator, index: int | None) -> Any:
+        """The scene's normal variant: ``variants[index % n]``, or random when ``index`` is None.
+
+        The generator passes the image index, so each split holds the variants in equal shares
+        (as LOCO's do) instead of a random draw: with 16 training images a random draw can make
+        one variant most of the split, and a few-shot set then rarely shows the others.
+        """
+        if index is None:
+            return self.variants[int(rng.integers(len(self.variants)))]
+        return self.variants[index % len(self.variants)]
+
     def type_id(self, kind: str) -> int:
         return self.part_types.index(kind) + 1
 
@@ -180,8 +194,8 @@ class Category(ABC):
         """Change colour or size of a part so that a pairing rule breaks."""
 
     @abstractmethod
-    def sample(self, rng: np.random.Generator) -> list[Part]:
-        """A normal scene."""
+    def sample(self, rng: np.random.Generator, index: int | None = None) -> list[Part]:
+        """A normal scene (``index``: see :meth:`variant`)."""
 
     @abstractmethod
     def check(self, parts: list[Part]) -> list[str]:
@@ -203,7 +217,7 @@ class BreakfastBox(Category):
     removable = ("tangerine", "nectarine", "cereal", "banana_chips")
     structural_targets = part_types
 
-    def sample(self, rng: np.random.Generator) -> list[Part]:
+    def sample(self, rng: np.random.Generator, index: int | None = None) -> list[Part]:
         parts: list[Part] = []
         self.add(parts, rng, "tray", "rect", (0.5, 0.5), (0.76, 0.6), "cream")
         slots = [(0.25, 0.34), (0.25, 0.66), (0.41, 0.5)]
@@ -293,6 +307,7 @@ class JuiceBottle(Category):
 
     name = "juice_bottle"
     part_types = ("bottle", "juice", "label", "icon", "band")
+    variants = JUICES
     background = "black"
     rules = (
         "exactly 1 bottle, juice, label, icon and band",
@@ -304,10 +319,10 @@ class JuiceBottle(Category):
     structural_targets = ("bottle", "juice", "label", "band")
     BOTTOM, BODY_TOP, LABEL_Y, BAND_Y = 0.87, 0.336, 0.64, 0.79
 
-    def sample(self, rng: np.random.Generator) -> list[Part]:
+    def sample(self, rng: np.random.Generator, index: int | None = None) -> list[Part]:
         parts: list[Part] = []
         x = jitter(rng, 0.5, 0.015)
-        juice = JUICES[rng.integers(len(JUICES))]
+        juice = self.variant(rng, index)
         self.add(parts, rng, "bottle", "bottle", (x, 0.5), (0.34, 0.78), "glass")
         self.fill(self.add(parts, rng, "juice", "rect", (x, 0.5), (0.3, 0.1), juice),
                   rng.uniform(0.72, 0.82))
@@ -401,7 +416,7 @@ class Pushpins(Category):
     structural_targets = part_types
     ROWS, COLS, X0, Y0, WALL, CW, CH = 3, 5, 0.12, 0.24, 0.02, 0.136, 0.16
 
-    def sample(self, rng: np.random.Generator) -> list[Part]:
+    def sample(self, rng: np.random.Generator, index: int | None = None) -> list[Part]:
         parts: list[Part] = []
         self.add(parts, rng, "box", "rect", (0.5, 0.5), (0.8, 0.56), "charcoal")
         cells = []
@@ -489,6 +504,7 @@ class SplicingConnectors(Category):
 
     name = "splicing_connectors"
     part_types = ("connector", "cable", "lever")
+    variants = (2, 3, 5)
     background = "grey"
     rules = (
         "2 connectors (one left, one right of the centre) and 1 cable",
@@ -517,9 +533,9 @@ class SplicingConnectors(Category):
         off = rotate((-con["side"] * self.SOCKET, 0.0), con["angle"])
         return con["center"][0] + off[0], con["center"][1] + off[1]
 
-    def sample(self, rng: np.random.Generator) -> list[Part]:
+    def sample(self, rng: np.random.Generator, index: int | None = None) -> list[Part]:
         parts: list[Part] = []
-        poles = (2, 3, 5)[rng.integers(3)]
+        poles = self.variant(rng, index)
         centres = [(jitter(rng, 0.24, 0.02), jitter(rng, 0.5, 0.06)),
                    (jitter(rng, 0.76, 0.02), jitter(rng, 0.5, 0.06))]
         angles = [rng.uniform(-8, 8), rng.uniform(-8, 8)]
@@ -625,7 +641,7 @@ class ScrewBag(Category):
         extra = {"inner": 0.42} if kind == "washer" else {}
         return self.add(parts, rng, kind, shape, c, size, colour, rng.uniform(0, 360), **extra)
 
-    def sample(self, rng: np.random.Generator) -> list[Part]:
+    def sample(self, rng: np.random.Generator, index: int | None = None) -> list[Part]:
         parts: list[Part] = []
         self.add(parts, rng, "bag", "rect", self.BAG[:2], self.BAG[2:], "bag_film")
         self.item(parts, rng, "screw", "long")

@@ -25,7 +25,7 @@ from scipy import ndimage
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
 GENERATOR = "locoad.data.synthetic"
-VERSION = 1
+VERSION = 2  # 2: normal variants in rotation (balanced splits)
 STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
 # (split, type) in LOCO order, then the optional labelled tuning split (not in MVTec LOCO AD);
 # the index seeds the per-image random generator, so every (split, type) is its own random
@@ -216,10 +216,13 @@ def render_scene(meta: dict, image_size: int) -> Rendered:
     return Rendered(rgb, labels, uids, masks)
 
 
-def sample_scene(category: str, rng: np.random.Generator) -> dict:
-    """A normal scene of ``category`` with random pose, lighting and noise seed."""
+def sample_scene(category: str, rng: np.random.Generator, index: int | None = None) -> dict:
+    """A normal scene of ``category`` with random pose, lighting and noise seed.
+
+    ``index`` picks the normal variant in rotation (:meth:`Category.variant`); None draws it.
+    """
     cat = REGISTRY[category]
-    parts = cat.sample(rng)
+    parts = cat.sample(rng, index)
     return {
         "category": category,
         "pose": {"angle": rng.uniform(-3, 3), "shift": [rng.uniform(-0.015, 0.015) for _ in "xy"]},
@@ -394,7 +397,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
     for split_index, ((split, kind), n) in enumerate(zip(SPLITS, counts)):
         for i in range(n):
             rng = np.random.default_rng([params["seed"], cat_index, split_index, i])
-            meta = sample_scene(name, rng)
+            meta = sample_scene(name, rng, index=i)
             masks: list[np.ndarray] = []
             if kind == "logical_anomalies":
                 todo = LOGICAL_KINDS[(i + cat_index) % len(LOGICAL_KINDS)]
