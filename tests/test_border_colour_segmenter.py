@@ -88,9 +88,17 @@ def test_anomalydino_preset_composes(tmp_path):
 
 def test_anomalydino_preset_runs_end_to_end(loco_root, tmp_path):
     out = tmp_path / "run"
-    overrides = ["experiment=anomalydino", "data=mvtec_loco", "data.category=widgets", "data.k_shot=3",
-                 "data.num_workers=0", "backbone.image_size=112", "model.work_size=64", "logger=csv",
-                 f"data.root={loco_root}"]
+    overrides = [
+        "experiment=anomalydino",
+        "data=mvtec_loco",
+        "data.category=widgets",
+        "data.k_shot=3",
+        "data.num_workers=0",
+        "backbone.image_size=112",
+        "model.work_size=64",
+        "logger=csv",
+        f"data.root={loco_root}",
+    ]
     run(compose_cfg(overrides, out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["anomalydino"]["auroc"] <= 1 and 0 <= metrics["fused"]["f1_max"] <= 1

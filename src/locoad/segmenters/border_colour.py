@@ -44,7 +44,9 @@ class BorderColourSegmenter(Segmenter):
         drop_background: bool = True,
         max_segments: int = 64,
     ):
-        super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
+        super().__init__(
+            min_area=min_area, drop_background=drop_background, max_segments=max_segments
+        )
         self.work_size = work_size
         self.border = border
         self.sigma = sigma
@@ -70,7 +72,7 @@ class BorderColourSegmenter(Segmenter):
         if self.open_radius > 0:
             fg = opening(fg, disk(self.open_radius))
         if self.close_radius > 0:
-            fg = closing(fg, disk(self.close_radius))  # mirrors the edges: no loss along them
+            fg = closing(fg, disk(self.close_radius))  # reflects at the edges: nothing eroded there
         if self.fill_holes:
             fg = ndimage.binary_fill_holes(fg)
         return fg
@@ -80,10 +82,16 @@ class BorderColourSegmenter(Segmenter):
         small = rgb
         if self.work_size and max(h, w) != self.work_size:
             f = self.work_size / max(h, w)
-            small = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
+            small = np.asarray(
+                Image.fromarray(rgb).resize(
+                    (max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR
+                )
+            )
         labels, n = ndimage.label(self.foreground(small), structure=np.ones((3, 3)))
         if labels.shape != (h, w):
-            labels = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((w, h), Image.NEAREST))
-        # One mask per object, so the background never becomes a segment (not even with
-        # drop_background=false, which then only keeps objects that touch two image edges).
+            labels = np.asarray(
+                Image.fromarray(labels.astype(np.int32)).resize((w, h), Image.NEAREST)
+            )
+        # One mask per object: the background is never a segment, and drop_background=false
+        # only stops dropping objects that touch two image edges.
         return [labels == i for i in range(1, n + 1)]
