@@ -3,7 +3,7 @@ rule runs end to end on tiny data with tiny models.
 
 The expensive stages (backbone, segmenter) run once per segmenter and one aligner instance serves
 all feature/fusion combinations (DeAOT builds its network once), which keeps the full product
-(2 x 3 x 14 x 5 = 420 pipelines) within CI time.
+(3 x 3 x 14 x 5 = 630 pipelines) within CI time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from locoad.models.seven_feature.torch_model import SevenFeatureModel
 from locoad.utils import build
 
 GROUPS = ["data", "segmenter", "aligner", "backbone", "features", "fusion", "model", "logger", "trainer", "experiment"]
-SEGMENTERS = ["felzenszwalb", "sam_tiny"]
+SEGMENTERS = ["felzenszwalb", "border_colour", "sam_tiny"]
 ALIGNERS = ["hungarian", "nearest", "deaot_tiny"]
 FEATURE_SETS = sorted(p.stem for p in (CONF / "features").glob("*.yaml"))
 FUSIONS = sorted(p.stem for p in (CONF / "fusion").glob("*.yaml"))
