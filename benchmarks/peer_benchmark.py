@@ -84,12 +84,15 @@ def anomalib_winclip(device: torch.device, shots: torch.Tensor) -> Any:
 
 
 def locoad_model(preset: str, device: torch.device, shots: torch.Tensor, random_weights: bool, size: int) -> Any:
-    """locoad's torch model composed as the CLI composes it (features=anomalydino or all7)."""
+    """locoad's torch model composed as the CLI composes it (experiment=anomalydino, or features=all7)."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     conf = Path(__file__).resolve().parents[1] / "conf"
-    overrides = [f"features={preset}", "backbone=dinov2_vits14", f"backbone.image_size={size}",
+    # The anomalydino preset runs as experiment=anomalydino does: a foreground-only
+    # segmenter (border_colour, a few ms) instead of the part segmenter it would not use.
+    segmenter = ["segmenter=border_colour"] if preset == "anomalydino" else []
+    overrides = [f"features={preset}", *segmenter, "backbone=dinov2_vits14", f"backbone.image_size={size}",
                  f"backbone.pretrained={str(not random_weights).lower()}", "paths.root_dir=."]
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
