@@ -5,6 +5,27 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+from PIL import Image
+
+
+def to_work_size(rgb: np.ndarray, work_size: int | None) -> np.ndarray:
+    """``rgb`` resized (bilinear) so its longer side is ``work_size``; unchanged when None or already so.
+
+    Classical segmenters run at a fixed resolution: their pixel parameters (region sizes,
+    morphology radii) then mean the same whatever the input size, and the cost is bounded.
+    """
+    h, w = rgb.shape[:2]
+    if not work_size or max(h, w) == work_size:
+        return rgb
+    f = work_size / max(h, w)
+    return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
+
+
+def to_size(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Integer label map resized (nearest) to ``shape`` (H, W); unchanged when it already has it."""
+    if labels.shape == tuple(shape):
+        return labels
+    return np.asarray(Image.fromarray(labels.astype(np.int32)).resize((shape[1], shape[0]), Image.NEAREST))
 
 
 def touches_two_edges(mask: np.ndarray) -> bool:

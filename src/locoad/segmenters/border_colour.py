@@ -20,13 +20,13 @@ few ms; finer than any backbone's patch grid) and is upsampled back (nearest) to
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.morphology import closing, disk, opening
 
-from locoad.segmenters.base import Segmenter
+from locoad.segmenters.base import Segmenter, to_size, to_work_size
+from locoad.types import rgb_to_lab
 
 
 class BorderColourSegmenter(Segmenter):
@@ -58,10 +58,10 @@ class BorderColourSegmenter(Segmenter):
 
     def foreground(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (H, W) bool foreground mask, at the image's own size."""
-        img = rgb.astype(np.float32) / 255.0
         if self.sigma > 0:
-            img = gaussian(img, sigma=self.sigma, channel_axis=-1)
-        lab = rgb2lab(img)
+            lab = rgb2lab(gaussian(rgb.astype(np.float32) / 255.0, sigma=self.sigma, channel_axis=-1))
+        else:
+            lab = rgb_to_lab(rgb)
         h, w = lab.shape[:2]
         b = max(1, round(self.border * min(h, w)))
         ring = np.ones((h, w), bool)
@@ -78,20 +78,8 @@ class BorderColourSegmenter(Segmenter):
         return fg
 
     def propose(self, rgb: np.ndarray) -> list[np.ndarray]:
-        h, w = rgb.shape[:2]
-        small = rgb
-        if self.work_size and max(h, w) != self.work_size:
-            f = self.work_size / max(h, w)
-            small = np.asarray(
-                Image.fromarray(rgb).resize(
-                    (max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR
-                )
-            )
-        labels, n = ndimage.label(self.foreground(small), structure=np.ones((3, 3)))
-        if labels.shape != (h, w):
-            labels = np.asarray(
-                Image.fromarray(labels.astype(np.int32)).resize((w, h), Image.NEAREST)
-            )
+        labels, n = ndimage.label(self.foreground(to_work_size(rgb, self.work_size)), structure=np.ones((3, 3)))
+        labels = to_size(labels, rgb.shape[:2])
         # One mask per object: the background is never a segment, and drop_background=false
         # only stops dropping objects that touch two image edges.
         return [labels == i for i in range(1, n + 1)]

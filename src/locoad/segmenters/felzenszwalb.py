@@ -21,14 +21,13 @@ Two merge rules (``merge``):
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.segmentation import felzenszwalb
 
-from locoad.segmenters.base import Segmenter
+from locoad.segmenters.base import Segmenter, to_size, to_work_size
 
 
 class FelzenszwalbSegmenter(Segmenter):
@@ -57,11 +56,7 @@ class FelzenszwalbSegmenter(Segmenter):
         self.work_size = work_size
 
     def propose(self, rgb: np.ndarray) -> np.ndarray:
-        h, w = rgb.shape[:2]
-        small = rgb
-        if self.work_size and max(h, w) != self.work_size:
-            f = self.work_size / max(h, w)
-            small = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
+        small = to_work_size(rgb, self.work_size)
         regions = felzenszwalb(small, scale=self.scale, sigma=self.sigma, min_size=self.min_size)
         if self.merge_threshold > 0:
             # Merge on a lightly smoothed CIELAB image: distances are perceptual, noise averaged out.
@@ -70,9 +65,7 @@ class FelzenszwalbSegmenter(Segmenter):
                 regions = merge_hierarchical(regions, lab, self.merge_threshold, self.strip_width)
             else:
                 regions = merge_similar_regions(regions, lab, self.merge_threshold)
-        if regions.shape != (h, w):
-            regions = np.asarray(Image.fromarray(regions.astype(np.int32)).resize((w, h), Image.NEAREST))
-        return regions
+        return to_size(regions, rgb.shape[:2])
 
 
 def merge_similar_regions(regions: np.ndarray, lab: np.ndarray, threshold: float) -> np.ndarray:
