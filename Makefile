@@ -3,7 +3,9 @@ SHELL := /bin/bash
 PY_BOOT ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
+# --no-cache-dir: CI disks can be small and the CUDA torch build alone is ~5 GB in the venv;
+# a cache copy of every wheel pip downloads (triton, ...) would only add to it.
+PIP := $(PY) -m pip --no-cache-dir
 STAMP := $(VENV)/.installed
 ARGS ?=
 
