@@ -242,6 +242,13 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     cache = seen["caches"][-1]
     assert cache.stats["segments"]["misses"] == n_images and cache.stats["features"]["hits"] == n_images
 
+    # a size limit: the run still completes from the cache, then trims it to the limit
+    stages = tmp_path / ".cache" / "stages"
+    assert len([p for p in stages.rglob("*") if p.is_file()]) > 3 * n_images
+    cache = job("limited", ["model.cache.max_gb=1e-9"])
+    assert cache.stats["features"]["hits"] == n_images
+    assert [p for p in stages.rglob("*") if p.is_file()] == []
+
 
 def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeypatch):
     """Stored scores are reused only by a fit with the same shots, aligner, features and code."""
@@ -279,3 +286,82 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     monkeypatch.setattr(torch_model, "code_fingerprint", lambda: "edited")
     _, st = scored()
     assert st["hits"] == 0
+
+
+# -- size limit -------------------------------------------------------------------------------
+
+
+def _age(paths, seconds_ago: float) -> None:
+    import os
+    import time
+
+    t = time.time() - seconds_ago
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+def test_prune_deletes_least_recently_used_first(tmp_path):
+    cache = StageCache(tmp_path)
+    bb = HandcraftedBackbone(image_size=56, patch_size=14)
+    imgs = _images(4)
+    cache.features(bb, imgs)
+    entries = sorted(tmp_path.glob("features/*/??/*.pt"))
+    size = entries[0].stat().st_size
+    for i, p in enumerate(entries):  # entry i was last used i+1 hours ago... then one is read again
+        _age([p], 3600 * (i + 1))
+    oldest = entries[-1]
+    key = oldest.stem
+    d = oldest.parent.parent
+    assert cache.get("features", d, key) is not None  # a hit makes the oldest the newest
+    config_size = (d / "config.json").stat().st_size
+    budget_gb = (2.5 * size + config_size) / 1e9
+    deleted, freed = StageCache(tmp_path, max_gb=budget_gb).prune()
+    left = sorted(tmp_path.glob("features/*/??/*.pt"))
+    assert deleted == 2 and freed == 2 * size
+    assert oldest in left and entries[0] in left  # the re-read one and the most recent survive
+    assert sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()) <= budget_gb * 1e9
+    assert StageCache(tmp_path).prune() == (0, 0)  # no limit set: nothing happens
+
+
+def test_prune_clears_stale_temp_files_and_empty_config_dirs(tmp_path):
+    cache = StageCache(tmp_path)
+    cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+    cfg_dir = next(tmp_path.glob("segments/*"))
+    stale = cfg_dir / "ab" / ".x.npy.tmp"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"half-written by a killed job")
+    fresh = cfg_dir / "ab" / ".y.npy.tmp"
+    fresh.write_bytes(b"being written right now")
+    _age([stale], 7200)
+    cache.prune(max_gb=1.0)  # everything fits: only the stale temp file goes
+    assert not stale.exists() and fresh.exists() and len(list(cfg_dir.glob("??/*.npy"))) == 1
+    fresh.unlink()
+    cache.prune(max_gb=1e-9)  # nothing fits: entries go, then the empty config folder
+    assert not cfg_dir.exists()
+    cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())  # and the cache still works
+    assert (next(tmp_path.glob("segments/*")) / "config.json").is_file()
+
+
+def test_max_gb_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="max_gb"):
+        StageCache(tmp_path, max_gb=0)
+
+
+def test_cache_cli_info_prune_clear(tmp_path, capsys):
+    from locoad.cache_cli import main
+
+    cache = StageCache(tmp_path)
+    cache.features(HandcraftedBackbone(image_size=56, patch_size=14), _images(3))
+    cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+    assert main(["--root", str(tmp_path), "info"]) == 0
+    out = capsys.readouterr().out
+    assert "HandcraftedBackbone" in out and "FelzenszwalbSegmenter" in out and "total: 4 entries" in out
+    assert main(["--root", str(tmp_path), "prune", "--max-gb", "1e-9"]) == 0
+    assert "deleted 4 files" in capsys.readouterr().out
+    cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+    assert main(["--root", str(tmp_path), "clear", "--stage", "segments"]) == 0
+    assert not (tmp_path / "segments").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["--root", str(tmp_path / "nowhere"), "info"])
+    assert exc.value.code == 1
+    assert "no cache at" in capsys.readouterr().err

@@ -19,6 +19,11 @@ renamed over the target (``os.replace``), so readers see the old file or the new
 partial one; two jobs writing the same entry both write valid files and the last rename wins.
 An unreadable, truncated or malformed entry is a miss (recomputed and overwritten), never a
 crash, and a failed write only logs a warning.
+
+Size: features are (D, 37, 37) float32 per image (2 MB at ViT-S/14, 8 MB at ViT-G/14), so a
+backbone sweep over full LOCO reaches tens of GB. ``max_gb`` bounds it: after each run the least
+recently used entries (a hit refreshes an entry's mtime) are deleted until the cache fits.
+``locoad-cache info|prune|clear`` does the same by hand.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -238,6 +244,45 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _touch(path: Path) -> None:
+    """Mark an entry as used (its mtime orders eviction); a read-only cache just skips it."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _files(root: Path):
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            yield Path(dirpath) / name
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _remove_empty_config_dirs(root: Path) -> None:
+    """Remove ``<stage>/<config-hash>`` folders that hold no entry any more (their config.json
+    and empty ``<ab>`` folders included)."""
+    for stage_dir in (root / s for s in STAGES):
+        if not stage_dir.is_dir():
+            continue
+        for cfg_dir in stage_dir.iterdir():
+            if not cfg_dir.is_dir() or any(p.name != "config.json" for p in _files(cfg_dir)):
+                continue
+            for dirpath, _, names in os.walk(cfg_dir, topdown=False):
+                for name in names:
+                    Path(dirpath, name).unlink(missing_ok=True)
+                try:
+                    os.rmdir(dirpath)
+                except OSError:  # a job wrote into it meanwhile: keep it
+                    pass
+
+
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -253,7 +298,8 @@ class StageCache:
     is read or written). ``feature_dtype="float16"`` halves the feature files (loads as fp32;
     results then differ slightly from an uncached run). ``scores`` also stores each test
     image's feature scores under the fitted model's key (shots, aligner, features and the
-    code), so jobs that differ only in the fusion rule skip scoring."""
+    code), so jobs that differ only in the fusion rule skip scoring. ``max_gb`` (None: no
+    limit) is enforced by :meth:`prune`, which the entry point calls after every run."""
 
     def __init__(
         self,
@@ -261,9 +307,13 @@ class StageCache:
         enabled: bool = True,
         feature_dtype: str = "float32",
         scores: bool = True,
+        max_gb: float | None = None,
     ):
         if feature_dtype not in ("float32", "float16"):
             raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
+        if max_gb is not None and not max_gb > 0:
+            raise ValueError(f"max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
+        self.max_gb = max_gb
         self.root = Path(root).expanduser() if root else None
         self.enabled = bool(enabled) and self.root is not None
         self.feature_dtype = feature_dtype
@@ -340,6 +390,9 @@ class StageCache:
                 value = self._read(stage, path)
                 if check is not None and not check(value):
                     raise ValueError("unexpected shape or dtype")
+                _touch(path)
+            except FileNotFoundError:  # pruned by another job between the check and the read
+                value = None
             except Exception as err:  # truncated zip, bad npy header, wrong content: a miss
                 log.warning("stage cache: ignoring unreadable entry %s (%s: %s)", path, type(err).__name__, err)
                 self.stats[stage]["corrupt"] += 1
@@ -385,6 +438,56 @@ class StageCache:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         return np.load(path, allow_pickle=False)
+
+    # size ----------------------------------------------------------------------------------
+    def usage(self) -> dict[str, int]:
+        """Bytes on disk per stage (entries and their config files)."""
+        out = dict.fromkeys(STAGES, 0)
+        if self.root is None:
+            return out
+        for stage in STAGES:
+            for path in _files(self.root / stage):
+                out[stage] += _size(path)
+        return out
+
+    def prune(self, max_gb: float | None = None) -> tuple[int, int]:
+        """Delete least recently used entries until the cache holds at most ``max_gb`` (default:
+        the cache's own ``max_gb``; nothing happens when both are None). Also removes temporary
+        files older than an hour (left by killed writers) and config folders left empty. Safe
+        while other jobs use the cache: a reader that loses an entry sees a miss. Returns
+        (files deleted, bytes freed)."""
+        limit = self.max_gb if max_gb is None else max_gb
+        if self.root is None or limit is None or not self.root.is_dir():
+            return 0, 0
+        entries, stale, total = [], [], 0
+        now = time.time()
+        for path in _files(self.root):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            total += st.st_size
+            if path.name.endswith(".tmp"):
+                if now - st.st_mtime > 3600:
+                    stale.append((st.st_mtime, st.st_size, path))
+            elif path.name != "config.json":
+                entries.append((st.st_mtime, st.st_size, path))
+        budget = int(limit * 1e9)
+        deleted = freed = 0
+        for _, size, path in stale + sorted(entries, key=lambda e: e[0]):
+            if total - freed <= budget and not path.name.endswith(".tmp"):
+                break
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            deleted, freed = deleted + 1, freed + size
+        if deleted:
+            _remove_empty_config_dirs(self.root)
+            self._config_dirs.clear()  # a folder removed here gets its config.json again on reuse
+            log.info("stage cache: pruned %d files (%.2f GB) to stay within %.2f GB (%s)",
+                     deleted, freed / 1e9, limit, self.root)
+        return deleted, freed
 
     # the stages ---------------------------------------------------------------------------
     def features(self, backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,7 @@ def run(cfg: DictConfig) -> dict:
     cache = getattr(getattr(model, "model", None), "cache", None)
     if cache is not None:
         cache.log_summary()
+        cache.prune()  # no-op unless model.cache.max_gb is set
     print(format_table(results.metrics))
     print(f"\nrun directory: {out_dir}")
     return results.metrics
