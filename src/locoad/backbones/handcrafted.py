@@ -16,17 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from locoad.backbones.base import Backbone
-
-
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) sRGB in [0, 1] -> CIELAB (D65), L in [0, 100]."""
-    lin = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    m = rgb.new_tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
-    xyz = torch.einsum("ij,bjhw->bihw", m, lin)
-    xyz = xyz / xyz.new_tensor([0.95047, 1.0, 1.08883]).view(1, 3, 1, 1)
-    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
-    fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+from locoad.colour import srgb_to_lab
 
 
 def gabor_bank(wavelengths: tuple[float, ...] = (4.0, 8.0), orientations: int = 4) -> torch.Tensor:
@@ -73,7 +63,7 @@ class HandcraftedBackbone(Backbone):
             # images, so dividing by it cancels global brightness and white-balance changes.
             med = x.flatten(2).median(dim=2).values.clamp_min(1e-3)[..., None, None]
             x = x * (0.5 / med)
-        lab = rgb_to_lab(x.clamp_min(0))  # values above 1 after colour constancy stay ordered
+        lab = srgb_to_lab(x.clamp_min(0))  # values above 1 after colour constancy stay ordered
         lum = lab[:, :1] / 100.0
         grad = F.conv2d(F.pad(lum, [1] * 4, mode="replicate"), self.sobel).norm(dim=1, keepdim=True)
         pad = self.gabor.shape[-1] // 2
