@@ -1,10 +1,13 @@
-"""Side-by-side time per image: locoad (``anomalydino`` preset, seven-feature pipeline) vs
-anomalib's AnomalyDINO and WinCLIP, at batch 1 and 16, on the best device found.
+"""Side-by-side time per image: locoad's pipelines vs anomalib's AnomalyDINO and WinCLIP (k=4),
+at batch 1 and 16, on the best device found.
 
+locoad models (``LOCOAD``): ``locoad_anomalydino`` (experiment=anomalydino, ViT-S/14),
+``locoad_seven_feature`` (all7, Felzenszwalb, ViT-S/14), ``locoad_seven_feature_vitg14`` (the
+same with ViT-G/14) and ``locoad_seed_full`` (SAM vit_h + DeAOT + ViT-G/14 + seven scores).
 Needs the optional extra ``bench`` (anomalib; WinCLIP also needs open_clip_torch). On a GPU
-machine with the real weights downloaded:
+machine with the real weights in place:
 
-    .venv/bin/python benchmarks/peer_benchmark.py --batch-sizes 1 16
+    .venv/bin/python benchmarks/peer_benchmark.py --batch-sizes 1 16 --locoad-overrides backbone.dtype=bfloat16
 
 Offline (no weights), ``--random-weights`` builds every model with random weights: timings
 of the real architectures, meaningless scores.
@@ -83,17 +86,37 @@ def anomalib_winclip(device: torch.device, shots: torch.Tensor) -> Any:
     return m
 
 
-def locoad_model(preset: str, device: torch.device, shots: torch.Tensor, random_weights: bool, size: int) -> Any:
-    """locoad's torch model composed as the CLI composes it (experiment=anomalydino, or features=all7)."""
+# locoad pipelines, as Hydra overrides of the CLI's config (what `locoad <overrides>` runs).
+LOCOAD = {
+    # experiment=anomalydino: a foreground-only segmenter (border_colour, a few ms) instead of
+    # the part segmenter it would not use.
+    "locoad_anomalydino": ["features=anomalydino", "segmenter=border_colour", "backbone=dinov2_vits14"],
+    "locoad_seven_feature": ["features=all7", "backbone=dinov2_vits14"],
+    # The issue's GPU targets: weight-free part segmenter + ViT-G/14 (vs WinCLIP), and the seed's
+    # whole stack, SAM vit_h + DeAOT + ViT-G/14 + seven scores (at most 0.5 s per image).
+    "locoad_seven_feature_vitg14": ["features=all7", "backbone=dinov2_vitg14"],
+    "locoad_seed_full": ["features=all7", "backbone=dinov2_vitg14", "segmenter=sam", "segmenter.model_type=vit_h",
+                         "segmenter.checkpoint=${paths.checkpoints}/sam_vit_h_4b8939.pth", "aligner=deaot"],
+}
+# What --random-weights adds: no checkpoint files, random initialisation everywhere.
+RANDOM = {"backbone": ["backbone.pretrained=false"],
+          "segmenter=sam": ["segmenter.checkpoint=null", "segmenter.allow_random_weights=true"],
+          "aligner=deaot": ["aligner.checkpoint=null", "aligner.allow_random_weights=true"]}
+
+
+def locoad_overrides(name: str, random_weights: bool, size: int, extra: list[str]) -> list[str]:
+    overrides = [*LOCOAD[name], f"backbone.image_size={size}", "paths.root_dir=."]
+    if random_weights:
+        overrides += RANDOM["backbone"] + [o for key, more in RANDOM.items() if key in overrides for o in more]
+    return overrides + extra
+
+
+def locoad_model(overrides: list[str], device: torch.device, shots: torch.Tensor) -> Any:
+    """locoad's torch model composed as the CLI composes it, fitted on ``shots``."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     conf = Path(__file__).resolve().parents[1] / "conf"
-    # The anomalydino preset runs as experiment=anomalydino does: a foreground-only
-    # segmenter (border_colour, a few ms) instead of the part segmenter it would not use.
-    segmenter = ["segmenter=border_colour"] if preset == "anomalydino" else []
-    overrides = [f"features={preset}", *segmenter, "backbone=dinov2_vits14", f"backbone.image_size={size}",
-                 f"backbone.pretrained={str(not random_weights).lower()}", "paths.root_dir=."]
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     from locoad.models.seven_feature.torch_model import SevenFeatureModel
@@ -112,7 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--winclip-size", type=int, default=240, help="WinCLIP input (ViT-B-16-plus-240)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--random-weights", action="store_true", help="offline: no weight downloads")
-    p.add_argument("--models", default="locoad_anomalydino,locoad_seven_feature,anomalib_anomalydino,anomalib_winclip")
+    p.add_argument("--models", default=",".join([*LOCOAD, "anomalib_anomalydino", "anomalib_winclip"]))
+    p.add_argument("--locoad-overrides", nargs="*", default=[],
+                   help="appended to every locoad model's overrides, e.g. backbone.dtype=bfloat16")
     p.add_argument("--out", default="peer_benchmark.json")
     args = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -134,9 +159,12 @@ def main(argv: list[str] | None = None) -> dict:
                 model = anomalib_anomalydino(device, shots.to(device))
             elif name == "anomalib_winclip":
                 model = anomalib_winclip(device, shots.to(device))
+            elif name in LOCOAD:
+                overrides = locoad_overrides(name, args.random_weights, size, args.locoad_overrides)
+                result.setdefault("overrides", {})[name] = overrides
+                model = locoad_model(overrides, device, shots)
             else:
-                preset = "anomalydino" if name == "locoad_anomalydino" else "all7"
-                model = locoad_model(preset, device, shots, args.random_weights, size)
+                raise ValueError(f"unknown model {name!r}; known: {', '.join([*LOCOAD, 'anomalib_anomalydino', 'anomalib_winclip'])}")
             for bs in args.batch_sizes:
                 x = to_tensor(images[K_SHOT : K_SHOT + bs], size)
                 x = x if name.startswith("locoad") else x.to(device)

@@ -365,3 +365,18 @@ def test_cache_cli_info_prune_clear(tmp_path, capsys):
         main(["--root", str(tmp_path / "nowhere"), "info"])
     assert exc.value.code == 1
     assert "no cache at" in capsys.readouterr().err
+
+
+def test_unwritable_cache_warns_once_and_runs_on(tmp_path, caplog):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache folder should be")  # root cannot be created, even as root
+    cache = StageCache(blocker / "stages")
+    bb = HandcraftedBackbone(image_size=56, patch_size=14)
+    imgs = _images(3)
+    with caplog.at_level("WARNING", logger="locoad.cache"):
+        out = cache.features(bb, imgs)
+        cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+    torch.testing.assert_close(out, bb(imgs), rtol=0, atol=0)
+    assert cache.stats["features"]["write_errors"] >= 3 and cache.stats["features"]["writes"] == 0
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+    assert "write errors" in cache.summary()

@@ -92,18 +92,18 @@ class SevenFeatureModule(AnomalyModule):
         scores, amap, class_maps = self.model.score(encoded)
         if not self.model.fusion.transductive:
             scores["fused"] = self.model.fuse(scores)
+        # Segmentation quality (foreground IoU) wherever true part labels exist (parts < 0: the
+        # data set has none); alignment accuracy only when the run aligns (some score needs classes).
         extras = {}
         lut = self.model.reference_parts
-        parts = batch["parts"].cpu().numpy()
+        parts = [resize_nearest(p, self.model.work_size) for p in batch["parts"].cpu().numpy()]
+        known = [bool((p >= 0).all()) for p in parts]
+        if any(known):
+            extras["foreground_iou"] = torch.tensor(
+                [foreground_iou(cm, p) if ok else np.nan for cm, p, ok in zip(class_maps, parts, known)])
         if lut is not None:
-            size = self.model.work_size
-            acc, iou = [], []
-            for cm, p in zip(class_maps, parts):
-                p = resize_nearest(p, size)
-                ok = (p >= 0).all()
-                acc.append(alignment_accuracy(cm, p, lut) if ok else np.nan)
-                iou.append(foreground_iou(cm, p) if ok else np.nan)
-            extras = {"alignment_accuracy": torch.tensor(acc), "foreground_iou": torch.tensor(iou)}
+            extras["alignment_accuracy"] = torch.tensor(
+                [alignment_accuracy(cm, p, lut) if ok else np.nan for cm, p, ok in zip(class_maps, parts, known)])
         label_maps = {"segments": np.stack([e.segments for e in encoded]), "classes": np.stack(class_maps)}
         return ScoreOutput({k: torch.as_tensor(v) for k, v in scores.items()}, amap, extras, label_maps)
 
@@ -113,12 +113,13 @@ class SevenFeatureModule(AnomalyModule):
 
     def extra_metrics(self, table: pd.DataFrame) -> dict:
         out: dict = {"fusion": {"scales": dict(self.model.fusion.scales)}}
+        good = table["anomaly_type"] == "good"
+        alignment = {}
         if "extra/alignment_accuracy" in table:
-            good = table["anomaly_type"] == "good"
-            acc, iou = table["extra/alignment_accuracy"], table["extra/foreground_iou"]
-            out["alignment"] = {
-                "accuracy": float(acc.mean()),
-                "accuracy_good": float(acc[good].mean()),
-                "foreground_iou": float(iou.mean()),
-            }
+            acc = table["extra/alignment_accuracy"]
+            alignment = {"accuracy": float(acc.mean()), "accuracy_good": float(acc[good].mean())}
+        if "extra/foreground_iou" in table:
+            alignment["foreground_iou"] = float(table["extra/foreground_iou"].mean())
+        if alignment:
+            out["alignment"] = alignment
         return out
