@@ -200,6 +200,30 @@ def test_completion_marker(tmp_path: Path) -> None:
     assert first.stat().st_mtime_ns != stamp
 
 
+def _generate_small(root: str) -> None:
+    generate(root, categories=["juice_bottle", "pushpins"], image_size=96, n_train=2, n_validation=1,
+             n_test_good=1, n_logical=1, n_structural=1)
+
+
+def test_parallel_jobs_generate_once(tmp_path: Path) -> None:
+    """Sweep jobs started together on missing data (joblib, SLURM) must not race: before the
+    lock, one job's clean-up deleted the folder another was writing into."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_generate_small, args=(str(tmp_path / "shared"),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    _generate_small(str(tmp_path / "alone"))
+    files = lambda r: sorted(str(p.relative_to(r)) for p in r.rglob("*.png"))  # noqa: E731
+    assert files(tmp_path / "shared") == files(tmp_path / "alone") and files(tmp_path / "alone")
+    for rel in files(tmp_path / "alone"):
+        assert (tmp_path / "shared" / rel).read_bytes() == (tmp_path / "alone" / rel).read_bytes()
+
+
 def test_refuses_to_delete_foreign_data(tmp_path: Path) -> None:
     (tmp_path / "pushpins" / "train").mkdir(parents=True)
     with pytest.raises(FileExistsError):

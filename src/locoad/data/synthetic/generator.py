@@ -7,12 +7,14 @@ which is what the tests use to compare an anomaly with its defect-free twin.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import math
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -456,12 +458,37 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
     if any(tune.values()):  # only then: a data set without a tune split keeps its old marker
         params.update(tune)
     marker = root / ".complete.json"
-    if not overwrite and marker.is_file():
+    if not overwrite and _marker_matches(marker, params):
+        return root
+    with _exclusive(root):
+        # Parallel sweep jobs that all found the data missing queue here: the first generates
+        # it, the others find the marker written when the lock comes free.
+        if not overwrite and _marker_matches(marker, params):
+            return root
+        _generate_locked(root, names, params, marker)
+    return root
+
+
+def _marker_matches(marker: Path, params: dict) -> bool:
+    try:
+        return json.loads(marker.read_text()) == params
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``root/.lock`` (flock: released by the OS if the holder dies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            if json.loads(marker.read_text()) == params:
-                return root
-        except json.JSONDecodeError:
-            pass
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _generate_locked(root: Path, names: list[str], params: dict, marker: Path) -> None:
     marker.unlink(missing_ok=True)
     for name in names:
         folder = root / name
@@ -472,4 +499,3 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
             shutil.rmtree(folder)  # stale images of an earlier or interrupted run
         _generate_category(root, name, params)
     _write_json(marker, params)
-    return root
