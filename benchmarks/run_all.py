@@ -42,22 +42,30 @@ def machine_line(r: dict) -> str:
 
 
 def render_stage(r: dict, extra: dict | None) -> str:
-    out = ["## Per-stage CPU benchmark (stage_benchmark.py)", "", machine_line(r), ""]
+    device = r.get("device", "cpu")
+    title = "CPU" if device == "cpu" else f"GPU ({r.get('machine', {}).get('gpu') or device})"
+    out = [f"## Per-stage {title} benchmark (stage_benchmark.py)", "", machine_line(r), ""]
     bb, seg, al = r.get("backbones", {}), r.get("segmentation", {}), r.get("alignment", {})
     vits = bb.get("dinov2_vits14_s_per_image_b1")
-    out += ["### Stage time per image (batch 1, 518 px input, 256 px work size)", "",
+    dims = {"vits14": ("ViT-S/14", 384), "vitb14": ("ViT-B/14", 768), "vitl14": ("ViT-L/14", 1024),
+            "vitg14": ("ViT-G/14", 1536)}
+    rows = []
+    for v, (name, dim) in dims.items():
+        for suffix, what in (("_b1", "batch 1"), ("_bf16_b1", "bf16, batch 1"), ("_b16", "batch 16"),
+                             ("_bf16_b16", "bf16, batch 16")):
+            rows.append((f"DINOv2 {name} forward (37x37x{dim}), {what}", bb.get(f"dinov2_{v}_s_per_image{suffix}")))
+    pps = seg.get("sam_points_per_side")
+    rows += [("handcrafted backbone (37x37x48)", bb.get("handcrafted_s_per_image_b1")),
+             ("segmentation: Felzenszwalb", seg.get("felzenszwalb_s_per_image"))]
+    for mt in ("vit_b", "vit_h"):
+        rows += [(f"segmentation: SAM {mt}, {pps}x{pps} points", seg.get(f"sam_{mt}_s_per_image")),
+                 (f"  of which SAM {mt} image encoder (1024 px)", seg.get(f"sam_{mt}_image_encoder_s"))]
+    rows += [("alignment: hungarian", al.get("hungarian_s_per_image")),
+             ("alignment: nearest", al.get("nearest_s_per_image")),
+             ("alignment: DeAOT-T, 465 px", al.get("deaot_t_465px_s_per_image"))]
+    out += ["### Stage time per image (518 px input, 256 px work size)", "",
             "| stage | time / image |", "|---|---|"]
-    for label, v in [("DINOv2 ViT-S/14 forward (37x37x384)", vits),
-                     ("DINOv2 ViT-B/14 forward (37x37x768)", bb.get("dinov2_vitb14_s_per_image_b1")),
-                     ("handcrafted backbone (37x37x48)", bb.get("handcrafted_s_per_image_b1")),
-                     ("segmentation: Felzenszwalb", seg.get("felzenszwalb_s_per_image")),
-                     (f"segmentation: SAM vit_b, {seg.get('sam_points_per_side')}x{seg.get('sam_points_per_side')} points",
-                      seg.get("sam_vit_b_s_per_image")),
-                     ("  of which SAM vit_b image encoder (1024 px)", seg.get("sam_vit_b_image_encoder_s")),
-                     ("alignment: hungarian", al.get("hungarian_s_per_image")),
-                     ("alignment: nearest", al.get("nearest_s_per_image")),
-                     ("alignment: DeAOT-T, 465 px", al.get("deaot_t_465px_s_per_image"))]:
-        out.append(f"| {label} | {ms(v)} |")
+    out += [f"| {label} | {ms(v)} |" for label, v in rows if v is not None]
     errs = {k: v for d in (seg, al) for k, v in d.items() if k.endswith("error")}
     if errs:
         out += ["", "Errors: " + "; ".join(f"{k}: {v}" for k, v in errs.items())]
@@ -178,6 +186,9 @@ def render() -> None:
     extra = {**(load("stage_benchmark_fit350.json") or {}), **(load("stage_benchmark_f1.json") or {})}
     if stage:
         text = put_section(text, "stage_benchmark", render_stage(stage, extra))
+    gpu = load("stage_benchmark_gpu.json")
+    if gpu:
+        text = put_section(text, "stage_benchmark_gpu", render_stage(gpu, None))
     if peer:
         text = put_section(text, "peer_benchmark", render_peer(peer))
     RESULTS_MD.write_text(text)

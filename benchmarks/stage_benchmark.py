@@ -7,6 +7,7 @@ the patch scores with k (exact vs greedy coreset) up to a 350-image bank; peak m
 are those of the real architectures, the scores are meaningless.
 
     .venv/bin/python benchmarks/stage_benchmark.py [--quick] [--only overhead,scaling,...]
+    .venv/bin/python benchmarks/stage_benchmark.py --device cuda --only stages,overhead,scaling --out stage_benchmark_gpu.json
 """
 
 from __future__ import annotations
@@ -70,32 +71,36 @@ def build_model(backbone: torch.nn.Module, **patch_kwargs: Any) -> SevenFeatureM
 
 
 # -- stages -----------------------------------------------------------------------------------
-def bench_segmentation(images: list[np.ndarray], quick: bool) -> dict:
+def bench_segmentation(images: list[np.ndarray], quick: bool, device: torch.device) -> dict:
     out: dict[str, Any] = {}
     seg = FelzenszwalbSegmenter()
     t, _ = timeit(lambda: [seg(im) for im in images[:4]], repeat=1 if quick else 3)
     out["felzenszwalb_s_per_image"] = t / 4
-    try:
-        from locoad.segmenters.sam import SamSegmenter
+    # CPU: vit_b on a reduced grid (minutes per image otherwise); GPU: the configs' 32x32 grid
+    # for vit_b and the seed's vit_h.
+    cuda = device.type == "cuda"
+    pps = 32 if cuda else (8 if quick else 16)
+    out["sam_points_per_side"] = pps
+    for model_type in ("vit_b", "vit_h") if cuda else ("vit_b",):
+        try:
+            from locoad.segmenters.sam import SamSegmenter
 
-        pps = 8 if quick else 16
-        sam = SamSegmenter(model_type="vit_b", checkpoint=None, allow_random_weights=True,
-                           points_per_side=pps, points_per_batch=64, device="cpu")
-        _ = sam.model  # build outside the timing
-        t0 = time.perf_counter()
-        sam(images[0])
-        out["sam_vit_b_s_per_image"] = time.perf_counter() - t0
-        out["sam_points_per_side"] = pps
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            sam.model.image_encoder(torch.zeros(1, 3, 1024, 1024))
-        out["sam_vit_b_image_encoder_s"] = time.perf_counter() - t0
-    except Exception as e:  # noqa: BLE001 - report why SAM could not run, keep the rest
-        out["sam_error"] = repr(e)
+            sam = SamSegmenter(model_type=model_type, checkpoint=None, allow_random_weights=True,
+                               points_per_side=pps, points_per_batch=64, device=str(device))
+            _ = sam.model  # build outside the timing
+            t, _ = timeit(lambda sam=sam: sam(images[0]), repeat=1 if quick or not cuda else 3, warmup=int(cuda))
+            out[f"sam_{model_type}_s_per_image"] = t
+            x = torch.zeros(1, 3, 1024, 1024, device=device)
+            with torch.no_grad():
+                t, _ = timeit(lambda sam=sam, x=x: sam.model.image_encoder(x), repeat=1 if not cuda else 3, warmup=int(cuda))
+            out[f"sam_{model_type}_image_encoder_s"] = t
+            del sam
+        except Exception as e:  # noqa: BLE001 - report why SAM could not run, keep the rest
+            out[f"sam_{model_type}_error"] = repr(e)
     return out
 
 
-def bench_alignment(encoded: list[Encoded], quick: bool) -> dict:
+def bench_alignment(encoded: list[Encoded], quick: bool, device: torch.device) -> dict:
     out: dict[str, Any] = {}
     ref, rest = encoded[0], encoded[1:5]
     aligners: dict[str, Callable[[], Any]] = {"hungarian": HungarianAligner, "nearest": NearestAligner}
@@ -103,7 +108,7 @@ def bench_alignment(encoded: list[Encoded], quick: bool) -> dict:
         from locoad.aligners.deaot import DeAOTAligner
 
         aligners["deaot_t_465px"] = lambda: DeAOTAligner(variant="deaott", checkpoint=None,
-                                                        allow_random_weights=True, device="cpu", input_size=465)
+                                                        allow_random_weights=True, device=str(device), input_size=465)
     except ImportError as e:
         out["deaot_error"] = repr(e)
     for name, make in aligners.items():
@@ -118,18 +123,33 @@ def bench_alignment(encoded: list[Encoded], quick: bool) -> dict:
     return out
 
 
-def bench_backbones(images: list[np.ndarray], quick: bool) -> tuple[dict, dict[str, DinoV2Backbone]]:
+def bench_backbones(images: list[np.ndarray], quick: bool, device: torch.device) -> tuple[dict, dict[str, DinoV2Backbone]]:
+    """DINOv2 forward per image at 518 px: ViT-S/B on a CPU; S/B/L/G at batch 1 and 16, float32
+    and bf16 autocast, on a GPU (input already on the device: the forward alone)."""
     out: dict[str, Any] = {}
     keep = {}
-    x1 = to_tensor(images[:1], 518)
-    for variant in ("vits14", "vitb14"):
-        bb = DinoV2Backbone(variant, pretrained=False, image_size=518)
-        with torch.no_grad():
-            t, f = timeit(lambda bb=bb: bb(x1), repeat=2 if quick else 3)
-        out[f"dinov2_{variant}_s_per_image_b1"] = t
-        out[f"dinov2_{variant}_feature_shape"] = list(f.shape[1:])
-        keep[variant] = bb
-    hc = HandcraftedBackbone(image_size=518)
+    cuda = device.type == "cuda"
+    variants = ("vits14", "vitb14", "vitl14", "vitg14") if cuda else ("vits14", "vitb14")
+    settings = [(b, d) for b in (1, 16) for d in ("float32", "bfloat16")] if cuda else [(1, "float32")]
+    for variant in variants:
+        for batch, dtype in settings:
+            if variant not in keep:
+                keep[variant] = DinoV2Backbone(variant, pretrained=False, image_size=518).to(device)
+            bb = keep[variant]
+            bb.compute_dtype = getattr(torch, dtype)
+            x = to_tensor(images[:batch], 518).to(device)
+            with torch.no_grad():
+                t, f = timeit(lambda bb=bb, x=x: bb(x), repeat=2 if quick else 3)
+            suffix = f"_b{batch}" if dtype == "float32" else f"_bf16_b{batch}"
+            out[f"dinov2_{variant}_s_per_image{suffix}"] = t / batch
+            out[f"dinov2_{variant}_feature_shape"] = list(f.shape[1:])
+            bb.compute_dtype = torch.float32
+        if variant not in ("vits14",):  # only ViT-S is needed later (overhead); free the rest
+            keep.pop(variant).cpu()
+            if cuda:
+                torch.cuda.empty_cache()
+    x1 = to_tensor(images[:1], 518).to(device)
+    hc = HandcraftedBackbone(image_size=518).to(device)
     with torch.no_grad():
         t, f = timeit(lambda: hc(x1), repeat=3)
     out["handcrafted_s_per_image_b1"] = t
@@ -214,8 +234,8 @@ def synthetic_parsed(template: list[ParsedImage], k: int, dim: int, seed: int = 
     out = []
     for i in range(k):
         t = template[i % len(template)]
-        out.append(ParsedImage(t.rgb, t.lab, t.class_map, torch.randn(dim, GRID, GRID, generator=g),
-                               t.class_grid, t.num_classes))
+        feats = torch.randn(dim, GRID, GRID, generator=g).to(t.class_grid.device)  # the template's device
+        out.append(ParsedImage(t.rgb, t.lab, t.class_map, feats, t.class_grid, t.num_classes))
     return out
 
 
@@ -383,6 +403,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="comma-separated sections to run")
     p.add_argument("--fit350-child", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--out", default="stage_benchmark.json")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cuda: stages and overhead on the GPU (ViT-S..G, SAM vit_b/vit_h at 32x32 points, DeAOT)")
     args = p.parse_args(argv)
     if args.fit350_child:
         dim, max_loo, half = (int(v) for v in args.fit350_child)
@@ -390,7 +412,10 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     only = set(args.only.split(","))
     torch.manual_seed(0)
-    result: dict[str, Any] = {"machine": machine(), "weights": "random (offline machine)",
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device visible to torch")
+    result: dict[str, Any] = {"machine": machine(), "weights": "random (offline machine)", "device": str(device),
                               "command": " ".join([Path(sys.executable).name, *sys.argv]), "quick": args.quick}
     with tempfile.TemporaryDirectory() as tmp:
         images = synthetic_images(Path(tmp), n=16)
@@ -398,17 +423,17 @@ def main(argv: list[str] | None = None) -> dict:
     backbones: dict[str, DinoV2Backbone] = {}
     if only & {"stages", "overhead", "scaling", "coreset350"}:
         print("feature extraction ...", flush=True)
-        result["backbones"], backbones = bench_backbones(images, args.quick)
+        result["backbones"], backbones = bench_backbones(images, args.quick, device)
         print(f"  {result['backbones']}", flush=True)
     vits = result.get("backbones", {}).get("dinov2_vits14_s_per_image_b1", float("nan"))
     if "stages" in only:
         print("segmentation ...", flush=True)
-        result["segmentation"] = bench_segmentation(images, args.quick)
+        result["segmentation"] = bench_segmentation(images, args.quick, device)
         print(f"  {result['segmentation']}", flush=True)
         model = build_model(backbones["vits14"])
         enc = model.encode(to_tensor(images[:5], 518))
         print("alignment ...", flush=True)
-        result["alignment"] = bench_alignment(enc, args.quick)
+        result["alignment"] = bench_alignment(enc, args.quick, device)
         print(f"  {result['alignment']}", flush=True)
     if "overhead" in only or "scaling" in only or "coreset350" in only:
         print("overhead vs k ...", flush=True)

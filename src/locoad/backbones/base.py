@@ -12,8 +12,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Backbone(nn.Module):
     """Subclasses set ``image_size``, ``patch_size``, ``embed_dim`` and implement ``extract``.
 
-    ``forward`` takes (B, 3, H, W) float RGB in [0, 1] (any H, W), resizes to ``image_size`` and
-    normalises as the model expects, and returns (B, D, image_size // patch_size, same) features.
+    ``forward`` takes (B, 3, H, W) float RGB in [0, 1] (any H, W, any device: moved to the
+    backbone's), resizes to ``image_size`` and normalises as the model expects, and returns
+    (B, D, image_size // patch_size, same) features on the backbone's device.
     Backbones are frozen feature extractors: no gradients, eval mode.
     """
 
@@ -33,7 +34,11 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"backbone expects (B, 3, H, W) images, got {tuple(images.shape)}")
-        x = images.float()
+        # Lightning moves batches itself; plain torch callers (benchmarks, notebooks) may not.
+        weight = next(self.parameters(), None)
+        if weight is None:
+            weight = next(self.buffers(), None)
+        x = (images if weight is None else images.to(weight.device, non_blocking=True)).float()
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = nn.functional.interpolate(
                 x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
