@@ -142,7 +142,7 @@ def bench_backbones(images: list[np.ndarray], quick: bool, device: torch.device)
                 # ViT-S/14 at batch 1 is the overhead target's denominator: more repeats (its
                 # median moved 0.80-1.03 s between idle runs with 2).
                 reps = 5 if (variant, batch, dtype) == ("vits14", 1, "float32") else (2 if quick else 3)
-                t, f = timeit(lambda bb=bb, x=x, reps=reps: bb(x), repeat=reps)
+                t, f = timeit(lambda bb=bb, x=x: bb(x), repeat=reps)
             suffix = f"_b{batch}" if dtype == "float32" else f"_bf16_b{batch}"
             out[f"dinov2_{variant}_s_per_image{suffix}"] = t / batch
             out[f"dinov2_{variant}_feature_shape"] = list(f.shape[1:])
