@@ -71,6 +71,18 @@ def test_moved_part_raises_location(mode):
     assert score(f, moved) > 5 * max(score(f, scene(GOOD, seed=9)), 1e-3)
 
 
+@pytest.mark.parametrize("mode", ["centroid", "radial"])
+def test_foreground_frame_ignores_a_shift_of_everything_but_not_a_moved_part(mode):
+    shifted = scene({1: (16, 14), 2: (16, 46)})  # both parts 8 px down, 6 px right
+    moved = scene({1: (40, 8), 2: (8, 40)})  # one part moved relative to the other
+    image, fg = ClassLocationScore(mode=mode), ClassLocationScore(mode=mode, frame="foreground")
+    assert score(image, shifted) > 0.5  # the seed's image frame calls the shift a location anomaly
+    assert score(fg, shifted) < 0.05
+    assert score(fg, moved) > 5 * max(score(fg, shifted), 1e-3)
+    with pytest.raises(ValueError, match="frame"):
+        ClassLocationScore(frame="box")
+
+
 @pytest.mark.parametrize("cls", [ClassAgnosticPatchScore, ForegroundPatchScore, ClassAwarePatchScore])
 def test_scratch_raises_patch_scores_and_map(cls):
     f = cls(top_percent=2.0)
