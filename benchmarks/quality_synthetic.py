@@ -51,15 +51,17 @@ def perturb(images: torch.Tensor, level: dict, seed: int) -> tuple[torch.Tensor,
     g = torch.Generator().manual_seed(seed)
     b, _, h, w = images.shape
     u = lambda *shape: torch.rand(*shape, generator=g) * 2 - 1  # noqa: E731 - uniform in [-1, 1]
+    # The scene moves first (reflected border: more of the same background, not smeared rows),
+    # then the light changes and the sensor adds noise.
+    s = max(1, round(level["shift"] * h))
+    padded = torch.nn.functional.pad(images, (s, s, s, s), mode="reflect")
+    dy, dx = (torch.randint(0, 2 * s + 1, (2, b), generator=g)).tolist()
+    x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     angle = u(b) * torch.pi
     ramp = (torch.cos(angle)[:, None, None] * xx + torch.sin(angle)[:, None, None] * yy)[:, None]
-    x = images * (1 + level["gain"] * u(b, 1, 1, 1)) * (1 + level["gradient"] * ramp)
+    x = x * (1 + level["gain"] * u(b, 1, 1, 1)) * (1 + level["gradient"] * ramp)
     x = x + level["noise"] * torch.randn(x.shape, generator=g)
-    s = max(1, round(level["shift"] * h))
-    padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
-    dy, dx = (torch.randint(0, 2 * s + 1, (2, b), generator=g)).tolist()
-    x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
     return x.clamp(0, 1), [((s - dy[i]) / h, (s - dx[i]) / w) for i in range(b)]
 
 
