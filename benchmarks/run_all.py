@@ -153,13 +153,10 @@ def render_peer(r: dict) -> str:
            f"Device {r.get('device')}, k={r.get('k_shot')}, input {r.get('image_size')} px "
            "(WinCLIP 240 px).", ""]
     times: dict[str, dict[int, float]] = {}
-    errors: dict[str, str] = {}
-    overrides: dict[str, list[str]] = {}
     for key, v in r.get("seconds_per_image", {}).items():
         name, b = key.rsplit("/b", 1)
         times.setdefault(name, {})[int(b)] = v
-    errors.update(r.get("errors", {}))
-    overrides.update(r.get("overrides", {}))
+    errors, overrides = r.get("errors", {}), r.get("overrides", {})
     batches = sorted({b for t in times.values() for b in t})
     out += ["| model | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---" * (len(batches) + 1) + "|"]
     out += [f"| {name} | " + " | ".join(ms(t.get(b)) for b in batches) + " |" for name, t in times.items()]

@@ -147,8 +147,8 @@ def bench_backbones(images: list[np.ndarray], quick: bool, device: torch.device)
             out[f"dinov2_{variant}_s_per_image{suffix}"] = t / batch
             out[f"dinov2_{variant}_feature_shape"] = list(f.shape[1:])
             bb.compute_dtype = torch.float32
-        if variant not in ("vits14",):  # only ViT-S is needed later (overhead); free the rest
-            keep.pop(variant).cpu()
+        if variant != "vits14":  # only ViT-S is needed later (overhead); free the rest
+            del keep[variant]
             if cuda:
                 torch.cuda.empty_cache()
     x1 = to_tensor(images[:1], 518).to(device)

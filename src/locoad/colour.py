@@ -1,5 +1,8 @@
 """sRGB -> CIELAB (D65, 2° observer), the colour space of the aligner costs, the class colour
-score, the segmenters and the handcrafted backbone.
+score, the handcrafted backbone and border_colour's unblurred path. (Felzenszwalb and
+border_colour with ``sigma > 0`` still call scikit-image's ``rgb2lab`` on their blurred float
+images; switching them would move their segment boundaries by rounding, so it waits for a
+re-measured quality run.)
 
 The constants are scikit-image's (``skimage.color.rgb2lab``); results agree with it to 1e-4.
 It is reimplemented in torch because it runs on every image at test time: scikit-image's float32
