@@ -86,3 +86,15 @@ def compose_cfg(overrides: list[str], output_dir: Path):
             cfg.paths.root_dir = str(output_dir.parent)
         del cfg["hydra"]  # the CLI's job config holds no hydra node either
     return cfg
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_suite.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

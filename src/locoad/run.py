@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from locoad.loggers import finish_loggers
-from locoad.models.base import TestResults
+from locoad.models.base import TestResults, check_single_device
 from locoad.utils import build
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,10 @@ def run(cfg: DictConfig) -> dict:
 
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
-    model = build(cfg.model)
     loggers = build_loggers(cfg)
     trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    check_single_device(trainer)  # and on a bad device count, before any weights are loaded
+    model = build(cfg.model)
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -19,7 +19,7 @@ from locoad.components.knn import (
     nn_cosine_distance,
     normalize_bank,
     subset_unit_rows,
-    top_percent_mean,
+    worst_group_top_percent,
 )
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -169,18 +169,23 @@ class PatchScore(Feature):
         return self.aggregate(parsed, dist, labels)
 
     def aggregate(self, parsed: ParsedImage, dist: torch.Tensor, labels: torch.Tensor) -> FeatureScore:
-        """Image score and anomaly map from per-patch distances (h*w,) and group labels (h*w,):
-        the mean of the ``top_percent`` most distant patches of each group, worst group wins."""
+        """Image score and anomaly map from per-patch distances (h*w,) and group labels (h*w,)."""
         h, w = parsed.features.shape[-2:]
+        value, amap = self.aggregate_batch(dist[None], labels[None], parsed.num_classes)
+        return FeatureScore(float(value[0]), amap.view(h, w))
+
+    def aggregate_batch(self, dist: torch.Tensor, labels: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image scores (B,) and anomaly maps (B, n) from per-patch distances (B, n) and group
+        labels (B, n) (ids below ``num_groups``, the parsed images' ``num_classes``): the mean of
+        the ``top_percent`` most distant patches of each group, worst group wins. Device ops only."""
         inside = labels >= 0
-        amap = torch.where(inside, dist, torch.zeros_like(dist)).view(h, w)
-        if not inside.any():
-            # No patch of this kind in the image (e.g. no foreground found): the image lacks
-            # everything the shots had, which is maximally anomalous for a cosine distance of
-            # unit vectors with non-negative similarity.
-            return FeatureScore(1.0, amap)
-        best = max(float(top_percent_mean(dist[labels == g], self.top_percent)) for g in torch.unique(labels[inside]).tolist())
-        return FeatureScore(max(best, 0.0), amap)
+        amap = torch.where(inside, dist, torch.zeros_like(dist))
+        best = worst_group_top_percent(dist, labels, max(num_groups, 2), self.top_percent)
+        # No patch of this kind in the image (e.g. no foreground found): the image lacks
+        # everything the shots had, which is maximally anomalous for a cosine distance of
+        # unit vectors with non-negative similarity.
+        value = torch.where(torch.isinf(best), torch.ones_like(best), best.clamp_min(0.0))
+        return value, amap
 
 
 class VectorScore(Feature):

@@ -55,10 +55,23 @@ def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
     return out
 
 
+def check_single_device(trainer: L.Trainer) -> None:
+    """locoad runs on one device: raise, before any work, when the trainer has several."""
+    if trainer.world_size > 1:
+        raise ValueError(
+            f"the trainer uses {trainer.world_size} devices (trainer.devices x trainer.num_nodes), but locoad "
+            "runs on one: each process would fit on its share of the shots and the test rows would not be "
+            "gathered. Set trainer.devices=1 (trainer.devices=[<index>] picks the GPU)."
+        )
+
+
 class AnomalyModule(L.LightningModule):
     """Base LightningModule: subclasses implement ``score_batch`` (and fitting)."""
 
     pixel_metric_size: int = 128
+
+    def setup(self, stage: str) -> None:
+        check_single_device(self.trainer)
 
     def score_batch(self, batch: dict) -> ScoreOutput:
         raise NotImplementedError

@@ -47,13 +47,40 @@ class SevenFeatureModule(AnomalyModule):
         self.strict_loading = False
         self._shots: list[Encoded] = []
         self._parts: list[np.ndarray | None] = []
+        self._pending: list[Encoded] | None = None  # shots of a loaded checkpoint, fitted at test start
 
     def configure_optimizers(self):
         return None
 
+    # -- device: components follow the trainer; the fitted state moves with the module ---
+    def on_fit_start(self) -> None:
+        self.model.follow(self.device)
+
+    def on_test_start(self) -> None:
+        self.prepare()
+
+    def on_validation_start(self) -> None:
+        self.prepare()
+
+    def on_predict_start(self) -> None:
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Components on this module's device; a loaded checkpoint's shots fitted there.
+
+        Lightning restores a checkpoint before it moves the module, so fitting in
+        ``on_load_checkpoint`` would build the state on the CPU (and DeAOT's memory where CUDA
+        happens to be); here the module already sits on the trainer's device."""
+        self.model.follow(self.device)
+        if self._pending is not None:
+            shots, self._pending = self._pending, None
+            for s in shots:
+                s.features = s.features.to(self.device)
+            self.model.fit(shots, self._parts or None)
+
     # -- fit: collect the shots, then build memories once --------------------------------
     def on_train_epoch_start(self) -> None:
-        self._shots, self._parts = [], []
+        self._shots, self._parts, self._pending = [], [], None
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         self._shots.extend(self.model.encode(batch["image"]))
@@ -61,6 +88,7 @@ class SevenFeatureModule(AnomalyModule):
 
     def on_train_epoch_end(self) -> None:
         self.model.fit(self._shots, self._parts)
+        self._shots = []  # the model keeps them (and moves them with the module)
 
     # -- checkpoint: the encoded shots; loading refits (deterministic and cheap) ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -79,15 +107,16 @@ class SevenFeatureModule(AnomalyModule):
         st = checkpoint.get(STATE_KEY)
         if st is None:
             raise ValueError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
-        shots = [
-            Encoded(r.numpy(), s.numpy(), f.to(self.device))
+        self._pending = [
+            Encoded(r.cpu().numpy(), s.cpu().numpy(), f)
             for r, s, f in zip(st["rgb"], st["segments"], st["features"])
         ]
-        self._parts = list(st["parts"].numpy()) if st.get("parts") is not None else []
-        self.model.fit(shots, self._parts or None)
+        self._parts = list(st["parts"].cpu().numpy()) if st.get("parts") is not None else []
 
     # -- test ------------------------------------------------------------------------------
     def score_batch(self, batch: dict) -> ScoreOutput:
+        if self._pending is not None:  # loaded, but no Lightning loop ran prepare()
+            self.prepare()
         encoded = self.model.encode(batch["image"])
         scores, amap, class_maps = self.model.score(encoded)
         if not self.model.fusion.transductive:

@@ -19,7 +19,8 @@ from torch import nn
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
 from locoad.cache import StageCache, code_fingerprint, component_key, content_hash
-from locoad.features.base import Feature, FeatureScore, PatchScore
+from locoad.components.knn import apply_keeping_unit_rows, own_precision
+from locoad.features.base import Feature, PatchScore
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter
@@ -127,6 +128,26 @@ class SevenFeatureModel(nn.Module):
     def is_fitted(self) -> bool:
         return bool(self.states)
 
+    def _apply(self, fn, recurse: bool = True):
+        """``.to()``, ``.cuda()``, ``.half()``...: the fitted state (plain attributes, so that
+        its structure needs no buffer names) moves with the module like its buffers do."""
+        super()._apply(fn, recurse)
+        for s in self.shots:
+            s.features = fn(s.features)
+        for p in self.parsed_shots:
+            p.apply(fn)
+        for b in self.patch_banks:
+            b.apply(fn)
+        for name, state in self.states.items():
+            if isinstance(state, dict):  # a patch score's own banks (coreset): group -> bank
+                self.states[name] = {g: apply_keeping_unit_rows(t, fn) for g, t in state.items()}
+        return self
+
+    def follow(self, device: torch.device) -> None:
+        """Segmenter and aligner networks configured with device=auto run on ``device``."""
+        self.segmenter.follow(device)
+        self.aligner.follow(device)
+
     # -- stages ----------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> list[Encoded]:
@@ -150,15 +171,20 @@ class SevenFeatureModel(nn.Module):
             x = x / self.feat_std.view(-1, 1, 1).to(feats.device)
         return x
 
-    def segmented(self, enc: Encoded) -> SegmentedImage:
-        """The aligner's and the scores' view of an image: normalised features, computed once."""
-        if not torch.isfinite(enc.features).all():
+    @staticmethod
+    def check_finite(encoded: list[Encoded]) -> None:
+        """One check (one host synchronisation) for a whole batch."""
+        if encoded and not torch.isfinite(torch.stack([e.features for e in encoded])).all():
             # NaN/inf features come from broken weights or a numerically unstable dtype; used,
             # they would silently poison every cost and kNN distance.
             raise FloatingPointError(
                 "the backbone returned NaN/inf features. Check the checkpoint (a corrupt or "
                 "mismatched file) and backbone.dtype (try float32)."
             )
+
+    def segmented(self, enc: Encoded) -> SegmentedImage:
+        """The aligner's and the scores' view of an image: normalised features, computed once
+        (:meth:`check_finite` first)."""
         return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab)
 
     def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
@@ -178,8 +204,13 @@ class SevenFeatureModel(nn.Module):
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, shots: list[Encoded], parts: list[np.ndarray] | None = None) -> None:
         """Reference = shots[0]; memory banks and LOO calibration from all shots."""
+        with torch.no_grad(), own_precision():
+            self._fit(shots, parts)
+
+    def _fit(self, shots: list[Encoded], parts: list[np.ndarray] | None) -> None:
         if not shots:
             raise ValueError("no training shots")
+        self.check_finite(shots)
         self.shots = list(shots)
         if self.feature_norm != "none":
             allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
@@ -232,53 +263,80 @@ class SevenFeatureModel(nn.Module):
     # -- score -------------------------------------------------------------------------------
     @torch.no_grad()
     def score(self, encoded: list[Encoded]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
-        """Per-feature scores (name -> (B,)), the (B, h, w) anomaly map and the class maps."""
+        """Per-feature scores (name -> (B,)), the (B, h, w) anomaly map and the class maps.
+
+        The patch scores of the whole batch come from one similarity product per shared bank
+        and stay on the device until one copy of the batch's scores at the end; alignment and
+        the vector scores work on the host's label maps. Precision is the scores' own
+        (autocast off)."""
         if not self.is_fitted:
             raise RuntimeError("model not fitted: run fit (train=true) or load a checkpoint (ckpt_path=...)")
-        scores = {n: np.zeros(len(encoded)) for n in self.features}
-        maps, class_maps = [], []
-        for i, enc in enumerate(encoded):
-            values, patch_maps, cm = self._score_one(enc)
-            class_maps.append(cm)
+        with own_precision():
+            values, patch_maps, class_maps = self._score_batch(encoded)
+        scores = {n: np.array([float(v) for v in values[n]]) for n in self.features}
+        maps = []
+        for i in range(len(encoded)):
             amap = None
             for n in self.features:
-                scores[n][i] = values[n]
-                if n in patch_maps:
-                    weighted = patch_maps[n] / max(self.fusion.scales.get(n, 1.0), 1e-12)
+                if n in patch_maps[i]:
+                    weighted = patch_maps[i][n] / max(self.fusion.scales.get(n, 1.0), 1e-12)
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)
         return scores, (torch.stack(maps) if maps else None), class_maps
 
-    def _score_one(self, enc: Encoded) -> tuple[dict[str, float], dict[str, torch.Tensor], np.ndarray]:
-        """(score per feature, patch anomaly map per patch score, class map) of one image,
-        read from the stage cache when this fit scored the same image before."""
-        stored = self._cached_scores(enc.key) if self._scores_dir is not None else None
-        if stored is not None:
+    def _score_batch(self, encoded: list[Encoded]) -> tuple[dict[str, list], list[dict[str, torch.Tensor]], list[np.ndarray]]:
+        """(per feature: one value per image, per image: patch map per patch score, class maps),
+        read from the stage cache for images this fit scored before."""
+        n_img = len(encoded)
+        values: dict[str, list] = {n: [0.0] * n_img for n in self.features}
+        patch_maps: list[dict[str, torch.Tensor]] = [{} for _ in encoded]
+        class_maps: list[np.ndarray | None] = [None] * n_img
+        todo = []
+        for i, enc in enumerate(encoded):
+            stored = self._cached_scores(enc.key) if self._scores_dir is not None else None
+            if stored is None:
+                todo.append(i)
+                continue
             dev = enc.features.device
-            values = {n: float(stored[f"score/{n}"]) for n in self.features}
-            patch_maps = {n: torch.from_numpy(stored[f"map/{n}"]).to(dev) for n in self.features if f"map/{n}" in stored}
-            return values, patch_maps, stored["class_map"].astype(np.int64)
-        view = self.segmented(enc)
-        cm = self.aligner.align(view) if self.aligned else foreground_map(view.segments)
-        parsed = self.parse(view, cm)
-        results: dict[str, FeatureScore] = {}
-        for bank in self.patch_banks:
-            results.update(bank.score(parsed))
-        for n, f in self.features.items():
-            if n not in results:
-                results[n] = f.score(parsed, self.states[n])
-        values = {n: results[n].value for n in self.features}
-        patch_maps = {
-            n: r.anomaly_map for n, r in results.items()
-            if isinstance(self.features[n], PatchScore) and r.anomaly_map is not None
-        }
-        if self._scores_dir is not None:
-            entry = {f"score/{n}": np.float64(v) for n, v in values.items()}
-            entry.update({f"map/{n}": m.float().cpu().numpy() for n, m in patch_maps.items()})
-            entry["class_map"] = cm.astype(np.int32)
-            self._store_scores(enc.key, entry)
-        return values, patch_maps, cm
+            for n in self.features:
+                values[n][i] = float(stored[f"score/{n}"])
+                if f"map/{n}" in stored:
+                    patch_maps[i][n] = torch.from_numpy(stored[f"map/{n}"]).to(dev)
+            class_maps[i] = stored["class_map"].astype(np.int64)
+        if todo:
+            self.check_finite([encoded[i] for i in todo])
+            parsed = []
+            for i in todo:
+                view = self.segmented(encoded[i])
+                class_maps[i] = self.aligner.align(view) if self.aligned else foreground_map(view.segments)
+                parsed.append(self.parse(view, class_maps[i]))
+            device_values = {}
+            for bank in self.patch_banks:
+                for n, (v, m) in bank.score_batch(parsed).items():
+                    device_values[n] = v
+                    for j, i in enumerate(todo):
+                        patch_maps[i][n] = m[j]
+            for n, f in self.features.items():
+                if n in device_values:
+                    continue
+                results = [f.score(p, self.states[n]) for p in parsed]
+                for i, r in zip(todo, results):
+                    values[n][i] = r.value
+                    if isinstance(f, PatchScore) and r.anomaly_map is not None:
+                        patch_maps[i][n] = r.anomaly_map
+            if device_values:  # one host copy for the batch's patch scores
+                host = torch.stack(list(device_values.values())).double().cpu().numpy()
+                for row, n in zip(host, device_values):
+                    for i, v in zip(todo, row):
+                        values[n][i] = float(v)
+            if self._scores_dir is not None:
+                for i in todo:
+                    entry = {f"score/{n}": np.float64(values[n][i]) for n in self.features}
+                    entry.update({f"map/{n}": m.float().cpu().numpy() for n, m in patch_maps[i].items()})
+                    entry["class_map"] = class_maps[i].astype(np.int32)
+                    self._store_scores(encoded[i].key, entry)
+        return values, patch_maps, class_maps  # type: ignore[return-value]
 
     # -- the scores stage of the cache ---------------------------------------------------------
     def _scores_key(self, shots: list[Encoded]):
