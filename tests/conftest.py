@@ -89,10 +89,11 @@ def compose_cfg(overrides: list[str], output_dir: Path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` run only where torch sees a CUDA device."""
+    """Tests marked ``gpu`` run only where torch sees a CUDA device (or, for a dry run of
+    benchmarks/gpu_suite.sh, on the CPU with LOCOAD_GPU_TESTS_DEVICE=cpu)."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or os.environ.get("LOCOAD_GPU_TESTS_DEVICE", "cuda") != "cuda":
         return
     skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_suite.sh on a GPU machine)")
     for item in items:

@@ -9,6 +9,7 @@ are skipped where it is absent (``benchmarks/gpu_suite.sh`` runs them on a GPU m
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,9 @@ from locoad.utils import build
 TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
         "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=none",
         "model.cache.enabled=false"]
-CUDA = torch.cuda.is_available()
+# The gpu-marked tests run on this device: cuda, or cpu for a dry run of benchmarks/gpu_suite.sh.
+GPU_DEVICE = os.environ.get("LOCOAD_GPU_TESTS_DEVICE", "cuda")
+GPU_TRAINER = "gpu" if GPU_DEVICE == "cuda" else "cpu"
 
 
 def tensors_in(obj, path: str = "model", seen: set | None = None):
@@ -162,38 +165,39 @@ def test_model_scores_ignore_autocast(loco_root, tmp_path):
 @pytest.mark.gpu
 def test_cuda_end_to_end_matches_cpu_and_reloads(loco_root, tmp_path):
     scores = {}
-    for name in ("cpu", "gpu"):
+    for name in ("cpu", GPU_TRAINER):
         out = tmp_path / name
         run(compose_cfg(TINY + [f"data.root={loco_root}", f"trainer={name}", "logger=csv"], out))
         scores[name] = pd.read_csv(out / "scores.csv")
     cols = [c for c in scores["cpu"].columns if c not in ("path", "anomaly_type") and not c.startswith("extra/")]
-    np.testing.assert_allclose(scores["gpu"][cols].to_numpy(float), scores["cpu"][cols].to_numpy(float), rtol=1e-3, atol=1e-4)
+    gpu = scores[GPU_TRAINER]
+    np.testing.assert_allclose(gpu[cols].to_numpy(float), scores["cpu"][cols].to_numpy(float), rtol=1e-3, atol=1e-4)
     # the crash the issue reports: test a checkpoint on the GPU
-    ckpt = next((tmp_path / "gpu").rglob("last.ckpt"))
+    ckpt = next((tmp_path / GPU_TRAINER).rglob("last.ckpt"))
     out = tmp_path / "reload"
-    run(compose_cfg(TINY + [f"data.root={loco_root}", "trainer=gpu", "train=false", f"ckpt_path={ckpt}"], out))
-    pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), scores["gpu"])
+    run(compose_cfg(TINY + [f"data.root={loco_root}", f"trainer={GPU_TRAINER}", "train=false", f"ckpt_path={ckpt}"], out))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), gpu)
 
 
 @pytest.mark.gpu
 def test_cuda_components_follow_the_trainer(loco_root, tmp_path):
     tiny = [o for o in TINY if not o.startswith("segmenter.")]
-    cfg = compose_cfg(tiny + [f"data.root={loco_root}", "trainer=gpu", "segmenter=sam_tiny", "segmenter.device=auto",
+    cfg = compose_cfg(tiny + [f"data.root={loco_root}", f"trainer={GPU_TRAINER}", "segmenter=sam_tiny", "segmenter.device=auto",
                               "segmenter.points_per_side=2", "aligner=deaot_tiny", "aligner.device=auto",
                               "backbone=vit_tiny", "paths.checkpoints=/nowhere"], tmp_path / "run")
     dm, module = build(cfg.data), build(cfg.model)
     trainer = build(cfg.trainer, logger=False, default_root_dir=str(tmp_path / "fit"))
     trainer.fit(module, datamodule=dm)
     trainer.test(module, datamodule=dm, verbose=False)
-    assert next(module.model.segmenter.model.parameters()).is_cuda
-    assert next(module.model.aligner.model.parameters()).is_cuda
-    assert all(t.is_cuda for _, t in tensors_in(module.model.patch_banks))
+    assert next(module.model.segmenter.model.parameters()).device.type == GPU_DEVICE
+    assert next(module.model.aligner.model.parameters()).device.type == GPU_DEVICE
+    assert all(t.device.type == GPU_DEVICE for _, t in tensors_in(module.model.patch_banks))
 
 
 @pytest.mark.gpu
 def test_cuda_bf16_backbone_runs(loco_root, tmp_path):
     out = tmp_path / "run"
-    metrics = run(compose_cfg(TINY + [f"data.root={loco_root}", "trainer=gpu", "backbone=vit_tiny",
+    metrics = run(compose_cfg(TINY + [f"data.root={loco_root}", f"trainer={GPU_TRAINER}", "backbone=vit_tiny",
                                       "backbone.dtype=bfloat16", "logger=csv"], out))
     table = pd.read_csv(out / "scores.csv")
     assert np.isfinite(table["fused"]).all() and 0 <= metrics["fused"]["auroc"] <= 1
@@ -201,11 +205,12 @@ def test_cuda_bf16_backbone_runs(loco_root, tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_fp16_knn_within_tolerance_of_fp32():
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randn(1369, 384, device="cuda", generator=g)
-    bank = torch.randn(4 * 1369, 384, device="cuda", generator=g)
-    labels = [torch.zeros(1369, dtype=torch.long, device="cuda")]
-    blabels = [torch.zeros(len(bank), dtype=torch.long, device="cuda")]
+    dev = GPU_DEVICE
+    g = torch.Generator(device=dev).manual_seed(0)
+    q = torch.randn(1369, 384, device=dev, generator=g)
+    bank = torch.randn(4 * 1369, 384, device=dev, generator=g)
+    labels = [torch.zeros(1369, dtype=torch.long, device=dev)]
+    blabels = [torch.zeros(len(bank), dtype=torch.long, device=dev)]
     full = nn_cosine_distance(q, bank)
     half = nn_cosine_distance(q, bank, half=True)
     assert (half - full).abs().max() < 2e-3

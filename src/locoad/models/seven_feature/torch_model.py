@@ -145,8 +145,9 @@ class SevenFeatureModel(nn.Module):
 
     def follow(self, device: torch.device) -> None:
         """Segmenter and aligner networks configured with device=auto run on ``device``."""
-        self.segmenter.follow(device)
-        self.aligner.follow(device)
+        for part in (self.segmenter, self.aligner):
+            if hasattr(part, "follow"):  # plain callables (tests, notebooks) hold no network
+                part.follow(device)
 
     # -- stages ----------------------------------------------------------------------------
     @torch.no_grad()
