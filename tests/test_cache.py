@@ -165,16 +165,16 @@ def test_disabled_writes_nothing(tmp_path):
 
 
 def _model_cache_and_counters(monkeypatch):
-    """Record every SevenFeatureModel's cache and count backbone/segmenter work."""
-    from locoad.models.seven_feature import torch_model
+    """Record every SevenFeatureModule's cache and count backbone/segmenter work (the stages
+    themselves, inside the stored-stage wrappers)."""
+    from locoad.models.seven_feature import lightning_model
 
     seen = {"caches": [], "backbone_images": 0, "segmenter_images": 0}
-    orig_init = torch_model.SevenFeatureModel.__init__
+    orig_init = lightning_model.SevenFeatureModule.__init__
 
     def init(self, *args, **kwargs):
-        orig_init(self, *args, **kwargs)
-        seen["caches"].append(self.cache)
-        bb_forward, seg_call = self.backbone.forward, self.segmenter
+        backbone, seg_call = kwargs["backbone"], kwargs["segmenter"]
+        bb_forward = backbone.forward
 
         def bb(x):
             seen["backbone_images"] += len(x)
@@ -185,10 +185,12 @@ def _model_cache_and_counters(monkeypatch):
             return seg_call(rgb)
 
         seg.cache_key = seg_call.cache_key
-        self.backbone.forward = bb
-        self.segmenter = seg
+        backbone.forward = bb
+        kwargs["segmenter"] = seg
+        orig_init(self, *args, **kwargs)
+        seen["caches"].append(kwargs.get("cache"))
 
-    monkeypatch.setattr(torch_model.SevenFeatureModel, "__init__", init)
+    monkeypatch.setattr(lightning_model.SevenFeatureModule, "__init__", init)
     return seen
 
 
@@ -259,7 +261,7 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     from locoad.features.class_histogram import ClassHistogramScore
     from locoad.fusion.loo import LeaveOneOutSum
     from locoad.fusion.simple import MaxNormalised
-    from locoad.models.seven_feature import torch_model
+    from locoad.models.seven_feature import stored, torch_model
     from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 
     dm = LocoDataModule(str(loco_root), "widgets", k_shot=3, image_size=112)
@@ -270,11 +272,12 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     def scored(top_percent=2.0, fusion=None):
         feats = {"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=top_percent), "class_histogram": ClassHistogramScore()}
         m = torch_model.SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
-                                          feats, fusion or LeaveOneOutSum(), work_size=64, cache=cache)
+                                          feats, fusion or LeaveOneOutSum(), work_size=64)
+        scorer = stored.StoredScores(m, cache)
         enc = m.encode(images)
         cache.reset_stats()
-        m.fit(enc[:2])
-        return m.score(enc[2:])[0], dict(cache.stats["scores"])
+        scorer.fit(enc[:2])
+        return scorer.score(enc[2:])[0], dict(cache.stats["scores"])
 
     first, st = scored()
     assert st["hits"] == 0 and st["writes"] == 2  # leave-one-out + one test image
@@ -283,7 +286,7 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     assert all(np.array_equal(first[n], again[n]) for n in first)
     _, st = scored(top_percent=5.0)
     assert st["hits"] == 0
-    monkeypatch.setattr(torch_model, "code_fingerprint", lambda: "edited")
+    monkeypatch.setattr(stored, "code_fingerprint", lambda: "edited")
     _, st = scored()
     assert st["hits"] == 0
 

@@ -104,7 +104,7 @@ def run(cfg: DictConfig) -> dict:
     if results is None:
         return {}
     write_outputs(out_dir, results)
-    cache = getattr(getattr(model, "model", None), "cache", None)
+    cache = getattr(model, "cache", None)
     if cache is not None:
         cache.log_summary()
         cache.prune()  # no-op unless model.cache.max_gb is set
