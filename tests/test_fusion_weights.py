@@ -21,3 +21,38 @@ def test_rank_fusion_weights_change_the_result():
     np.testing.assert_allclose(only_b, [1.0, 0.75, 0.5, 0.25])  # b alone
     with pytest.raises(ValueError, match="non-zero weight"):
         MeanRank(weights={"a": 0.0, "b": 0.0}).fit(loo).fuse(scores)
+
+
+def test_anomaly_map_honours_fusion_weights(loco_root):
+    # The map used to divide each patch map by its scale only, so a feature switched off in the
+    # fusion (weight 0) still shaped the pixel metrics and overlays.
+    import torch
+
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.data.datamodule import LocoDataModule
+    from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=3, image_size=112, batch_size=3)
+    dm.setup()
+    shots = next(iter(dm.train_dataloader()))["image"]
+    test = next(iter(dm.test_dataloader()))["image"][:2]
+
+    def amap(names, weights):
+        feats = {"class_agnostic_patch": ClassAgnosticPatchScore, "foreground_patch": ForegroundPatchScore}
+        m = SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                              {n: feats[n]() for n in names}, LeaveOneOutSum(weights=weights), work_size=64)
+        m.fit(m.encode(shots))
+        return m.score(m.encode(test))[1]
+
+    alone = amap(["class_agnostic_patch"], {})
+    both = amap(["class_agnostic_patch", "foreground_patch"], {})
+    off = amap(["class_agnostic_patch", "foreground_patch"], {"foreground_patch": 0.0})
+    doubled = amap(["class_agnostic_patch", "foreground_patch"], {"class_agnostic_patch": 2.0, "foreground_patch": 0.0})
+    assert not torch.allclose(both, alone)  # the foreground map does contribute when on
+    torch.testing.assert_close(off, alone)
+    torch.testing.assert_close(doubled, 2 * alone)

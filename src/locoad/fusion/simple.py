@@ -14,6 +14,9 @@ class WeightedSum(Fusion):
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         return np.sum([self.weights.get(n, 1.0) * np.asarray(s, np.float64) for n, s in scores.items()], axis=0)
 
+    def map_weight(self, name: str) -> float:
+        return self.weights.get(name, 1.0)  # raw, like the image scores
+
 
 class MaxNormalised(Fusion):
     """The largest LOO-normalised score: one feature far outside its normal range suffices."""
