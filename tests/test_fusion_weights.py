@@ -56,3 +56,21 @@ def test_anomaly_map_honours_fusion_weights(loco_root):
     assert not torch.allclose(both, alone)  # the foreground map does contribute when on
     torch.testing.assert_close(off, alone)
     torch.testing.assert_close(doubled, 2 * alone)
+
+
+def test_zero_loo_max_falls_back_to_the_initial_scale(caplog):
+    # Shots that agree exactly (LOO max 0) used to floor the divisor at min_scale = 1e-6: any
+    # non-zero test score became ~1e6 and this one feature the whole fused score.
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    loo = {"a": np.array([0.2, 0.4]), "hist": np.zeros(3)}
+    with caplog.at_level("WARNING"):
+        fusion = LeaveOneOutSum(initial_scales={"hist": 0.5}).fit(loo)
+    assert fusion.scales == {"a": 0.4, "hist": 0.5}
+    assert any("hist" in r.getMessage() and "initial scale" in r.getMessage() for r in caplog.records)
+    fused = fusion.fuse({"a": np.array([0.4, 0.8]), "hist": np.array([0.0, 0.05])})
+    np.testing.assert_allclose(fused, [1.0, 2.1])
+    # without a measured initial scale: default_initial_scale, never a 1e6 multiplier
+    assert LeaveOneOutSum().fit({"hist": np.zeros(2)}).scales["hist"] == 1.0
+    with pytest.raises(ValueError, match="initial_scales.hist"):
+        LeaveOneOutSum(initial_scales={"hist": 0.0}).fit({"hist": np.zeros(2)})
