@@ -44,6 +44,19 @@ def check_k_shot(k_shot: int | None) -> None:
         )
 
 
+def warn_missing_ground_truth(samples: list[Sample], show: int = 3) -> None:
+    """One warning for anomalous images without a ground-truth mask folder: their mask would be
+    empty, i.e. "perfectly normal" pixels, so the models leave them out of the pixel metrics."""
+    missing = [s.path for s in samples if s.label == 1 and not s.masks]
+    if missing:
+        head = ", ".join(str(p) for p in missing[:show]) + (", ..." if len(missing) > show else "")
+        log.warning(
+            "%d anomalous %s images have no ground-truth masks (ground_truth/<type>/<image id>/*.png), "
+            "e.g. %s: they count in the image metrics but are left out of the pixel metrics",
+            len(missing), samples[0].split, head,
+        )
+
+
 class LocoDataModule(L.LightningDataModule):
     """Train = the k shots (reference first), validation = validation/good, test = test/*.
 
@@ -101,6 +114,7 @@ class LocoDataModule(L.LightningDataModule):
                 # the test stage's samples: test/ or, with eval_split=tune, tune/
                 "test": list_split(cdir, self.eval_split),
             }
+            warn_missing_ground_truth(self._splits["test"])
             log.info(
                 "data %s/%s: %d shots, %d validation, %d %s",
                 self.root, self.category, len(self._splits["train"]), len(self._splits["validation"]),
