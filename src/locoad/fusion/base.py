@@ -60,9 +60,3 @@ class Fusion:
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        return {"scales": dict(self.scales)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scales = dict(state["scales"])
