@@ -43,6 +43,18 @@ def test_offline_run_logs_table_panels_and_finishes(loco_root, tmp_path, monkeyp
     assert b"class_location" in record  # the resolved config went in too
 
 
+def test_ulsad_run_is_named_and_tagged_after_its_own_groups(tmp_path):
+    cfg = compose_cfg(["model=ulsad_tiny", "data.category=juice_bottle", "logger=wandb", "tags=[mine]"],
+                      tmp_path / "u")
+    wb = cfg.logger.wandb
+    assert wb.name == "juice_bottle-k4-s0-ulsad_tiny-resnet18"
+    assert list(wb.tags) == ["juice_bottle", "k4", "ulsad_tiny", "resnet18"] and list(wb.extra_tags) == ["mine"]
+    lg = LocoadWandbLogger(save_dir=str(tmp_path), name=wb.name, tags=list(wb.tags), extra_tags=["mine", "k4"])
+    assert lg._wandb_init["tags"] == ["juice_bottle", "k4", "ulsad_tiny", "resnet18", "mine"]
+    seven = compose_cfg(["logger=wandb"], tmp_path / "s").logger.wandb
+    assert seven.name.endswith("-felzenszwalb-hungarian-handcrafted-all8-loo") and "hungarian" in seven.tags
+
+
 def test_stale_run_is_finished_not_reused(tmp_path, monkeypatch):
     import wandb
 

@@ -37,13 +37,15 @@ class LocoadWandbLogger(WandbLogger):
         *,
         offline: bool = True,
         init_timeout: float = 30.0,
+        extra_tags: list | None = None,
         **kwargs: Any,
     ) -> None:
         self.mode = wandb_mode.resolve_mode(offline)
         kwargs.setdefault("project", os.environ.get("WANDB_PROJECT") or "locoad")
         if not kwargs.get("group"):
             kwargs["group"] = default_group()
-        kwargs["tags"] = [str(t) for t in (kwargs.get("tags") or []) if t is not None]
+        tags = [*(kwargs.get("tags") or []), *(extra_tags or [])]
+        kwargs["tags"] = list(dict.fromkeys(str(t) for t in tags if t is not None))
         kwargs.pop("log_model", None)  # checkpoints stay on disk; artefact uploads are opt-in elsewhere
         # offline=False for the parent: it would otherwise write WANDB_MODE into os.environ,
         # which leaks into later jobs of the same process. The mode goes to wandb.init instead.
