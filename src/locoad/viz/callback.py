@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
@@ -76,6 +77,7 @@ class Visualiser(L.Callback):
 
     def draw(self, results: Any) -> tuple[dict[int, np.ndarray], list[str]]:
         """Write the panels and index.html; returns the panels by row position and their column titles."""
+        start = time.perf_counter()
         table = results.table.reset_index(drop=True)
         order = gallery_order(table)
         if self.max_images is not None:
@@ -108,7 +110,8 @@ class Visualiser(L.Callback):
             atomic_write_bytes(self.dirpath / name, png_bytes(img), fsync=False)
             panels[i], files[i] = img, name
         write_gallery(self.dirpath, table, results.metrics, files, title=self.dirpath.parent.name)
-        log.info("gallery: %s (%d panels)", self.dirpath / "index.html", len(files))
+        log.info("gallery: %s (%d panels, %.1f s)", self.dirpath / "index.html", len(files),
+                 time.perf_counter() - start)
         return panels, titles
 
 
