@@ -138,3 +138,22 @@ def test_tensorboard_gets_the_same_panels(loco_root, tmp_path):
     tags = [t for f in (out / "tensorboard").rglob("events.out.tfevents.*") for t in _tfevent_images(f)]
     assert len(tags) == 6 and all(t.startswith("test/panels/") for t in tags)  # 2 per type
     assert len(list((out / "gallery" / "panels").glob("*.png"))) == 9
+
+
+def test_unreadable_image_is_listed_without_a_panel(tmp_path, caplog):
+    from locoad.models.base import TestResults
+    from locoad.viz import Visualiser
+
+    good = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(good)
+    table = pd.DataFrame({"path": [str(good), str(tmp_path / "gone.png")], "label": [0, 1],
+                          "anomaly_type": ["good", "logical_anomalies"], "fused": [0.2, float("nan")]})
+    results = TestResults(table, {}, anomaly_maps=np.zeros((2, 16, 16), np.float16),
+                          masks=np.zeros((2, 16, 16), bool))
+    with caplog.at_level("WARNING"):
+        panels, titles = Visualiser(str(tmp_path / "g"), tile_size=32).draw(results)
+    assert list(panels) == [0] and titles == ["image", "anomaly map", "ground truth"]
+    assert any("gone.png" in r.getMessage() for r in caplog.records)
+    page = (tmp_path / "g" / "index.html").read_text()
+    assert page.count("<img ") == 1 and "(no panel)" in page
+    assert page.index('id="r0"') < page.index('id="r1"')  # a NaN score sorts last
