@@ -296,15 +296,16 @@ class SevenFeatureModel(nn.Module):
 
     def assemble(self, values: dict[str, list[float]], patch_maps: list[dict[str, torch.Tensor]],
                  class_maps: list[np.ndarray]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
-        """:meth:`score_parts` -> (scores (B,) per feature, the fused (B, h, w) anomaly map: each
-        patch score's map divided by its fusion scale and summed, class maps)."""
+        """:meth:`score_parts` -> (scores (B,) per feature, the (B, h, w) anomaly map: the patch
+        scores' maps weighted as the fusion weighs their scores (``Fusion.map_weight``), class maps)."""
         scores = {n: np.array(values[n], dtype=np.float64) for n in self.features}
         maps = []
         for per_image in patch_maps:
             amap = None
             for n in self.features:
-                if n in per_image:
-                    weighted = per_image[n] / max(self.fusion.scales.get(n, 1.0), 1e-12)
+                w = self.fusion.map_weight(n) if n in per_image else 0.0
+                if w != 0:  # fusion.weights apply to the map as to the image score
+                    weighted = per_image[n] * w
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)
