@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_cfg
-from locoad.components.knn import grouped_nn_cosine_distance, nn_cosine_distance
+from conftest import compose_cfg, nn_cosine_distance
+from locoad.components.knn import grouped_nn_cosine_distance
 from locoad.run import run
 from locoad.utils import build
 

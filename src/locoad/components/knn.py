@@ -1,4 +1,5 @@
-"""Exact nearest-neighbour search by chunked matrix products (no Python loop over patches)."""
+"""Exact nearest-neighbour search by chunked matrix products (no Python loop over patches),
+and the top-% aggregation of its distances."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# Banks known to have unit rows (made by normalize_bank), keyed by id: nn_cosine_distance
+# Banks known to have unit rows (made by normalize_bank), keyed by id: the search
 # skips re-normalising them on every query. Weak values, so a freed bank leaves the registry
 # and a new tensor reusing its id is not mistaken for it (the identity check below).
 _UNIT_ROWS: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
@@ -78,46 +79,6 @@ def subset_unit_rows(bank: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     if _UNIT_ROWS.get(id(bank)) is bank:
         _UNIT_ROWS[id(out)] = out
     return out
-
-
-def nn_cosine_distance(
-    queries: torch.Tensor,
-    bank: torch.Tensor,
-    chunk_size: int = 4096,
-    half: bool = False,
-) -> torch.Tensor:
-    """For each query row, 1 - max cosine similarity to any bank row.
-
-    queries: (N, D), bank: (M, D) on the same device (any float dtype; rows need not be unit
-    norm). Returns (N,) float32 in [0, 2]. Extra memory is bounded by one ``chunk_size`` x
-    ``chunk_size`` block of similarities plus one normalised bank chunk, whatever M is: the
-    bank is never copied whole. ``half`` computes the products in fp16 on CUDA (float32 on CPU,
-    see :func:`compute_dtype`).
-    """
-    with own_precision():
-        return _nn_cosine_distance(queries, bank, chunk_size, half)
-
-
-def _nn_cosine_distance(queries: torch.Tensor, bank: torch.Tensor, chunk_size: int, half: bool) -> torch.Tensor:
-    if bank.shape[0] == 0:
-        raise ValueError("empty memory bank")
-    if queries.shape[-1] != bank.shape[-1]:
-        raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dtype = compute_dtype(queries.device, half)
-    q = F.normalize(queries.float(), dim=-1).to(dtype)
-    unit = has_unit_rows(bank)
-    best = torch.full((q.shape[0],), -2.0, device=q.device)
-    # Bank chunks outside, query chunks inside: each bank chunk is normalised once, however
-    # many query chunks there are (a test image has 1369 patches, usually a single chunk).
-    for j in range(0, bank.shape[0], chunk_size):
-        bj = bank[j : j + chunk_size]
-        bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
-        for i in range(0, q.shape[0], chunk_size):
-            sim = q[i : i + chunk_size] @ bj.T
-            torch.maximum(best[i : i + chunk_size], sim.amax(dim=1).float(), out=best[i : i + chunk_size])
-    return (1.0 - best).clamp_min(0.0)
 
 
 @dataclass
@@ -189,6 +150,8 @@ def grouped_nn_cosine_distance(
             raise ValueError("empty memory bank")
     if bank.shape[0] == 0:
         raise ValueError("empty memory bank")
+    if queries.shape[-1] != bank.shape[-1]:
+        raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
     groups = [LabelGroups.of(bl) for bl in bank_labels] if groups is None else list(groups)
     with own_precision():
         return _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half)
@@ -240,20 +203,12 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
     return out
 
 
-def top_percent_mean(values: torch.Tensor, percent: float) -> torch.Tensor:
-    """Mean of the largest ``percent`` % of ``values`` (at least one value)."""
-    if values.numel() == 0:
-        raise ValueError("no values to aggregate")
-    k = max(1, round(values.numel() * percent / 100.0))
-    return values.flatten().topk(k).values.mean()
-
-
 def worst_group_top_percent(values: torch.Tensor, groups: torch.Tensor, num_groups: int, percent: float) -> torch.Tensor:
     """Per row of (B, n) ``values``: the largest, over the groups of that row, of the mean of
     the group's top ``percent`` % values (at least one value); ``groups`` (B, n) in
     0..``num_groups`` - 1, < 0 = in no group. Rows with no grouped value get -inf.
 
-    :func:`top_percent_mean` of every group of every row at once, with device ops only: one
+    The mean of the top ``percent`` % of every group of every row at once, device ops only: one
     sort, counts and a float64 cumulative sum, no host synchronisation per group or image.
     """
     b, n = values.shape

@@ -20,7 +20,7 @@ from torch import nn
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
-from locoad.features.base import Feature, PatchScore
+from locoad.features.base import Feature
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter
@@ -280,14 +280,10 @@ class SevenFeatureModel(nn.Module):
                     on_device[n] = v
                     for i in range(len(encoded)):
                         patch_maps[i][n] = m[i]
-            for n, f in self.features.items():
-                if n in on_device:
-                    continue
-                for i, p in enumerate(parsed):
-                    r = f.score(p, self.states[n])
-                    values[n][i] = r.value
-                    if isinstance(f, PatchScore) and r.anomaly_map is not None:
-                        patch_maps[i][n] = r.anomaly_map
+            for n, f in self.features.items():  # vector scores (every patch score is in a bank)
+                if n not in on_device:
+                    for i, p in enumerate(parsed):
+                        values[n][i] = f.score(p, self.states[n]).value
             if on_device:  # one host copy for the batch's patch scores
                 host = torch.stack(list(on_device.values())).double().cpu().numpy()
                 for n, row in zip(on_device, host):
