@@ -84,6 +84,23 @@ def test_grouped_matches_per_group_search(chunk: int) -> None:
     assert torch.isnan(d[ql < 0]).all()
 
 
+def test_grouped_search_in_query_blocks_gives_the_same(monkeypatch) -> None:
+    """A CPU search splits a large batch of queries into blocks; the result must not depend on it."""
+    from locoad.components import knn
+
+    g = torch.Generator().manual_seed(1)
+    q, bank = torch.randn(40, 8, generator=g), torch.randn(50, 8, generator=g)
+    ql = [torch.randint(-1, 3, (40,), generator=g), torch.zeros(40, dtype=torch.long)]
+    bl = [torch.randint(-1, 2, (50,), generator=g).sort().values, torch.zeros(50, dtype=torch.long)]
+    exclude = torch.zeros(50, dtype=torch.bool)
+    exclude[::7] = True
+    whole = grouped_nn_cosine_distance(q, bank, ql, bl, exclude=exclude, chunk_size=16)
+    monkeypatch.setattr(knn, "CPU_BLOCK_ELEMENTS", 16 * 3)  # blocks of 3 query rows
+    blocked = grouped_nn_cosine_distance(q, bank, ql, bl, exclude=exclude, chunk_size=16)
+    for a, b in zip(whole, blocked):
+        torch.testing.assert_close(a, b, equal_nan=True, rtol=0, atol=1e-6)  # BLAS rounds per block shape
+
+
 def test_grouped_falls_back_to_whole_bank_when_no_row_is_grouped() -> None:
     q, bank = torch.randn(4, 3), torch.randn(6, 3)
     (d,) = grouped_nn_cosine_distance(q, bank, [torch.zeros(4, dtype=torch.long)], [torch.full((6,), -1)])

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 # skips re-normalising them on every query. Weak values, so a freed bank leaves the registry
 # and a new tensor reusing its id is not mistaken for it (the identity check below).
 _UNIT_ROWS: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+# Largest similarity block (elements) of a grouped search on a CPU: 16 MiB of float32.
+CPU_BLOCK_ELEMENTS = 1 << 22
 
 
 def has_unit_rows(bank: torch.Tensor) -> bool:
@@ -164,30 +166,39 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
     dtype = compute_dtype(dev, half)
     q = F.normalize(queries.float(), dim=-1).to(dtype)
     unit = has_unit_rows(bank)
+    # The whole-bank maximum is only a fallback: needed when rows are excluded or a labelling
+    # has no labelled bank row at all.
+    need_whole = keep is not None or not all(g.labels for g in groups)
     # Best similarity per query to each bank group of each labelling, and to the whole bank.
     group_best = [torch.full((n, max(len(g.labels), 1)), float("-inf"), device=dev) for g in groups]
     whole = torch.full((n,), float("-inf"), device=dev)
+    # A batch of images has many query rows: on a CPU, blocks of them keep each similarity
+    # block small enough for the caches (16 MiB); a GPU takes the batch at once.
+    q_block = n if dev.type == "cuda" else max(1, CPU_BLOCK_ELEMENTS // max(1, min(m, chunk_size)))
     for j in range(0, m, chunk_size):
         bj = bank[j : j + chunk_size]
         bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
-        sim = (q @ bj.T).float()
-        e = j + sim.shape[1]
-        if keep is not None:
-            sim.masked_fill_(~keep[j:e][None], float("-inf"))
-        torch.maximum(whole, sim.amax(dim=1), out=whole)
-        for lg, best in zip(groups, group_best):
-            for i, span in enumerate(lg.spans):
-                if isinstance(span, tuple):
-                    a, b = max(span[0], j), min(span[1], e)
-                    if a >= b:
-                        continue
-                    sub = sim[:, a - j : b - j]
-                else:
-                    idx = span[(span >= j) & (span < e)] - j  # non-contiguous groups (other callers)
-                    sub = sim.index_select(1, idx)
-                    if not sub.shape[1]:
-                        continue
-                torch.maximum(best[:, i], sub.amax(dim=1), out=best[:, i])
+        e = j + bj.shape[0]
+        for r in range(0, n, q_block):
+            sim = (q[r : r + q_block] @ bj.T).float()
+            if keep is not None:
+                sim.masked_fill_(~keep[j:e][None], float("-inf"))
+            if need_whole:
+                torch.maximum(whole[r : r + q_block], sim.amax(dim=1), out=whole[r : r + q_block])
+            for lg, best in zip(groups, group_best):
+                for i, span in enumerate(lg.spans):
+                    if isinstance(span, tuple):
+                        a, b = max(span[0], j), min(span[1], e)
+                        if a >= b:
+                            continue
+                        sub = sim[:, a - j : b - j]
+                    else:
+                        idx = span[(span >= j) & (span < e)] - j  # non-contiguous groups (other callers)
+                        sub = sim.index_select(1, idx)
+                        if not sub.shape[1]:
+                            continue
+                    col = best[r : r + q_block, i]
+                    torch.maximum(col, sub.amax(dim=1), out=col)
     out = []
     for ql, lg, best in zip(query_labels, groups, group_best):
         ql = ql.to(dev)

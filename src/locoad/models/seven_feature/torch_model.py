@@ -157,7 +157,7 @@ class SevenFeatureModel(nn.Module):
     @staticmethod
     def check_finite(encoded: list[Encoded]) -> None:
         """One check (one host synchronisation) for a whole batch."""
-        if encoded and not torch.isfinite(torch.stack([e.features for e in encoded])).all():
+        if encoded and not torch.stack([torch.isfinite(e.features).all() for e in encoded]).all():
             # NaN/inf features come from broken weights or a numerically unstable dtype; used,
             # they would silently poison every cost and kNN distance.
             raise FloatingPointError(
