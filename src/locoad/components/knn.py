@@ -180,25 +180,27 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
         bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
         e = j + bj.shape[0]
         for r in range(0, n, q_block):
-            sim = (q[r : r + q_block] @ bj.T).float()
+            # (bank rows x queries): a bank group is a band of whole rows, so its maximum reads
+            # contiguous memory (a band of columns would stride through every row).
+            sim = (bj @ q[r : r + q_block].T).float()
             if keep is not None:
-                sim.masked_fill_(~keep[j:e][None], float("-inf"))
+                sim.masked_fill_(~keep[j:e][:, None], float("-inf"))
             if need_whole:
-                torch.maximum(whole[r : r + q_block], sim.amax(dim=1), out=whole[r : r + q_block])
+                torch.maximum(whole[r : r + q_block], sim.amax(dim=0), out=whole[r : r + q_block])
             for lg, best in zip(groups, group_best):
                 for i, span in enumerate(lg.spans):
                     if isinstance(span, tuple):
                         a, b = max(span[0], j), min(span[1], e)
                         if a >= b:
                             continue
-                        sub = sim[:, a - j : b - j]
+                        sub = sim[a - j : b - j]
                     else:
                         idx = span[(span >= j) & (span < e)] - j  # non-contiguous groups (other callers)
-                        sub = sim.index_select(1, idx)
-                        if not sub.shape[1]:
+                        sub = sim.index_select(0, idx)
+                        if not sub.shape[0]:
                             continue
                     col = best[r : r + q_block, i]
-                    torch.maximum(col, sub.amax(dim=1), out=col)
+                    torch.maximum(col, sub.amax(dim=0), out=col)
     out = []
     for ql, lg, best in zip(query_labels, groups, group_best):
         ql = ql.to(dev)
