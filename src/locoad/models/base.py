@@ -41,6 +41,20 @@ class TestResults:
     metrics: dict  # {score: {f1_max, auroc, logical: {...}, structural: {...}}, ...}
     anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
+    image_sizes: np.ndarray | None = None  # (N, 2) each image file's (height, width)
+
+    def anomaly_map(self, i: int) -> np.ndarray:
+        """Image ``i``'s anomaly map at the image's original resolution (float32, (H, W)).
+
+        Maps are computed on the model's square grid, whatever the image's aspect ratio; a
+        bilinear resize to the file's (height, width) puts them back on its pixels."""
+        if self.anomaly_maps is None:
+            raise ValueError("this model produced no anomaly maps (image-level scores only)")
+        amap = torch.from_numpy(np.asarray(self.anomaly_maps[i], dtype=np.float32))[None, None]
+        if self.image_sizes is None:
+            return amap[0, 0].numpy()
+        h, w = (int(v) for v in self.image_sizes[i])
+        return F.interpolate(amap, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
@@ -77,6 +91,7 @@ class AnomalyModule(L.LightningModule):
         self._maps: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
         self._labels: dict[str, list[np.ndarray]] = {}
+        self._sizes: list[np.ndarray] = []
         self.test_results: TestResults | None = None
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -91,6 +106,8 @@ class AnomalyModule(L.LightningModule):
             row.update({k: float(v[i]) for k, v in out.scores.items()})
             row.update({f"extra/{k}": float(v[i]) for k, v in out.extras.items()})
             self._rows.append(row)
+        if "orig_size" in batch:
+            self._sizes.append(np.asarray(torch.as_tensor(batch["orig_size"]).cpu(), dtype=np.int64).reshape(n, 2))
         s = self.pixel_metric_size
         for name, maps in out.label_maps.items():
             t = torch.as_tensor(np.asarray(maps, dtype=np.int64))[:, None].float()
@@ -124,4 +141,8 @@ class AnomalyModule(L.LightningModule):
             if not math.isnan(value):
                 self.log(key, value, batch_size=len(table))
         labels_maps = {k: np.concatenate(v) for k, v in self._labels.items()}
-        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps, label_maps=labels_maps)
+        sizes = np.concatenate(self._sizes) if self._sizes else None
+        if sizes is not None and len(sizes) != len(table):
+            sizes = None  # some batches came without orig_size (a custom data module)
+        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps, label_maps=labels_maps,
+                                        image_sizes=sizes)
