@@ -6,8 +6,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas only for the type: the stage cache writes through here, spawned
+    import pandas as pd  # workers should not pay for importing it
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Path:
