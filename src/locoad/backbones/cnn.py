@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
+from locoad.errors import CheckpointNotFoundError
 
 
 def _weights_description(model_name: str) -> str:
@@ -91,9 +92,9 @@ class TimmCNNBackbone(Backbone):
             self.model_name,
             pretrained=pretrained,
             offline_hint=(
-                f"download the {_weights_description(self.model_name)}, place the file on this machine "
-                "and set checkpoint=/path/to/file (backbone.checkpoint=... on the command line), "
-                "or set pretrained=false for random weights (tests only)."
+                f"download the {_weights_description(self.model_name)} and set "
+                "backbone.checkpoint=<path to the file> (it is then loaded, never downloaded), "
+                "or backbone.pretrained=false for random weights (tests only)."
             ),
             **feat_kwargs,
         )
@@ -105,10 +106,9 @@ class TimmCNNBackbone(Backbone):
         from timm.models import load_state_dict
 
         if not path.is_file():
-            raise FileNotFoundError(
-                f"CNN checkpoint not found: {path}. Expected the {_weights_description(self.model_name)}; "
-                "download it on a machine with internet access and put it at that path, or point "
-                "checkpoint= at the file."
+            raise CheckpointNotFoundError(
+                f"CNN checkpoint not found: {path}. Download the {_weights_description(self.model_name)} "
+                "and put it at that path, or set backbone.checkpoint=<path to the file>."
             )
         # Strict check against the full classifier-free network first (built on the meta device, so
         # it costs no memory): the features_only wrapper below is truncated and timm loads it

@@ -77,6 +77,7 @@ class AnomalyModule(L.LightningModule):
         self._rows: list[dict] = []
         self._maps: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
+        self._mask_known: list[np.ndarray] = []
         self._labels: dict[str, list[np.ndarray]] = {}
         self.test_results: TestResults | None = None
 
@@ -102,6 +103,12 @@ class AnomalyModule(L.LightningModule):
             mask = F.interpolate(batch["mask"][:, None].float(), size=(s, s), mode="nearest")
             self._maps.append(amap[:, 0].cpu().numpy().astype(np.float16))
             self._masks.append(mask[:, 0].cpu().numpy() > 0.5)
+            # An anomalous image without ground-truth masks has an all-zero mask, which is no
+            # ground truth: its pixels are left out of the pixel metrics (the data module warns).
+            regions = batch.get("num_regions")
+            known = np.ones(n, bool) if regions is None else (
+                (torch.as_tensor(batch["label"]) == 0) | (torch.as_tensor(regions) > 0)).cpu().numpy()
+            self._mask_known.append(known)
 
     def on_test_epoch_end(self) -> None:
         table = pd.DataFrame(self._rows)
@@ -116,8 +123,9 @@ class AnomalyModule(L.LightningModule):
         if self._maps:
             maps = np.concatenate(self._maps)
             masks = np.concatenate(self._masks)
-            if masks.any():
-                pa = pixel_auroc(masks, maps.astype(np.float32))
+            known = np.concatenate(self._mask_known)
+            if masks[known].any():
+                pa = pixel_auroc(masks[known], maps[known].astype(np.float32))
                 target = "fused" if "fused" in metrics else next(iter(metrics))
                 metrics[target]["pixel_auroc"] = pa
         metrics.update(self.extra_metrics(table))
