@@ -168,3 +168,15 @@ def test_unreadable_image_is_listed_without_a_panel(tmp_path, caplog):
     page = (tmp_path / "g" / "index.html").read_text()
     assert page.count("<img ") == 1 and "(no panel)" in page
     assert page.index('id="r0"') < page.index('id="r1"')  # a NaN score sorts last
+
+
+def test_anomalous_image_without_masks_says_so_instead_of_showing_an_empty_mask():
+    from locoad.viz import panel
+
+    img = np.full((16, 16, 3), 100, np.uint8)
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    shown, titles = panel(img, mask=mask)
+    unknown, unknown_titles = panel(img, mask=np.zeros((8, 8), bool), mask_known=False)
+    assert titles[-1] == "ground truth" and unknown_titles[-1] == "no ground truth"
+    assert (shown[..., 0] > shown[..., 1]).any() and not (unknown[..., 0] > unknown[..., 1]).any()

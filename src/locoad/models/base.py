@@ -42,6 +42,7 @@ class TestResults:
     anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
     masks: np.ndarray | None = None  # (N, s, s) bool ground-truth defect masks, with anomaly_maps
+    mask_known: np.ndarray | None = None  # (N,) bool: False for an anomalous image without masks
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
@@ -119,7 +120,7 @@ class AnomalyModule(L.LightningModule):
             table[name] = values
         labels, types = table["label"].to_numpy(), table["anomaly_type"].to_numpy()
         metrics = {name: image_metrics(values, labels, types) for name, values in scores.items()}
-        maps = masks = None
+        maps = masks = known = None
         if self._maps:
             maps = np.concatenate(self._maps)
             masks = np.concatenate(self._masks)
@@ -134,4 +135,4 @@ class AnomalyModule(L.LightningModule):
                 self.log(key, value, batch_size=len(table))
         labels_maps = {k: np.concatenate(v) for k, v in self._labels.items()}
         self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps,
-                                        label_maps=labels_maps, masks=masks)
+                                        label_maps=labels_maps, masks=masks, mask_known=known)

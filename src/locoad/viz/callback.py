@@ -91,6 +91,7 @@ class Visualiser(L.Callback):
             if finite.size:  # one colour scale for the run: a good image's map must look cold
                 vrange = (float(finite.min()), float(np.quantile(finite, 0.999)))
         masks = getattr(results, "masks", None)
+        known = getattr(results, "mask_known", None)
         label_maps = {k: v for k, v in (results.label_maps or {}).items() if len(v) == len(table)}
         panels: dict[int, np.ndarray] = {}
         files: dict[int, str] = {}
@@ -106,6 +107,7 @@ class Visualiser(L.Callback):
                 label_maps={k: v[i] for k, v in label_maps.items()},
                 mask=masks[i] if masks is not None and len(masks) == len(table) else None,
                 vrange=vrange,
+                mask_known=bool(known[i]) if known is not None and len(known) == len(table) else True,
             )
             name = f"panels/{i:04d}_{_slug(str(table.at[i, 'anomaly_type']))}_{_slug(Path(str(table.at[i, 'path'])).stem)}.png"
             atomic_write_bytes(self.dirpath / name, png_bytes(img), fsync=False)
