@@ -10,6 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from locoad.data.dataset import LocoDataset
+from locoad.data.ground_truth import LocoGroundTruth
 from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_dir, list_split
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class LocoDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.synthetic = dict(synthetic) if synthetic else None
         self._splits: dict[str, list[Sample]] | None = None
+        self._ground_truth: LocoGroundTruth | None = None
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:
@@ -96,6 +98,12 @@ class LocoDataModule(L.LightningDataModule):
                 len(self._splits["test"]), self.eval_split,
             )
         return self._splits
+
+    def ground_truth(self) -> LocoGroundTruth:
+        """Ground-truth regions and defect types of the test stage's samples (read lazily)."""
+        if getattr(self, "_ground_truth", None) is None:
+            self._ground_truth = LocoGroundTruth(self.splits["test"], category_dir(self.root, self.category))
+        return self._ground_truth
 
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits  # fail early, before any model work, on a bad layout
