@@ -103,6 +103,10 @@ def run(cfg: DictConfig) -> dict:
     if results is None:
         return {}
     write_outputs(out_dir, results)
+    if (cfg.get("export") or {}).get("anomaly_maps"):
+        from locoad.export import export_anomaly_maps
+
+        export_anomaly_maps(out_dir, results, str(cfg.data.category), str(cfg.data.get("eval_split", "test")))
     cache = getattr(getattr(model, "model", None), "cache", None)
     if cache is not None:
         cache.log_summary()
