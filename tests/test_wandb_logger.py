@@ -36,6 +36,8 @@ def test_offline_run_logs_table_overlays_and_finishes(loco_root, tmp_path, monke
     record = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"widgets-k3-s0-felzenszwalb-hungarian" in record and b"unit" in record  # name, group
     assert b"class_location" in record  # the resolved config went in too
+    # the summary (offline: inside the run record) has AU-sPRO@0.05 beside F1-max and AUROC
+    assert all(k in record for k in (b"test/fused/f1_max", b"test/fused/auroc", b"test/fused/au_spro_0.05"))
 
 
 def test_stale_run_is_finished_not_reused(tmp_path, monkeypatch):

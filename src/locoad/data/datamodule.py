@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from locoad.data.dataset import LocoDataset
@@ -16,12 +17,20 @@ from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_di
 log = logging.getLogger(__name__)
 
 
-def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[Sample]:
+SHOT_DRAWS = ("numpy", "torch")
+
+
+def select_shots(samples: list[Sample], k_shot: int | None, seed: int, draw: str = "numpy") -> list[Sample]:
     """Draw ``k_shot`` training images reproducibly; ``None`` or ``0`` takes all (full-shot).
 
     A fixed permutation per seed makes smaller shot sets prefixes of larger ones, so the
-    reference (first) image is the same for 1, 2, 4 and 8 shots.
+    reference (first) image is the same for 1, 2, 4 and 8 shots. ``draw="numpy"`` (default):
+    ``np.random.default_rng(seed).permutation(n)``; ``"torch"``: the VAND few-shot protocol's
+    ``torch.manual_seed(seed); torch.randperm(n)`` (on a private generator: same permutation,
+    global RNG untouched), ``n`` the training images sorted by file name.
     """
+    if draw not in SHOT_DRAWS:
+        raise DataLayoutError(f"data.shot_draw={draw!r}; use one of {', '.join(SHOT_DRAWS)}")
     if not k_shot:
         return list(samples)
     if k_shot < 0:
@@ -31,7 +40,10 @@ def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[S
             f"data.k_shot={k_shot} but only {len(samples)} training images exist; "
             f"use data.k_shot<={len(samples)} or data.k_shot=null for full-shot"
         )
-    order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
+    if draw == "torch":
+        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:k_shot].tolist()
+    else:
+        order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
     return [samples[i] for i in order]
 
 
@@ -55,6 +67,7 @@ class LocoDataModule(L.LightningDataModule):
         num_workers: int = 0,
         synthetic: dict | None = None,
         eval_split: str = "test",
+        shot_draw: str = "numpy",
     ):
         super().__init__()
         if eval_split not in EVAL_SPLITS:
@@ -63,6 +76,9 @@ class LocoDataModule(L.LightningDataModule):
                 "tuning split, for choosing hyper-parameters)"
             )
         self.eval_split = eval_split
+        if shot_draw not in SHOT_DRAWS:
+            raise DataLayoutError(f"data.shot_draw={shot_draw!r}; use one of {', '.join(SHOT_DRAWS)}")
+        self.shot_draw = shot_draw
         self.root = Path(root).expanduser()
         self.category = category
         self.k_shot = k_shot
@@ -87,7 +103,7 @@ class LocoDataModule(L.LightningDataModule):
             cdir = category_dir(self.root, self.category)
             train = list_split(cdir, "train")
             self._splits = {
-                "train": select_shots(train, self.k_shot, self.seed),
+                "train": select_shots(train, self.k_shot, self.seed, self.shot_draw),
                 "validation": list_split(cdir, "validation"),
                 # the test stage's samples: test/ or, with eval_split=tune, tune/
                 "test": list_split(cdir, self.eval_split),
