@@ -119,7 +119,7 @@ def main() -> None:
         "au_spro_0.05": {k: round(v["0.05"], 4) for k, v in first.items()},
     }
     print(json.dumps(payload, indent=1))
-    save_json("spro_benchmark", payload)
+    save_json("spro_benchmark.json", payload)
 
 
 if __name__ == "__main__":
