@@ -93,6 +93,9 @@ def test_exported_tiffs_reproduce_metrics_json(tmp_path):
     assert "pixel" in saved["class_agnostic_patch"] and "pixel" not in saved["class_histogram"]
     assert "per_defect" in saved["class_histogram"]
     assert metrics["pixel"]["au_spro"]["structural"]["0.05"] == spro["structural"]["0.05"]
+    table = (out / "metrics.md").read_text().splitlines()
+    assert table[0].startswith("| score | F1-max | AUROC | AU-sPRO@0.05 |")
+    assert next(r for r in table if r.startswith("| fused ")).split(" | ")[3] == f"{spro['mean']['0.05']:.3f}"
 
     cdir = root / "widgets"
     tiffs = sorted((out / "anomaly_maps" / "widgets" / "test").rglob("*.tiff"))
