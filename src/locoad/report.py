@@ -190,7 +190,8 @@ def vand_table(runs: pd.DataFrame) -> str | None:
         cells = ["–" if pd.isna(x) else f"{x:.3f}" for x in r.to_numpy()]
         lines.append(f"| {'**mean**' if cat == 'mean' else cat} | " + " | ".join(cells) + " |")
     n = sorted(set(seeds.to_numpy().ravel().tolist()))
-    lines += ["", f"Image-level F1-max, mean over {'/'.join(str(int(x)) for x in n)} shot-draw seeds "
+    plural = "s" if max(n) > 1 else ""
+    lines += ["", f"Image-level F1-max, mean over {'/'.join(str(int(x)) for x in n)} shot-draw seed{plural} "
               f"(seeds {', '.join(str(s) for s in sorted(v['seed'].unique()))}); AUFC = sklearn auc over k "
               "rescaled to [0, 1].",
               "", "Published few-shot anchors (VAND 2023, MVTec LOCO AD; published figures, not measured "
