@@ -163,9 +163,8 @@ class DeAOTAligner(Aligner):
         device: str = "auto",
         input_size: int | None = 465,
         max_objects: int = 64,
-        reference_index: int = 0,
     ):
-        super().__init__(reference_index=reference_index)
+        super().__init__()
         if variant not in DEAOT_CHECKPOINTS:
             raise ValueError(
                 f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}"

@@ -71,16 +71,7 @@ class TimmCNNBackbone(Backbone):
                 Path(checkpoint).expanduser(), model_kwargs, feat_kwargs
             )
         else:
-            self.model = create_timm_model(
-                model_name,
-                pretrained=pretrained,
-                offline_hint=(
-                    f"download the {_weights_description(model_name)} and set "
-                    "backbone.checkpoint=<path to the file> (it is then loaded, never downloaded), "
-                    "or backbone.pretrained=false for random weights (tests only)."
-                ),
-                **feat_kwargs,
-            )
+            self.model = self._create_model(pretrained, feat_kwargs)
         self.embed_dim = int(sum(self.model.feature_info.channels()))
         cfg = self.model.pretrained_cfg
         self.register_buffer(
@@ -94,6 +85,19 @@ class TimmCNNBackbone(Backbone):
             persistent=False,
         )
         self.model.eval().requires_grad_(False)
+
+    def _create_model(self, pretrained: bool, feat_kwargs: dict[str, Any]) -> torch.nn.Module:
+        """The feature extractor when no ``checkpoint`` is given (subclasses bring their weights)."""
+        return create_timm_model(
+            self.model_name,
+            pretrained=pretrained,
+            offline_hint=(
+                f"download the {_weights_description(self.model_name)} and set "
+                "backbone.checkpoint=<path to the file> (it is then loaded, never downloaded), "
+                "or backbone.pretrained=false for random weights (tests only)."
+            ),
+            **feat_kwargs,
+        )
 
     def _from_checkpoint(
         self, path: Path, model_kwargs: dict[str, Any], feat_kwargs: dict[str, Any]

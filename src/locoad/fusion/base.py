@@ -74,9 +74,3 @@ class Fusion:
         """Factor of a feature's patch anomaly map in the fused map: its weight over its scale,
         as in the image fusion, so a feature switched off (weight 0) is off in the map too."""
         return self.weights.get(name, 1.0) / max(self.scales.get(name, 1.0), 1e-12)
-
-    def state_dict(self) -> dict:
-        return {"scales": dict(self.scales)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scales = dict(state["scales"])

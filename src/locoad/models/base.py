@@ -41,6 +41,7 @@ class TestResults:
     metrics: dict  # {score: {f1_max, auroc, logical: {...}, structural: {...}}, ...}
     anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
+    masks: np.ndarray | None = None  # (N, s, s) bool ground-truth defect masks, with anomaly_maps
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
@@ -118,7 +119,7 @@ class AnomalyModule(L.LightningModule):
             table[name] = values
         labels, types = table["label"].to_numpy(), table["anomaly_type"].to_numpy()
         metrics = {name: image_metrics(values, labels, types) for name, values in scores.items()}
-        maps = None
+        maps = masks = None
         if self._maps:
             maps = np.concatenate(self._maps)
             masks = np.concatenate(self._masks)
@@ -132,4 +133,5 @@ class AnomalyModule(L.LightningModule):
             if not math.isnan(value):
                 self.log(key, value, batch_size=len(table))
         labels_maps = {k: np.concatenate(v) for k, v in self._labels.items()}
-        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps, label_maps=labels_maps)
+        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps,
+                                        label_maps=labels_maps, masks=masks)

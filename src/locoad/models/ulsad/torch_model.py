@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from locoad.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from locoad.errors import ConfigError
 from locoad.models.ulsad import losses
 
 
@@ -46,8 +47,9 @@ class PatchFeatures(nn.Module):
                 f"ULSAD needs a locoad Backbone (e.g. backbone=wide_resnet50), got {type(backbone).__name__}"
             )
         if int(feature_dim) > backbone.embed_dim:
-            raise ValueError(
-                f"model.feature_dim={feature_dim} exceeds the backbone's {backbone.embed_dim} channels"
+            raise ConfigError(
+                f"model.feature_dim={feature_dim} exceeds the backbone's {backbone.embed_dim} channels; "
+                f"set model.feature_dim<={backbone.embed_dim} (about a quarter of them, as 384 of 1536)"
             )
         self.backbone = backbone.eval().requires_grad_(False)
         self.feature_dim = int(feature_dim)
