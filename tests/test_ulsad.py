@@ -278,3 +278,18 @@ def test_category_without_validation_normalises_on_training_images(tmp_path, cap
     said = [r for r in caplog.records if "no validation/good images" in r.getMessage()]
     assert len(said) == 1
     assert module.test_results.table["fused"].notna().all()
+
+
+def test_ulsad_uses_any_cnn_backbone_config(tmp_path):
+    # ULSAD's features come from the backbone group, so another backbone (here EfficientNet-Lite0,
+    # random weights) plugs in by name; too wide a feature_dim is a one-line config error.
+    from locoad.errors import ConfigError
+    from locoad.utils import build
+
+    base = ["model=ulsad", "backbone=efficientnet_lite0", "backbone.pretrained=false", "data.image_size=64",
+            "model.hidden_dim=64", "model.global_width=16", "logger=none"]
+    with pytest.raises(ConfigError, match=r"model.feature_dim=384 exceeds the backbone's \d+ channels"):
+        build(compose_cfg(base, tmp_path / "a").model)
+    module = build(compose_cfg([*base, "model.feature_dim=32"], tmp_path / "b").model)
+    assert type(module.model.features.backbone).__name__ == "EfficientNetLiteBackbone"
+    assert module.model.features(torch.rand(2, 3, 64, 64)).shape == (2, 32, 8, 8)
