@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from locoad.data.heldout import CATEGORIES, SIZES, generate_heldout
+from locoad.data.ground_truth import load_defects_config
+from locoad.data.heldout import CATEGORIES, PIXEL_VALUES, SIZES, generate_heldout
 from locoad.data.layout import list_split
 
 COUNTS = {"n_train": 1, "n_validation": 0, "n_test_good": 1, "n_logical": 4, "n_structural": 3}
@@ -38,8 +39,10 @@ def test_layout_sizes_and_masks(root: Path) -> None:
             img = np.asarray(Image.open(s.path))
             assert img.shape == (*shape, 3) and s.part_labels is not None
             assert np.asarray(Image.open(s.part_labels)).max() >= 2  # parts on their container
-            if s.label:  # every anomaly has a non-empty ground-truth region inside the image
-                assert s.masks and any(np.asarray(Image.open(m)).any() for m in s.masks), s.path
+            if s.label:  # every anomaly has a non-empty ground-truth region, valued as LOCO's
+                values = {int(v) for m in s.masks for v in np.unique(np.asarray(Image.open(m)))}
+                assert len(values) == 2 and values - {0} <= set(PIXEL_VALUES.values()), s.path
+        assert {d.name for d in load_defects_config(root / cat).values()} == set(PIXEL_VALUES)
 
 
 def test_deterministic_and_seeded(root: Path, tmp_path: Path) -> None:

@@ -33,10 +33,8 @@ class LocoDataset(Dataset):
 
     image (3, S, S) float in [0, 1]; label int (1 = anomalous); anomaly_type str; path str;
     mask (S, S) float, the union of the ground-truth region masks (zeros for good images; any
-    mask value > 0 counts, LOCO marks defects with values below 255 too);
-    num_regions int; parts (S, S) int64 true part ids, -1 where the data set has none;
-    orig_size (2,) int64, the file's (height, width). Every image, square or not, is resized to
-    S x S (the model's fixed input); maps on that grid go back to ``orig_size`` by a plain resize.
+    value > 0 marks a defect: LOCO's masks use a value per defect kind, below 255 too);
+    num_regions int; parts (S, S) int64 true part ids, -1 where the data set has none.
     """
 
     def __init__(self, samples: Sequence[Sample], image_size: int = 518):
@@ -49,9 +47,7 @@ class LocoDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         size = self.image_size
-        rgb = read_rgb(s.path)
-        orig_size = rgb.shape[:2]
-        rgb = np.ascontiguousarray(resize_rgb(rgb, size))
+        rgb = np.ascontiguousarray(resize_rgb(read_rgb(s.path), size))
         mask = np.zeros((size, size), dtype=bool)
         for m in s.masks:
             mask |= resize_labels(read_mask(m).astype(np.uint8), size) > 0
@@ -68,5 +64,4 @@ class LocoDataset(Dataset):
             "mask": torch.from_numpy(mask).float(),
             "num_regions": len(s.masks),
             "parts": torch.from_numpy(parts),
-            "orig_size": torch.tensor(orig_size, dtype=torch.int64),
         }

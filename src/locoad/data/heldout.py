@@ -13,6 +13,7 @@ names that number), ``flask`` (liquid level, label stripe colour = liquid colour
 polygon or a thick polyline drawn with PIL at twice the resolution and box-filtered down;
 captures are photo-like (non-square native sizes, rotation, shift, zoom, gamma, colour
 temperature, a light spot, blur, noise, JPEG artefacts). Structural defects: stain, crack, chip.
+Ground truth as in LOCO: a pixel value per defect kind (below 255), named in defects_config.json.
 
     generate_heldout(root, seed=0, size_factor=0.5)      # MVTec LOCO layout + part_labels/
 """
@@ -276,6 +277,8 @@ BUILDERS: dict[str, Callable] = {"pin_box": pin_box, "fastener_bag": fastener_ba
                                  "cable_pair": cable_pair, "flask": flask, "lunch_tray": lunch_tray}
 LOGICAL = ("missing", "extra", "misplaced", "mismatched")
 STRUCTURAL = ("stain", "crack", "chip")
+# LOCO-style ground truth: a pixel value per defect kind, named in defects_config.json
+PIXEL_VALUES = {k: 250 - 10 * i for i, k in enumerate(LOGICAL + STRUCTURAL)}
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -415,6 +418,9 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
         base.mkdir(parents=True)
         (base / "dataset.json").write_text(json.dumps({**params, "category": name,
                                                        "part_types": TYPES[name]}, indent=1))
+        (base / "defects_config.json").write_text(json.dumps(
+            [{"defect_name": k, "pixel_value": v, "saturation_threshold": 1.0, "relative_saturation": True}
+             for k, v in PIXEL_VALUES.items()], indent=1))
         size = tuple(round(v * size_factor) for v in SIZES[name])
         for si, (split, kind, n) in enumerate(splits):
             for i in range(n):
@@ -426,6 +432,7 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
                 defects = []
                 if kind == "structural_anomalies":
                     defects = [_structural(rng, STRUCTURAL[(i + ci) % 3], parts, name)]
+                names = [edit] if edit else [d["kind"] for d in defects]
                 rgb, labels, masks = render(name, parts, cam, defects, size, rng)
                 if edit is not None:  # where the edited parts are now and where they were
                     masks = [_footprint(gt, cam, *size)]
@@ -433,6 +440,7 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
                 _png(base / split / kind / f"{stem}.png", rgb)
                 _png(base / "part_labels" / split / kind / f"{stem}.png", labels)
                 for j, m in enumerate(masks):
-                    _png(base / "ground_truth" / kind / stem / f"{j:03d}.png", m.astype(np.uint8) * 255)
+                    _png(base / "ground_truth" / kind / stem / f"{j:03d}.png",
+                         m.astype(np.uint8) * np.uint8(PIXEL_VALUES[names[j]]))
     marker.write_text(json.dumps(params, indent=1))
     return root
