@@ -48,3 +48,11 @@ def stage_run(root: str, barrier=None) -> dict:
 
 def stage_job(root: str, barrier, result: str) -> None:
     np.savez(result, **stage_run(root, barrier))
+
+
+def writer(root: str, seed: int, n: int) -> None:
+    """Rewrite one entry ``n`` times with values of its own."""
+    cache = StageCache(root)
+    d = cache.config_dir("features", {"test": "concurrent"})
+    for i in range(n):
+        cache.put("features", d, "ab" + "0" * 62, torch.full((64, 16, 16), float(seed * 1000 + i)))

@@ -15,7 +15,7 @@ from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache, backbone_key, fingerprint, segmenter_key
 from locoad.run import run
 from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
-from stage_jobs import N_IMAGES, ROUNDS, stage_job, stage_run
+from stage_jobs import N_IMAGES, ROUNDS, stage_job, stage_run, writer
 
 TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
         "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=csv"]
@@ -132,16 +132,9 @@ def test_corrupt_entry_is_a_miss(tmp_path, damage):
     assert fresh.hits == 2 and fresh.misses == 0
 
 
-def _writer(root: str, seed: int, n: int) -> None:
-    cache = StageCache(root)
-    d = cache.config_dir("features", {"test": "concurrent"})
-    for i in range(n):
-        cache.put("features", d, "ab" + "0" * 62, torch.full((64, 16, 16), float(seed * 1000 + i)))
-
-
 def test_concurrent_writers_leave_a_valid_file(tmp_path):
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
+    procs = [ctx.Process(target=writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
     for p in procs:
         p.start()
     for p in procs:
