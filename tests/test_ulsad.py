@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from conftest import CONF, compose_cfg
+from locoad.backbones.cnn import TimmCNNBackbone
+from locoad.errors import CheckpointNotFoundError, WeightsUnavailableError
 from locoad.models.ulsad import ULSADModule, losses
 from locoad.models.ulsad.torch_model import (
     PatchFeatures,
@@ -20,8 +22,14 @@ from locoad.models.ulsad.torch_model import (
     normalise_map,
 )
 
-TINY_KW = dict(backbone="resnet18", pretrained=False, image_size=64, feature_dim=64, hidden_dim=128,
-               global_width=16, blur_sigma=1.0, lr=1e-3)
+
+def tiny_backbone(**kwargs) -> TimmCNNBackbone:
+    """ResNet-18 configured as the ULSAD preset configures its backbone: 64 px, stride-8 grid."""
+    return TimmCNNBackbone(**{"model_name": "resnet18", "pretrained": False, "image_size": 64, "patch_size": 8,
+                              "pool_size": 1, **kwargs})
+
+
+TINY_KW = dict(image_size=64, feature_dim=64, hidden_dim=128, global_width=16, blur_sigma=1.0, lr=1e-3)
 
 
 def grid(*vectors: tuple[float, ...]) -> torch.Tensor:
@@ -100,7 +108,7 @@ def test_training_lowers_loss(loco_root):
     torch.manual_seed(0)
     samples = list_split(category_dir(loco_root, "widgets"), "train")
     images = torch.stack([LocoDataset(samples, 64)[i]["image"] for i in range(4)])
-    module = ULSADModule(**TINY_KW)
+    module = ULSADModule(tiny_backbone(), **TINY_KW)
     module.model.features.fit([images])
     opt = module.configure_optimizers()["optimizer"]
     module.train()
@@ -119,16 +127,45 @@ def test_pretrained_failure_says_which_weights_to_fetch(monkeypatch, tmp_path):
     import timm
 
     def offline(*args, **kwargs):
-        if kwargs.get("pretrained"):
+        if kwargs.get("pretrained") and "pretrained_cfg_overlay" not in kwargs:
             raise OSError("no network")
         return create(*args, **kwargs)
 
     create = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError, match="backbone_checkpoint"):
-        PatchFeatures("resnet18", pretrained=True)
-    with pytest.raises(FileNotFoundError, match="resnet18"):
-        PatchFeatures("resnet18", checkpoint=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(WeightsUnavailableError, match="backbone.checkpoint"):
+        tiny_backbone(pretrained=True)
+    with pytest.raises(CheckpointNotFoundError, match="resnet18"):
+        tiny_backbone(checkpoint=str(tmp_path / "missing.safetensors"))
+
+
+def test_features_come_from_a_locoad_backbone():
+    feats = PatchFeatures(tiny_backbone(), feature_dim=64)
+    assert feats(torch.rand(2, 3, 64, 64)).shape == (2, 64, 8, 8)  # stride-8 grid at 64 px
+    with pytest.raises(TypeError, match="locoad Backbone"):
+        PatchFeatures(torch.nn.Identity(), feature_dim=64)
+    with pytest.raises(ValueError, match="feature_dim"):
+        PatchFeatures(tiny_backbone(), feature_dim=4096)
+
+
+def test_truncated_backbone_checkpoint_is_rejected(tmp_path):
+    # ULSAD had its own timm features_only loader, which loads non-strictly: a file missing
+    # layer2.* left those weights random without a word. It now uses the backbones/ loader.
+    import timm
+
+    from locoad.errors import CheckpointMismatchError
+    from locoad.utils import build
+
+    full = timm.create_model("resnet18", pretrained=False).state_dict()
+    path = tmp_path / "resnet18_truncated.pth"
+    torch.save({k: v for k, v in full.items() if not k.startswith("layer2.")}, path)
+    cfg = compose_cfg(["model=ulsad_tiny", f"backbone.checkpoint={path}", "logger=none"], tmp_path / "run")
+    with pytest.raises(CheckpointMismatchError, match=r"missing keys: layer2\.0\."):
+        build(cfg.model)
+    torch.save(full, path)  # the complete file loads, into the backbone ULSAD uses
+    module = build(cfg.model)
+    loaded = module.model.features.backbone.model.state_dict()
+    assert torch.equal(loaded["layer2.0.conv1.weight"], full["layer2.0.conv1.weight"])
 
 
 # -- configs and end to end ---------------------------------------------------------------
@@ -141,8 +178,11 @@ def test_presets_compose():
         sweep = compose("config", overrides=["experiment=ulsad_ablation"], return_hydra_config=True)
     assert cfg.model._target_ == "locoad.models.ulsad.ULSADModule"
     assert cfg.data.image_size == cfg.model.image_size == 256
-    assert tiny.model.backbone == "resnet18" and tiny.data.image_size == 64
-    assert set(sweep.hydra.sweeper.params) >= {"model.weight_attn", "model.weight_global"}
+    assert tiny.model.backbone.model_name == "resnet18" and tiny.data.image_size == 64
+    assert cfg.model.backbone._target_ == "locoad.backbones.cnn.TimmCNNBackbone"  # backbones/, not a copy
+    assert cfg.backbone.model_name == "wide_resnet50_2" and cfg.backbone.image_size == 256
+    assert cfg.backbone.patch_size == 8 and cfg.backbone.pool_size == 1
+    assert set(sweep.hydra.sweeper.params) >= {"model.weight_attn", "model.weight_global", "backbone.layers"}
 
 
 def test_ulsad_preset_sets_trainer_epochs():
@@ -251,7 +291,7 @@ def test_category_without_validation_normalises_on_training_images(tmp_path, cap
     shutil.rmtree(root / "widgets" / "validation")
     dm = LocoDataModule(str(root), "widgets", k_shot=4, image_size=64, batch_size=4)
     torch.manual_seed(0)
-    module = ULSADModule(**TINY_KW)
+    module = ULSADModule(tiny_backbone(), **TINY_KW)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     with caplog.at_level("WARNING"):
@@ -265,3 +305,18 @@ def test_category_without_validation_normalises_on_training_images(tmp_path, cap
     said = [r for r in caplog.records if "no validation/good images" in r.getMessage()]
     assert len(said) == 1
     assert module.test_results.table["fused"].notna().all()
+
+
+def test_ulsad_uses_any_cnn_backbone_config(tmp_path):
+    # ULSAD's features come from the backbone group, so another backbone (here EfficientNet-Lite0,
+    # random weights) plugs in by name; too wide a feature_dim is a one-line config error.
+    from locoad.errors import ConfigError
+    from locoad.utils import build
+
+    base = ["model=ulsad", "backbone=efficientnet_lite0", "backbone.pretrained=false", "data.image_size=64",
+            "model.hidden_dim=64", "model.global_width=16", "logger=none"]
+    with pytest.raises(ConfigError, match=r"model.feature_dim=384 exceeds the backbone's \d+ channels"):
+        build(compose_cfg(base, tmp_path / "a").model)
+    module = build(compose_cfg([*base, "model.feature_dim=32"], tmp_path / "b").model)
+    assert type(module.model.features.backbone).__name__ == "EfficientNetLiteBackbone"
+    assert module.model.features(torch.rand(2, 3, 64, 64)).shape == (2, 32, 8, 8)

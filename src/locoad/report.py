@@ -63,7 +63,10 @@ def describe(job: Path, cfg: dict) -> dict[str, Any]:
         # Not a segment-and-align model (e.g. ULSAD): those groups are composed but unused.
         for group in ("segmenter", "aligner", "features", "fusion"):
             row[group] = "n/a"
-        row["backbone"] = str(model_cfg.get("backbone", row["backbone"]))
+        bb = model_cfg.get("backbone", row["backbone"])
+        if isinstance(bb, dict):  # a backbone config (ULSAD): the network it builds
+            bb = bb.get("model_name") or bb.get("variant") or row["backbone"]
+        row["backbone"] = str(bb)
     row["category"] = data.get("category")
     row["k_shot"] = data.get("k_shot") if data.get("k_shot") else "full"
     row[SEED] = data.get("seed")
