@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -231,17 +232,21 @@ def test_end_to_end_outputs(fitted_run):
     assert state["epoch"] == 1 and state["global_step"] == 2
 
 
-def test_planted_defect_raises_the_local_score_where_it_is(fitted_run):
+def test_planted_defect_raises_the_local_map_where_it_is(fitted_run):
     """A magenta square planted near the top-left corner of every good test image: the local
-    (student) branch scores each copy above its clean twin, and the fused map is higher on the
-    square than on the mirror-image spot (a flipped or shifted map fails). Measured (2 epochs,
-    12 twins): local 0.13-0.19 against -0.01-0.11 for the twins."""
+    (student) map on the square rises above the same spot of the clean twin, and the fused map
+    is higher on the square than on the mirror-image spot (a flipped or shifted map fails).
+    Measured (2 epochs, 12 twins): local map on the square >= 0.032 planted, <= 0.019 clean;
+    fused, square minus mirror spot >= 0.044."""
     from locoad.data.dataset import LocoDataset
     from locoad.data.layout import category_dir, list_split
     from locoad.data.synthetic import CATEGORIES
+    from locoad.utils import build
 
     root, out, _ = fitted_run
-    module = ULSADModule.load_from_checkpoint(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    module = build(compose_cfg(synthetic_overrides(root), root / "probe").model)  # the backbone from the config
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
     module.eval()
     cdir = category_dir(next((root / ".cache" / "synthetic").iterdir()), CATEGORIES[0])  # the generated data
     good = LocoDataset([s for s in list_split(cdir, "test") if s.label == 0], 64)
@@ -251,9 +256,10 @@ def test_planted_defect_raises_the_local_score_where_it_is(fitted_run):
     with torch.no_grad():
         before, after = module.model.maps(clean), module.model.maps(planted)
     assert len(clean) >= 4
-    assert (image_score(after["local"]) > image_score(before["local"])).all()
+    square, mirror = np.s_[:, 10:22, 10:22], np.s_[:, 42:54, 42:54]
+    assert after["local"][square].mean((1, 2)).min() > before["local"][square].mean((1, 2)).max()
     fused = after["fused"]
-    assert (fused[:, 10:22, 10:22].mean((1, 2)) > fused[:, 42:54, 42:54].mean((1, 2))).all()
+    assert (fused[square].mean((1, 2)) > fused[mirror].mean((1, 2))).all()
 
 
 def test_test_only_from_checkpoint_gives_identical_scores(fitted_run):
