@@ -27,8 +27,13 @@ from scipy import ndimage
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
 GENERATOR = "locoad.data.synthetic"
-VERSION = 2  # 2: normal variants in rotation (balanced splits)
+VERSION = 3  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json
 STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
+# Each ground-truth PNG is one region; its pixel value names the defect kind, as MVTec LOCO AD's
+# <category>/defects_config.json does. A misplaced part's mask covers where it was and where it
+# is: finding either half shows the defect, so it saturates at half its area (relative 0.5).
+DEFECT_PIXEL_VALUES: dict[str, int] = {k: 255 - i for i, k in enumerate(LOGICAL_KINDS + STRUCTURAL_KINDS)}
+RELATIVE_SATURATION: dict[str, float] = {"misplaced": 0.5}
 # (split, type) in LOCO order, then the optional labelled tuning split (not in MVTec LOCO AD);
 # the index seeds the per-image random generator, so every (split, type) is its own random
 # stream: adding tune images never changes a train, validation or test image.
@@ -384,17 +389,24 @@ def _describe(cat: Category, params: dict) -> dict:
         "params": params,
         "notes": ("MVTec LOCO AD layout plus part_labels/<split>/<type>/NNN.png (uint8 part "
                   "type ids, 0 = background) and meta/<split>/<type>/NNN.json (scene: parts in "
-                  "local coordinates, pose, lighting, anomaly). ground_truth holds one 0/255 "
-                  "mask per defect. Parts never touch the image border. The optional labelled "
+                  "local coordinates, pose, lighting, anomaly). ground_truth holds one mask per "
+                  "defect, its non-zero value naming the defect in defects_config.json. Parts never touch the image border. The optional labelled "
                   "tuning split tune/<type>/ (masks in ground_truth_tune/) is drawn from its own "
                   "random streams, disjoint from test/."),
     }
+
+
+def defects_config() -> list[dict]:
+    """The LOCO ``defects_config.json``: pixel value and saturation of every defect kind."""
+    return [{"defect_name": k, "pixel_value": v, "saturation_threshold": RELATIVE_SATURATION.get(k, 1.0),
+             "relative_saturation": True} for k, v in DEFECT_PIXEL_VALUES.items()]
 
 
 def _generate_category(root: Path, name: str, params: dict) -> None:
     cat, cat_index = REGISTRY[name], CATEGORIES.index(name)
     base, size = root / name, params["image_size"]
     _write_json(base / "dataset.json", _describe(cat, params))  # first: marks the folder ours
+    _write_json(base / "defects_config.json", defects_config())
     counts = [params.get(k, 0) for k in COUNT_KEYS]
     for split_index, ((split, kind), n) in enumerate(zip(SPLITS, counts)):
         for i in range(n):
@@ -405,6 +417,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
                 todo = LOGICAL_KINDS[(i + cat_index) % len(LOGICAL_KINDS)]
                 meta, img, mask = make_logical(meta, todo, rng, size)
                 masks = [mask]
+                kinds_of_masks = [meta["anomaly"]["kind"]]
             elif kind == "structural_anomalies":
                 first = STRUCTURAL_KINDS[(i + cat_index) % len(STRUCTURAL_KINDS)]
                 kinds = [first]
@@ -413,6 +426,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
                     kinds.append(others[rng.integers(len(others))])
                 meta, img = make_structural(meta, kinds, rng, size)
                 masks = img.defect_masks
+                kinds_of_masks = [d["kind"] for d in meta["defects"]]
             else:
                 img = render_scene(meta, size)
             stem = f"{i:03d}"
@@ -423,7 +437,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
             for j, m in enumerate(masks):
                 gt = "ground_truth" if split == "test" else f"ground_truth_{split}"
                 _write_png(base / gt / kind / stem / f"{j:03d}.png",
-                           m.astype(np.uint8) * 255)
+                           m.astype(np.uint8) * np.uint8(DEFECT_PIXEL_VALUES[kinds_of_masks[j]]))
 
 
 def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, seed: int = 0,

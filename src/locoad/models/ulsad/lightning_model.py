@@ -185,4 +185,5 @@ class ULSADModule(AnomalyModule):
         self._check_size(images)
         maps = self.model.maps(images)
         scores = {name: image_score(m) for name, m in maps.items()}
-        return ScoreOutput(scores=scores, anomaly_map=maps["fused"])
+        return ScoreOutput(scores=scores, anomaly_map=maps["fused"],
+                           feature_maps={n: m for n, m in maps.items() if n != "fused"})
