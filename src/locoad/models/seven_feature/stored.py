@@ -96,6 +96,11 @@ class StoredScores:
         self._put("loo", {f"loo/{n}": np.asarray(v, dtype=np.float64) for n, v in m.loo_scores.items()})
 
     def score(self, encoded: list[Encoded]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
+        scores, amap, _, class_maps = self.score_with_maps(encoded)
+        return scores, amap, class_maps
+
+    def score_with_maps(self, encoded: list[Encoded]) -> tuple[
+            dict[str, np.ndarray], torch.Tensor | None, dict[str, torch.Tensor], list[np.ndarray]]:
         m = self.model
         if self._dir is None:
             raise RuntimeError("StoredScores.score before fit: fit through the wrapper")

@@ -250,6 +250,13 @@ class SevenFeatureModel(nn.Module):
     @torch.no_grad()
     def score(self, encoded: list[Encoded]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
         """Per-feature scores (name -> (B,)), the (B, h, w) anomaly map and the class maps."""
+        scores, amap, _, class_maps = self.score_with_maps(encoded)
+        return scores, amap, class_maps
+
+    @torch.no_grad()
+    def score_with_maps(self, encoded: list[Encoded]) -> tuple[
+            dict[str, np.ndarray], torch.Tensor | None, dict[str, torch.Tensor], list[np.ndarray]]:
+        """:meth:`score` plus each patch score's own (B, h, w) anomaly map (name -> maps)."""
         return self.assemble(*self.score_parts(encoded))
 
     @torch.no_grad()
@@ -291,21 +298,27 @@ class SevenFeatureModel(nn.Module):
         return values, patch_maps, class_maps
 
     def assemble(self, values: dict[str, list[float]], patch_maps: list[dict[str, torch.Tensor]],
-                 class_maps: list[np.ndarray]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
+                 class_maps: list[np.ndarray]) -> tuple[
+                     dict[str, np.ndarray], torch.Tensor | None, dict[str, torch.Tensor], list[np.ndarray]]:
         """:meth:`score_parts` -> (scores (B,) per feature, the (B, h, w) anomaly map: the patch
-        scores' maps weighted as the fusion weighs their scores (``Fusion.map_weight``), class maps)."""
+        scores' maps weighted as the fusion weighs their scores (``Fusion.map_weight``), each
+        patch score's own (B, h, w) maps, class maps)."""
         scores = {n: np.array(values[n], dtype=np.float64) for n in self.features}
         maps = []
+        per_score: dict[str, list[torch.Tensor]] = {}
         for per_image in patch_maps:
             amap = None
             for n in self.features:
+                if n in per_image:
+                    per_score.setdefault(n, []).append(per_image[n])
                 w = self.fusion.map_weight(n) if n in per_image else 0.0
                 if w != 0:  # fusion.weights apply to the map as to the image score
                     weighted = per_image[n] * w
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)
-        return scores, (torch.stack(maps) if maps else None), class_maps
+        feature_maps = {n: torch.stack(m) for n, m in per_score.items() if len(m) == len(patch_maps)}
+        return scores, (torch.stack(maps) if maps else None), feature_maps, class_maps
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         return self.fusion.fuse(scores)
