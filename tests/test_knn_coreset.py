@@ -80,14 +80,14 @@ def test_half_precision_products_run_in_fp16_within_tolerance(chunk: int, monkey
     matmul = torch.Tensor.__matmul__
     monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: (dtypes.extend((a.dtype, b.dtype)), matmul(a, b))[1])
     labels = [torch.zeros(100, dtype=torch.long)], [torch.zeros(300, dtype=torch.long)]
-    for got in (knn.nn_cosine_distance(q, b, chunk, half=True),
+    for got in (nn_cosine_distance(q, b, chunk, half=True),
                 knn.grouped_nn_cosine_distance(q, b, *labels, chunk_size=chunk, half=True)[0]):
         assert got.dtype == torch.float32
         err = (got - ref).abs().max().item()
         assert 1e-6 < err < 2e-3, err  # fp16 rounding shows, and stays small
     assert dtypes and set(dtypes) == {torch.float16}
     dtypes.clear()
-    torch.testing.assert_close(knn.nn_cosine_distance(q, b, chunk), ref, atol=1e-5, rtol=0)  # half=False
+    torch.testing.assert_close(nn_cosine_distance(q, b, chunk), ref, atol=1e-5, rtol=0)  # half=False
     assert set(dtypes) == {torch.float32}
 
 
