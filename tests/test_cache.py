@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import time
 
 import numpy as np
 import pandas as pd
@@ -132,14 +133,24 @@ def test_corrupt_entry_is_a_miss(tmp_path, damage):
     assert fresh.hits == 2 and fresh.misses == 0
 
 
+WRITERS_TIMEOUT_S = 300
+
+
 def test_concurrent_writers_leave_a_valid_file(tmp_path):
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
     for p in procs:
         p.start()
+    # One deadline for both: a healthy writer takes seconds even on 2 loaded cores; only a hang
+    # reaches it (and its processes are killed, not left behind).
+    deadline = time.monotonic() + WRITERS_TIMEOUT_S
     for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        p.join(max(0.0, deadline - time.monotonic()))
+    hung = [p for p in procs if p.exitcode is None]
+    for p in hung:
+        p.kill()
+    assert not hung, f"{len(hung)} writer(s) still running after {WRITERS_TIMEOUT_S} s"
+    assert [p.exitcode for p in procs] == [0, 0]
     cache = StageCache(tmp_path)
     d = cache.config_dir("features", {"test": "concurrent"})
     t = cache.get("features", d, "ab" + "0" * 62)
