@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -216,17 +218,50 @@ def test_end_to_end_outputs(fitted_run):
     _, out, metrics = fitted_run
     on_disk = json.loads((out / "metrics.json").read_text())
     assert set(on_disk) >= {"local", "global", "fused"}
-    for name in ("local", "global", "fused"):
-        assert 0 <= on_disk[name]["f1_max"] <= 1 and 0 <= on_disk[name]["auroc"] <= 1
-        for t in ("logical", "structural"):
-            assert set(on_disk[name][t]) >= {"f1_max", "auroc"}
-    assert 0 <= on_disk["fused"]["pixel_auroc"] <= 1
     table = pd.read_csv(out / "scores.csv")
     assert {"path", "label", "anomaly_type", "local", "global", "fused"} <= set(table.columns)
-    assert table["fused"].notna().all()
+    assert table["fused"].notna().all() and "pixel_auroc" in on_disk["fused"]
+    for name in ("local", "global", "fused"):  # the metrics are those of the scores on disk
+        pos = table.loc[table["label"] == 1, name].to_numpy()
+        neg = table.loc[table["label"] == 0, name].to_numpy()
+        pairs = pos[:, None] - neg[None, :]
+        assert on_disk[name]["auroc"] == pytest.approx(((pairs > 0) + 0.5 * (pairs == 0)).mean())
+        for t in ("logical", "structural"):
+            assert set(on_disk[name][t]) >= {"f1_max", "auroc"}
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert bool(state["state_dict"]["model.maps_fitted"]) and bool(state["state_dict"]["model.features.fitted"])
     assert state["epoch"] == 1 and state["global_step"] == 2
+
+
+def test_planted_defect_raises_the_local_map_where_it_is(fitted_run):
+    """A magenta square planted near the top-left corner of every good test image: the local
+    (student) map on the square rises above the same spot of the clean twin, and the fused map
+    is higher on the square than on the mirror-image spot (a flipped or shifted map fails).
+    Measured (2 epochs, 12 twins): local map on the square >= 0.032 planted, <= 0.019 clean;
+    fused, square minus mirror spot >= 0.044."""
+    from locoad.data.dataset import LocoDataset
+    from locoad.data.layout import category_dir, list_split
+    from locoad.data.synthetic import CATEGORIES
+    from locoad.utils import build
+
+    root, out, _ = fitted_run
+    cfg = compose_cfg(synthetic_overrides(root), root / "probe")
+    module = build(cfg.model)  # the backbone from the config
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    module.eval()
+    cdir = category_dir(Path(cfg.data.root), CATEGORIES[0])  # the generated data
+    good = LocoDataset([s for s in list_split(cdir, "test") if s.label == 0], 64)
+    clean = torch.stack([good[i]["image"] for i in range(len(good))])
+    planted = clean.clone()
+    planted[:, :, 8:24, 8:24] = torch.tensor([1.0, 0.0, 1.0])[:, None, None]
+    with torch.no_grad():
+        before, after = module.model.maps(clean), module.model.maps(planted)
+    assert len(clean) >= 4
+    square, mirror = np.s_[:, 10:22, 10:22], np.s_[:, 42:54, 42:54]
+    assert after["local"][square].mean((1, 2)).min() > before["local"][square].mean((1, 2)).max()
+    fused = after["fused"]
+    assert (fused[square].mean((1, 2)) > fused[mirror].mean((1, 2))).all()
 
 
 def test_test_only_from_checkpoint_gives_identical_scores(fitted_run):

@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from locoad.errors import ConfigError
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from locoad.loggers import build_loggers, finish_loggers
 from locoad.models.base import TestResults
@@ -37,6 +38,15 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
         return json.loads(metrics.read_text())
     except json.JSONDecodeError:  # cannot happen with atomic writes; rerun rather than fail
         return None
+
+
+def per_score_spro(cfg: DictConfig) -> bool:
+    """evaluation.per_score_spro: AU-sPRO of every single score's map too (default), or the fused map's only."""
+    value = (cfg.get("evaluation") or {}).get("per_score_spro", True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"evaluation.per_score_spro={value!r} must be true or false "
+                          "(false: AU-sPRO of the fused map only)")
+    return value
 
 
 def build_callbacks(cfg: DictConfig) -> list:
@@ -87,9 +97,11 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
+    spro_per_score = per_score_spro(cfg)  # a bad value fails before any work
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
     model = build(cfg.model)
+    model.per_score_spro = spro_per_score
     loggers = build_loggers(cfg)
     trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     for lg in loggers:
