@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from locoad.aligners.base import Aligner
+from locoad.device import resolve_device
 from locoad.errors import CheckpointMismatchError, checkpoint_missing
 from locoad.types import SegmentedImage
 
@@ -101,12 +102,6 @@ def network_size(h: int, w: int, input_size: int | None, align_corners: bool) ->
         return max(1, round(x / _STRIDE)) * _STRIDE
 
     return snap(h * scale), snap(w * scale)
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
@@ -192,7 +187,7 @@ class DeAOTAligner(Aligner):
     def model(self) -> torch.nn.Module:
         """The DeAOT network (built and loaded on first access, then reused)."""
         if self._model is None:
-            dev = self._followed if self.device == "auto" and self._followed is not None else _resolve_device(self.device)
+            dev = resolve_device(self.device, self._followed)
             self._model = build_deaot(self.variant, self.checkpoint).to(dev)
         return self._model
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from locoad.device import resolve_device
 from locoad.errors import checkpoint_missing
 from locoad.segmenters.base import Segmenter
 
@@ -44,14 +45,6 @@ def _builders() -> dict[str, Any]:
     from segment_anything import sam_model_registry
 
     return {**sam_model_registry, TEST_MODEL_TYPE: build_sam_vit_tiny}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; anything else is passed to torch. Inside a
-    Lightning run, ``auto`` follows the trainer instead (:meth:`SamSegmenter.follow`)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class SamSegmenter(Segmenter):
@@ -149,9 +142,7 @@ class SamSegmenter(Segmenter):
         )
 
     def _target_device(self) -> torch.device:
-        if self.device == "auto" and self._followed is not None:
-            return self._followed
-        return resolve_device(self.device)
+        return resolve_device(self.device, self._followed)
 
     def follow(self, device: torch.device) -> None:
         """device=auto: run on ``device`` (the trainer's), not wherever CUDA happens to be."""
