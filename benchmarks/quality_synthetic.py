@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -91,7 +92,9 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=str(REPO / ".cache/synthetic/seed0_256px"))
+    ap.add_argument("--root", default=None, help="default: .cache/synthetic/seed<gen-seed>_256px")
+    ap.add_argument("--gen-seed", type=int, default=0,
+                    help="data.synthetic.seed of the generated data (another seed = scenes never tuned on)")
     ap.add_argument("--categories", nargs="*", default=list(CATEGORIES))
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
@@ -101,9 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
                     help="perturb every image (exposure, illumination gradient, noise, shift)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/quality_synthetic.json"))
+    ap.add_argument("--dump", default=None,
+                    help="also write every run's raw per-feature test and LOO scores to this .npz (fusion studies)")
     args = ap.parse_args(argv)
+    args.root = args.root or str(REPO / f".cache/synthetic/seed{args.gen_seed}_256px")
     torch.manual_seed(0)
-    generate(args.root, seed=0, image_size=256)
+    generate(args.root, seed=args.gen_seed, image_size=256)
+    dump: dict[str, np.ndarray] = {}
     results: list[dict] = []
     for cat in args.categories:
         t0 = time.time()
@@ -138,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                         "metrics": {n: image_metrics(v, labels, types) for n, v in scores.items()},
                     }
                     results.append(row)
+                    if args.dump:
+                        tag = f"{cat}/{aligner}/{fusion}/{k}/{seed}"
+                        dump[f"{cat}/labels"], dump[f"{cat}/types"] = labels, types.astype(str)
+                        dump.update({f"{tag}/score/{n}": np.asarray(v) for n, v in scores.items()})
+                        dump.update({f"{tag}/loo/{n}": np.asarray(v) for n, v in model.loo_scores.items()})
                     m = row["metrics"]["fused"]
                     print(f"{cat:20s} {aligner:9s} {fusion:6s} k={k} s={seed} fused F1 {m['f1_max']:.3f} AUROC {m['auroc']:.3f} "
                           f"logical {m['logical']['f1_max']:.3f}/{m['logical']['auroc']:.3f} "
@@ -145,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
                           f"align {row['alignment_accuracy']:.3f}", flush=True)
         print(f"{cat}: encoding {t_enc:.0f}s", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"command": "benchmarks/quality_synthetic.py " + " ".join(argv or []),
+    if args.dump:
+        np.savez_compressed(args.dump, **dump)
+    Path(args.out).write_text(json.dumps({"command": "benchmarks/quality_synthetic.py " + " ".join(sys.argv[1:] if argv is None else argv),
                                           "overrides": args.overrides, "nuisance": args.nuisance,
+                                          "gen_seed": args.gen_seed,
                                           "results": results}, indent=1))
     print(markdown(results))
     print()
