@@ -45,11 +45,11 @@ GRID, WORK = 37, 256  # 518 px / 14; the pipeline's work_size
 
 
 def build_features(**patch_kwargs: Any) -> dict:
-    """The ``all7`` feature set as configured in conf/feature (patch kwargs added)."""
+    """The ``all7`` feature set as configured in conf/feature_defaults (patch kwargs added)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    conf = Path(__file__).resolve().parents[1] / "conf" / "feature"
+    conf = Path(__file__).resolve().parents[1] / "conf" / "feature_defaults"
     names = ["class_agnostic_patch", "class_aware_patch", "foreground_patch", "class_embedding",
              "class_histogram", "class_colour", "class_location"]
     out = {}

@@ -53,6 +53,16 @@ def test_k_shot_larger_than_train_set(loco_root):
         dm.setup()
 
 
+@pytest.mark.parametrize("k", [0, -2, 1.5])
+def test_k_shot_below_one_is_rejected_not_full_shot(loco_root, k):
+    # k=0 used to run silently as full-shot; null is the only way to ask for every image.
+    with pytest.raises(DataLayoutError, match=r"data.k_shot must be a whole number >= 1.*null for full-shot"):
+        LocoDataModule(str(loco_root), "widgets", k_shot=k).setup()
+    samples = list_split(category_dir(loco_root, "widgets"), "train")
+    with pytest.raises(DataLayoutError, match="k_shot"):
+        select_shots(samples, k, seed=0)
+
+
 def test_missing_root_says_where_and_how(tmp_path):
     with pytest.raises(DataLayoutError, match="does not exist.*mvtec.*data=synthetic"):
         LocoDataModule(str(tmp_path / "nope"), "breakfast_box").setup()

@@ -208,3 +208,33 @@ def test_resume_continues_training(fitted_run):
     run(cfg)
     state = torch.load(out3 / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["epoch"] == 2 and state["global_step"] == 3
+
+
+def test_category_without_validation_normalises_on_training_images(tmp_path, caplog):
+    # validation/ is optional in the LOCO layout; fitting the map quantiles used to crash with
+    # "torch.cat(): expected a non-empty list of Tensors".
+    import shutil
+
+    import lightning as L
+
+    from conftest import make_loco
+    from locoad.data.datamodule import LocoDataModule
+
+    root = make_loco(tmp_path / "loco")
+    shutil.rmtree(root / "widgets" / "validation")
+    dm = LocoDataModule(str(root), "widgets", k_shot=4, image_size=64, batch_size=4)
+    torch.manual_seed(0)
+    module = ULSADModule(**TINY_KW)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    with caplog.at_level("WARNING"):
+        trainer.fit(module, datamodule=dm)
+        trainer.test(module, datamodule=dm, verbose=False)
+    assert bool(module.model.maps_fitted)
+    module.model.eval()  # as fit_normalisation scores them
+    local, _ = module.model.raw_maps(torch.stack([dm.dataset("train")[i]["image"] for i in range(4)]))
+    expected = map_quantiles(local, module.hparams.q_low, module.hparams.q_high)
+    assert torch.allclose(module.model.q_local, expected, rtol=1e-4, atol=1e-6)
+    said = [r for r in caplog.records if "no validation/good images" in r.getMessage()]
+    assert len(said) == 1
+    assert module.test_results.table["fused"].notna().all()

@@ -6,7 +6,9 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import compose_cfg
 from locoad.loggers import LocoadWandbLogger, resolve_mode
@@ -16,26 +18,41 @@ TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_w
         "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=wandb"]
 
 
-def test_offline_run_logs_table_overlays_and_finishes(loco_root, tmp_path, monkeypatch):
+def test_offline_run_logs_table_panels_and_finishes(loco_root, tmp_path, monkeypatch):
     import wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "run"
-    cfg = compose_cfg(TINY + [f"data.root={loco_root}", "+experiment_name=unit"], out)
+    cfg = compose_cfg(TINY + [f"data.root={loco_root}", "+experiment_name=unit",
+                              "callbacks.visualiser.log_per_type=2"], out)
     run(cfg)
     assert wandb.run is None  # finished at the end of the job
     (run_dir,) = (out / "wandb").glob("offline-run-*")
-    (table_file,) = (run_dir / "files" / "media" / "table" / "test").glob("images_*.table.json")
+    (table_file,) = (run_dir / "files" / "media" / "table" / "test").glob("scores_*.table.json")
     table = json.loads(table_file.read_text())
-    assert table["columns"][:4] == ["thumbnail", "path", "label", "anomaly_type"]
+    assert table["columns"][:3] == ["path", "label", "anomaly_type"]
     assert {"class_histogram", "fused"} <= set(table["columns"]) and len(table["data"]) == 9
     assert list((run_dir / "files" / "media" / "table" / "test").glob("f1_max_by_score*"))
-    media = run_dir / "files" / "media" / "images" / "test"
-    assert len(list(media.glob("anomaly_maps_*.png"))) == 6
-    assert len(list(media.glob("segments_*.png"))) == 6 and len(list(media.glob("classes_*.png"))) == 6
+    # The visualiser's panels, 2 per anomaly type: the same files as in the local gallery.
+    logged = sorted((run_dir / "files" / "media" / "images" / "test").glob("panels_*.png"))
+    assert len(logged) == 6
+    local = {np.asarray(Image.open(p)).tobytes() for p in (out / "gallery" / "panels").glob("*.png")}
+    assert len(local) == 9 and all(np.asarray(Image.open(p)).tobytes() in local for p in logged)
     record = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"widgets-k3-s0-felzenszwalb-hungarian" in record and b"unit" in record  # name, group
     assert b"class_location" in record  # the resolved config went in too
+
+
+def test_ulsad_run_is_named_and_tagged_after_its_own_groups(tmp_path):
+    cfg = compose_cfg(["model=ulsad_tiny", "data.category=juice_bottle", "logger=wandb", "tags=[mine]"],
+                      tmp_path / "u")
+    wb = cfg.logger.wandb
+    assert wb.name == "juice_bottle-k4-s0-ulsad_tiny-resnet18"
+    assert list(wb.tags) == ["juice_bottle", "k4", "ulsad_tiny", "resnet18"] and list(wb.extra_tags) == ["mine"]
+    lg = LocoadWandbLogger(save_dir=str(tmp_path), name=wb.name, tags=list(wb.tags), extra_tags=["mine", "k4"])
+    assert lg._wandb_init["tags"] == ["juice_bottle", "k4", "ulsad_tiny", "resnet18", "mine"]
+    seven = compose_cfg(["logger=wandb"], tmp_path / "s").logger.wandb
+    assert seven.name.endswith("-felzenszwalb-hungarian-handcrafted-all8-loo") and "hungarian" in seven.tags
 
 
 def test_stale_run_is_finished_not_reused(tmp_path, monkeypatch):
@@ -67,14 +84,14 @@ def test_mode_resolution(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("probe", [True, False], ids=["init-times-out", "probe-refused"])
 def test_unreachable_online_wandb_falls_back_to_offline(tmp_path, monkeypatch, probe):
-    import locoad.loggers as loggers
+    from locoad.loggers import wandb_mode
 
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on port 9
     monkeypatch.setenv("WANDB_API_KEY", "f" * 40)
     monkeypatch.setenv("WANDB_SILENT", "true")
     if probe:  # pretend the TCP probe passed: wandb.init itself must fail and be caught
-        monkeypatch.setattr(loggers, "_reachable", lambda url, timeout: True)
+        monkeypatch.setattr(wandb_mode, "reachable", lambda url, timeout: True)
     start = time.monotonic()
     lg = LocoadWandbLogger(save_dir=str(tmp_path), name="x", init_timeout=2)
     with pytest.warns(UserWarning, match="logging offline"):

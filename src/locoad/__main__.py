@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from locoad.errors import LocoadError
+from locoad.errors import unwrap_user_error
 
 log = logging.getLogger("locoad")
 # An absolute path works for `python -m locoad` and the `locoad` console script alike.
@@ -33,11 +33,13 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = run(cfg)
-    except LocoadError as e:
-        # A user error: say what is wrong and how to fix it, without a traceback.
-        if os.environ.get("LOCOAD_TRACEBACK") == "1":
+    except Exception as e:
+        # A user error (possibly wrapped by Hydra's instantiate): say what is wrong and how to
+        # fix it in one line, without a traceback. Anything else is a bug: full traceback.
+        user_error = unwrap_user_error(e)
+        if user_error is None or os.environ.get("LOCOAD_TRACEBACK") == "1":
             raise
-        log.error("%s", e)  # Hydra's handlers put it on the console and in run.log
+        log.error("%s", user_error)  # Hydra's handlers put it on the console and in run.log
         sys.exit(2)
     return metric_value(metrics, cfg.get("optimized_metric"))
 

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from locoad.cache import STAGES, StageCache, _files, _size
+from locoad.cache import STAGES, StageCache, disk
 
 DEFAULT_ROOT = Path(".cache/stages")  # ${paths.cache_dir}/stages run from the project root
 
@@ -40,9 +40,9 @@ def info(root: Path) -> list[dict]:
         if not stage_dir.is_dir():
             continue
         for cfg_dir in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
-            files = [p for p in _files(cfg_dir) if p.name != "config.json" and not p.name.endswith(".tmp")]
+            files = [p for p in disk.files(cfg_dir) if p.name != "config.json" and not p.name.endswith(".tmp")]
             rows.append({"stage": stage, "config": cfg_dir.name, "what": describe(cfg_dir / "config.json"),
-                         "entries": len(files), "bytes": sum(_size(p) for p in files)})
+                         "entries": len(files), "bytes": sum(disk.size(p) for p in files)})
     return rows
 
 

@@ -1,5 +1,7 @@
 """User-facing errors: each message names the problem and the fix; the CLI prints it without a traceback."""
 
+from __future__ import annotations
+
 
 class LocoadError(Exception):
     """Base class for errors caused by the user's input or setup, not by a bug."""
@@ -9,8 +11,30 @@ class CheckpointNotFoundError(LocoadError, FileNotFoundError):
     """A model checkpoint file is missing; the message says which file and where to get it."""
 
 
-def checkpoint_missing(path: str, url: str, key: str) -> CheckpointNotFoundError:
+class CheckpointMismatchError(LocoadError, RuntimeError):
+    """A checkpoint file does not fit the model (missing/unexpected keys, other shapes)."""
+
+
+class WeightsUnavailableError(LocoadError, RuntimeError):
+    """``pretrained=true`` without a checkpoint, and the download failed (e.g. offline)."""
+
+
+def checkpoint_missing(what: str, path: str, file_name: str, url: str, key: str) -> CheckpointNotFoundError:
+    """One line naming the missing file, where it is published and the config key to set."""
     return CheckpointNotFoundError(
-        f"checkpoint {path} not found. Download it from {url} and put it at that path, or set "
-        f"{key}=<path to the file>. (Model weights are never downloaded at run time.)"
+        f"{what} checkpoint not found: {path}. Download {file_name} from {url} and put it at that "
+        f"path, or set {key}=<path to the file>."
     )
+
+
+def unwrap_user_error(err: BaseException) -> LocoadError | None:
+    """The LocoadError behind ``err`` (Hydra wraps a constructor's error in an
+    InstantiationException, once per nesting level), or None if there is none."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, LocoadError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None

@@ -11,7 +11,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from locoad.loggers import finish_loggers
+from locoad.loggers import build_loggers, finish_loggers
 from locoad.models.base import TestResults
 from locoad.utils import build
 
@@ -37,12 +37,6 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
         return json.loads(metrics.read_text())
     except json.JSONDecodeError:  # cannot happen with atomic writes; rerun rather than fail
         return None
-
-
-def build_loggers(cfg: DictConfig) -> list:
-    if not cfg.get("logger"):
-        return []
-    return [build(c) for c in cfg.logger.values() if c is not None and "_target_" in c]
 
 
 def build_callbacks(cfg: DictConfig) -> list:

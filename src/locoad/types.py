@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -62,7 +62,6 @@ class ParsedImage:
     features: torch.Tensor
     class_grid: torch.Tensor
     num_classes: int
-    meta: dict = field(default_factory=dict)
     foreground: torch.Tensor | None = None
 
     @property

@@ -16,8 +16,7 @@ class Aligner(ABC):
     count) and C + 1 = unmatched.
     """
 
-    def __init__(self, reference_index: int = 0):
-        self.reference_index = reference_index
+    def __init__(self):
         self.reference: SegmentedImage | None = None
 
     @property

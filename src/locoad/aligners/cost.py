@@ -104,9 +104,8 @@ class CostAligner(Aligner):
         weights: dict[str, float] | None = None,
         max_cost: float | None = None,
         group_threshold: float | None = None,
-        reference_index: int = 0,
     ):
-        super().__init__(reference_index)
+        super().__init__()
         self.weights = weights
         self.max_cost = max_cost
         self.group_threshold = group_threshold

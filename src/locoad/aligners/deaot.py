@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from locoad.aligners.base import Aligner
+from locoad.errors import CheckpointMismatchError, checkpoint_missing
 from locoad.types import SegmentedImage
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
         state = {k.removeprefix("module."): v for k, v in state.items()}
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys:
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{checkpoint} does not fit DeAOT variant {variant!r}: {len(result.missing_keys)} "
                 f"missing keys (e.g. {result.missing_keys[:3]}); is it the {DEAOT_CHECKPOINTS[variant][0]} file?"
             )
@@ -162,9 +163,8 @@ class DeAOTAligner(Aligner):
         device: str = "auto",
         input_size: int | None = 465,
         max_objects: int = 64,
-        reference_index: int = 0,
     ):
-        super().__init__(reference_index=reference_index)
+        super().__init__()
         if variant not in DEAOT_CHECKPOINTS:
             raise ValueError(
                 f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}"
@@ -176,10 +176,7 @@ class DeAOTAligner(Aligner):
                 f"to {fname} (or allow_random_weights=true in tests)"
             )
         if checkpoint is not None and not Path(checkpoint).is_file():
-            raise FileNotFoundError(
-                f"DeAOT checkpoint not found: {checkpoint}. Download {fname} ({url}, listed in "
-                f"{MODEL_ZOO}) and set aligner.checkpoint (default ${{paths.checkpoints}}/{fname}) to its path."
-            )
+            raise checkpoint_missing("DeAOT", checkpoint, fname, f"{url} (listed in {MODEL_ZOO})", "aligner.checkpoint")
         self.variant = variant
         self.checkpoint = checkpoint
         self.allow_random_weights = allow_random_weights

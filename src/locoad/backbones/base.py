@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from locoad.errors import CheckpointMismatchError, WeightsUnavailableError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -57,8 +59,22 @@ class Backbone(nn.Module):
 # --- helpers shared by the timm-based backbones (dinov2.py, cnn.py) ---------------------------
 
 
+def pretrained_source(model_name: str) -> str:
+    """Where ``timm.create_model(model_name, pretrained=True)`` downloads from, and caches to."""
+    from timm.models import get_pretrained_cfg
+    from timm.models._hub import has_hf_hub
+
+    cfg = get_pretrained_cfg(model_name)
+    if cfg is not None and cfg.hf_hub_id and has_hf_hub():
+        return f"the Hugging Face hub, https://huggingface.co/{cfg.hf_hub_id} (cached under ~/.cache/huggingface or $HF_HOME)"
+    if cfg is not None and cfg.url:
+        return f"{cfg.url} (cached under ~/.cache/torch/hub/checkpoints or $TORCH_HOME)"
+    return "timm's default weight location"
+
+
 def create_timm_model(model_name: str, pretrained: bool, offline_hint: str, **kwargs) -> nn.Module:
-    """``timm.create_model`` that turns a failed weight download into an actionable error."""
+    """``timm.create_model``; with ``pretrained`` it downloads the weights once (when online) and
+    turns a failed download into one actionable line: where it tried, and the offline fix."""
     import timm
 
     if not pretrained:
@@ -66,9 +82,11 @@ def create_timm_model(model_name: str, pretrained: bool, offline_hint: str, **kw
     try:
         return timm.create_model(model_name, pretrained=True, **kwargs)
     except Exception as err:  # hub/url/cache errors have no common base class across versions
-        raise RuntimeError(
-            f"Could not load pretrained timm weights for {model_name!r} "
-            f"({type(err).__name__}: {err}). If this machine is offline, {offline_hint}"
+        reason = " ".join(f"{type(err).__name__}: {err}".split())  # hub errors span many lines
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        raise WeightsUnavailableError(
+            f"pretrained=true downloads the weights of {model_name!r} from {pretrained_source(model_name)}, "
+            f"and that failed ({reason}). Offline: {offline_hint}"
         ) from err
 
 
@@ -104,7 +122,7 @@ def check_state_dict(
         problems.append(f"unexpected keys: {_fmt(unexpected)}")
     if mismatched:
         problems.append(f"shape mismatches: {_fmt(mismatched)}")
-    raise RuntimeError(
+    raise CheckpointMismatchError(
         f"Checkpoint {source} does not match the model ({'; '.join(problems)}). "
         "Is it the checkpoint for this architecture/variant?"
     )

@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
+from locoad.errors import CheckpointNotFoundError
 
 
 def _weights_description(model_name: str) -> str:
@@ -70,16 +71,7 @@ class TimmCNNBackbone(Backbone):
                 Path(checkpoint).expanduser(), model_kwargs, feat_kwargs
             )
         else:
-            self.model = create_timm_model(
-                model_name,
-                pretrained=pretrained,
-                offline_hint=(
-                    f"download the {_weights_description(model_name)}, place the file on this machine "
-                    "and set checkpoint=/path/to/file (backbone.checkpoint=... on the command line), "
-                    "or set pretrained=false for random weights (tests only)."
-                ),
-                **feat_kwargs,
-            )
+            self.model = self._create_model(pretrained, feat_kwargs)
         self.embed_dim = int(sum(self.model.feature_info.channels()))
         cfg = self.model.pretrained_cfg
         self.register_buffer(
@@ -94,6 +86,19 @@ class TimmCNNBackbone(Backbone):
         )
         self.model.eval().requires_grad_(False)
 
+    def _create_model(self, pretrained: bool, feat_kwargs: dict[str, Any]) -> torch.nn.Module:
+        """The feature extractor when no ``checkpoint`` is given (subclasses bring their weights)."""
+        return create_timm_model(
+            self.model_name,
+            pretrained=pretrained,
+            offline_hint=(
+                f"download the {_weights_description(self.model_name)} and set "
+                "backbone.checkpoint=<path to the file> (it is then loaded, never downloaded), "
+                "or backbone.pretrained=false for random weights (tests only)."
+            ),
+            **feat_kwargs,
+        )
+
     def _from_checkpoint(
         self, path: Path, model_kwargs: dict[str, Any], feat_kwargs: dict[str, Any]
     ) -> torch.nn.Module:
@@ -101,10 +106,9 @@ class TimmCNNBackbone(Backbone):
         from timm.models import load_state_dict
 
         if not path.is_file():
-            raise FileNotFoundError(
-                f"CNN checkpoint not found: {path}. Expected the {_weights_description(self.model_name)}; "
-                "download it on a machine with internet access and put it at that path, or point "
-                "checkpoint= at the file."
+            raise CheckpointNotFoundError(
+                f"CNN checkpoint not found: {path}. Download the {_weights_description(self.model_name)} "
+                "and put it at that path, or set backbone.checkpoint=<path to the file>."
             )
         # Strict check against the full classifier-free network first (built on the meta device, so
         # it costs no memory): the features_only wrapper below is truncated and timm loads it

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
+from locoad.errors import checkpoint_missing
 
 # variant -> (timm model name, official checkpoint file name)
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -82,18 +83,15 @@ class DinoV2Backbone(Backbone):
 
         path = Path(checkpoint).expanduser() if checkpoint is not None else None
         if path is not None and not path.is_file():  # fail before building a possibly huge model
-            raise FileNotFoundError(
-                f"DINOv2 checkpoint not found: {path}. Download {file_name} from {url} "
-                f"(e.g. `wget {url} -O {path}`) and put it at that path, or point checkpoint= at the file."
-            )
+            raise checkpoint_missing("DINOv2", str(path), file_name, url, "backbone.checkpoint")
         # A local checkpoint replaces the hub download, so the model is built without weights first.
         self.model = create_timm_model(
             timm_name,
             pretrained=pretrained and checkpoint is None,
             offline_hint=(
-                f"download the official checkpoint {file_name} from {url}, place it on this "
-                f"machine and set checkpoint=/path/to/{file_name} (backbone.checkpoint=... on the "
-                "command line), or set pretrained=false for random weights (tests only)."
+                f"download the official checkpoint {file_name} from {url} and set "
+                f"backbone.checkpoint=<path to {file_name}> (it is then loaded, never downloaded), "
+                "or backbone.pretrained=false for random weights (tests only)."
             ),
             **kwargs,
         )

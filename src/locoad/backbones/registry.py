@@ -50,4 +50,10 @@ for _variant in ("vits14", "vitb14", "vitl14", "vitg14"):
 register_backbone(
     "wide_resnet50", "locoad.backbones.cnn:TimmCNNBackbone", model_name="wide_resnet50_2"
 )
+for _variant in ("lite0", "lite1", "lite2"):
+    register_backbone(
+        f"efficientnet_{_variant}",
+        "locoad.backbones.efficientnet_lite:EfficientNetLiteBackbone",
+        variant=_variant,
+    )
 register_backbone("handcrafted", "locoad.backbones.handcrafted:HandcraftedBackbone")

@@ -16,15 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[Sample]:
-    """Draw ``k_shot`` training images reproducibly; ``None`` or ``0`` takes all (full-shot).
+    """Draw ``k_shot`` training images reproducibly; ``None`` takes all (full-shot).
 
     A fixed permutation per seed makes smaller shot sets prefixes of larger ones, so the
     reference (first) image is the same for 1, 2, 4 and 8 shots.
     """
-    if not k_shot:
+    if k_shot is None:
         return list(samples)
-    if k_shot < 0:
-        raise DataLayoutError(f"data.k_shot must be positive or null (full-shot), got {k_shot}")
+    check_k_shot(k_shot)
     if k_shot > len(samples):
         raise DataLayoutError(
             f"data.k_shot={k_shot} but only {len(samples)} training images exist; "
@@ -32,6 +31,30 @@ def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[S
         )
     order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
     return [samples[i] for i in order]
+
+
+def check_k_shot(k_shot: int | None) -> None:
+    """``k_shot`` is a whole number >= 1 or ``None``; 0 must not silently mean full-shot."""
+    if k_shot is None:
+        return
+    if isinstance(k_shot, bool) or not isinstance(k_shot, int) or k_shot < 1:
+        raise DataLayoutError(
+            f"data.k_shot must be a whole number >= 1 (shots per category) or null for full-shot "
+            f"(every training image), got {k_shot!r}"
+        )
+
+
+def warn_missing_ground_truth(samples: list[Sample], show: int = 3) -> None:
+    """One warning for anomalous images without a ground-truth mask folder: their mask would be
+    empty, i.e. "perfectly normal" pixels, so the models leave them out of the pixel metrics."""
+    missing = [s.path for s in samples if s.label == 1 and not s.masks]
+    if missing:
+        head = ", ".join(str(p) for p in missing[:show]) + (", ..." if len(missing) > show else "")
+        log.warning(
+            "%d anomalous %s images have no ground-truth masks (ground_truth/<type>/<image id>/*.png), "
+            "e.g. %s: they count in the image metrics but are left out of the pixel metrics",
+            len(missing), samples[0].split, head,
+        )
 
 
 class LocoDataModule(L.LightningDataModule):
@@ -61,6 +84,7 @@ class LocoDataModule(L.LightningDataModule):
                 f"data.eval_split={eval_split!r}; use 'test' (the test set) or 'tune' (a labelled "
                 "tuning split, for choosing hyper-parameters)"
             )
+        check_k_shot(k_shot)  # before any data is generated or read
         self.eval_split = eval_split
         self.root = Path(root).expanduser()
         self.category = category
@@ -90,6 +114,7 @@ class LocoDataModule(L.LightningDataModule):
                 # the test stage's samples: test/ or, with eval_split=tune, tune/
                 "test": list_split(cdir, self.eval_split),
             }
+            warn_missing_ground_truth(self._splits["test"])
             log.info(
                 "data %s/%s: %d shots, %d validation, %d %s",
                 self.root, self.category, len(self._splits["train"]), len(self._splits["validation"]),

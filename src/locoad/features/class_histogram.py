@@ -51,10 +51,10 @@ class ClassHistogramScore(VectorScore):
     name = "class_histogram"
 
     def __init__(self, mode: str = "area", count_weight: float = 0.01, min_pixels: int = 1,
-                 loo_floor: float | None = None, scale: float = 1.0, reduce: str = "mean"):
+                 loo_floor: float | None = None):
         if mode not in MODES:
             raise ValueError(f"class_histogram mode must be one of {MODES}, got {mode!r}")
-        super().__init__(scale=scale, reduce=reduce)
+        super().__init__()  # its own distance (an L1 over classes): no per-class scale or reduce
         self.mode = mode
         self.count_weight = count_weight
         self.min_pixels = min_pixels

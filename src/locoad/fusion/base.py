@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 class Fusion:
-    """Base rule with per-feature weights: ``scale_f`` = LOO maximum (or the initial weight for
-    1-shot), and user multipliers ``weights[f]`` (default 1; 0 switches a feature off)."""
+    """Base rule with per-feature weights: ``scale_f`` = LOO maximum (or the initial scale for
+    1-shot, and where the LOO maximum is 0), and user multipliers ``weights[f]`` (default 1; 0
+    switches a feature off)."""
 
     transductive = False  # True: needs the whole test set at once (e.g. ranks)
 
@@ -37,15 +38,23 @@ class Fusion:
         """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply)."""
         for name, s in loo_scores.items():
             s = np.asarray(s, dtype=np.float64)
-            if s.size == 0:
-                scale = self.initial_scales.get(name, self.default_initial_scale)
-            else:
-                scale = float(s.max())
+            initial = float(self.initial_scales.get(name, self.default_initial_scale))
+            scale = float(s.max()) if s.size else initial
             if scale < self.min_scale:
-                # All shots agree perfectly on this feature; a zero scale would blow any
-                # non-zero test score up to infinity.
-                log.warning("fusion: LOO max of %s is %.3g; using %.3g", name, scale, self.min_scale)
-                scale = self.min_scale
+                # All shots agree perfectly on this feature, so they say nothing about its normal
+                # spread. Flooring the divisor at min_scale would multiply any non-zero test score
+                # by ~1e6 and make this one feature the whole fused score; its 1-shot initial
+                # scale (a typical normal value, measured) is the prior the shots failed to refine.
+                log.warning(
+                    "fusion: the leave-one-out max of %s is %.3g (the shots agree exactly); dividing "
+                    "by its initial scale %.3g instead", name, scale, initial,
+                )
+                scale = initial
+            if scale < self.min_scale:
+                raise ValueError(
+                    f"fusion.initial_scales.{name}={scale} (or default_initial_scale): a divisor must "
+                    f"be >= {self.min_scale}"
+                )
             self.scales[name] = scale
         return self
 
@@ -61,8 +70,7 @@ class Fusion:
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
-        return {"scales": dict(self.scales)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scales = dict(state["scales"])
+    def map_weight(self, name: str) -> float:
+        """Factor of a feature's patch anomaly map in the fused map: its weight over its scale,
+        as in the image fusion, so a feature switched off (weight 0) is off in the map too."""
+        return self.weights.get(name, 1.0) / max(self.scales.get(name, 1.0), 1e-12)

@@ -14,6 +14,9 @@ class WeightedSum(Fusion):
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         return np.sum([self.weights.get(n, 1.0) * np.asarray(s, np.float64) for n, s in scores.items()], axis=0)
 
+    def map_weight(self, name: str) -> float:
+        return self.weights.get(name, 1.0)  # raw, like the image scores
+
 
 class MaxNormalised(Fusion):
     """The largest LOO-normalised score: one feature far outside its normal range suffices."""
@@ -23,14 +26,21 @@ class MaxNormalised(Fusion):
 
 
 class MeanRank(Fusion):
-    """Mean over features of each image's rank within the test set (scale-free).
+    """Weighted mean over features of each image's rank within the test set (scale-free).
 
+    Ranks are invariant to any positive scaling, so ``weights`` weight the ranks themselves
+    (not the scores, where they would have no effect); weight 0 drops a feature.
     Transductive: the fused score of an image depends on the other test images.
     """
 
     transductive = True
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        norm = self.normalised(scores)
-        ranks = [rankdata(s) / len(s) for s in norm.values()]
-        return np.mean(ranks, axis=0)
+        used = {n: s for n, s in scores.items() if self.weights.get(n, 1.0) != 0}
+        if not used:
+            raise ValueError("fusion.weights switch off every feature; give at least one a non-zero weight")
+        w = np.array([self.weights.get(n, 1.0) for n in used], dtype=np.float64)
+        if (w < 0).any():
+            raise ValueError(f"fusion=rank needs non-negative fusion.weights, got {self.weights}")
+        ranks = np.array([rankdata(np.asarray(s, np.float64)) / len(s) for s in used.values()])
+        return (w[:, None] * ranks).sum(axis=0) / w.sum()

@@ -41,6 +41,7 @@ class TestResults:
     metrics: dict  # {score: {f1_max, auroc, logical: {...}, structural: {...}}, ...}
     anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
+    masks: np.ndarray | None = None  # (N, s, s) bool ground-truth defect masks, with anomaly_maps
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
@@ -76,6 +77,7 @@ class AnomalyModule(L.LightningModule):
         self._rows: list[dict] = []
         self._maps: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
+        self._mask_known: list[np.ndarray] = []
         self._labels: dict[str, list[np.ndarray]] = {}
         self.test_results: TestResults | None = None
 
@@ -101,6 +103,12 @@ class AnomalyModule(L.LightningModule):
             mask = F.interpolate(batch["mask"][:, None].float(), size=(s, s), mode="nearest")
             self._maps.append(amap[:, 0].cpu().numpy().astype(np.float16))
             self._masks.append(mask[:, 0].cpu().numpy() > 0.5)
+            # An anomalous image without ground-truth masks has an all-zero mask, which is no
+            # ground truth: its pixels are left out of the pixel metrics (the data module warns).
+            regions = batch.get("num_regions")
+            known = np.ones(n, bool) if regions is None else (
+                (torch.as_tensor(batch["label"]) == 0) | (torch.as_tensor(regions) > 0)).cpu().numpy()
+            self._mask_known.append(known)
 
     def on_test_epoch_end(self) -> None:
         table = pd.DataFrame(self._rows)
@@ -111,12 +119,13 @@ class AnomalyModule(L.LightningModule):
             table[name] = values
         labels, types = table["label"].to_numpy(), table["anomaly_type"].to_numpy()
         metrics = {name: image_metrics(values, labels, types) for name, values in scores.items()}
-        maps = None
+        maps = masks = None
         if self._maps:
             maps = np.concatenate(self._maps)
             masks = np.concatenate(self._masks)
-            if masks.any():
-                pa = pixel_auroc(masks, maps.astype(np.float32))
+            known = np.concatenate(self._mask_known)
+            if masks[known].any():
+                pa = pixel_auroc(masks[known], maps[known].astype(np.float32))
                 target = "fused" if "fused" in metrics else next(iter(metrics))
                 metrics[target]["pixel_auroc"] = pa
         metrics.update(self.extra_metrics(table))
@@ -124,4 +133,5 @@ class AnomalyModule(L.LightningModule):
             if not math.isnan(value):
                 self.log(key, value, batch_size=len(table))
         labels_maps = {k: np.concatenate(v) for k, v in self._labels.items()}
-        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps, label_maps=labels_maps)
+        self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps,
+                                        label_maps=labels_maps, masks=masks)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from locoad.errors import checkpoint_missing
 from locoad.segmenters.base import Segmenter
 
 # Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
@@ -96,11 +97,7 @@ class SamSegmenter(Segmenter):
             )
         if checkpoint is not None and not Path(checkpoint).is_file():
             fname = SAM_CHECKPOINTS.get(model_type, Path(checkpoint).name)
-            raise FileNotFoundError(
-                f"SAM checkpoint not found: {checkpoint}. Download {fname} from "
-                f"{SAM_URL.format(fname)} and set segmenter.checkpoint (default "
-                f"${{paths.checkpoints}}/{fname}) to its path."
-            )
+            raise checkpoint_missing("SAM", checkpoint, fname, SAM_URL.format(fname), "segmenter.checkpoint")
         if min_mask_region_area > 0 and importlib.util.find_spec("cv2") is None:
             # segment_anything's small-region removal imports OpenCV lazily, mid-run.
             raise ImportError(

@@ -243,8 +243,9 @@ class SevenFeatureModel(nn.Module):
             amap = None
             for n in self.features:
                 scores[n][i] = values[n]
-                if n in patch_maps:
-                    weighted = patch_maps[n] / max(self.fusion.scales.get(n, 1.0), 1e-12)
+                w = self.fusion.map_weight(n) if n in patch_maps else 0.0
+                if w != 0:  # fusion.weights apply to the map as to the image score
+                    weighted = patch_maps[n] * w
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)

@@ -87,6 +87,7 @@ class ULSADModule(AnomalyModule):
         )
         self.image_size = int(image_size)
         self._warned_small_batch = False
+        self._warned_no_validation = False
 
     # -- fitting ---------------------------------------------------------------------------
     def _images(self, loader: Iterable[dict]) -> Iterable[torch.Tensor]:
@@ -101,10 +102,20 @@ class ULSADModule(AnomalyModule):
             )
 
     def _validation_loader(self) -> Iterable[dict]:
+        """validation/good, or the training images when the category has none (the LOCO layout
+        makes validation/ optional), said once per run."""
         dm = getattr(self.trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "val_dataloader"):
-            return dm.val_dataloader()
-        log.warning("ULSAD: no validation images; fitting map quantiles on the training images")
+        loader = dm.val_dataloader() if dm is not None and hasattr(dm, "val_dataloader") else None
+        if loader is not None and len(loader) > 0:
+            return loader
+        if not self._warned_no_validation:
+            log.warning(
+                "ULSAD: no validation/good images; fitting the map normalisation on the training "
+                "images instead (the paper uses held-out validation/good images)"
+            )
+            self._warned_no_validation = True
+        if dm is not None and hasattr(dm, "train_dataloader"):
+            return dm.train_dataloader()
         return self.trainer.train_dataloader
 
     def on_train_start(self) -> None:
@@ -147,6 +158,8 @@ class ULSADModule(AnomalyModule):
             maps = self.model.raw_maps(images)
             local.append(maps[0].cpu())
             global_.append(maps[1].cpu())
+        if not local:
+            raise ValueError("ULSAD: no images to fit the map normalisation on")
         self.model.fit_map_quantiles(torch.cat(local), torch.cat(global_), self.hparams.q_low, self.hparams.q_high)
         self.model.train(was_training)
         log.info("ULSAD map quantiles: local %s, global %s", self.model.q_local.tolist(), self.model.q_global.tolist())

@@ -1,0 +1,69 @@
+"""Missing or unreachable weights: one clean line naming the file, where it is published and the
+key to set, raised as locoad's own error, not as a Hydra instantiate error (issue 12)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import timm.models._builder
+from hydra.errors import InstantiationException
+
+from conftest import REPO, compose_cfg
+from locoad.backbones.dinov2 import DinoV2Backbone, official_checkpoint_url
+from locoad.errors import CheckpointNotFoundError, LocoadError, WeightsUnavailableError
+from locoad.utils import build
+
+URL = official_checkpoint_url("vits14")
+
+
+def test_missing_checkpoint_is_locoad_error_not_hydra_wrapper(tmp_path):
+    cfg = compose_cfg(["backbone=dinov2_vits14", "backbone.checkpoint=/nope.pth", "logger=none"], tmp_path / "run")
+    try:
+        build(cfg.model)  # the backbone is instantiated nested in the model, wrapped twice by Hydra
+    except InstantiationException as err:
+        pytest.fail(f"Hydra's wrapper reached the user: {err}")
+    except CheckpointNotFoundError as err:
+        msg = str(err)
+        assert "\n" not in msg and "Error in call to target" not in msg
+        assert "/nope.pth" in msg and "dinov2_vits14_pretrain.pth" in msg and URL in msg
+        assert "backbone.checkpoint=" in msg
+    else:
+        pytest.fail("no error for a missing checkpoint")
+
+
+def test_cli_prints_one_clean_line(loco_root):
+    cmd = [sys.executable, "-m", "locoad", "data=mvtec_loco", f"data.root={loco_root}", "data.category=widgets",
+           "data.k_shot=2", "backbone=dinov2_vits14", "backbone.checkpoint=/nope.pth", "logger=none",
+           f"paths.root_dir={loco_root.parent}", f"hydra.run.dir={loco_root.parent / 'run'}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    env.pop("LOCOAD_TRACEBACK", None)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out and "Error in call to target" not in out and "Error executing job" not in out
+    errors = [line for line in out.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1, out[-3000:]
+    assert errors[0].endswith(
+        f"DINOv2 checkpoint not found: /nope.pth. Download dinov2_vits14_pretrain.pth from {URL} and put it "
+        "at that path, or set backbone.checkpoint=<path to the file>."
+    )
+
+
+def test_pretrained_offline_says_what_it_downloads_and_the_offline_fix(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'\nto load this file (offline)")
+
+    monkeypatch.setattr(timm.models._builder, "load_pretrained", offline)
+    with pytest.raises(WeightsUnavailableError) as info:
+        DinoV2Backbone(pretrained=True, image_size=56, model_kwargs={"depth": 2, "embed_dim": 32, "num_heads": 2})
+    msg = str(info.value)
+    assert isinstance(info.value, LocoadError) and "\n" not in msg
+    # online, pretrained=true downloads through timm (Hugging Face hub): the message says from where
+    assert msg.startswith("pretrained=true downloads the weights of 'vit_small_patch14_dinov2.lvd142m' from ")
+    assert "huggingface.co/timm/vit_small_patch14_dinov2.lvd142m" in msg and "couldn't connect" in msg
+    # offline: the official file, its URL and the key
+    assert "dinov2_vits14_pretrain.pth" in msg and URL in msg and "backbone.checkpoint=" in msg
+    assert "backbone.pretrained=false" in msg

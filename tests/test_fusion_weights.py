@@ -1,0 +1,76 @@
+"""Fusion rules honour ``fusion.weights`` (issue 12)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from locoad.fusion.simple import MeanRank
+
+
+def test_rank_fusion_weights_change_the_result():
+    # a and b order the four images in opposite ways; ranks used to be taken after a positive
+    # scaling by the weight, so w=1 and w=10 gave the same output.
+    scores = {"a": np.array([1.0, 2.0, 3.0, 4.0]), "b": np.array([4.0, 3.0, 2.0, 1.0])}
+    loo = {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.0])}
+    equal = MeanRank().fit(loo).fuse(scores)
+    heavy_a = MeanRank(weights={"a": 10.0}).fit(loo).fuse(scores)
+    only_b = MeanRank(weights={"a": 0.0}).fit(loo).fuse(scores)
+    np.testing.assert_allclose(equal, 0.625)  # every image ties
+    assert np.all(np.diff(heavy_a) > 0)  # a dominates: its order
+    np.testing.assert_allclose(only_b, [1.0, 0.75, 0.5, 0.25])  # b alone
+    with pytest.raises(ValueError, match="non-zero weight"):
+        MeanRank(weights={"a": 0.0, "b": 0.0}).fit(loo).fuse(scores)
+
+
+def test_anomaly_map_honours_fusion_weights(loco_root):
+    # The map used to divide each patch map by its scale only, so a feature switched off in the
+    # fusion (weight 0) still shaped the pixel metrics and overlays.
+    import torch
+
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.data.datamodule import LocoDataModule
+    from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=3, image_size=112, batch_size=3)
+    dm.setup()
+    shots = next(iter(dm.train_dataloader()))["image"]
+    test = next(iter(dm.test_dataloader()))["image"][:2]
+
+    def amap(names, weights):
+        feats = {"class_agnostic_patch": ClassAgnosticPatchScore, "foreground_patch": ForegroundPatchScore}
+        m = SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                              {n: feats[n]() for n in names}, LeaveOneOutSum(weights=weights), work_size=64)
+        m.fit(m.encode(shots))
+        return m.score(m.encode(test))[1]
+
+    alone = amap(["class_agnostic_patch"], {})
+    both = amap(["class_agnostic_patch", "foreground_patch"], {})
+    off = amap(["class_agnostic_patch", "foreground_patch"], {"foreground_patch": 0.0})
+    doubled = amap(["class_agnostic_patch", "foreground_patch"], {"class_agnostic_patch": 2.0, "foreground_patch": 0.0})
+    assert not torch.allclose(both, alone)  # the foreground map does contribute when on
+    torch.testing.assert_close(off, alone)
+    torch.testing.assert_close(doubled, 2 * alone)
+
+
+def test_zero_loo_max_falls_back_to_the_initial_scale(caplog):
+    # Shots that agree exactly (LOO max 0) used to floor the divisor at min_scale = 1e-6: any
+    # non-zero test score became ~1e6 and this one feature the whole fused score.
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    loo = {"a": np.array([0.2, 0.4]), "hist": np.zeros(3)}
+    with caplog.at_level("WARNING"):
+        fusion = LeaveOneOutSum(initial_scales={"hist": 0.5}).fit(loo)
+    assert fusion.scales == {"a": 0.4, "hist": 0.5}
+    assert any("hist" in r.getMessage() and "initial scale" in r.getMessage() for r in caplog.records)
+    fused = fusion.fuse({"a": np.array([0.4, 0.8]), "hist": np.array([0.0, 0.05])})
+    np.testing.assert_allclose(fused, [1.0, 2.1])
+    # without a measured initial scale: default_initial_scale, never a 1e6 multiplier
+    assert LeaveOneOutSum().fit({"hist": np.zeros(2)}).scales["hist"] == 1.0
+    with pytest.raises(ValueError, match="initial_scales.hist"):
+        LeaveOneOutSum(initial_scales={"hist": 0.0}).fit({"hist": np.zeros(2)})

@@ -1,0 +1,159 @@
+"""The visualiser: panels and the gallery without any logger, rendered by a real headless browser;
+the same panels reach TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import compose_cfg
+from locoad.run import run
+from locoad.viz.callback import hardest
+
+TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
+        "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64"]
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+# Appended to a copy of index.html: once everything has loaded, write what the browser decoded
+# into the DOM, where --dump-dom shows it.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const p = document.createElement("pre");
+  p.id = "probe";
+  p.textContent = JSON.stringify({total: imgs.length,
+    decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+    widths: imgs.map(i => i.naturalWidth)});
+  document.body.appendChild(p);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def gallery_run(tmp_path_factory) -> Path:
+    from conftest import make_loco
+
+    tmp = tmp_path_factory.mktemp("viz")
+    root = make_loco(tmp / "loco")
+    out = tmp / "run"
+    run(compose_cfg(TINY + [f"data.root={root}", "logger=none"], out))
+    return out
+
+
+def test_logger_none_writes_one_panel_per_test_image_sorted_by_fused(gallery_run):
+    table = pd.read_csv(gallery_run / "scores.csv")
+    gallery = gallery_run / "gallery"
+    panels = sorted((gallery / "panels").glob("*.png"))
+    assert len(panels) == len(table) == 9
+    with Image.open(panels[0]) as im:  # image, anomaly map, segments, classes, ground truth
+        assert im.size[0] == 5 * 128 and im.size[1] > 128
+    page = (gallery / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 9 and all((gallery / s).is_file() for s in srcs)
+    shown = [float(v) for v in re.findall(r'<tr class="fused"><td>fused</td><td>([^<]+)</td>', page)]
+    assert shown == sorted(shown, reverse=True) and len(shown) == 9
+    np.testing.assert_allclose(sorted(shown), np.sort(table["fused"].to_numpy()), rtol=1e-3)
+    assert "class_histogram" in page and "extra/alignment_accuracy" in page
+
+
+def test_visualiser_switch_turns_it_off(loco_root, tmp_path):
+    out = tmp_path / "off"
+    run(compose_cfg(TINY + [f"data.root={loco_root}", "logger=none", "callbacks.visualiser.enabled=false"], out))
+    assert (out / "scores.csv").is_file() and not (out / "gallery").exists()
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+           "--no-first-run", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def _colourful(png: Path) -> float:
+    """Fraction of strongly coloured pixels: the panels' heat maps and label colours; a page
+    of text and broken-image icons has almost none."""
+    a = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    return float(((a.max(-1) - a.min(-1)) > 80).mean())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: install Debian's chromium "
+                    "(`apt-get install chromium`; .ci/run does) to run the gallery's browser test")
+def test_gallery_renders_in_headless_chromium(gallery_run, tmp_path):
+    gallery = gallery_run / "gallery"
+    probe = gallery / "probe.html"
+    probe.write_text((gallery / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    res = _chromium(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()], tmp_path / "p1")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout)
+    assert found, f"no probe in the dumped DOM: {res.stdout[-500:]} {res.stderr[-500:]}"
+    seen = json.loads(found.group(1))
+    assert seen["total"] == 9 and seen["decoded"] == 9 and set(seen["widths"]) == {5 * 128}
+
+    shot = tmp_path / "shot.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1000,900", (gallery / "index.html").as_uri()], tmp_path / "p2")
+    # Negative control: the same page with its panels gone must not pass the check.
+    (gallery / "panels").rename(gallery / "gone")
+    try:
+        broken = tmp_path / "broken.png"
+        _chromium([f"--screenshot={broken}", "--window-size=1000,900", (gallery / "index.html").as_uri()],
+                  tmp_path / "p3")
+    finally:
+        (gallery / "gone").rename(gallery / "panels")
+    assert _colourful(shot) > 0.015, "the gallery's panels did not render"
+    assert _colourful(broken) < 0.005
+
+
+def test_hardest_picks_the_worst_scored_per_type():
+    table = pd.DataFrame({"anomaly_type": ["good", "good", "logical", "logical", "logical"],
+                          "fused": [0.1, 0.9, 0.5, 0.2, 0.8]})
+    assert hardest(table, 1) == [1, 3]  # the highest-scored good image, the lowest-scored anomaly
+    assert hardest(table, 2) == [1, 0, 3, 2]
+
+
+def _tfevent_images(path: Path) -> list[str]:
+    """Tags of the image summaries in a TensorBoard event file (TFRecord framing, Event protos)."""
+    from tensorboardX.proto import event_pb2
+
+    tags, data = [], path.read_bytes()
+    pos = 0
+    while pos < len(data):
+        (n,) = struct.unpack("<Q", data[pos : pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + n])
+        tags += [v.tag for v in event.summary.value if v.HasField("image")]
+        pos += 12 + n + 4
+    return tags
+
+
+def test_tensorboard_gets_the_same_panels(loco_root, tmp_path):
+    out = tmp_path / "tb"
+    run(compose_cfg(TINY + [f"data.root={loco_root}", "logger=tensorboard", "callbacks.visualiser.log_per_type=2"],
+                    out))
+    tags = [t for f in (out / "tensorboard").rglob("events.out.tfevents.*") for t in _tfevent_images(f)]
+    assert len(tags) == 6 and all(t.startswith("test/panels/") for t in tags)  # 2 per type
+    assert len(list((out / "gallery" / "panels").glob("*.png"))) == 9
+
+
+def test_unreadable_image_is_listed_without_a_panel(tmp_path, caplog):
+    from locoad.models.base import TestResults
+    from locoad.viz import Visualiser
+
+    good = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(good)
+    table = pd.DataFrame({"path": [str(good), str(tmp_path / "gone.png")], "label": [0, 1],
+                          "anomaly_type": ["good", "logical_anomalies"], "fused": [0.2, float("nan")]})
+    results = TestResults(table, {}, anomaly_maps=np.zeros((2, 16, 16), np.float16),
+                          masks=np.zeros((2, 16, 16), bool))
+    with caplog.at_level("WARNING"):
+        panels, titles = Visualiser(str(tmp_path / "g"), tile_size=32).draw(results)
+    assert list(panels) == [0] and titles == ["image", "anomaly map", "ground truth"]
+    assert any("gone.png" in r.getMessage() for r in caplog.records)
+    page = (tmp_path / "g" / "index.html").read_text()
+    assert page.count("<img ") == 1 and "(no panel)" in page
+    assert page.index('id="r0"') < page.index('id="r1"')  # a NaN score sorts last
