@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{cat:20s} {aligner:9s} {fusion:6s} k={k} s={seed} fused F1 {m['f1_max']:.3f} AUROC {m['auroc']:.3f} "
                           f"logical {m['logical']['f1_max']:.3f}/{m['logical']['auroc']:.3f} "
                           f"structural {m['structural']['f1_max']:.3f}/{m['structural']['auroc']:.3f} "
-                          f"align {row['alignment_accuracy']:.3f}", flush=True)
+                          f"align {row['alignment_accuracy'] if row['alignment_accuracy'] is None else round(row['alignment_accuracy'], 3)}",
+                          flush=True)
         print(f"{cat}: encoding {t_enc:.0f}s", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.dump:
@@ -178,7 +179,8 @@ def markdown(results: list[dict]) -> str:
     for key in keys:
         rows = [r for r in results if (r["aligner"], r["fusion"], r["k"]) == key]
         cells = [f"{np.mean([r['metrics'][n]['f1_max'] for r in rows]):.3f} / {np.mean([r['metrics'][n]['auroc'] for r in rows]):.3f}" for n in names]
-        acc = np.mean([r["alignment_accuracy"] for r in rows if r["alignment_accuracy"] is not None])
+        accs = [r["alignment_accuracy"] for r in rows if r["alignment_accuracy"] is not None]
+        acc = np.mean(accs) if accs else float("nan")
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {acc:.3f} |")
     return "\n".join(lines)
 
