@@ -114,9 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     results: list[dict] = []
     for cat in args.categories:
         t0 = time.time()
-        dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=518)
-        dm.setup()
         encoder = compose_model(args.overrides)
+        # Images are read at the backbone's input size, as ``data.image_size`` does in a run.
+        dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=getattr(encoder.backbone, "image_size", 518))
+        dm.setup()
         train, train_meta = encode_split(encoder, dm, "train", NUISANCE[args.nuisance])
         test, meta = encode_split(encoder, dm, "test", NUISANCE[args.nuisance])
         labels, types = np.array(meta["label"]), np.array(meta["type"])

@@ -7,7 +7,6 @@ import torch
 from skimage.color import rgb2lab
 
 from locoad.features.composition import CompositionScore
-from locoad.fusion.gated_patch import GatedPatchSum
 from locoad.types import ParsedImage
 
 S = 96
@@ -54,9 +53,3 @@ def test_one_shot_and_bad_options():
     with pytest.raises(ValueError, match="n_colours"):
         CompositionScore(n_colours=1)
 
-
-def test_gated_patch_fusion_ignores_patch_scores_within_their_normal_range():
-    fusion = GatedPatchSum(gated=["patch"]).fit({"patch": np.array([1.0, 2.0]), "count": np.array([0.5, 1.0])})
-    fused = fusion.fuse({"patch": np.array([1.5, 2.0, 4.0]), "count": np.array([2.0, 0.0, 0.0])})
-    # patch 1.5 and 2.0 are within their LOO max 2: only the count speaks; 4.0 adds 4/2 - 1
-    np.testing.assert_allclose(fused, [2.0, 0.0, 1.0])
