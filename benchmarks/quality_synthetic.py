@@ -8,6 +8,7 @@ same ``SevenFeatureModel`` calls ``locoad`` makes. Few-shot results vary a lot w
 are drawn, so results are averaged over several ``data.seed`` values.
 
     .venv/bin/python benchmarks/quality_synthetic.py [--categories ...] [--shots 1 2 4 8] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ...
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(results))
     print()
     print(markdown_by_category(results))
+    print()
+    print(markdown_fused(results))
 
 
 def markdown(results: list[dict]) -> str:
@@ -209,5 +212,39 @@ def markdown_by_category(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_fused(results: list[dict]) -> str:
+    """Fused F1-max and AUROC (overall, logical, structural), mean over seeds, per category and
+    k, then the mean over categories."""
+    lines = ["| category | k | seeds | F1-max | logical F1 | structural F1 | AUROC | logical AUROC | structural AUROC |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    cats = sorted({r["category"] for r in results})
+    ks = sorted({r["k"] for r in results})
+
+    def cells(rows: list[dict]) -> str:
+        m = [r["metrics"]["fused"] for r in rows]
+        vals = [[x["f1_max"] for x in m], [x["logical"]["f1_max"] for x in m], [x["structural"]["f1_max"] for x in m],
+                [x["auroc"] for x in m], [x["logical"]["auroc"] for x in m], [x["structural"]["auroc"] for x in m]]
+        return " | ".join(f"{np.mean(v):.3f}" for v in vals)
+
+    for cat in [*cats, "mean"]:
+        for k in ks:
+            rows = [r for r in results if r["k"] == k and cat in ("mean", r["category"])]
+            seeds = sorted({r["seed"] for r in rows})
+            name = "**mean**" if cat == "mean" else cat
+            lines.append(f"| {name} | {k} | {seeds[0]}–{seeds[-1]} | {cells(rows)} |")
+    return "\n".join(lines)
+
+
+def render(paths: list[str]) -> None:
+    """Print the fused table of saved result files (no recomputation)."""
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        print(f"{path}: {data.get('command', '')}\n")
+        print(markdown_fused(data["results"]) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--render"]:
+        render(sys.argv[2:])
+    else:
+        main()
