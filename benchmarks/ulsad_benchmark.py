@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from locoad.backbones.cnn import TimmCNNBackbone
 from locoad.data.datamodule import LocoDataModule
 from locoad.models.ulsad import ULSADModule
 
@@ -60,7 +61,10 @@ def main() -> None:
                         batch_size=args.batch_size, synthetic={"seed": 0, "image_size": args.image_size})
     dm.setup("fit")
     L.seed_everything(0)
-    model = ULSADModule(backbone=args.backbone, pretrained=False, image_size=args.image_size)
+    # the backbone as conf/model/ulsad.yaml configures it: stride-8 grid at the image size, no pooling
+    backbone = TimmCNNBackbone(model_name=args.backbone, pretrained=False, image_size=args.image_size,
+                               patch_size=8, pool_size=1)
+    model = ULSADModule(backbone=backbone, image_size=args.image_size)
     timer = EpochTimer()
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,

@@ -86,3 +86,24 @@ def compose_cfg(overrides: list[str], output_dir: Path):
             cfg.paths.root_dir = str(output_dir.parent)
         del cfg["hydra"]  # the CLI's job config holds no hydra node either
     return cfg
+
+
+def plant_twins(root: Path, category: str = "widgets") -> None:
+    """Make every test anomaly the twin of the good test image with its number: the same pixels
+    with a planted defect (structural: a dark scratch across the left disc; logical: the right
+    disc painted over with background), so a score can be checked pair by pair."""
+    cdir = root / category
+    for good in sorted((cdir / "test" / "good").glob("*.png")):
+        img = np.asarray(Image.open(good)).copy()
+        size = img.shape[0]
+        scratch = img.copy()
+        scratch[size // 2 - 1 : size // 2 + 1, size // 5 : size // 2] = 10
+        Image.fromarray(scratch).save(cdir / "test" / "structural_anomalies" / good.name)
+        missing = img.copy()
+        yy, xx = np.mgrid[0:size, 0:size]
+        disc = (yy - size * 0.5) ** 2 + (xx - size * 0.7) ** 2 < (size * 0.12 + 1) ** 2
+        missing[disc] = 92  # the background's grey (90 + noise 0..5)
+        Image.fromarray(missing).save(cdir / "test" / "logical_anomalies" / good.name)
+        parts = np.asarray(Image.open(cdir / "part_labels" / "test" / "good" / good.name)).copy()
+        parts[disc] = 0
+        Image.fromarray(parts).save(cdir / "part_labels" / "test" / "logical_anomalies" / good.name)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose_cfg
+from conftest import compose_cfg, plant_twins
 from locoad.data.synthetic import CATEGORIES, render_scene, sample_scene
 from locoad.run import run
 from locoad.segmenters.border_colour import BorderColourSegmenter
@@ -87,6 +87,7 @@ def test_anomalydino_preset_composes(tmp_path):
 
 
 def test_anomalydino_preset_runs_end_to_end(loco_root, tmp_path):
+    plant_twins(loco_root)  # each structural anomaly = its good twin + a scratch
     out = tmp_path / "run"
     overrides = [
         "experiment=anomalydino",
@@ -101,9 +102,14 @@ def test_anomalydino_preset_runs_end_to_end(loco_root, tmp_path):
     ]
     run(compose_cfg(overrides, out))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["anomalydino"]["auroc"] <= 1 and 0 <= metrics["fused"]["f1_max"] <= 1
+    assert set(metrics) >= {"anomalydino", "fused"}
     # no aligner ran, so no alignment accuracy; segmentation quality is still measured
     assert set(metrics["alignment"]) == {"foreground_iou"} and 0.5 < metrics["alignment"]["foreground_iou"] <= 1
     table = pd.read_csv(out / "scores.csv")
     assert len(table) == 9 and table["anomalydino"].notna().all()
+    # the scratched copy of every good image scores above it (foreground patch kNN sees it)
+    table["id"] = table["path"].map(lambda p: p.rsplit("/", 1)[-1])
+    by = {t: g.set_index("id")["anomalydino"] for t, g in table.groupby("anomaly_type")}
+    assert len(by["good"]) == 3 and (by["structural_anomalies"] > by["good"]).all(), by
+    assert metrics["anomalydino"]["structural"]["auroc"] == 1.0
 

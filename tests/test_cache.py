@@ -15,6 +15,7 @@ from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache, backbone_key, fingerprint, segmenter_key
 from locoad.run import run
 from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+from stage_jobs import N_IMAGES, ROUNDS, stage_job, stage_run, writer
 
 TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
         "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=csv"]
@@ -131,16 +132,9 @@ def test_corrupt_entry_is_a_miss(tmp_path, damage):
     assert fresh.hits == 2 and fresh.misses == 0
 
 
-def _writer(root: str, seed: int, n: int) -> None:
-    cache = StageCache(root)
-    d = cache.config_dir("features", {"test": "concurrent"})
-    for i in range(n):
-        cache.put("features", d, "ab" + "0" * 62, torch.full((64, 16, 16), float(seed * 1000 + i)))
-
-
 def test_concurrent_writers_leave_a_valid_file(tmp_path):
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
+    procs = [ctx.Process(target=writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -380,3 +374,57 @@ def test_unwritable_cache_warns_once_and_runs_on(tmp_path, caplog):
     assert cache.stats["features"]["write_errors"] >= 3 and cache.stats["features"]["writes"] == 0
     assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
     assert "write errors" in cache.summary()
+
+
+# -- several sweep jobs filling one cache at once ------------------------------------------------
+
+
+def _entries(root) -> dict:
+    """Every file under a cache root, decoded, by its path relative to the root."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        stage = p.relative_to(root).parts[0]
+        if p.name == "config.json":
+            out[str(p.relative_to(root))] = json.loads(p.read_text())
+        else:
+            v = StageCache._read(stage, p)  # raises on an unreadable entry
+            out[str(p.relative_to(root))] = {k: np.asarray(x) for k, x in v.items()} if stage == "scores" else np.asarray(v)
+    return out
+
+
+N_JOBS = 3
+
+
+def test_concurrent_jobs_fill_one_cache_as_a_serial_run_does(tmp_path):
+    """Several processes (sweep jobs on several nodes) fill the same entries at once: every entry
+    is readable, the entries are exactly those of a serial run with the same values, and every
+    job got the values a serial run computes."""
+    serial = stage_run(str(tmp_path / "serial"))
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(N_JOBS)
+    results = [tmp_path / f"job{j}.npz" for j in range(N_JOBS)]
+    procs = [ctx.Process(target=stage_job, args=(str(tmp_path / "shared"), barrier, str(r))) for r in results]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+        assert p.exitcode == 0
+    for r in results:
+        with np.load(r) as got:
+            assert set(got.files) == set(serial)
+            for k, v in serial.items():
+                np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+    shared, alone = _entries(tmp_path / "shared"), _entries(tmp_path / "serial")
+    assert set(shared) == set(alone)  # no entry duplicated under another name, none missing
+    assert len([k for k in alone if not k.endswith("config.json")]) == ROUNDS * 3 * N_IMAGES
+    for k, v in alone.items():
+        if isinstance(v, dict) and "score" in v:
+            assert set(shared[k]) == set(v) and all(np.array_equal(shared[k][n], v[n]) for n in v), k
+        elif isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(shared[k], v, err_msg=k)
+        else:
+            assert shared[k] == v, k
+    assert not list((tmp_path / "shared").rglob("*.tmp"))  # no temp file left behind

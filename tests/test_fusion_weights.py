@@ -74,3 +74,53 @@ def test_zero_loo_max_falls_back_to_the_initial_scale(caplog):
     assert LeaveOneOutSum().fit({"hist": np.zeros(2)}).scales["hist"] == 1.0
     with pytest.raises(ValueError, match="initial_scales.hist"):
         LeaveOneOutSum(initial_scales={"hist": 0.0}).fit({"hist": np.zeros(2)})
+
+
+@pytest.mark.parametrize("rule", ["loo", "max", "gated"])
+def test_one_shot_uses_measured_initial_scales(rule, tmp_path):
+    # initial_scales: {} made every 1-shot divisor 1.0: a raw sum of scores whose ranges differ
+    # by a factor of ~40 (class_histogram ~0.02, class_colour ~0.5). The shipped values are the
+    # ones benchmarks/initial_scales.py measured (on generated train images, never a test split).
+    import json
+
+    from conftest import REPO, compose_cfg
+    from locoad.utils import build
+
+    cfg = compose_cfg([f"fusion={rule}", "features=all8", "logger=none"], tmp_path / "run")
+    measured = json.loads((REPO / "benchmarks/results/initial_scales.json").read_text())["initial_scales"]
+    shipped = dict(cfg.fusion.initial_scales)
+    assert set(shipped) == set(cfg.features) == set(measured)
+    for name, value in shipped.items():
+        assert value == pytest.approx(measured[name], rel=1e-3) and value > 0
+    fusion = build(cfg.fusion).fit({n: np.zeros(0) for n in cfg.features})  # 1 shot: no LOO scores
+    assert fusion.scales == pytest.approx(shipped)
+
+
+def test_initial_scales_script_measures_and_writes(loco_root, tmp_path):
+    import importlib.util
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("initial_scales", REPO / "benchmarks" / "initial_scales.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = ["backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "model.cache.enabled=false",
+            "features=competition"]
+    result = script.measure(loco_root, ["widgets"], pairs=2, overrides=tiny)
+    scales = result["initial_scales"]
+    assert set(scales) == {"class_agnostic_patch", "foreground_patch", "class_histogram"}
+    # the median over the pairs of each pair's 2-shot LOO max, measured again by hand
+    model, _ = script.compose_model(tiny)
+    maxima = script.pair_loo_maxima(model, loco_root, "widgets", pairs=2)
+    for name, value in scales.items():
+        assert value == pytest.approx(np.median(maxima[name])) and value > 0
+    yaml = tmp_path / "loo.yaml"
+    shutil.copy(REPO / "conf" / "fusion" / "loo.yaml", yaml)
+    for _ in range(2):  # the second write replaces the marked block
+        script.write_yaml(yaml, script.yaml_block(scales, "a test"))
+    loaded = OmegaConf.load(yaml)
+    assert dict(loaded.initial_scales) == pytest.approx(scales, rel=1e-3)
+    assert loaded._target_ == "locoad.fusion.loo.LeaveOneOutSum" and yaml.read_text().count("initial_scales:") == 1

@@ -48,15 +48,45 @@ def test_nn_cosine_distance_exact_match_is_zero() -> None:
 
 
 @pytest.mark.parametrize("chunk", [16, 4096])
-def test_half_precision_within_tolerance(chunk: int) -> None:
+def test_half_on_cpu_stores_a_bf16_bank_and_computes_in_float32(chunk: int) -> None:
+    """On the CPU ``half`` only halves the stored bank; the products stay float32 (compute_dtype):
+    a float32 bank gives float32 results, a bf16 bank bf16-rounding error (~3 digits)."""
     g = torch.Generator().manual_seed(1)
     q, b = torch.randn(100, 64, generator=g), torch.randn(300, 64, generator=g)
     ref = brute_force(q, b)
     torch.testing.assert_close(nn_cosine_distance(q, b, chunk, half=True), ref, atol=1e-5, rtol=0)
-    # A 16-bit bank (what PatchScore stores with half=True): bf16 rounding, ~3 digits.
     half_bank = normalize_bank(b, half=True)
-    assert half_bank.dtype in (torch.bfloat16, torch.float16)
+    assert half_bank.dtype == torch.bfloat16
     torch.testing.assert_close(nn_cosine_distance(q, half_bank, chunk, half=True), ref, atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [16, 4096])
+def test_half_precision_products_run_in_fp16_within_tolerance(chunk: int, monkeypatch) -> None:
+    """The CUDA path: with ``half`` the similarity products run in fp16. No GPU here, so the
+    CPU is given CUDA's compute dtype (fp16 matmuls work on the CPU, only slowly); the products
+    are then really fp16 (error above float32's, every matmul operand fp16) and still within
+    fp16 tolerance of the float64 reference, for the plain and the grouped search."""
+    from locoad.components import knn
+
+    assert knn.compute_dtype(torch.device("cuda"), True) == torch.float16  # what CUDA runs
+    assert knn.compute_dtype(torch.device("cpu"), True) == torch.float32
+    monkeypatch.setattr(knn, "compute_dtype", lambda device, half: torch.float16 if half else torch.float32)
+    g = torch.Generator().manual_seed(1)
+    q, b = torch.randn(100, 64, generator=g), torch.randn(300, 64, generator=g)
+    ref = brute_force(q, b)
+    dtypes: list[torch.dtype] = []  # the dtype of every matmul operand from here on
+    matmul = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: (dtypes.extend((a.dtype, b.dtype)), matmul(a, b))[1])
+    labels = [torch.zeros(100, dtype=torch.long)], [torch.zeros(300, dtype=torch.long)]
+    for got in (knn.nn_cosine_distance(q, b, chunk, half=True),
+                knn.grouped_nn_cosine_distance(q, b, *labels, chunk_size=chunk, half=True)[0]):
+        assert got.dtype == torch.float32
+        err = (got - ref).abs().max().item()
+        assert 1e-6 < err < 2e-3, err  # fp16 rounding shows, and stays small
+    assert dtypes and set(dtypes) == {torch.float16}
+    dtypes.clear()
+    torch.testing.assert_close(knn.nn_cosine_distance(q, b, chunk), ref, atol=1e-5, rtol=0)  # half=False
+    assert set(dtypes) == {torch.float32}
 
 
 def test_normalize_bank_unit_rows() -> None:

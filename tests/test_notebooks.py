@@ -30,7 +30,7 @@ def test_notebooks_run_on_a_tiny_run(loco_root, tmp_path, monkeypatch):
     out = tmp_path / "multi" / "0"
     run(compose_cfg(TINY + [f"data.root={loco_root}"], out))
     text = _execute("inspect_run.ipynb", monkeypatch, LOCOAD_RUN_DIR=str(out))
-    assert f"run: {out}" in text and "6 overlays" in text
+    assert f"run: {out}" in text and "9 panels" in text
 
     assert report_main([str(out.parent)]) == 0
     text = _execute("compare_sweep.ipynb", monkeypatch, LOCOAD_SWEEP_DIR=str(out.parent))

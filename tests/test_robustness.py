@@ -1,5 +1,7 @@
 """What happens when inputs are odd: each case gives a clear error or a defined, finite result."""
 
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +103,14 @@ def test_killed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
         atomic_write_text(target, '{"half": ')
     assert target.read_text().startswith('{\n  "fused"')
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_writes_get_the_mode_of_an_ordinary_open(tmp_path):
+    # mkstemp makes 0600 files: outputs (gallery, metrics) unreadable by other users or a web server.
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 def test_nan_metric_is_written_as_null(tmp_path):

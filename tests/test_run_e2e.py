@@ -1,11 +1,12 @@
 """End to end through the same runner the CLI uses: fit, test, outputs, checkpoint reload."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import compose_cfg
+from conftest import compose_cfg, plant_twins
 from locoad.run import run
 
 TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
@@ -14,6 +15,7 @@ TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_w
 
 @pytest.fixture
 def fitted(loco_root, tmp_path):
+    plant_twins(loco_root)
     out = tmp_path / "run"
     cfg = compose_cfg(TINY + [f"data.root={loco_root}"], out)
     metrics = run(cfg)
@@ -37,6 +39,29 @@ def test_outputs_have_documented_shape(fitted):
     assert "data:" in (out / "config.yaml").read_text() and "${" not in (out / "config.yaml").read_text()
     # the tiny data set is easy: the two-disc/one-disc difference is a histogram change
     assert on_disk["class_histogram"]["logical"]["auroc"] == 1.0
+
+
+def test_planted_defect_scores_above_its_clean_twin(fitted):
+    """Each anomaly is its good twin plus one planted defect: the fused score must rank every
+    anomaly above its own twin, the scratch through the patch score, the missing disc through
+    the class histogram (a missing part changes no patch of what remains)."""
+    _, out, _ = fitted
+    table = pd.read_csv(out / "scores.csv")
+    table["id"] = table["path"].map(lambda p: Path(p).name)
+    by = {t: g.set_index("id") for t, g in table.groupby("anomaly_type")}
+    good, structural, logical = by["good"], by["structural_anomalies"], by["logical_anomalies"]
+    assert len(good) == len(structural) == len(logical) == 3
+    for i in good.index:
+        assert structural.loc[i, "fused"] > good.loc[i, "fused"], i
+        assert logical.loc[i, "fused"] > good.loc[i, "fused"], i
+        assert structural.loc[i, "class_agnostic_patch"] > good.loc[i, "class_agnostic_patch"], i
+        assert logical.loc[i, "class_histogram"] > good.loc[i, "class_histogram"], i
+    # and the metrics on disk are those of this table (pair-count AUROC, labels from the folders)
+    metrics = json.loads((out / "metrics.json").read_text())
+    anomalous, normal = table.loc[table["label"] == 1, "fused"].to_numpy(), good["fused"].to_numpy()
+    pairs = anomalous[:, None] - normal[None, :]
+    assert metrics["fused"]["auroc"] == pytest.approx(((pairs > 0) + 0.5 * (pairs == 0)).mean())
+    assert (table["label"] == (table["anomaly_type"] != "good")).all()
 
 
 def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path):

@@ -120,3 +120,76 @@ def test_post_processing_with_hand_made_masks():
     assert (label[tiny] == 0).all()
     assert (label[~(obj | top)] == 0).all()
     assert label.max() == 3
+
+
+# --- the whole automatic-mask path with a stand-in network that segments by colour --------------
+
+
+class _Identity(torch.nn.Module):
+    """Image encoder stand-in: the 'embedding' is the normalised, padded 1024 px input itself."""
+
+    img_size = 1024
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _Points(torch.nn.Module):
+    """Prompt encoder stand-in: hands the point prompts (1024 px frame, x-y) through."""
+
+    def forward(self, points, boxes, masks):
+        return points[0], torch.zeros(1)
+
+    def get_dense_pe(self) -> torch.Tensor:
+        return torch.zeros(1)
+
+
+class _ColourRegion(torch.nn.Module):
+    """Mask decoder stand-in: for each point, the pixels within a colour distance of the point's
+    colour (sharp logits at SAM's 256 px low resolution; every mask predicted as perfect)."""
+
+    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output):
+        img = image_embeddings[0]  # (3, 1024, 1024)
+        xy = sparse_prompt_embeddings[:, 0].round().long().clamp(0, 1023)  # (B, 2)
+        colours = img[:, xy[:, 1], xy[:, 0]].T  # (B, 3)
+        low = torch.nn.functional.avg_pool2d(img[None], 4)[0]  # (3, 256, 256)
+        dist = (low[None] - colours[:, :, None, None]).norm(dim=1)  # (B, 256, 256)
+        logits = (20.0 * (0.5 - dist))[:, None].repeat(1, 3 if multimask_output else 1, 1, 1)
+        return logits, torch.ones(logits.shape[:2])
+
+
+def _colour_sam(checkpoint=None) -> torch.nn.Module:
+    sam = build_sam_vit_tiny()
+    sam.image_encoder, sam.prompt_encoder, sam.mask_decoder = _Identity(), _Points(), _ColourRegion()
+    return sam
+
+
+def test_automatic_masks_become_one_segment_per_object(monkeypatch):
+    """SamSegmenter's own build, segment_anything's automatic mask generator (point grid,
+    batching, NMS, stability filter, upscaling, crops) and the post-processing, with a network
+    that segments by colour: three objects on a grey background must come out as three segments
+    that cover them, one label each, background 0. A transposed, flipped or shifted image or
+    mask anywhere between the generator and the label map moves the segments off the objects.
+    The real SAM network's masks need its checkpoint and are not tested here."""
+    import locoad.segmenters.sam as sam_module
+
+    monkeypatch.setattr(sam_module, "build_sam_vit_tiny", _colour_sam)
+    seg = SamSegmenter(model_type="vit_tiny", allow_random_weights=True, device="cpu",
+                       points_per_side=8, points_per_batch=8)
+    rgb = np.full((64, 96, 3), 128, np.uint8)
+    objects = {"red": np.s_[8:24, 10:40], "green": np.s_[36:56, 12:30], "blue": np.s_[20:50, 60:86]}
+    for sl, colour in zip(objects.values(), ((220, 30, 30), (30, 200, 30), (30, 30, 220))):
+        rgb[sl] = colour
+    label = seg(rgb)
+    _assert_label_map(label, (64, 96))
+    assert label.max() == 3
+    seen = set()
+    for name, sl in objects.items():
+        truth = np.zeros(label.shape, bool)
+        truth[sl] = True
+        ids, counts = np.unique(label[truth], return_counts=True)
+        lab = int(ids[counts.argmax()])
+        assert lab > 0 and lab not in seen, name
+        seen.add(lab)
+        iou = ((label == lab) & truth).sum() / ((label == lab) | truth).sum()
+        assert iou > 0.9, (name, iou)

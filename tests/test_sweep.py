@@ -47,12 +47,14 @@ def test_tiny_multirun_wandb_report_and_resume(loco_root, tmp_path):
 
     # Resume: an interrupted job (metrics.json missing) reruns, finished ones are skipped.
     before = {j.name: (j / "metrics.json").stat().st_mtime_ns for j in jobs}
+    first = json.loads((jobs[4] / "metrics.json").read_text())
     (jobs[4] / "metrics.json").unlink()
     proc = _sweep(loco_root, sweep)
-    assert proc.stdout.count("skipping") + proc.stderr.count("skipping") >= 5 or all(
-        (j / "metrics.json").stat().st_mtime_ns == before[j.name] for j in jobs if j.name != "4")
+    skipped = [line for line in (proc.stdout + proc.stderr).splitlines() if "skipping" in line]
+    assert len(skipped) == 5 and not any(f"/{jobs[4].name}:" in line for line in skipped), skipped
     for j in jobs:
         if j.name != "4":
             assert (j / "metrics.json").stat().st_mtime_ns == before[j.name]
             assert len(list((j / "wandb").glob("offline-run-*"))) == 1  # no second W&B run
-    assert json.loads((jobs[4] / "metrics.json").read_text())["fused"]["f1_max"] >= 0
+    # the rerun job computes again what it computed the first time (fitting is deterministic)
+    assert json.loads((jobs[4] / "metrics.json").read_text()) == first

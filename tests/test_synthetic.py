@@ -73,8 +73,15 @@ def test_layout(root: Path) -> None:
             if kind == "good":
                 continue
             assert masks, f"{cat} {kind} {stem} has no ground truth"
-            for m in masks:
-                assert m.shape == (SIZE, SIZE) and set(np.unique(m)) == {0, 255}
+            config = {d["pixel_value"]: d["defect_name"]
+                      for d in json.loads((base / "defects_config.json").read_text())}
+            meta = meta_of(base, split, kind, stem)
+            named = [meta["anomaly"]["kind"]] if kind == "logical_anomalies" else [d["kind"] for d in meta["defects"]]
+            assert len(masks) == len(named)
+            for m, defect in zip(masks, named):
+                values = set(np.unique(m).tolist())
+                assert m.shape == (SIZE, SIZE) and len(values) == 2 and 0 in values
+                assert config[max(values)] == defect  # the pixel value names the defect
         for kind in ("logical_anomalies", "structural_anomalies"):
             assert sorted(p.name for p in (base / "ground_truth" / kind).iterdir()) == [
                 f"{i:03d}" for i in range(4)]

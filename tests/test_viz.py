@@ -65,10 +65,15 @@ def test_logger_none_writes_one_panel_per_test_image_sorted_by_fused(gallery_run
     assert "class_histogram" in page and "extra/alignment_accuracy" in page
 
 
-def test_visualiser_switch_turns_it_off(loco_root, tmp_path):
-    out = tmp_path / "off"
-    run(compose_cfg(TINY + [f"data.root={loco_root}", "logger=none", "callbacks.visualiser.enabled=false"], out))
-    assert (out / "scores.csv").is_file() and not (out / "gallery").exists()
+def test_visualiser_switch_turns_it_off(tmp_path):
+    from types import SimpleNamespace
+
+    from locoad.viz import Visualiser
+
+    results = SimpleNamespace(table=pd.DataFrame(), metrics={})  # would fail if drawn
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[])
+    Visualiser(str(tmp_path / "g"), enabled=False).on_test_end(trainer, SimpleNamespace(test_results=results))
+    assert not (tmp_path / "g").exists()
 
 
 def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
@@ -131,13 +136,19 @@ def _tfevent_images(path: Path) -> list[str]:
     return tags
 
 
-def test_tensorboard_gets_the_same_panels(loco_root, tmp_path):
-    out = tmp_path / "tb"
-    run(compose_cfg(TINY + [f"data.root={loco_root}", "logger=tensorboard", "callbacks.visualiser.log_per_type=2"],
-                    out))
-    tags = [t for f in (out / "tensorboard").rglob("events.out.tfevents.*") for t in _tfevent_images(f)]
-    assert len(tags) == 6 and all(t.startswith("test/panels/") for t in tags)  # 2 per type
-    assert len(list((out / "gallery" / "panels").glob("*.png"))) == 9
+def test_tensorboard_gets_the_panels(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from locoad.viz import log_panels
+
+    table = pd.DataFrame({"path": ["a.png", "b.png"], "anomaly_type": ["good", "logical_anomalies"],
+                          "fused": [0.1, 0.9]})
+    panels = {0: np.zeros((20, 40, 3), np.uint8), 1: np.full((20, 40, 3), 200, np.uint8)}
+    lg = TensorBoardLogger(str(tmp_path), name="tb", version="")
+    log_panels(lg, table, panels, ["image", "anomaly map"])
+    lg.finalize("success")
+    tags = [t for f in (tmp_path / "tb").rglob("events.out.tfevents.*") for t in _tfevent_images(f)]
+    assert sorted(tags) == ["test/panels/good/0000", "test/panels/logical_anomalies/0001"]
 
 
 def test_unreadable_image_is_listed_without_a_panel(tmp_path, caplog):
@@ -157,3 +168,15 @@ def test_unreadable_image_is_listed_without_a_panel(tmp_path, caplog):
     page = (tmp_path / "g" / "index.html").read_text()
     assert page.count("<img ") == 1 and "(no panel)" in page
     assert page.index('id="r0"') < page.index('id="r1"')  # a NaN score sorts last
+
+
+def test_anomalous_image_without_masks_says_so_instead_of_showing_an_empty_mask():
+    from locoad.viz import panel
+
+    img = np.full((16, 16, 3), 100, np.uint8)
+    mask = np.zeros((8, 8), bool)
+    mask[2:4, 2:4] = True
+    shown, titles = panel(img, mask=mask)
+    unknown, unknown_titles = panel(img, mask=np.zeros((8, 8), bool), mask_known=False)
+    assert titles[-1] == "ground truth" and unknown_titles[-1] == "no ground truth"
+    assert (shown[..., 0] > shown[..., 1]).any() and not (unknown[..., 0] > unknown[..., 1]).any()

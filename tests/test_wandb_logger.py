@@ -41,6 +41,8 @@ def test_offline_run_logs_table_panels_and_finishes(loco_root, tmp_path, monkeyp
     record = next(run_dir.glob("run-*.wandb")).read_bytes()
     assert b"widgets-k3-s0-felzenszwalb-hungarian" in record and b"unit" in record  # name, group
     assert b"class_location" in record  # the resolved config went in too
+    # the summary (offline: inside the run record) has AU-sPRO@0.05 beside F1-max and AUROC
+    assert all(k in record for k in (b"test/fused/f1_max", b"test/fused/auroc", b"test/fused/au_spro_0.05"))
 
 
 def test_ulsad_run_is_named_and_tagged_after_its_own_groups(tmp_path):

@@ -7,6 +7,10 @@ class LocoadError(Exception):
     """Base class for errors caused by the user's input or setup, not by a bug."""
 
 
+class ConfigError(LocoadError, ValueError):
+    """Config values that cannot work together; the message names the key to change."""
+
+
 class CheckpointNotFoundError(LocoadError, FileNotFoundError):
     """A model checkpoint file is missing; the message says which file and where to get it."""
 

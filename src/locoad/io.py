@@ -6,8 +6,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas only for the type: the stage cache writes through here, spawned
+    import pandas as pd  # workers should not pay for importing it
+
+
+# The process umask, read once at import: os.umask can only be read by setting it, which would
+# race with other threads creating files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Path:
@@ -20,6 +28,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # The mode an ordinary open() would give, so other users and web servers can read outputs.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:

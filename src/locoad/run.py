@@ -46,18 +46,24 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def format_table(metrics: dict) -> str:
-    """Markdown table: one row per score, F1-max / AUROC overall, logical, structural."""
-    head = "| score | F1-max | AUROC | logical F1 | logical AUROC | structural F1 | structural AUROC |"
-    lines = [head, "|" + "---|" * 7]
+    """Markdown table: one row per score, F1-max / AUROC overall, AU-sPRO@0.05 (logical/structural
+    mean, where the run has it and the score a map), logical, structural."""
 
     def fmt(d: dict | None, key: str) -> str:
         v = (d or {}).get(key)
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
-    for name, m in metrics.items():
-        if not isinstance(m, dict) or "f1_max" not in m:
-            continue
-        cells = [fmt(m, "f1_max"), fmt(m, "auroc")]
+    def spro(m: dict) -> dict:  # AU-sPRO of a score's map (the fused map's sits in metrics["pixel"])
+        pixel = metrics.get("pixel") if m is metrics.get("fused") else m.get("pixel")
+        return ((pixel or {}).get("au_spro") or {}).get("mean") or {}
+
+    scores = {n: m for n, m in metrics.items() if isinstance(m, dict) and "f1_max" in m}
+    with_spro = any(spro(m) for m in scores.values())
+    head = "| score | F1-max | AUROC |" + (" AU-sPRO@0.05 |" if with_spro else "") + \
+        " logical F1 | logical AUROC | structural F1 | structural AUROC |"
+    lines = [head, "|" + "---|" * (7 + with_spro)]
+    for name, m in scores.items():
+        cells = [fmt(m, "f1_max"), fmt(m, "auroc")] + ([fmt(spro(m), "0.05")] if with_spro else [])
         for t in ("logical", "structural"):
             cells += [fmt(m.get(t), "f1_max"), fmt(m.get(t), "auroc")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -97,6 +103,10 @@ def run(cfg: DictConfig) -> dict:
     if results is None:
         return {}
     write_outputs(out_dir, results)
+    if (cfg.get("export") or {}).get("anomaly_maps"):
+        from locoad.export import export_anomaly_maps
+
+        export_anomaly_maps(out_dir, results, str(cfg.data.category), str(cfg.data.get("eval_split", "test")))
     cache = getattr(getattr(model, "model", None), "cache", None)
     if cache is not None:
         cache.log_summary()

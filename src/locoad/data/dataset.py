@@ -32,7 +32,8 @@ class LocoDataset(Dataset):
     """Items are dicts:
 
     image (3, S, S) float in [0, 1]; label int (1 = anomalous); anomaly_type str; path str;
-    mask (S, S) float, the union of the ground-truth region masks (zeros for good images);
+    mask (S, S) float, the union of the ground-truth region masks (zeros for good images; any
+    value > 0 marks a defect: LOCO's masks use a value per defect kind, below 255 too);
     num_regions int; parts (S, S) int64 true part ids, -1 where the data set has none.
     """
 

@@ -128,6 +128,10 @@ class LocoadWandbLogger(WandbLogger):
         for key, value in flatten_metrics(metrics).items():
             if _finite(value):
                 run.summary[key] = value
+        # AU-sPRO@0.05 (logical/structural mean) beside the fused F1-max and AUROC in the runs table
+        spro = ((metrics.get("pixel") or {}).get("au_spro") or {}).get("mean") or {}
+        if _finite(spro.get("0.05")):
+            run.summary["test/fused/au_spro_0.05"] = spro["0.05"]
 
     @rank_zero_only
     def finish(self) -> None:

@@ -59,9 +59,10 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def image_metrics(scores: np.ndarray, labels: np.ndarray, types: list[str] | np.ndarray) -> dict:
-    """{"f1_max", "auroc", "logical": {...}, "structural": {...}} for one score.
+    """{"f1_max", "auroc", "logical": {...}, "structural": {...}, "auroc_loco"} for one score.
 
-    The per-type entries compare that anomaly type against the good images only.
+    The per-type entries compare that anomaly type against the good images only;
+    ``auroc_loco`` is the mean of the logical and structural AUROC, as MVTec LOCO AD reports it.
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
@@ -71,6 +72,8 @@ def image_metrics(scores: np.ndarray, labels: np.ndarray, types: list[str] | np.
         keep = (types == GOOD) | (types == folder)
         if (types == folder).any():
             out[short] = {"f1_max": f1_max(labels[keep], scores[keep]), "auroc": auroc(labels[keep], scores[keep])}
+    if all(t in out for t in TYPES):
+        out["auroc_loco"] = (out["logical"]["auroc"] + out["structural"]["auroc"]) / 2
     return out
 
 

@@ -6,6 +6,7 @@ test set into a per-image table and ``metrics.json``-shaped metrics, and logs th
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -15,7 +16,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from locoad.data.ground_truth import LocoGroundTruth
 from locoad.metrics import image_metrics, pixel_auroc
+from locoad.metrics.loco import loco_au_spro, per_defect_auroc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,12 +32,14 @@ class ScoreOutput:
     anomaly_map: optional (B, H, W) pixel anomaly map (any resolution).
     extras: name -> (B,) per-image diagnostics (e.g. alignment accuracy), NaN where undefined.
     label_maps: name -> (B, H, W) integer maps to inspect (e.g. "segments", "classes").
+    feature_maps: score name -> (B, h, w) anomaly map of that single score, where it has one.
     """
 
     scores: dict[str, torch.Tensor]
     anomaly_map: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +49,11 @@ class TestResults:
     anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
     masks: np.ndarray | None = None  # (N, s, s) bool ground-truth defect masks, with anomaly_maps
+    mask_known: np.ndarray | None = None  # (N,) bool: False for an anomalous image without masks
+    # The anomaly map of each image at the model's own resolution, float32 (row order of table):
+    # resized to the ground truth's resolution for sPRO and for export.anomaly_maps.
+    native_maps: list[np.ndarray] | None = None
+    ground_truth: LocoGroundTruth | None = None  # the test samples' ground truth, when known
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
@@ -79,6 +91,7 @@ class AnomalyModule(L.LightningModule):
         self._masks: list[np.ndarray] = []
         self._mask_known: list[np.ndarray] = []
         self._labels: dict[str, list[np.ndarray]] = {}
+        self._native: dict[str, list[np.ndarray]] = {}  # "" = the anomaly map, else a score's map
         self.test_results: TestResults | None = None
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
@@ -98,6 +111,9 @@ class AnomalyModule(L.LightningModule):
             t = torch.as_tensor(np.asarray(maps, dtype=np.int64))[:, None].float()
             small = F.interpolate(t, size=(s, s), mode="nearest")[:, 0].numpy().astype(np.int16)
             self._labels.setdefault(name, []).append(small)
+        native = {"": out.anomaly_map} if out.anomaly_map is not None else {}
+        for name, maps in {**native, **out.feature_maps}.items():
+            self._native.setdefault(name, []).extend(np.asarray(m.detach().float().cpu().numpy()) for m in maps)
         if out.anomaly_map is not None:
             amap = F.interpolate(out.anomaly_map[:, None].float(), size=(s, s), mode="bilinear", align_corners=False)
             mask = F.interpolate(batch["mask"][:, None].float(), size=(s, s), mode="nearest")
@@ -119,19 +135,59 @@ class AnomalyModule(L.LightningModule):
             table[name] = values
         labels, types = table["label"].to_numpy(), table["anomaly_type"].to_numpy()
         metrics = {name: image_metrics(values, labels, types) for name, values in scores.items()}
-        maps = masks = None
+        maps = masks = mask_known = None
         if self._maps:
             maps = np.concatenate(self._maps)
             masks = np.concatenate(self._masks)
-            known = np.concatenate(self._mask_known)
-            if masks[known].any():
-                pa = pixel_auroc(masks[known], maps[known].astype(np.float32))
+            mask_known = np.concatenate(self._mask_known)
+            if masks[mask_known].any():
+                pa = pixel_auroc(masks[mask_known], maps[mask_known].astype(np.float32))
                 target = "fused" if "fused" in metrics else next(iter(metrics))
                 metrics[target]["pixel_auroc"] = pa
+        gt, order = self._ground_truth(table)
+        if gt is not None:
+            self._loco_metrics(metrics, scores, labels, gt, order)
         metrics.update(self.extra_metrics(table))
         for key, value in flatten_metrics(metrics).items():
             if not math.isnan(value):
                 self.log(key, value, batch_size=len(table))
         labels_maps = {k: np.concatenate(v) for k, v in self._labels.items()}
         self.test_results = TestResults(table=table, metrics=metrics, anomaly_maps=maps,
-                                        label_maps=labels_maps, masks=masks)
+                                        label_maps=labels_maps, masks=masks, mask_known=mask_known,
+                                        native_maps=self._native.get(""), ground_truth=gt)
+
+    # -- the MVTec LOCO AD evaluation ------------------------------------------------------
+    def _ground_truth(self, table: pd.DataFrame) -> tuple[LocoGroundTruth | None, list[int]]:
+        """The ground truth of the test rows, rows reordered like it; (None, []) when unknown
+        (no datamodule that provides it, e.g. bare dataloaders)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        gt = dm.ground_truth() if hasattr(dm, "ground_truth") else None
+        if gt is None:
+            return None, []
+        row = {p: i for i, p in enumerate(table["path"])}
+        order = [row.get(str(s.path)) for s in gt.samples]
+        if None in order or len(order) != len(table):
+            log.warning("test rows and ground-truth samples differ: sPRO and per-defect AUROC skipped")
+            return None, []
+        return gt, order
+
+    def _loco_metrics(self, metrics: dict, scores: dict[str, np.ndarray], labels: np.ndarray,
+                      gt: LocoGroundTruth, order: list[int]) -> None:
+        """per_defect for every score (with defects_config.json); AU-sPRO of the anomaly map in
+        metrics["pixel"] and of each single score's map in metrics[score]["pixel"]."""
+        if gt.defects is not None:
+            names = [[] for _ in order]
+            for j, i in enumerate(order):
+                names[i] = gt.defect_names(j)
+            for name, values in scores.items():
+                metrics[name]["per_defect"] = per_defect_auroc(values, labels, names)
+        for name, maps in self._native.items():
+            if len(maps) != len(order):
+                continue
+            spro = loco_au_spro([maps[i] for i in order], gt)
+            if spro is None:
+                return  # no test image has ground truth
+            if name == "":
+                metrics["pixel"] = {"au_spro": spro}
+            elif name in metrics:
+                metrics[name]["pixel"] = {"au_spro": spro}

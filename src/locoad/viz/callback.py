@@ -47,7 +47,7 @@ class Visualiser(L.Callback):
     """Per test image a panel PNG under ``dirpath/panels/`` and ``dirpath/index.html``; the
     ``log_per_type`` hardest panels of each anomaly type also go to every image-taking logger.
 
-    tile_size: pixels per tile (the panel is one tile per part, ~100 KB at 128 px).
+    tile_size: pixels per tile (the panel is one tile per part, ~65 KB as PNG at 128 px).
     max_images: draw at most this many panels, the most anomalous first (None: all);
         the gallery still lists every image's scores.
     """
@@ -70,13 +70,14 @@ class Visualiser(L.Callback):
         results = getattr(pl_module, "test_results", None)
         if not self.enabled or results is None or not trainer.is_global_zero:
             return
-        panels, titles = self.draw(results)
-        logged = [i for i in hardest(results.table, self.log_per_type) if i in panels]
+        wanted = hardest(results.table, self.log_per_type) if trainer.loggers else []
+        panels, titles = self.draw(results, keep=set(wanted))
         for lg in trainer.loggers:
-            log_panels(lg, results.table, {i: panels[i] for i in logged}, titles)
+            log_panels(lg, results.table, {i: panels[i] for i in wanted if i in panels}, titles)
 
-    def draw(self, results: Any) -> tuple[dict[int, np.ndarray], list[str]]:
-        """Write the panels and index.html; returns the panels by row position and their column titles."""
+    def draw(self, results: Any, keep: set[int] | None = None) -> tuple[dict[int, np.ndarray], list[str]]:
+        """Write the panels and index.html; returns the panels of the rows in ``keep`` (default:
+        all; a full test set's would be ~100 MB) by row position, and their column titles."""
         start = time.perf_counter()
         table = results.table.reset_index(drop=True)
         order = gallery_order(table)
@@ -90,6 +91,7 @@ class Visualiser(L.Callback):
             if finite.size:  # one colour scale for the run: a good image's map must look cold
                 vrange = (float(finite.min()), float(np.quantile(finite, 0.999)))
         masks = getattr(results, "masks", None)
+        known = getattr(results, "mask_known", None)
         label_maps = {k: v for k, v in (results.label_maps or {}).items() if len(v) == len(table)}
         panels: dict[int, np.ndarray] = {}
         files: dict[int, str] = {}
@@ -105,10 +107,13 @@ class Visualiser(L.Callback):
                 label_maps={k: v[i] for k, v in label_maps.items()},
                 mask=masks[i] if masks is not None and len(masks) == len(table) else None,
                 vrange=vrange,
+                mask_known=bool(known[i]) if known is not None and len(known) == len(table) else True,
             )
             name = f"panels/{i:04d}_{_slug(str(table.at[i, 'anomaly_type']))}_{_slug(Path(str(table.at[i, 'path'])).stem)}.png"
             atomic_write_bytes(self.dirpath / name, png_bytes(img), fsync=False)
-            panels[i], files[i] = img, name
+            files[i] = name
+            if keep is None or i in keep:
+                panels[i] = img
         write_gallery(self.dirpath, table, results.metrics, files, title=self.dirpath.parent.name)
         log.info("gallery: %s (%d panels, %.1f s)", self.dirpath / "index.html", len(files),
                  time.perf_counter() - start)

@@ -19,6 +19,7 @@ table { border-collapse: collapse; }
 td, th { padding: 2px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .row { display: flex; gap: 14px; align-items: flex-start; padding: 6px 0; border-top: 1px solid #ddd; }
+.info { width: 250px; flex: none; overflow-wrap: anywhere; }
 .scores { font-size: 11px; line-height: 1.2; }
 .scores td { padding: 0 6px; }
 .scores td:first-child { color: #555; }
@@ -76,7 +77,7 @@ def write_gallery(out: Path, table: pd.DataFrame, metrics: dict, panels: dict[in
         img = (f'<img src="{html.escape(panels[i])}" alt="{html.escape(Path(str(r["path"])).name)}">'
                if i in panels else "<div>(no panel)</div>")
         rows.append(
-            f'<div class="row" id="r{i}"><div><b>#{rank}</b> <span class="{html.escape(kind)}">{html.escape(kind)}</span>'
+            f'<div class="row" id="r{i}"><div class="info"><b>#{rank}</b> <span class="{html.escape(kind)}">{html.escape(kind)}</span>'
             f'<br><small title="{html.escape(str(r["path"]))}">{html.escape(_short(str(r["path"])))}</small>'
             f'<table class="scores">{"".join(cells)}</table></div>{img}</div>'
         )

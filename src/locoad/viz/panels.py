@@ -76,6 +76,7 @@ def panel(
     label_maps: dict[str, np.ndarray] | None = None,
     mask: np.ndarray | None = None,
     vrange: tuple[float, float] | None = None,
+    mask_known: bool = True,
 ) -> tuple[np.ndarray, list[str]]:
     """The panel of one image and its column titles: image, anomaly map, each label map
     (e.g. segments, aligned classes), ground truth; a part the run does not have is left out."""
@@ -84,6 +85,6 @@ def panel(
         tiles.append(("anomaly map", heat_overlay(image, anomaly_map, vrange)))
     for name, labels in (label_maps or {}).items():
         tiles.append((name, label_overlay(image, labels)))
-    if mask is not None:
-        tiles.append(("ground truth", mask_overlay(image, mask)))
+    if mask is not None:  # an anomalous image without masks has none to show: say so
+        tiles.append(("ground truth", mask_overlay(image, mask)) if mask_known else ("no ground truth", image))
     return compose(tiles), [t for t, _ in tiles]

@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("good", "logical", "structural"):
         parser.add_argument(f"--n-tune-{kind}", type=int, default=0,
                             help=f"{kind} images of the labelled tune split (data.eval_split=tune)")
+    parser.add_argument("--capture", choices=["clean", "varied"], default="clean",
+                        help="varied: photo-like captures at native LOCO sizes (--size is unused)")
+    parser.add_argument("--size-factor", type=float, default=1.0,
+                        help="--capture varied: native LOCO size times this")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate even if a complete data set with these parameters exists")
     args = parser.parse_args(argv)
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                     n_test_good=args.n_test_good, n_logical=args.n_logical,
                     n_structural=args.n_structural, n_tune_good=args.n_tune_good,
                     n_tune_logical=args.n_tune_logical, n_tune_structural=args.n_tune_structural,
-                    overwrite=args.overwrite)
+                    capture=args.capture, size_factor=args.size_factor, overwrite=args.overwrite)
     print(f"synthetic data in {root} ({time.perf_counter() - start:.1f} s)")
     return 0
 

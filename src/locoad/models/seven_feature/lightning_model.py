@@ -89,7 +89,7 @@ class SevenFeatureModule(AnomalyModule):
     # -- test ------------------------------------------------------------------------------
     def score_batch(self, batch: dict) -> ScoreOutput:
         encoded = self.model.encode(batch["image"])
-        scores, amap, class_maps = self.model.score(encoded)
+        scores, amap, feature_maps, class_maps = self.model.score_with_maps(encoded)
         if not self.model.fusion.transductive:
             scores["fused"] = self.model.fuse(scores)
         # Segmentation quality (foreground IoU) wherever true part labels exist (parts < 0: the
@@ -105,7 +105,7 @@ class SevenFeatureModule(AnomalyModule):
             extras["alignment_accuracy"] = torch.tensor(
                 [alignment_accuracy(cm, p, lut) if ok else np.nan for cm, p, ok in zip(class_maps, parts, known)])
         label_maps = {"segments": np.stack([e.segments for e in encoded]), "classes": np.stack(class_maps)}
-        return ScoreOutput({k: torch.as_tensor(v) for k, v in scores.items()}, amap, extras, label_maps)
+        return ScoreOutput({k: torch.as_tensor(v) for k, v in scores.items()}, amap, extras, label_maps, feature_maps)
 
     def finalize_scores(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feats = {k: v for k, v in scores.items() if k != "fused"}

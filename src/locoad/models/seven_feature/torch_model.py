@@ -233,23 +233,34 @@ class SevenFeatureModel(nn.Module):
     @torch.no_grad()
     def score(self, encoded: list[Encoded]) -> tuple[dict[str, np.ndarray], torch.Tensor | None, list[np.ndarray]]:
         """Per-feature scores (name -> (B,)), the (B, h, w) anomaly map and the class maps."""
+        scores, amap, _, class_maps = self.score_with_maps(encoded)
+        return scores, amap, class_maps
+
+    @torch.no_grad()
+    def score_with_maps(self, encoded: list[Encoded]) -> tuple[
+            dict[str, np.ndarray], torch.Tensor | None, dict[str, torch.Tensor], list[np.ndarray]]:
+        """:meth:`score` plus each patch score's own (B, h, w) anomaly map (name -> maps)."""
         if not self.is_fitted:
             raise RuntimeError("model not fitted: run fit (train=true) or load a checkpoint (ckpt_path=...)")
         scores = {n: np.zeros(len(encoded)) for n in self.features}
         maps, class_maps = [], []
+        per_score: dict[str, list[torch.Tensor]] = {}
         for i, enc in enumerate(encoded):
             values, patch_maps, cm = self._score_one(enc)
             class_maps.append(cm)
             amap = None
             for n in self.features:
                 scores[n][i] = values[n]
+                if n in patch_maps:
+                    per_score.setdefault(n, []).append(patch_maps[n])
                 w = self.fusion.map_weight(n) if n in patch_maps else 0.0
                 if w != 0:  # fusion.weights apply to the map as to the image score
                     weighted = patch_maps[n] * w
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)
-        return scores, (torch.stack(maps) if maps else None), class_maps
+        feature_maps = {n: torch.stack(m) for n, m in per_score.items() if len(m) == len(encoded)}
+        return scores, (torch.stack(maps) if maps else None), feature_maps, class_maps
 
     def _score_one(self, enc: Encoded) -> tuple[dict[str, float], dict[str, torch.Tensor], np.ndarray]:
         """(score per feature, patch anomaly map per patch score, class map) of one image,

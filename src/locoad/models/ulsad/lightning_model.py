@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from locoad.backbones.base import Backbone
 from locoad.models.base import AnomalyModule, ScoreOutput
 from locoad.models.ulsad.torch_model import ULSADModel, image_score
 
@@ -23,11 +24,11 @@ class ULSADModule(AnomalyModule):
     """ULSAD: local deep-feature reconstruction + global attention branch.
 
     Args:
-        backbone: timm CNN name (paper: wide_resnet50_2).
-        layers: timm ``out_indices`` of the stages to use (2, 3 = layer2 + layer3).
-        pretrained: load timm's ImageNet weights (false = random init, tests only).
-        backbone_checkpoint: a local timm weights file, for offline machines.
-        image_size: input size S (must equal data.image_size); features are S/8 x S/8.
+        backbone: a frozen locoad backbone from ``conf/backbone/`` (the preset: ``wide_resnet50``,
+            layer2 + layer3 as in the paper, at S px on a stride-8 grid without pooling); its
+            weights (``backbone.pretrained`` / ``backbone.checkpoint``) load through the
+            backbone's strict loader.
+        image_size: input size S (must equal data.image_size).
         feature_dim: channels the concatenated features are averaged down to (384).
         hidden_dim: bottleneck channels of the local branch (1536).
         global_width: channels of the global branch (64).
@@ -42,10 +43,7 @@ class ULSADModule(AnomalyModule):
 
     def __init__(
         self,
-        backbone: str = "wide_resnet50_2",
-        layers: Sequence[int] = (2, 3),
-        pretrained: bool = True,
-        backbone_checkpoint: str | None = None,
+        backbone: Backbone,
         image_size: int = 256,
         feature_dim: int = 384,
         hidden_dim: int = 1536,
@@ -66,12 +64,9 @@ class ULSADModule(AnomalyModule):
         local_map_weight: float = 0.5,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["backbone"])  # a module: its weights are in the state dict
         self.model = ULSADModel(
             backbone=backbone,
-            layers=tuple(layers),
-            pretrained=pretrained,
-            backbone_checkpoint=backbone_checkpoint,
             image_size=image_size,
             feature_dim=feature_dim,
             hidden_dim=hidden_dim,
@@ -190,4 +185,5 @@ class ULSADModule(AnomalyModule):
         self._check_size(images)
         maps = self.model.maps(images)
         scores = {name: image_score(m) for name, m in maps.items()}
-        return ScoreOutput(scores=scores, anomaly_map=maps["fused"])
+        return ScoreOutput(scores=scores, anomaly_map=maps["fused"],
+                           feature_maps={n: m for n, m in maps.items() if n != "fused"})

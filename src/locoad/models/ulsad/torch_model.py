@@ -1,8 +1,9 @@
 """ULSAD network (Patra & Ben Taieb, 2024) in plain torch: features, two branches, anomaly maps.
 
-* :class:`PatchFeatures`: frozen timm CNN; two stages (layer2 + layer3 of a ResNet), the deeper
-  one upsampled to the shallower grid (stride 8), concatenated and averaged down to
-  ``feature_dim`` channels, then standardised per channel with training-set statistics.
+* :class:`PatchFeatures`: a frozen locoad backbone (``backbones/``, e.g. ``wide_resnet50``:
+  layer2 + layer3 of a ResNet, the deeper one upsampled to the stride-8 grid, concatenated),
+  averaged down to ``feature_dim`` channels, then standardised per channel with training-set
+  statistics. Weights are loaded by the backbone's own strict loader.
 * :class:`LocalBranch`: a small convolutional autoencoder on the features (deep feature
   reconstruction). It has two heads: the reconstruction of the features (structural map) and a
   prediction of the global branch's output (global map).
@@ -14,31 +15,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from locoad.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from locoad.errors import ConfigError
 from locoad.models.ulsad import losses
-
-
-def _weights_hint(model_name: str) -> str:
-    """Which timm weights to fetch for ``model_name`` and how to point ULSAD at the file."""
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(model_name)
-    what = f"timm weights for {model_name!r}"
-    if cfg is not None:
-        tag = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else cfg.architecture
-        where = [f"https://huggingface.co/{cfg.hf_hub_id} (model.safetensors)"] if cfg.hf_hub_id else []
-        where += [cfg.url] if cfg.url else []
-        what = f"timm weights {tag!r}" + (f" from {' or '.join(where)}" if where else "")
-    return (
-        f"download the {what} on a machine with internet access, copy the file here and set "
-        "model.backbone_checkpoint=<path to the file>, or set model.pretrained=false "
-        "(random weights: for tests only, the detector is then much weaker)."
-    )
 
 
 def _init_conv(module: nn.Module) -> None:
@@ -49,38 +33,32 @@ def _init_conv(module: nn.Module) -> None:
 
 
 class PatchFeatures(nn.Module):
-    """Frozen multi-scale CNN features (B, feature_dim, S/8, S/8), standardised per channel."""
+    """Frozen backbone features (B, feature_dim, h, w), standardised per channel.
 
-    def __init__(
-        self,
-        backbone: str = "wide_resnet50_2",
-        layers: Sequence[int] = (2, 3),
-        feature_dim: int = 384,
-        pretrained: bool = True,
-        checkpoint: str | None = None,
-    ) -> None:
+    ``backbone`` is any locoad :class:`~locoad.backbones.base.Backbone` (built from
+    ``conf/backbone/`` or :func:`~locoad.backbones.registry.create_backbone`); the ULSAD preset
+    configures ``wide_resnet50`` at the data's image size with a stride-8 grid and no pooling.
+    """
+
+    def __init__(self, backbone: Backbone, feature_dim: int = 384) -> None:
         super().__init__()
-        import timm
-
-        from locoad.backbones.base import create_timm_model
-
-        kwargs = {"features_only": True, "out_indices": tuple(int(i) for i in layers)}
-        if checkpoint:
-            path = Path(checkpoint).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"model.backbone_checkpoint={path} does not exist; " + _weights_hint(backbone)
-                )
-            self.cnn = timm.create_model(
-                backbone, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+        if not isinstance(backbone, Backbone):
+            raise TypeError(
+                f"ULSAD needs a locoad Backbone (e.g. backbone=wide_resnet50), got {type(backbone).__name__}"
             )
-        else:
-            self.cnn = create_timm_model(backbone, pretrained, _weights_hint(backbone), **kwargs)
-        self.cnn.eval().requires_grad_(False)
+        if int(feature_dim) > backbone.embed_dim:
+            raise ConfigError(
+                f"model.feature_dim={feature_dim} exceeds the backbone's {backbone.embed_dim} channels; "
+                f"set model.feature_dim<={backbone.embed_dim} (about a quarter of them, as 384 of 1536)"
+            )
+        self.backbone = backbone.eval().requires_grad_(False)
         self.feature_dim = int(feature_dim)
-        cfg = self.cnn.pretrained_cfg
-        self.register_buffer("pixel_mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1), persistent=False)
+        # The global branch sees the pixels normalised as the backbone's own weights expect.
+        mean, std = getattr(backbone, "mean", None), getattr(backbone, "std", None)
+        if not (isinstance(mean, torch.Tensor) and mean.numel() == 3):
+            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        self.register_buffer("pixel_mean", mean.detach().float().reshape(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer("pixel_std", std.detach().float().reshape(1, 3, 1, 1).clone(), persistent=False)
         # Standardisation statistics, fitted on the training images before training starts.
         self.register_buffer("mean", torch.zeros(1, self.feature_dim, 1, 1))
         self.register_buffer("std", torch.ones(1, self.feature_dim, 1, 1))
@@ -95,11 +73,8 @@ class PatchFeatures(nn.Module):
 
     @torch.no_grad()
     def raw(self, images: torch.Tensor) -> torch.Tensor:
-        """Concatenated, channel-averaged features before standardisation."""
-        feats = self.cnn(self.normalise_pixels(images))
-        size = feats[0].shape[-2:]
-        feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats]
-        x = torch.cat(feats, dim=1)
+        """Backbone features averaged down to ``feature_dim`` channels, before standardisation."""
+        x = self.backbone(images)  # normalises the pixels as the backbone expects
         b, c, h, w = x.shape
         # Average neighbouring channels down to feature_dim: cheap and parameter-free (as DFR).
         x = F.adaptive_avg_pool1d(x.flatten(2).transpose(1, 2), self.feature_dim)
@@ -251,10 +226,7 @@ class ULSADModel(nn.Module):
 
     def __init__(
         self,
-        backbone: str = "wide_resnet50_2",
-        layers: Sequence[int] = (2, 3),
-        pretrained: bool = True,
-        backbone_checkpoint: str | None = None,
+        backbone: Backbone,
         image_size: int = 256,
         feature_dim: int = 384,
         hidden_dim: int = 1536,
@@ -269,7 +241,7 @@ class ULSADModel(nn.Module):
         local_map_weight: float = 0.5,
     ) -> None:
         super().__init__()
-        self.features = PatchFeatures(backbone, layers, feature_dim, pretrained, backbone_checkpoint)
+        self.features = PatchFeatures(backbone, feature_dim)
         self.local_branch = LocalBranch(feature_dim, hidden_dim)
         self.global_branch = GlobalBranch(image_size, feature_dim, global_width)
         self.lambdas = {"local": lambda_local, "attn": lambda_attn, "global": lambda_global}

@@ -1,0 +1,53 @@
+"""The held-out scene family (never tuned on): layout, sizes, masks, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from locoad.data.ground_truth import load_defects_config
+from locoad.data.heldout import CATEGORIES, PIXEL_VALUES, SIZES, generate_heldout
+from locoad.data.layout import list_split
+
+COUNTS = {"n_train": 1, "n_validation": 0, "n_test_good": 1, "n_logical": 4, "n_structural": 3}
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.png")):
+        h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_heldout(tmp_path_factory.mktemp("heldout"), seed=1, size_factor=0.08, **COUNTS)
+
+
+def test_layout_sizes_and_masks(root: Path) -> None:
+    assert "never tune" in json.loads((root / ".complete.json").read_text())["note"]
+    for cat in CATEGORIES:
+        shape = tuple(round(v * 0.08) for v in SIZES[cat])[::-1]
+        samples = list_split(root / cat, "test")
+        assert sorted({s.anomaly_type for s in samples}) == ["good", "logical_anomalies", "structural_anomalies"]
+        for s in samples:
+            img = np.asarray(Image.open(s.path))
+            assert img.shape == (*shape, 3) and s.part_labels is not None
+            assert np.asarray(Image.open(s.part_labels)).max() >= 2  # parts on their container
+            if s.label:  # every anomaly has a non-empty ground-truth region, valued as LOCO's
+                values = {int(v) for m in s.masks for v in np.unique(np.asarray(Image.open(m)))}
+                assert len(values) == 2 and values - {0} <= set(PIXEL_VALUES.values()), s.path
+        assert {d.name for d in load_defects_config(root / cat).values()} == set(PIXEL_VALUES)
+
+
+def test_deterministic_and_seeded(root: Path, tmp_path: Path) -> None:
+    again = generate_heldout(tmp_path / "a", seed=1, size_factor=0.08, categories=["flask"], **COUNTS)
+    other = generate_heldout(tmp_path / "b", seed=2, size_factor=0.08, categories=["flask"], **COUNTS)
+    assert _digest(again / "flask") == _digest(root / "flask") != _digest(other / "flask")
+    with pytest.raises(ValueError, match="unknown held-out categories"):
+        generate_heldout(tmp_path / "c", categories=["breakfast_box"])
