@@ -52,13 +52,12 @@ def pair_loo_maxima(model, root: Path, category: str, pairs: int) -> dict[str, l
         raise ValueError(f"{category}: {pairs} pairs need {2 * pairs} training images, found {len(samples)}")
     data = LocoDataset(samples, model.backbone.image_size)
     loader = torch.utils.data.DataLoader(data, batch_size=8)
-    encoded, parts = [], []
+    encoded = []
     for batch in loader:
         encoded += model.encode(batch["image"])
-        parts += list(batch["parts"].numpy())
     out: dict[str, list[float]] = {n: [] for n in model.features}
     for i in range(pairs):
-        model.fit(encoded[2 * i : 2 * i + 2], parts[2 * i : 2 * i + 2])
+        model.fit(encoded[2 * i : 2 * i + 2])
         for n, s in model.loo_scores.items():
             out[n].append(float(np.max(s)))
     return out

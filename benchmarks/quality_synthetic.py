@@ -37,7 +37,8 @@ from hydra import compose, initialize_config_dir
 from locoad.data.datamodule import LocoDataModule, select_shots
 from locoad.data.synthetic import CATEGORIES, generate
 from locoad.metrics import f1_floor, image_metrics
-from locoad.models.seven_feature.torch_model import alignment_accuracy, resize_nearest
+from locoad.metrics.alignment import alignment_accuracy, reference_part_lut
+from locoad.models.seven_feature.torch_model import resize_nearest
 from locoad.utils import build
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,10 +158,12 @@ def main(argv: list[str] | None = None) -> None:
                 for k, seed in ((k, s) for k in args.shots for s in args.seeds):
                     idx = select_shots(list(range(len(train))), k, seed)
                     model = compose_model([f"aligner={aligner}", f"fusion={fusion}", *args.overrides])
-                    model.fit([train[i] for i in idx], [train_meta["parts"][i] for i in idx])
+                    model.fit([train[i] for i in idx])
                     scores, _, class_maps = model.score(test)
                     scores["fused"] = model.fuse(scores)
-                    lut = model.reference_parts
+                    ref_parts = train_meta["parts"][idx[0]]
+                    lut = reference_part_lut(model.parsed_shots[0].class_map, resize_nearest(ref_parts, model.work_size),
+                                             model.aligner.unmatched_id) if model.aligned and (ref_parts >= 0).all() else None
                     acc = [
                         alignment_accuracy(cm, resize_nearest(p, model.work_size), lut)
                         for cm, p in zip(class_maps, meta["parts"])

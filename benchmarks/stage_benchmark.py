@@ -42,6 +42,8 @@ from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter  # noqa: E402
 from locoad.types import ParsedImage, SegmentedImage  # noqa: E402
 
 GRID, WORK = 37, 256  # 518 px / 14; the pipeline's work_size
+# --smoke: a 2-block, 48-dim ViT in place of every DINOv2 (checks the script, times nothing real)
+SMOKE: dict[str, Any] = {}
 
 
 def build_features(**patch_kwargs: Any) -> dict:
@@ -130,11 +132,13 @@ def bench_backbones(images: list[np.ndarray], quick: bool, device: torch.device)
     keep = {}
     cuda = device.type == "cuda"
     variants = ("vits14", "vitb14", "vitl14", "vitg14") if cuda else ("vits14", "vitb14")
+    if SMOKE:
+        variants = ("vits14",)
     settings = [(b, d) for b in (1, 16) for d in ("float32", "bfloat16")] if cuda else [(1, "float32")]
     for variant in variants:
         for batch, dtype in settings:
             if variant not in keep:
-                keep[variant] = DinoV2Backbone(variant, pretrained=False, image_size=518).to(device)
+                keep[variant] = DinoV2Backbone(variant, pretrained=False, image_size=518, **SMOKE).to(device)
             bb = keep[variant]
             bb.compute_dtype = getattr(torch, dtype)
             x = to_tensor(images[:batch], 518).to(device)
@@ -207,7 +211,7 @@ def bench_overhead(images: list[np.ndarray], backbone: DinoV2Backbone, vits_forw
         targets = [(model, "segmented", "normalise"), (model.aligner, "align", "align"),
                    (model, "parse", "parse_lab_classgrid")]
         targets += [(f, "score", f"score.{n}") for n, f in model.features.items()]
-        targets += [(b, "score", "score.shared_patch_bank(" + "+".join(b.features) + ")") for b in model.patch_banks]
+        targets += [(b, "score_batch", "score.shared_patch_bank(" + "+".join(b.features) + ")") for b in model.patch_banks]
         targets += [(model.fusion, "fuse", "fusion")]
         for e in tests:  # CIELAB is computed once per image and kept: time it in every run
             e._lab = None
@@ -295,8 +299,8 @@ def bench_scaling(template: list[ParsedImage], ks: tuple[int, ...], coreset_ks: 
 
 
 def bench_coreset_350(template: list[ParsedImage], dim: int, ratio: float, steps: int) -> dict:
-    """350-image bank: score against a bank of the coreset's size (a random subset: scoring
-    cost depends only on the size) and the greedy selection's time extrapolated from
+    """350-image bank: score against a bank of the coreset's size (the patches of ratio x 350
+    shots: scoring cost depends only on the size) and the greedy selection's time extrapolated from
     ``steps`` measured steps (a full CPU run would take tens of minutes)."""
     k = 350
     shots = synthetic_parsed(template, k, dim)
@@ -304,17 +308,15 @@ def bench_coreset_350(template: list[ParsedImage], dim: int, ratio: float, steps
     out: dict[str, Any] = {"k": k, "dim": dim, "coreset_ratio": ratio}
     names = ["class_agnostic_patch", "class_aware_patch", "foreground_patch"]
     feats = build_features()
-    g = torch.Generator().manual_seed(0)
     total_rows = 0
+    n_sub = max(1, int(np.ceil(ratio * k)))  # a bank of ratio * k shots: the coreset's size
     for n in names:
         f: PatchScore = feats[n]
-        state = f.fit(shots)
-        sizes = {gid: b.shape[0] for gid, b in state.items()}
-        total_rows += sum(sizes.values())
-        sub = {gid: b[torch.randperm(len(b), generator=g)[: max(1, int(np.ceil(ratio * len(b))))]] for gid, b in state.items()}
-        del state
+        total_rows += sum(int((f.labels(p) >= 0).sum()) for p in shots)
+        sub = f.fit(shots[:n_sub])
         out[f"{n}.score_s"], _ = timeit(lambda f=f, sub=sub: f.score(test, sub), repeat=1)
-        out[f"{n}.coreset_rows"] = sum(b.shape[0] for b in sub.values())
+        out[f"{n}.coreset_rows"] = sub.n_used
+        del sub
     out["score_s_total"] = sum(out[f"{n}.score_s"] for n in names)
     # Greedy selection cost: steps are uniform (one pass over the projected bank), so time
     # ``steps`` of them on the class-agnostic bank and scale to the full selection.
@@ -408,7 +410,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="stage_benchmark.json")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cuda: stages and overhead on the GPU (ViT-S..G, SAM vit_b/vit_h at 32x32 points, DeAOT)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny random ViT instead of DINOv2: checks the script end to end in seconds (gpu_suite.sh --dry-run)")
     args = p.parse_args(argv)
+    if args.smoke:
+        SMOKE["model_kwargs"] = {"depth": 2, "embed_dim": 48, "num_heads": 3}
     if args.fit350_child:
         dim, max_loo, half = (int(v) for v in args.fit350_child)
         print(json.dumps(fit350_child(dim, max_loo, bool(half))))
@@ -419,7 +425,8 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible to torch")
     result: dict[str, Any] = {"machine": machine(), "weights": "random (offline machine)", "device": str(device),
-                              "command": " ".join([Path(sys.executable).name, *sys.argv]), "quick": args.quick}
+                              "command": " ".join([Path(sys.executable).name, *sys.argv]), "quick": args.quick,
+                              "smoke": args.smoke, "complete": False}
     with tempfile.TemporaryDirectory() as tmp:
         images = synthetic_images(Path(tmp), n=16)
     print(f"{len(images)} synthetic images {images[0].shape}", flush=True)
@@ -428,33 +435,40 @@ def main(argv: list[str] | None = None) -> dict:
         print("feature extraction ...", flush=True)
         result["backbones"], backbones = bench_backbones(images, args.quick, device)
         print(f"  {result['backbones']}", flush=True)
+        save_json(args.out, result)  # partial results survive a timeout
     vits = result.get("backbones", {}).get("dinov2_vits14_s_per_image_b1", float("nan"))
     if "stages" in only:
         print("segmentation ...", flush=True)
         result["segmentation"] = bench_segmentation(images, args.quick, device)
         print(f"  {result['segmentation']}", flush=True)
+        save_json(args.out, result)  # partial results survive a timeout
         model = build_model(backbones["vits14"])
         enc = model.encode(to_tensor(images[:5], 518))
         print("alignment ...", flush=True)
         result["alignment"] = bench_alignment(enc, args.quick, device)
         print(f"  {result['alignment']}", flush=True)
+        save_json(args.out, result)  # partial results survive a timeout
     if "overhead" in only or "scaling" in only or "coreset350" in only:
         print("overhead vs k ...", flush=True)
         result["overhead"] = bench_overhead(images, backbones["vits14"], vits, (1, 2, 4, 8), n_test=2 if args.quick else 4,
                                             coreset=(0.5, 0.25))
+        save_json(args.out, result)
         template = build_model(backbones["vits14"])
         template.fit(template.encode(to_tensor(images[:4], 518)))
         parsed = template.parsed_shots
         if "scaling" in only:
             print("scaling with k ...", flush=True)
             result["scaling"] = bench_scaling(parsed, (1, 2, 4, 8, 32, 350), (8, 32), 384, 0.1, vits)
+            save_json(args.out, result)
         if "coreset350" in only:
             print("coreset on a 350-image bank ...", flush=True)
             result["coreset350"] = bench_coreset_350(parsed, 384, 0.1, steps=100 if args.quick else 300)
+            save_json(args.out, result)
     if "fit350" in only:
         print("350-image fit (own process) ...", flush=True)
         result["fit350"] = [bench_fit350(384, 2), bench_fit350(768, 2), bench_fit350(768, 2, half=True)]
         print(f"  {result['fit350']}", flush=True)
+        save_json(args.out, result)  # partial results survive a timeout
     if "f1" in only:
         print("coreset F1 cost ...", flush=True)
         from locoad.data.synthetic import CATEGORIES
@@ -462,6 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["coreset_f1"] = bench_coreset_f1(list(CATEGORIES)[:1 if args.quick else 2], 16, 0.1,
                                                 max_loo=4 if args.quick else 16)
         print(f"  {result['coreset_f1']}", flush=True)
+        save_json(args.out, result)  # partial results survive a timeout
+    result["complete"] = True
     path = save_json(args.out, result)
     print(f"wrote {path}")
     return result

@@ -107,3 +107,28 @@ def plant_twins(root: Path, category: str = "widgets") -> None:
         parts = np.asarray(Image.open(cdir / "part_labels" / "test" / "good" / good.name)).copy()
         parts[disc] = 0
         Image.fromarray(parts).save(cdir / "part_labels" / "test" / "logical_anomalies" / good.name)
+
+
+def nn_cosine_distance(queries, bank, chunk_size: int = 4096, half: bool = False):
+    """1 - max cosine similarity of each query to the bank: the live search
+    (``grouped_nn_cosine_distance``) with one group holding every row."""
+    import torch
+
+    from locoad.components.knn import grouped_nn_cosine_distance
+
+    ql = torch.zeros(queries.shape[0], dtype=torch.long, device=queries.device)
+    bl = torch.zeros(bank.shape[0], dtype=torch.long, device=bank.device)
+    return grouped_nn_cosine_distance(queries, bank, [ql], [bl], chunk_size=chunk_size, half=half)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where torch sees a CUDA device (or, for a dry run of
+    benchmarks/gpu_suite.sh, on the CPU with LOCOAD_GPU_TESTS_DEVICE=cpu)."""
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("LOCOAD_GPU_TESTS_DEVICE", "cuda") != "cuda":
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run benchmarks/gpu_suite.sh on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

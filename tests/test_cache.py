@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import time
 
 import numpy as np
 import pandas as pd
@@ -132,14 +133,24 @@ def test_corrupt_entry_is_a_miss(tmp_path, damage):
     assert fresh.hits == 2 and fresh.misses == 0
 
 
+WRITERS_TIMEOUT_S = 300
+
+
 def test_concurrent_writers_leave_a_valid_file(tmp_path):
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=writer, args=(str(tmp_path), s, 30)) for s in (1, 2)]
     for p in procs:
         p.start()
+    # One deadline for both: a healthy writer takes seconds even on 2 loaded cores; only a hang
+    # reaches it (and its processes are killed, not left behind).
+    deadline = time.monotonic() + WRITERS_TIMEOUT_S
     for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        p.join(max(0.0, deadline - time.monotonic()))
+    hung = [p for p in procs if p.exitcode is None]
+    for p in hung:
+        p.kill()
+    assert not hung, f"{len(hung)} writer(s) still running after {WRITERS_TIMEOUT_S} s"
+    assert [p.exitcode for p in procs] == [0, 0]
     cache = StageCache(tmp_path)
     d = cache.config_dir("features", {"test": "concurrent"})
     t = cache.get("features", d, "ab" + "0" * 62)
@@ -159,16 +170,16 @@ def test_disabled_writes_nothing(tmp_path):
 
 
 def _model_cache_and_counters(monkeypatch):
-    """Record every SevenFeatureModel's cache and count backbone/segmenter work."""
-    from locoad.models.seven_feature import torch_model
+    """Record every SevenFeatureModule's cache and count backbone/segmenter work (the stages
+    themselves, inside the stored-stage wrappers)."""
+    from locoad.models.seven_feature import lightning_model
 
     seen = {"caches": [], "backbone_images": 0, "segmenter_images": 0}
-    orig_init = torch_model.SevenFeatureModel.__init__
+    orig_init = lightning_model.SevenFeatureModule.__init__
 
     def init(self, *args, **kwargs):
-        orig_init(self, *args, **kwargs)
-        seen["caches"].append(self.cache)
-        bb_forward, seg_call = self.backbone.forward, self.segmenter
+        backbone, seg_call = kwargs["backbone"], kwargs["segmenter"]
+        bb_forward = backbone.forward
 
         def bb(x):
             seen["backbone_images"] += len(x)
@@ -179,10 +190,12 @@ def _model_cache_and_counters(monkeypatch):
             return seg_call(rgb)
 
         seg.cache_key = seg_call.cache_key
-        self.backbone.forward = bb
-        self.segmenter = seg
+        backbone.forward = bb
+        kwargs["segmenter"] = seg
+        orig_init(self, *args, **kwargs)
+        seen["caches"].append(kwargs.get("cache"))
 
-    monkeypatch.setattr(torch_model.SevenFeatureModel, "__init__", init)
+    monkeypatch.setattr(lightning_model.SevenFeatureModule, "__init__", init)
     return seen
 
 
@@ -253,7 +266,7 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     from locoad.features.class_histogram import ClassHistogramScore
     from locoad.fusion.loo import LeaveOneOutSum
     from locoad.fusion.simple import MaxNormalised
-    from locoad.models.seven_feature import torch_model
+    from locoad.models.seven_feature import stored, torch_model
     from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 
     dm = LocoDataModule(str(loco_root), "widgets", k_shot=3, image_size=112)
@@ -264,11 +277,12 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     def scored(top_percent=2.0, fusion=None):
         feats = {"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=top_percent), "class_histogram": ClassHistogramScore()}
         m = torch_model.SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
-                                          feats, fusion or LeaveOneOutSum(), work_size=64, cache=cache)
+                                          feats, fusion or LeaveOneOutSum(), work_size=64)
+        scorer = stored.StoredScores(m, cache)
         enc = m.encode(images)
         cache.reset_stats()
-        m.fit(enc[:2])
-        return m.score(enc[2:])[0], dict(cache.stats["scores"])
+        scorer.fit(enc[:2])
+        return scorer.score(enc[2:])[0], dict(cache.stats["scores"])
 
     first, st = scored()
     assert st["hits"] == 0 and st["writes"] == 2  # leave-one-out + one test image
@@ -277,7 +291,7 @@ def test_scores_stage_keys_on_fit_features_and_code(loco_root, tmp_path, monkeyp
     assert all(np.array_equal(first[n], again[n]) for n in first)
     _, st = scored(top_percent=5.0)
     assert st["hits"] == 0
-    monkeypatch.setattr(torch_model, "code_fingerprint", lambda: "edited")
+    monkeypatch.setattr(stored, "code_fingerprint", lambda: "edited")
     _, st = scored()
     assert st["hits"] == 0
 

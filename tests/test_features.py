@@ -97,7 +97,7 @@ def test_class_aware_takes_worst_class_and_handles_unseen_class():
     f = ClassAwarePatchScore()
     state = f.fit(SHOTS)
     unseen = scene({**GOOD, 3: (40, 24)}, colours={**COLOURS, 3: (30, 200, 30)})
-    assert 3 not in state  # the unmatched class is compared with the union of the banks
+    assert 3 not in state.groups[0].labels  # the unmatched class is compared with the union of the banks
     assert f.score(unseen, state).value > f.score(scene(GOOD, seed=9), state).value
 
 

@@ -1,4 +1,5 @@
-"""Exact chunked kNN against brute force, greedy k-center coreset, and PatchScore's coreset option."""
+"""Exact chunked kNN (the grouped search, one group) against brute force, the top-% aggregation,
+greedy k-center coreset, and the patch scores' coreset option."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import nn_cosine_distance
 from locoad.components.coreset import coreset_size, greedy_coreset, random_projection
-from locoad.components.knn import nn_cosine_distance, normalize_bank, top_percent_mean
+from locoad.components.knn import normalize_bank, worst_group_top_percent
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
 from locoad.types import ParsedImage
 
@@ -78,14 +80,14 @@ def test_half_precision_products_run_in_fp16_within_tolerance(chunk: int, monkey
     matmul = torch.Tensor.__matmul__
     monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: (dtypes.extend((a.dtype, b.dtype)), matmul(a, b))[1])
     labels = [torch.zeros(100, dtype=torch.long)], [torch.zeros(300, dtype=torch.long)]
-    for got in (knn.nn_cosine_distance(q, b, chunk, half=True),
+    for got in (nn_cosine_distance(q, b, chunk, half=True),
                 knn.grouped_nn_cosine_distance(q, b, *labels, chunk_size=chunk, half=True)[0]):
         assert got.dtype == torch.float32
         err = (got - ref).abs().max().item()
         assert 1e-6 < err < 2e-3, err  # fp16 rounding shows, and stays small
     assert dtypes and set(dtypes) == {torch.float16}
     dtypes.clear()
-    torch.testing.assert_close(knn.nn_cosine_distance(q, b, chunk), ref, atol=1e-5, rtol=0)  # half=False
+    torch.testing.assert_close(nn_cosine_distance(q, b, chunk), ref, atol=1e-5, rtol=0)  # half=False
     assert set(dtypes) == {torch.float32}
 
 
@@ -103,12 +105,22 @@ def test_nn_cosine_distance_rejects_bad_input() -> None:
         nn_cosine_distance(torch.randn(3, 4), torch.randn(3, 5))
 
 
-def test_top_percent_mean() -> None:
-    v = torch.arange(100.0)
-    assert float(top_percent_mean(v, 2.0)) == pytest.approx(98.5)
-    assert float(top_percent_mean(v, 0.001)) == 99.0  # at least one value
-    with pytest.raises(ValueError):
-        top_percent_mean(torch.zeros(0), 1.0)
+def test_worst_group_top_percent() -> None:
+    v = torch.arange(100.0)[None]
+    one = torch.zeros(1, 100, dtype=torch.long)
+    assert float(worst_group_top_percent(v, one, 1, 2.0)[0]) == pytest.approx(98.5)
+    assert float(worst_group_top_percent(v, one, 1, 0.001)[0]) == 99.0  # at least one value
+    assert torch.isinf(worst_group_top_percent(torch.zeros(1, 3), torch.full((1, 3), -1), 1, 1.0)).all()
+    # several rows and groups: each row's worst group, against a per-group loop
+    g = torch.Generator().manual_seed(0)
+    vals, groups = torch.rand(3, 200, generator=g), torch.randint(-1, 4, (3, 200), generator=g)
+    groups[2] = -1
+    groups[2, :5] = 3
+    got = worst_group_top_percent(vals, groups, 4, 10.0)
+    for r in range(3):
+        want = max(vals[r][groups[r] == c].topk(max(1, round(int((groups[r] == c).sum()) * 10.0 / 100.0))).values.mean()
+                   for c in groups[r].unique().tolist() if c >= 0)
+        assert float(got[r]) == pytest.approx(float(want), abs=1e-6)
 
 
 def clustered(n_clusters: int = 20, per: int = 50, dim: int = 32, seed: int = 0) -> torch.Tensor:
@@ -189,15 +201,15 @@ def test_patch_score_coreset_option() -> None:
     core = ClassAgnosticPatchScore(coreset_ratio=0.25)
     capped = ClassAgnosticPatchScore(coreset_ratio=0.5, coreset_max=10)
     only_max = ClassAgnosticPatchScore(coreset_max=12)
-    assert exact.fit(shots)[0].shape == (144, 16)
-    assert core.fit(shots)[0].shape == (36, 16)
-    assert capped.fit(shots)[0].shape == (10, 16)
-    assert only_max.fit(shots)[0].shape == (12, 16)
+    assert exact.fit(shots).bank.shape == (144, 16)
+    assert core.fit(shots).bank.shape == (36, 16)
+    assert capped.fit(shots).bank.shape == (10, 16)
+    assert only_max.fit(shots).bank.shape == (12, 16)
     # A shot scores 0 against an exact bank holding it; the coreset bank is a subset, so >= 0.
     assert exact.score(shots[0], exact.fit(shots)).value == pytest.approx(0.0, abs=1e-5)
     assert core.score(shots[0], core.fit(shots)).value >= exact.score(shots[0], exact.fit(shots)).value
     half = ClassAgnosticPatchScore(half=True)
-    assert half.fit(shots)[0].dtype == torch.bfloat16
+    assert half.fit(shots).bank.dtype == torch.bfloat16
     assert half.score(shots[1], half.fit(shots)).value == pytest.approx(0.0, abs=1e-2)
     with pytest.raises(ValueError):
         ClassAgnosticPatchScore(coreset_ratio=0.0)

@@ -15,7 +15,8 @@ from PIL import Image
 from conftest import compose_cfg, make_loco
 from locoad.data.ground_truth import LocoGroundTruth, load_defects_config, read_channel
 from locoad.data.layout import DataLayoutError, category_dir, list_split
-from locoad.run import run
+from locoad.errors import ConfigError
+from locoad.run import per_score_spro, run
 
 SIZE = (72, 96)  # (H, W): not square, so "original resolution" is tested
 DEFECTS = [
@@ -149,3 +150,13 @@ def test_bad_ground_truth_is_named(tmp_path):
     (cdir / "defects_config.json").write_text(json.dumps([{"defect_name": "x", "pixel_value": 3}]))
     with pytest.raises(DataLayoutError, match="lacks saturation_threshold"):
         load_defects_config(cdir)
+
+
+def test_per_score_spro_off_evaluates_the_fused_map_only(tmp_path):
+    root = make_unseen(tmp_path / "loco")
+    metrics = run(compose_cfg(TINY + [f"data.root={root}", "evaluation.per_score_spro=false"], tmp_path / "run"))
+    assert set(metrics["pixel"]["au_spro"]) == {"logical", "structural", "mean"}
+    assert "per_defect" in metrics["class_agnostic_patch"]  # the rest of the evaluation stays
+    assert not [name for name, m in metrics.items() if isinstance(m, dict) and "pixel" in m and name != "pixel"]
+    with pytest.raises(ConfigError, match="evaluation.per_score_spro='no' must be true or false"):
+        per_score_spro(compose_cfg(["evaluation.per_score_spro=no"], tmp_path / "bad"))

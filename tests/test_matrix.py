@@ -94,12 +94,11 @@ def test_full_product_runs_end_to_end(segmenter, tiny_data):
     fusion_cfg = {f: compose_cfg([f"fusion={f}"]).fusion for f in FUSIONS}
     encoder = SevenFeatureModel(seg, build(base.aligner), backbone, build(features_cfg["class_histogram"]), build(base.fusion), work_size=48)
     shots, encoded = encoder.encode(train["image"]), encoder.encode(test["image"])
-    parts = list(train["parts"].numpy())
     for aligner_name in ALIGNERS:
         aligner = MemoAligner(build(compose_cfg([f"aligner={aligner_name}"]).aligner))
         for features, fusion in itertools.product(FEATURE_SETS, FUSIONS):
             model = SevenFeatureModel(seg, aligner, backbone, build(features_cfg[features]), build(fusion_cfg[fusion]), work_size=48)
-            model.fit(shots, parts)
+            model.fit(shots)
             scores, amap, class_maps = model.score(encoded)
             fused = model.fuse(scores)
             combo = f"{segmenter}/{aligner_name}/{features}/{fusion}"

@@ -135,3 +135,16 @@ def test_optuna_preset_tunes_fusion_weights_on_tune_only(loco_root, tmp_path):
     best_value = max(v for v, _ in trials)
     assert result["best_value"] == pytest.approx(best_value)
     assert any(best == pytest.approx(params) for v, params in trials if v == best_value)  # a tie: either
+
+
+def test_optimized_metric_reaches_au_spro_keys_with_dots(caplog):
+    from locoad.__main__ import metric_value
+
+    spro = {t: {"0.01": 0.1, "0.05": 0.25, "1.0": 0.9} for t in ("logical", "structural", "mean")}
+    metrics = {"fused": {"f1_max": 0.8, "auroc_loco": 0.7}, "pixel": {"au_spro": spro}}
+    assert metric_value(metrics, "fused.f1_max") == 0.8
+    assert metric_value(metrics, "pixel.au_spro.mean.0.05") == 0.25  # greedy: "0.05" is one key
+    assert metric_value(metrics, "pixel/au_spro/logical/1.0") == 0.9
+    assert metric_value(metrics, "pixel.au_spro.mean.0.3") is None  # absent: None, said once
+    assert "optimized_metric=pixel.au_spro.mean.0.3" in caplog.text
+    assert metric_value(metrics, "pixel.au_spro.mean") is None  # a dict, not a number

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -244,11 +245,12 @@ def test_planted_defect_raises_the_local_map_where_it_is(fitted_run):
     from locoad.utils import build
 
     root, out, _ = fitted_run
-    module = build(compose_cfg(synthetic_overrides(root), root / "probe").model)  # the backbone from the config
+    cfg = compose_cfg(synthetic_overrides(root), root / "probe")
+    module = build(cfg.model)  # the backbone from the config
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
     module.eval()
-    cdir = category_dir(next((root / ".cache" / "synthetic").iterdir()), CATEGORIES[0])  # the generated data
+    cdir = category_dir(Path(cfg.data.root), CATEGORIES[0])  # the generated data
     good = LocoDataset([s for s in list_split(cdir, "test") if s.label == 0], 64)
     clean = torch.stack([good[i]["image"] for i in range(len(good))])
     planted = clean.clone()

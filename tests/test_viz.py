@@ -63,6 +63,8 @@ def test_logger_none_writes_one_panel_per_test_image_sorted_by_fused(gallery_run
     assert shown == sorted(shown, reverse=True) and len(shown) == 9
     np.testing.assert_allclose(sorted(shown), np.sort(table["fused"].to_numpy()), rtol=1e-3)
     assert "class_histogram" in page and "extra/alignment_accuracy" in page
+    spro = json.loads((gallery_run / "metrics.json").read_text())["pixel"]["au_spro"]
+    assert f"AU-sPRO@0.05 mean {spro['mean']['0.05']:.4g}" in page
 
 
 def test_visualiser_switch_turns_it_off(tmp_path):
@@ -180,3 +182,17 @@ def test_anomalous_image_without_masks_says_so_instead_of_showing_an_empty_mask(
     unknown, unknown_titles = panel(img, mask=np.zeros((8, 8), bool), mask_known=False)
     assert titles[-1] == "ground truth" and unknown_titles[-1] == "no ground truth"
     assert (shown[..., 0] > shown[..., 1]).any() and not (unknown[..., 0] > unknown[..., 1]).any()
+
+
+def test_gallery_shows_fused_au_spro_and_loco_auroc_when_the_run_has_them(tmp_path):
+    from locoad.viz.gallery import write_gallery
+
+    table = pd.DataFrame({"path": ["a.png"], "label": [0], "anomaly_type": ["good"], "fused": [0.1]})
+    fused = {"f1_max": 0.8, "auroc": 0.7, "auroc_loco": 0.6125}
+    spro = {t: {"0.01": 0.01, "0.05": v} for t, v in (("logical", 0.3125), ("structural", 0.4375), ("mean", 0.375))}
+    page = write_gallery(tmp_path, table, {"fused": fused, "pixel": {"au_spro": spro}}, {}).read_text()
+    line = re.search(r'<p class="loco">(.*?)</p>', page).group(1)
+    assert "logical 0.3125" in line and "structural 0.4375" in line and "mean 0.375" in line
+    assert "0.6125" in line and "0.01" not in line
+    bare = write_gallery(tmp_path / "b", table, {"fused": {"f1_max": 0.8, "auroc": 0.7}}, {}).read_text()
+    assert 'class="loco"' not in bare

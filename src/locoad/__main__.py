@@ -18,13 +18,26 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def metric_value(metrics: dict, path: str | None) -> float | None:
-    """``"fused.f1_max"`` -> metrics["fused"]["f1_max"], the value an Optuna sweeper optimises."""
+    """The value an Optuna sweeper optimises: ``"fused.f1_max"`` -> metrics["fused"]["f1_max"].
+
+    Keys may contain dots (AU-sPRO's limits are ``"0.05"``), so a path is either "/"-separated
+    (``pixel/au_spro/mean/0.05``) or dotted and matched greedily, the longest key first at each
+    level (``pixel.au_spro.mean.0.05``). None (with a warning) when the run has no such value.
+    """
     if not path or not metrics:
         return None
-    value: object = metrics
-    for key in path.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    return float(value) if isinstance(value, (int, float)) else None
+    sep = "/" if "/" in path else "."
+    parts, value = path.split(sep), metrics
+    while parts and isinstance(value, dict):
+        n = next((n for n in range(len(parts), 0, -1) if sep.join(parts[:n]) in value), 0)
+        if n == 0:
+            break
+        value, parts = value[sep.join(parts[:n])], parts[n:]
+    if parts or not isinstance(value, (int, float)) or isinstance(value, bool):
+        log.warning("optimized_metric=%s is not a number in this run's metrics.json (keys are e.g. "
+                    "fused.f1_max, pixel.au_spro.mean.0.05): the sweeper gets None", path)
+        return None
+    return float(value)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -10,9 +10,10 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from locoad.errors import ConfigError
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from locoad.loggers import build_loggers, finish_loggers
-from locoad.models.base import TestResults
+from locoad.models.base import TestResults, check_single_device
 from locoad.utils import build
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,15 @@ def finished_metrics(out_dir: Path, cfg: DictConfig) -> dict | None:
         return json.loads(metrics.read_text())
     except json.JSONDecodeError:  # cannot happen with atomic writes; rerun rather than fail
         return None
+
+
+def per_score_spro(cfg: DictConfig) -> bool:
+    """evaluation.per_score_spro: AU-sPRO of every single score's map too (default), or the fused map's only."""
+    value = (cfg.get("evaluation") or {}).get("per_score_spro", True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"evaluation.per_score_spro={value!r} must be true or false "
+                          "(false: AU-sPRO of the fused map only)")
+    return value
 
 
 def build_callbacks(cfg: DictConfig) -> list:
@@ -87,11 +97,14 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
+    spro_per_score = per_score_spro(cfg)  # a bad value fails before any work
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
-    model = build(cfg.model)
     loggers = build_loggers(cfg)
     trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    check_single_device(trainer)  # and on a bad device count, before any weights are loaded
+    model = build(cfg.model)
+    model.per_score_spro = spro_per_score
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -107,7 +120,7 @@ def run(cfg: DictConfig) -> dict:
         from locoad.export import export_anomaly_maps
 
         export_anomaly_maps(out_dir, results, str(cfg.data.category), str(cfg.data.get("eval_split", "test")))
-    cache = getattr(getattr(model, "model", None), "cache", None)
+    cache = getattr(model, "cache", None)
     if cache is not None:
         cache.log_summary()
         cache.prune()  # no-op unless model.cache.max_gb is set

@@ -64,6 +64,12 @@ class ParsedImage:
     num_classes: int
     foreground: torch.Tensor | None = None
 
+    def apply(self, fn) -> None:
+        """Pass every tensor through ``fn`` in place (the model's ``.to()``)."""
+        self.features, self.class_grid = fn(self.features), fn(self.class_grid)
+        if self.foreground is not None:
+            self.foreground = fn(self.foreground)
+
     @property
     def foreground_grid(self) -> torch.Tensor:
         return self.foreground if self.foreground is not None else self.class_grid != BACKGROUND

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 
 import numpy as np
+import torch
 
 from locoad.types import SegmentedImage
 
@@ -30,8 +32,14 @@ class Aligner(ABC):
         return self.num_reference_classes + 1
 
     def fit(self, reference: SegmentedImage) -> Aligner:
-        self.reference = reference
+        # Kept without its features: aligning reads what fit derived from them, and a kept
+        # tensor would stay on the device the aligner was fitted on.
+        self.reference = dataclasses.replace(reference, features=None)
         return self
+
+    def follow(self, device: torch.device) -> None:
+        """Place any network on ``device`` (the trainer's) when configured with device=auto."""
+        return  # weight-free by default: nothing to place
 
     def reference_class_map(self) -> np.ndarray:
         """The reference's own class map (default: each segment is its own class)."""

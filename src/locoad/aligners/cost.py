@@ -53,15 +53,17 @@ def describe_segments(image: SegmentedImage) -> SegmentDescriptors:
     shape = eccentricity(mean(y * y) - my**2, mean(x * x) - mx**2, mean(y * x) - my * mx)
     embedding = np.zeros((s, 0))
     if image.features is not None and s > 0:
-        feats = image.features.detach().float().cpu()  # (D, gh, gw)
+        feats = image.features.detach().float()  # (D, gh, gw), where the backbone left them
         d, gh, gw = feats.shape
         # Weight each grid cell by how many of the segment's pixels fall in it, so small
         # segments still get an embedding.
         cell = (yy * gh // h) * gw + (xx * gw // w)
         weights = np.bincount(ids * (gh * gw) + cell.ravel(), minlength=(s + 1) * gh * gw)
         weights = (weights.reshape(s + 1, gh * gw)[1:] / n).astype(np.float32)
+        # On the features' device (the (S, cells) weights travel, not the (D, cells) features);
         # torch, not numpy: one BLAS thread pool per process (two oversubscribe a small CPU).
-        embedding = (torch.from_numpy(weights) @ feats.reshape(d, -1).T).numpy().astype(np.float64)
+        cell_weights = torch.from_numpy(weights).to(feats.device)
+        embedding = (cell_weights @ feats.reshape(d, -1).T).cpu().numpy().astype(np.float64)
     return SegmentDescriptors(embedding, colour, position, counts / (h * w), shape)
 
 

@@ -183,6 +183,7 @@ class DeAOTAligner(Aligner):
         self.device = device
         self.input_size = input_size
         self.max_objects = max_objects
+        self._followed: torch.device | None = None  # the trainer's device, for device=auto
         self._model: torch.nn.Module | None = None
         self._engine: Any = None
         self._net_size: tuple[int, int] | None = None
@@ -191,9 +192,19 @@ class DeAOTAligner(Aligner):
     def model(self) -> torch.nn.Module:
         """The DeAOT network (built and loaded on first access, then reused)."""
         if self._model is None:
-            dev = _resolve_device(self.device)
+            dev = self._followed if self.device == "auto" and self._followed is not None else _resolve_device(self.device)
             self._model = build_deaot(self.variant, self.checkpoint).to(dev)
         return self._model
+
+    def follow(self, device: torch.device) -> None:
+        """device=auto: run on ``device`` (the trainer's); a fitted reference is re-encoded there."""
+        if self.device != "auto":
+            return
+        self._followed = torch.device(device)
+        if self._model is not None and self._dev != self._followed:
+            self._model.to(self._followed)
+            if self.reference is not None:
+                self.fit(self.reference)  # the engine's memory lives on the old device
 
     @property
     def _dev(self) -> torch.device:

@@ -1,22 +1,46 @@
-"""Exact nearest-neighbour search by chunked matrix products (no Python loop over patches)."""
+"""Exact nearest-neighbour search by chunked matrix products (no Python loop over patches),
+and the top-% aggregation of its distances."""
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-# Banks known to have unit rows (made by normalize_bank), keyed by id: nn_cosine_distance
+# Banks known to have unit rows (made by normalize_bank), keyed by id: the search
 # skips re-normalising them on every query. Weak values, so a freed bank leaves the registry
 # and a new tensor reusing its id is not mistaken for it (the identity check below).
 _UNIT_ROWS: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+# Largest similarity block (elements) of a grouped search on a CPU: 16 MiB of float32.
+CPU_BLOCK_ELEMENTS = 1 << 22
 
 
 def has_unit_rows(bank: torch.Tensor) -> bool:
     """True if ``bank`` was made by :func:`normalize_bank` (and not modified in place since)."""
     return _UNIT_ROWS.get(id(bank)) is bank
+
+
+@contextlib.contextmanager
+def own_precision() -> Iterator[None]:
+    """Autocast off (CPU and CUDA): the kNN products, segment means and vector scores run at
+    their own dtype (:func:`compute_dtype`), whatever ``trainer.precision`` autocasts to."""
+    with contextlib.ExitStack() as stack:
+        for device_type in ("cpu", "cuda"):
+            if torch.is_autocast_enabled(device_type):
+                stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
+
+
+def apply_keeping_unit_rows(bank: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``fn(bank)`` (e.g. a move to another device), still known to have unit rows if ``bank`` was."""
+    out = fn(bank)
+    if out is not bank and has_unit_rows(bank):
+        _UNIT_ROWS[id(out)] = out
+    return out
 
 
 def compute_dtype(device: torch.device, half: bool) -> torch.dtype:
@@ -59,39 +83,35 @@ def subset_unit_rows(bank: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def nn_cosine_distance(
-    queries: torch.Tensor,
-    bank: torch.Tensor,
-    chunk_size: int = 4096,
-    half: bool = False,
-) -> torch.Tensor:
-    """For each query row, 1 - max cosine similarity to any bank row.
+@dataclass
+class LabelGroups:
+    """The bank rows of every label of one labelling, found once per bank on the host so that a
+    search needs no host synchronisation: ``spans[i]`` is the (start, end) of label
+    ``labels[i]``'s rows when they are contiguous (:class:`SharedPatchBank` sorts them so, and
+    the search slices), else an index tensor; ``lut`` maps a label to its position in ``labels``
+    (-1: no bank row has it)."""
 
-    queries: (N, D), bank: (M, D) on the same device (any float dtype; rows need not be unit
-    norm). Returns (N,) float32 in [0, 2]. Extra memory is bounded by one ``chunk_size`` x
-    ``chunk_size`` block of similarities plus one normalised bank chunk, whatever M is: the
-    bank is never copied whole. ``half`` computes the products in fp16 on CUDA (float32 on CPU,
-    see :func:`compute_dtype`).
-    """
-    if bank.shape[0] == 0:
-        raise ValueError("empty memory bank")
-    if queries.shape[-1] != bank.shape[-1]:
-        raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dtype = compute_dtype(queries.device, half)
-    q = F.normalize(queries.float(), dim=-1).to(dtype)
-    unit = has_unit_rows(bank)
-    best = torch.full((q.shape[0],), -2.0, device=q.device)
-    # Bank chunks outside, query chunks inside: each bank chunk is normalised once, however
-    # many query chunks there are (a test image has 1369 patches, usually a single chunk).
-    for j in range(0, bank.shape[0], chunk_size):
-        bj = bank[j : j + chunk_size]
-        bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
-        for i in range(0, q.shape[0], chunk_size):
-            sim = q[i : i + chunk_size] @ bj.T
-            torch.maximum(best[i : i + chunk_size], sim.amax(dim=1).float(), out=best[i : i + chunk_size])
-    return (1.0 - best).clamp_min(0.0)
+    labels: list[int]
+    spans: list[tuple[int, int] | torch.Tensor]
+    lut: torch.Tensor
+
+    @classmethod
+    def of(cls, bank_labels: torch.Tensor) -> LabelGroups:
+        host = bank_labels.cpu()
+        labels = torch.unique(host[host >= 0]).tolist()
+        spans: list[tuple[int, int] | torch.Tensor] = []
+        for g in labels:
+            idx = torch.nonzero(host == g).squeeze(1)
+            a, b = int(idx[0]), int(idx[-1]) + 1
+            spans.append((a, b) if b - a == len(idx) else idx.to(bank_labels.device))
+        lut = torch.full((max(labels, default=-1) + 2,), -1, dtype=torch.long)
+        lut[torch.tensor(labels, dtype=torch.long)] = torch.arange(len(labels))
+        return cls(labels, spans, lut.to(bank_labels.device))
+
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> LabelGroups:
+        """The same groups with every tensor passed through ``fn`` (a device move)."""
+        spans = [s if isinstance(s, tuple) else fn(s) for s in self.spans]
+        return LabelGroups(self.labels, spans, fn(self.lut))
 
 
 def grouped_nn_cosine_distance(
@@ -102,6 +122,7 @@ def grouped_nn_cosine_distance(
     exclude: torch.Tensor | None = None,
     chunk_size: int = 4096,
     half: bool = False,
+    groups: Sequence[LabelGroups] | None = None,
 ) -> list[torch.Tensor]:
     """Nearest-neighbour cosine distance under several labellings, from one similarity product.
 
@@ -112,71 +133,110 @@ def grouped_nn_cosine_distance(
     whole bank. ``exclude`` (M,) bool drops bank rows (leave-one-out). Rows with label < 0 get
     NaN. This is what class-agnostic, foreground and class-aware patch scores need: their
     groups are row/column subsets of one query x bank similarity matrix, so the matrix product,
-    the dominant cost, is done once instead of once per score.
+    the dominant cost, is done once instead of once per score. Queries of several images can
+    be stacked into one call (one product for a whole batch).
+
+    ``groups`` (:meth:`LabelGroups.of` of each ``bank_labels``, kept with the bank) makes the
+    search free of host synchronisation: every step is a device op, so a CUDA search never
+    waits for the host. Products run at :func:`compute_dtype`, never under autocast.
     """
     if len(query_labels) != len(bank_labels):
         raise ValueError("query_labels and bank_labels must have one entry per labelling")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    m = bank.shape[0]
-    avail = torch.ones(m, dtype=torch.bool, device=bank.device) if exclude is None else ~exclude.to(bank.device)
-    # Per labelling, per query group: (rows, column span, column mask). rows None = every row;
-    # span (a, b) when the group's bank rows are contiguous (SharedPatchBank sorts them so),
-    # which turns the column gather into a slice. Excluded rows may stay inside a group's
-    # columns: their similarities are set to -inf below.
-    Plan = tuple[torch.Tensor | None, tuple[int, int] | None, torch.Tensor]
-    plans: list[list[Plan]] = []
-    for ql, bl in zip(query_labels, bank_labels):
-        ql, bl = ql.to(queries.device), bl.to(bank.device)
-        present = set(torch.unique(bl[(bl >= 0) & avail]).tolist())
-        groups: list[Plan] = []
-        for g in torch.unique(ql[ql >= 0]).tolist():
-            cols = (bl == g) if g in present else ((bl >= 0) if present else torch.ones_like(avail))
-            rows = torch.nonzero(ql == g).squeeze(1)
-            idx = torch.nonzero(cols).squeeze(1)
-            span = (int(idx[0]), int(idx[-1]) + 1) if int(idx[-1] - idx[0]) + 1 == len(idx) else None
-            groups.append((None if len(rows) == len(ql) else rows, span, cols))
-        plans.append(groups)
-    if all(not p for p in plans):  # no query row in any group: nothing to search
-        return [torch.full((queries.shape[0],), float("nan"), device=queries.device) for _ in plans]
-    if not avail.any():
+    if exclude is not None:
+        # Leave-one-out (fit time): host checks are cheap here.
+        if not any(bool((ql >= 0).any()) for ql in query_labels):
+            return [torch.full((queries.shape[0],), float("nan"), device=queries.device) for _ in query_labels]
+        if bool(exclude.all()):
+            raise ValueError("empty memory bank")
+    if bank.shape[0] == 0:
         raise ValueError("empty memory bank")
-    dtype = compute_dtype(queries.device, half)
+    if queries.shape[-1] != bank.shape[-1]:
+        raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
+    groups = [LabelGroups.of(bl) for bl in bank_labels] if groups is None else list(groups)
+    with own_precision():
+        return _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half)
+
+
+def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half) -> list[torch.Tensor]:
+    m, n = bank.shape[0], queries.shape[0]
+    dev = queries.device
+    keep = None if exclude is None else ~exclude.to(bank.device)
+    dtype = compute_dtype(dev, half)
     q = F.normalize(queries.float(), dim=-1).to(dtype)
     unit = has_unit_rows(bank)
-    best = [torch.full((q.shape[0],), -2.0, device=q.device) for _ in plans]
+    # The whole-bank maximum is only a fallback: needed when rows are excluded or a labelling
+    # has no labelled bank row at all.
+    need_whole = keep is not None or not all(g.labels for g in groups)
+    # Best similarity per query to each bank group of each labelling, and to the whole bank.
+    group_best = [torch.full((n, max(len(g.labels), 1)), float("-inf"), device=dev) for g in groups]
+    whole = torch.full((n,), float("-inf"), device=dev)
+    # A batch of images has many query rows: on a CPU, blocks of them keep each similarity
+    # block small enough for the caches (16 MiB); a GPU takes the batch at once.
+    q_block = n if dev.type == "cuda" else max(1, CPU_BLOCK_ELEMENTS // max(1, min(m, chunk_size)))
     for j in range(0, m, chunk_size):
         bj = bank[j : j + chunk_size]
         bj = (bj if unit else F.normalize(bj.float(), dim=-1)).to(dtype)
-        sim = (q @ bj.T).float()
-        if exclude is not None:
-            sim.masked_fill_(~avail[j : j + chunk_size][None], float("-inf"))
-        for plan, b in zip(plans, best):
-            for rows, span, cols in plan:
-                if span is not None:
-                    a, e = max(span[0] - j, 0), min(span[1] - j, sim.shape[1])
-                    if a >= e:
-                        continue
-                    sub = sim[:, a:e]
-                else:
-                    idx = torch.nonzero(cols[j : j + chunk_size]).squeeze(1)
-                    if not len(idx):
-                        continue
-                    sub = sim.index_select(1, idx)
-                if rows is None:
-                    torch.maximum(b, sub.amax(dim=1), out=b)
-                else:
-                    b[rows] = torch.maximum(b[rows], sub.index_select(0, rows).amax(dim=1))
+        e = j + bj.shape[0]
+        for r in range(0, n, q_block):
+            # (bank rows x queries): a bank group is a band of whole rows, so its maximum reads
+            # contiguous memory (a band of columns would stride through every row).
+            sim = (bj @ q[r : r + q_block].T).float()
+            if keep is not None:
+                sim.masked_fill_(~keep[j:e][:, None], float("-inf"))
+            if need_whole:
+                torch.maximum(whole[r : r + q_block], sim.amax(dim=0), out=whole[r : r + q_block])
+            for lg, best in zip(groups, group_best):
+                for i, span in enumerate(lg.spans):
+                    if isinstance(span, tuple):
+                        a, b = max(span[0], j), min(span[1], e)
+                        if a >= b:
+                            continue
+                        sub = sim[a - j : b - j]
+                    else:
+                        idx = span[(span >= j) & (span < e)] - j  # non-contiguous groups (other callers)
+                        sub = sim.index_select(0, idx)
+                        if not sub.shape[0]:
+                            continue
+                    col = best[r : r + q_block, i]
+                    torch.maximum(col, sub.amax(dim=0), out=col)
     out = []
-    for ql, b in zip(query_labels, best):
-        d = (1.0 - b).clamp_min(0.0)
-        out.append(torch.where(ql.to(d.device) >= 0, d, torch.full_like(d, float("nan"))))
+    for ql, lg, best in zip(query_labels, groups, group_best):
+        ql = ql.to(dev)
+        pos = lg.lut.to(dev)[ql.clamp(0, len(lg.lut) - 1)]
+        pos = torch.where((ql >= 0) & (ql < len(lg.lut)), pos, torch.full_like(pos, -1))
+        own = best.gather(1, pos.clamp_min(0)[:, None])[:, 0]
+        # A label no (remaining) bank row has: every labelled bank row; none at all: the whole bank.
+        labelled = best.amax(dim=1) if lg.labels else whole
+        labelled = torch.where(torch.isinf(labelled), whole, labelled)
+        sim_best = torch.where((pos >= 0) & ~torch.isinf(own), own, labelled)
+        d = (1.0 - sim_best).clamp_min(0.0)
+        out.append(torch.where(ql >= 0, d, torch.full_like(d, float("nan"))))
     return out
 
 
-def top_percent_mean(values: torch.Tensor, percent: float) -> torch.Tensor:
-    """Mean of the largest ``percent`` % of ``values`` (at least one value)."""
-    if values.numel() == 0:
-        raise ValueError("no values to aggregate")
-    k = max(1, round(values.numel() * percent / 100.0))
-    return values.flatten().topk(k).values.mean()
+def worst_group_top_percent(values: torch.Tensor, groups: torch.Tensor, num_groups: int, percent: float) -> torch.Tensor:
+    """Per row of (B, n) ``values``: the largest, over the groups of that row, of the mean of
+    the group's top ``percent`` % values (at least one value); ``groups`` (B, n) in
+    0..``num_groups`` - 1, < 0 = in no group. Rows with no grouped value get -inf.
+
+    The mean of the top ``percent`` % of every group of every row at once, device ops only: one
+    sort, counts and a float64 cumulative sum, no host synchronisation per group or image.
+    """
+    b, n = values.shape
+    valid = groups >= 0
+    key = torch.where(valid, groups + num_groups * torch.arange(b, device=groups.device)[:, None],
+                      torch.full_like(groups, b * num_groups)).flatten()  # ungrouped: one extra key
+    v = values.flatten().double()
+    order = torch.argsort(v, descending=True, stable=True)
+    order = order[torch.argsort(key[order], stable=True)]  # by key, descending value within a key
+    total = b * num_groups + 1
+    counts = torch.zeros(total, dtype=torch.long, device=v.device).scatter_add_(0, key, torch.ones_like(key))
+    start = torch.cumsum(counts, 0) - counts
+    k = torch.round(counts.double() * percent / 100.0).long().clamp_min(1)  # as round(n * percent / 100)
+    csum = torch.cat([v.new_zeros(1), torch.cumsum(v[order], 0)])
+    end = (start + k).clamp_max(len(v))
+    means = (csum[end] - csum[start]) / k
+    means = torch.where(counts > 0, means, torch.full_like(means, float("-inf")))
+    return means[:-1].view(b, num_groups).amax(dim=1).float()

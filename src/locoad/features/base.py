@@ -14,13 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from locoad.components.coreset import greedy_coreset
-from locoad.components.knn import (
-    nn_cosine_distance,
-    normalize_bank,
-    subset_unit_rows,
-    top_percent_mean,
-)
+from locoad.components.knn import worst_group_top_percent
 from locoad.types import BACKGROUND, ParsedImage
 
 
@@ -77,8 +71,8 @@ class PatchScore(Feature):
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
-        # Greedy k-center subsampling of each group's bank (PatchCore): coreset_ratio of its
-        # patches, at most coreset_max; both null = exact search against every shot patch.
+        # Greedy k-center subsampling of the bank's grouped rows (PatchCore): coreset_ratio of
+        # them, at most coreset_max; both null = exact search against every shot patch.
         self.coreset_ratio = coreset_ratio
         self.coreset_max = coreset_max
         self.coreset_projection_dim = coreset_projection_dim
@@ -100,87 +94,38 @@ class PatchScore(Feature):
             out[m.flatten().to(out.device)] = g
         return out
 
-    @staticmethod
-    def patches(parsed: ParsedImage, mask: torch.Tensor) -> torch.Tensor:
-        feats = parsed.features  # (D, h, w)
-        return feats.permute(1, 2, 0)[mask.to(feats.device)]  # (n, D)
+    def fit(self, shots: list[ParsedImage]) -> Any:
+        """This score's memory on its own: a :class:`SharedPatchBank` of this one score (the model
+        shares one bank among the patch scores with equal settings; one way to score a patch)."""
+        from locoad.features.shared_patch_bank import SharedPatchBank  # it builds on this module
 
-    def fit(self, shots: list[ParsedImage]) -> dict[int, torch.Tensor]:
-        return self._fit_with_owners(shots)[0]
+        return SharedPatchBank({self.name: self}, shots)
 
-    def _fit_with_owners(self, shots: list[ParsedImage]) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
-        """Banks per group, and for every bank row the index of the shot it came from."""
-        banks: dict[int, list[torch.Tensor]] = {}
-        owners: dict[int, list[torch.Tensor]] = {}
-        for i, p in enumerate(shots):
-            for g, m in self.groups(p).items():
-                if m.any():
-                    x = self.patches(p, m)
-                    banks.setdefault(g, []).append(x)
-                    owners.setdefault(g, []).append(torch.full((len(x),), i, device=x.device))
-        if not banks:
-            # No shot had patches of this kind (e.g. the segmenter found no foreground): compare
-            # with all shot patches rather than fail; the missing foreground is itself visible
-            # to the histogram score.
-            banks[-1] = [p.features.flatten(1).T for p in shots]
-            owners[-1] = [torch.full((b.shape[0],), i, device=b.device) for i, b in enumerate(banks[-1])]
-        out, out_owners = {}, {}
-        for g, v in banks.items():
-            bank, owner = torch.cat(v), torch.cat(owners[g])
-            if self.coreset_ratio is not None or self.coreset_max is not None:
-                ratio = self.coreset_ratio if self.coreset_ratio is not None else 1.0
-                keep = greedy_coreset(
-                    bank, ratio=ratio, max_n=self.coreset_max,
-                    projection_dim=self.coreset_projection_dim, seed=self.coreset_seed,
-                )
-                bank, owner = bank[keep], owner[keep]
-            # Stored unit-norm (cosine distance ignores the norm) and, with ``half``, in
-            # 16 bits: a 350-image bank takes half the memory.
-            out[g] = normalize_bank(bank, self.half, inplace=True)  # ``bank`` is ours: no copy
-            out_owners[g] = owner
-        return out, out_owners
+    def score(self, parsed: ParsedImage, state: Any) -> FeatureScore:
+        return state.score(parsed)[self.name]
 
     def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
-        """Leave-one-out by dropping the held-out shot's rows from the full bank: no refit (and no
-        second coreset selection) per held-out shot. Exact without a coreset; with one, the
-        coreset was chosen with the held-out shot present (slightly optimistic calibration)."""
-        banks, owners = self._fit_with_owners(shots)
-        out = []
-        for i in held:
-            state = {g: subset_unit_rows(b, owners[g] != i) for g, b in banks.items()}
-            state = {g: b for g, b in state.items() if len(b)}
-            if not state:  # only one shot had patches of this kind: fall back to a refit
-                state = self.fit(shots[:i] + shots[i + 1 :])
-            out.append(self.score(shots[i], state).value)
-        return np.array(out)
-
-    def score(self, parsed: ParsedImage, state: dict[int, torch.Tensor]) -> FeatureScore:
-        labels = self.labels(parsed)
-        dist = torch.full(labels.shape, float("nan"), device=parsed.features.device)
-        union = None
-        flat = parsed.features.flatten(1).T  # (h*w, D)
-        for g in torch.unique(labels[labels >= 0]).tolist():
-            rows = labels == g
-            bank = state.get(g)
-            if bank is None:
-                union = union if union is not None else torch.cat(list(state.values()))
-                bank = union
-            dist[rows] = nn_cosine_distance(flat[rows], bank, self.chunk_size, self.half)
-        return self.aggregate(parsed, dist, labels)
+        """Leave-one-out by masking the held-out shot's rows of the full bank (no refit)."""
+        return self.fit(shots).loo_scores(shots, held)[self.name]
 
     def aggregate(self, parsed: ParsedImage, dist: torch.Tensor, labels: torch.Tensor) -> FeatureScore:
-        """Image score and anomaly map from per-patch distances (h*w,) and group labels (h*w,):
-        the mean of the ``top_percent`` most distant patches of each group, worst group wins."""
+        """Image score and anomaly map from per-patch distances (h*w,) and group labels (h*w,)."""
         h, w = parsed.features.shape[-2:]
+        value, amap = self.aggregate_batch(dist[None], labels[None], parsed.num_classes)
+        return FeatureScore(float(value[0]), amap.view(h, w))
+
+    def aggregate_batch(self, dist: torch.Tensor, labels: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image scores (B,) and anomaly maps (B, n) from per-patch distances (B, n) and group
+        labels (B, n) (ids below ``num_groups``, the parsed images' ``num_classes``): the mean of
+        the ``top_percent`` most distant patches of each group, worst group wins. Device ops only."""
         inside = labels >= 0
-        amap = torch.where(inside, dist, torch.zeros_like(dist)).view(h, w)
-        if not inside.any():
-            # No patch of this kind in the image (e.g. no foreground found): the image lacks
-            # everything the shots had, which is maximally anomalous for a cosine distance of
-            # unit vectors with non-negative similarity.
-            return FeatureScore(1.0, amap)
-        best = max(float(top_percent_mean(dist[labels == g], self.top_percent)) for g in torch.unique(labels[inside]).tolist())
-        return FeatureScore(max(best, 0.0), amap)
+        amap = torch.where(inside, dist, torch.zeros_like(dist))
+        best = worst_group_top_percent(dist, labels, max(num_groups, 2), self.top_percent)
+        # No patch of this kind in the image (e.g. no foreground found): the image lacks
+        # everything the shots had, which is maximally anomalous for a cosine distance of
+        # unit vectors with non-negative similarity.
+        value = torch.where(torch.isinf(best), torch.ones_like(best), best.clamp_min(0.0))
+        return value, amap
 
 
 class VectorScore(Feature):

@@ -14,3 +14,6 @@ class ClassAgnosticPatchScore(PatchScore):
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {0: torch.ones_like(parsed.class_grid, dtype=torch.bool)}
+
+    def labels(self, parsed: ParsedImage) -> torch.Tensor:
+        return torch.zeros(parsed.class_grid.numel(), dtype=torch.long, device=parsed.class_grid.device)

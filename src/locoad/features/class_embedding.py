@@ -16,12 +16,13 @@ class ClassEmbeddingScore(VectorScore):
         super().__init__(scale=scale, reduce=reduce)
 
     def describe(self, parsed: ParsedImage) -> tuple[np.ndarray, np.ndarray]:
-        feats = parsed.features.flatten(1).T.float().cpu()  # (h*w, D)
-        grid = parsed.class_grid.flatten().cpu()
+        feats = parsed.features.flatten(1).T.float()  # (h*w, D), on the features' device
+        grid = parsed.class_grid.flatten().to(feats.device)
         c, d = parsed.num_classes, feats.shape[1]
-        counts = np.bincount(grid.numpy(), minlength=c)[:c]
-        # float32 sums of at most h*w values: ample precision for a mean
-        sums = torch.zeros(max(c, int(grid.max()) + 1), d).index_add_(0, grid, feats)[:c].double().numpy()
+        # float32 sums of at most h*w values: ample precision for a mean. Summed where the
+        # features are; only the (C, D) sums travel to the host. Class ids are < num_classes.
+        sums = torch.zeros(c, d, device=feats.device).index_add_(0, grid, feats).double().cpu().numpy()
+        counts = torch.zeros(c, dtype=torch.long, device=feats.device).scatter_add_(0, grid, torch.ones_like(grid)).cpu().numpy()
         present = counts > 0
         means = np.where(present[:, None], sums / np.maximum(counts, 1)[:, None], 0.0)
         return means, present

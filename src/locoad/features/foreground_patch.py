@@ -15,3 +15,7 @@ class ForegroundPatchScore(PatchScore):
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}
+
+    def labels(self, parsed: ParsedImage) -> torch.Tensor:
+        fg = parsed.foreground_grid.flatten().to(parsed.class_grid.device)
+        return torch.where(fg, 1, -1).long()

@@ -12,11 +12,19 @@ shrinks for all three scores at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from locoad.components.coreset import greedy_coreset
-from locoad.components.knn import grouped_nn_cosine_distance, normalize_bank, subset_unit_rows
+from locoad.components.knn import (
+    LabelGroups,
+    apply_keeping_unit_rows,
+    grouped_nn_cosine_distance,
+    normalize_bank,
+    subset_unit_rows,
+)
 from locoad.features.base import FeatureScore, PatchScore
 from locoad.types import ParsedImage
 
@@ -55,7 +63,7 @@ class SharedPatchBank:
             start += len(x)
         self.bank = normalize_bank(bank, self.half, inplace=True)
         self.labels = {n: lab[order].to(feat0.device) for n, lab in labels.items()}
-        self.owner = owner[order]
+        self.owner = owner[order].numpy()  # host: only the leave-one-out (fit time) reads it
         self.n_used = int(used.sum())
         if not first.exact and self.n_used:
             # Greedy k-center over the grouped rows (PatchCore); ascending indices keep every
@@ -67,35 +75,52 @@ class SharedPatchBank:
                               torch.arange(self.n_used, len(self.owner), device=self.bank.device)])
             self.bank = subset_unit_rows(self.bank, keep)
             self.labels = {n: lab[keep.to(lab.device)] for n, lab in self.labels.items()}
-            self.owner = self.owner[keep.cpu()]
+            self.owner = self.owner[keep.cpu().numpy()]
             self.n_used = int((keep < self.n_used).sum())
+        # Host copies and the bank rows of every group, found once: the search plans nothing
+        # per image (no host synchronisation on a GPU).
+        self._host_labels = {n: lab.cpu().numpy() for n, lab in self.labels.items()}
+        self.groups = [LabelGroups.of(lab) for lab in self.labels.values()]
+        # Every score has grouped rows: searching the prefix of grouped rows always suffices.
+        self._prefix_always = all(g.labels for g in self.groups)
+
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Pass every tensor through ``fn`` (the module's ``.to()``): the bank moves with the model."""
+        self.bank = apply_keeping_unit_rows(self.bank, fn)
+        self.labels = {n: fn(lab) for n, lab in self.labels.items()}
+        self.groups = [g.apply(fn) for g in self.groups]
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per score: (per-patch distance (h*w,), per-patch group label (h*w,))."""
-        q_labels = {n: f.labels(parsed) for n, f in self.features.items()}
-        exclude = None if exclude_shot is None else (self.owner == exclude_shot).to(self.bank.device)
-        # The unused tail of the bank is only needed where a score finds no grouped row at all.
-        m = self.n_used if self._prefix_suffices(q_labels, exclude) else len(self.owner)
-        flat = parsed.features.flatten(1).T
+        return {n: (d[0], lab[0]) for n, (d, lab) in self.distances_batch([parsed], exclude_shot).items()}
+
+    def distances_batch(self, parsed: list[ParsedImage], exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per score: (distances (B, h*w), group labels (B, h*w)) of a batch of images, from one
+        similarity product for the whole batch."""
+        q_labels = {n: torch.stack([f.labels(p) for p in parsed]) for n, f in self.features.items()}
+        exclude = None if exclude_shot is None else torch.from_numpy(self.owner == exclude_shot).to(self.bank.device)
+        # The ungrouped tail of the bank is only needed where a score finds no grouped row at all.
+        full = len(self.owner)
+        m = self.n_used if self._prefix_suffices(q_labels, exclude_shot) else full
+        flat = torch.cat([p.features.flatten(1).T for p in parsed])
         dists = grouped_nn_cosine_distance(
             flat,
-            self.bank[:m] if m < len(self.owner) else self.bank,
-            list(q_labels.values()),
+            self.bank[:m] if m < full else self.bank,
+            [lab.flatten() for lab in q_labels.values()],
             [lab[:m] for lab in self.labels.values()],
             exclude=None if exclude is None else exclude[:m],
             chunk_size=self.chunk_size,
             half=self.half,
+            groups=self.groups,  # grouped rows all lie in the prefix: the same groups for any m
         )
-        return {n: (d, q_labels[n]) for n, d in zip(self.features, dists)}
+        return {n: (d.view(len(parsed), -1), q_labels[n]) for n, d in zip(self.features, dists)}
 
-    def _prefix_suffices(self, q_labels: dict[str, torch.Tensor], exclude: torch.Tensor | None) -> bool:
+    def _prefix_suffices(self, q_labels: dict[str, torch.Tensor], exclude_shot: int | None) -> bool:
+        if exclude_shot is None:
+            return self._prefix_always
+        keep = self.owner != exclude_shot  # leave-one-out, at fit time: host checks are fine
         for n, ql in q_labels.items():
-            if not (ql >= 0).any():
-                continue
-            bl = self.labels[n]
-            if exclude is not None:
-                bl = bl[~exclude.to(bl.device)]
-            if not (bl >= 0).any():
+            if (ql >= 0).any() and not (self._host_labels[n][keep] >= 0).any():
                 return False
         return True
 
@@ -104,6 +129,16 @@ class SharedPatchBank:
             n: self.features[n].aggregate(parsed, d, lab)
             for n, (d, lab) in self.distances(parsed, exclude_shot).items()
         }
+
+    def score_batch(self, parsed: list[ParsedImage]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per score: image scores (B,) and anomaly maps (B, h, w), on the device."""
+        h, w = parsed[0].features.shape[-2:]
+        num_groups = max(p.num_classes for p in parsed)
+        out = {}
+        for n, (d, lab) in self.distances_batch(parsed).items():
+            value, amap = self.features[n].aggregate_batch(d, lab, num_groups)
+            out[n] = (value, amap.view(len(parsed), h, w))
+        return out
 
     def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> dict[str, np.ndarray]:
         """Each held-out shot against the bank without its own rows (exact leave-one-out)."""

@@ -68,10 +68,26 @@ def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
     return out
 
 
+def check_single_device(trainer: L.Trainer) -> None:
+    """locoad runs on one device: raise, before any work, when the trainer has several."""
+    if trainer.world_size > 1:
+        raise ValueError(
+            f"the trainer uses {trainer.world_size} devices (trainer.devices x trainer.num_nodes), but locoad "
+            "runs on one: each process would fit on its share of the shots and the test rows would not be "
+            "gathered. Set trainer.devices=1 (trainer.devices=[<index>] picks the GPU)."
+        )
+
+
 class AnomalyModule(L.LightningModule):
     """Base LightningModule: subclasses implement ``score_batch`` (and fitting)."""
 
     pixel_metric_size: int = 128
+    # AU-sPRO of each single score's map too, not only the fused one (evaluation.per_score_spro;
+    # ~11 s CPU per extra map on a 100-image LOCO category at native size)
+    per_score_spro: bool = True
+
+    def setup(self, stage: str) -> None:
+        check_single_device(self.trainer)
 
     def score_batch(self, batch: dict) -> ScoreOutput:
         raise NotImplementedError
@@ -112,7 +128,9 @@ class AnomalyModule(L.LightningModule):
             small = F.interpolate(t, size=(s, s), mode="nearest")[:, 0].numpy().astype(np.int16)
             self._labels.setdefault(name, []).append(small)
         native = {"": out.anomaly_map} if out.anomaly_map is not None else {}
-        for name, maps in {**native, **out.feature_maps}.items():
+        if self.per_score_spro:  # the single scores' maps are kept for their AU-sPRO only
+            native.update(out.feature_maps)
+        for name, maps in native.items():
             self._native.setdefault(name, []).extend(np.asarray(m.detach().float().cpu().numpy()) for m in maps)
         if out.anomaly_map is not None:
             amap = F.interpolate(out.anomaly_map[:, None].float(), size=(s, s), mode="bilinear", align_corners=False)

@@ -107,6 +107,10 @@ class Segmenter(ABC):
             masks, rgb.shape[:2], self.min_area, self.drop_background, self.max_segments
         )
 
+    def follow(self, device) -> None:
+        """Place any network on ``device`` (a torch.device, the trainer's) when configured with device=auto."""
+        return  # weight-free by default: nothing to place
+
     def cache_key(self) -> dict:
         """The parameters that determine the output (used by the stage cache)."""
         return {"type": type(self).__name__, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}

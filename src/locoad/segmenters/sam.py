@@ -47,7 +47,8 @@ def _builders() -> dict[str, Any]:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; anything else is passed to torch."""
+    """``"auto"`` -> cuda when available, else cpu; anything else is passed to torch. Inside a
+    Lightning run, ``auto`` follows the trainer instead (:meth:`SamSegmenter.follow`)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -113,6 +114,7 @@ class SamSegmenter(Segmenter):
         self.min_mask_region_area = min_mask_region_area
         self.crop_n_layers = crop_n_layers
         self.device = device
+        self._followed: torch.device | None = None  # the trainer's device, for device=auto
         self._model: torch.nn.Module | None = None
         self._generator: Any = None
 
@@ -133,7 +135,7 @@ class SamSegmenter(Segmenter):
         if self.checkpoint is not None:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             sam.load_state_dict(state)  # strict: a wrong file for model_type fails loudly
-        sam.to(resolve_device(self.device)).eval()
+        sam.to(self._target_device()).eval()
         self._model = sam
         self._generator = SamAutomaticMaskGenerator(
             sam,
@@ -145,6 +147,19 @@ class SamSegmenter(Segmenter):
             crop_n_layers=self.crop_n_layers,
             output_mode="binary_mask",
         )
+
+    def _target_device(self) -> torch.device:
+        if self.device == "auto" and self._followed is not None:
+            return self._followed
+        return resolve_device(self.device)
+
+    def follow(self, device: torch.device) -> None:
+        """device=auto: run on ``device`` (the trainer's), not wherever CUDA happens to be."""
+        if self.device != "auto":
+            return
+        self._followed = torch.device(device)
+        if self._model is not None:
+            self._model.to(self._followed)  # in place: the mask generator holds the same model
 
     def propose(self, rgb: np.ndarray) -> list[np.ndarray]:
         if self._generator is None:

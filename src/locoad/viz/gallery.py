@@ -63,6 +63,18 @@ def _metrics_table(metrics: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>" if rows else ""
 
 
+def _loco_summary(metrics: dict) -> str:
+    """The fused MVTec LOCO AD figures, where the run has them: AU-sPRO@0.05 of the anomaly map
+    (logical / structural / mean) and the LOCO AUROC (mean of logical and structural)."""
+    spro = (metrics.get("pixel") or {}).get("au_spro") or {}
+    parts = [f"AU-sPRO@0.05 {t} {_fmt(spro[t]['0.05'])}" for t in ("logical", "structural", "mean")
+             if "0.05" in (spro.get(t) or {})]
+    loco = (metrics.get("fused") or {}).get("auroc_loco")
+    if loco is not None:
+        parts.append(f"AUROC (LOCO: logical/structural mean) {_fmt(loco)}")
+    return f'<p class="loco">Fused: {" · ".join(parts)}</p>' if parts else ""
+
+
 def write_gallery(out: Path, table: pd.DataFrame, metrics: dict, panels: dict[int, str], title: str = "") -> Path:
     """Write ``out/index.html``. ``panels`` maps a row position to its PNG path relative to ``out``;
     rows without a panel are listed with their scores only."""
@@ -86,7 +98,7 @@ def write_gallery(out: Path, table: pd.DataFrame, metrics: dict, panels: dict[in
         f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title or 'locoad gallery')}</h1>\n"
         f"<p>{len(table)} test images, most anomalous first (fused score). Panels: the image, the "
         "anomaly map (one colour scale for the whole run), the label maps, the ground-truth defect (red).</p>\n"
-        f"{_metrics_table(metrics)}\n" + "\n".join(rows) + "\n</body></html>\n"
+        f"{_loco_summary(metrics)}{_metrics_table(metrics)}\n" + "\n".join(rows) + "\n</body></html>\n"
     )
     return atomic_write_text(out / "index.html", doc)
 

@@ -12,14 +12,10 @@ from locoad.backbones.base import Backbone
 from locoad.cache import StageCache
 from locoad.features.base import Feature
 from locoad.fusion.base import Fusion
+from locoad.metrics.alignment import alignment_accuracy, foreground_iou, reference_part_lut
 from locoad.models.base import AnomalyModule, ScoreOutput
-from locoad.models.seven_feature.torch_model import (
-    Encoded,
-    SevenFeatureModel,
-    alignment_accuracy,
-    foreground_iou,
-    resize_nearest,
-)
+from locoad.models.seven_feature.stored import StoredBackbone, StoredScores, StoredSegmenter
+from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel, resize_nearest
 from locoad.segmenters.base import Segmenter
 
 STATE_KEY = "seven_feature_shots"
@@ -39,28 +35,69 @@ class SevenFeatureModule(AnomalyModule):
         cache: StageCache | None = None,
     ):
         super().__init__()
-        self.model = SevenFeatureModel(
-            segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo, cache=cache
-        )
+        self.cache = cache if cache is not None and cache.enabled else None  # on-disk stage cache
+        if self.cache is not None:  # stored stages wrap the model's, which only compute
+            segmenter, backbone = StoredSegmenter(segmenter, self.cache), StoredBackbone(backbone, self.cache)
+        self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo)
+        # fit/score through the scores stage when it is on (a plain object: no second module)
+        self._stored = StoredScores(self.model, self.cache) if self.cache is not None and self.cache.scores else None
+        self.reference_parts: np.ndarray | None = None  # reference class -> true part id (alignment accuracy)
         self.automatic_optimization = False  # nothing is trained
         # Frozen backbone weights are rebuilt from the config, not stored (ViT-G would add 4 GB).
         self.strict_loading = False
         self._shots: list[Encoded] = []
         self._parts: list[np.ndarray | None] = []
+        self._pending: list[Encoded] | None = None  # shots of a loaded checkpoint, fitted at test start
 
     def configure_optimizers(self):
         return None
 
+    # -- device: components follow the trainer; the fitted state moves with the module ---
+    def on_fit_start(self) -> None:
+        self.model.follow(self.device)
+
+    def on_test_start(self) -> None:
+        self.prepare()
+
+    def on_validation_start(self) -> None:
+        self.prepare()
+
+    def on_predict_start(self) -> None:
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Components on this module's device; a loaded checkpoint's shots fitted there.
+
+        Lightning restores a checkpoint before it moves the module, so fitting in
+        ``on_load_checkpoint`` would build the state on the CPU (and DeAOT's memory where CUDA
+        happens to be); here the module already sits on the trainer's device."""
+        self.model.follow(self.device)
+        if self._pending is not None:
+            shots, self._pending = self._pending, None
+            for s in shots:
+                s.features = s.features.to(self.device)
+            self._fit(shots)
+
     # -- fit: collect the shots, then build memories once --------------------------------
     def on_train_epoch_start(self) -> None:
-        self._shots, self._parts = [], []
+        self._shots, self._parts, self._pending = [], [], None
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         self._shots.extend(self.model.encode(batch["image"]))
         self._parts.extend(p.cpu().numpy() for p in batch["parts"])
 
     def on_train_epoch_end(self) -> None:
-        self.model.fit(self._shots, self._parts)
+        self._fit(self._shots)
+        self._shots = []  # the model keeps them (and moves them with the module)
+
+    def _fit(self, shots: list[Encoded]) -> None:
+        (self._stored or self.model).fit(shots)
+        # Alignment accuracy needs the reference's true part under each of its classes.
+        m, parts = self.model, self._parts
+        self.reference_parts = None
+        if m.aligned and parts and parts[0] is not None and (parts[0] >= 0).all():
+            ref_classes = m.parsed_shots[0].class_map
+            self.reference_parts = reference_part_lut(ref_classes, resize_nearest(parts[0], m.work_size), m.aligner.unmatched_id)
 
     # -- checkpoint: the encoded shots; loading refits (deterministic and cheap) ---------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -79,23 +116,24 @@ class SevenFeatureModule(AnomalyModule):
         st = checkpoint.get(STATE_KEY)
         if st is None:
             raise ValueError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
-        shots = [
-            Encoded(r.numpy(), s.numpy(), f.to(self.device))
+        self._pending = [
+            Encoded(r.cpu().numpy(), s.cpu().numpy(), f)
             for r, s, f in zip(st["rgb"], st["segments"], st["features"])
         ]
-        self._parts = list(st["parts"].numpy()) if st.get("parts") is not None else []
-        self.model.fit(shots, self._parts or None)
+        self._parts = list(st["parts"].cpu().numpy()) if st.get("parts") is not None else []
 
     # -- test ------------------------------------------------------------------------------
     def score_batch(self, batch: dict) -> ScoreOutput:
+        if self._pending is not None:  # loaded, but no Lightning loop ran prepare()
+            self.prepare()
         encoded = self.model.encode(batch["image"])
-        scores, amap, feature_maps, class_maps = self.model.score_with_maps(encoded)
+        scores, amap, feature_maps, class_maps = (self._stored or self.model).score_with_maps(encoded)
         if not self.model.fusion.transductive:
             scores["fused"] = self.model.fuse(scores)
         # Segmentation quality (foreground IoU) wherever true part labels exist (parts < 0: the
         # data set has none); alignment accuracy only when the run aligns (some score needs classes).
         extras = {}
-        lut = self.model.reference_parts
+        lut = self.reference_parts
         parts = [resize_nearest(p, self.model.work_size) for p in batch["parts"].cpu().numpy()]
         known = [bool((p >= 0).all()) for p in parts]
         if any(known):

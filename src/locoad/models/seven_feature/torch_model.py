@@ -1,13 +1,14 @@
 """The seven-feature method as a plain torch module: segment -> align -> extract -> score -> fuse.
 
-No Lightning here. ``encode`` runs the expensive, per-image stages (backbone, segmenter);
-``fit`` builds the alignment reference, the feature memories and the leave-one-out fusion
-calibration from encoded shots; ``score`` scores encoded test images.
+No Lightning here, and no storage: it computes. ``encode`` runs the expensive, per-image stages
+(backbone, segmenter); ``fit`` builds the alignment reference and the feature memories
+(:meth:`~SevenFeatureModel.fit_memory`) and the leave-one-out fusion calibration
+(:meth:`~SevenFeatureModel.calibrate`) from encoded shots; ``score`` scores encoded test images.
+Storing stage outputs between runs wraps the stages from outside (``models/seven_feature/stored.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -18,8 +19,8 @@ from torch import nn
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
-from locoad.cache import StageCache, code_fingerprint, component_key, content_hash
-from locoad.features.base import Feature, FeatureScore, PatchScore
+from locoad.components.knn import apply_keeping_unit_rows, own_precision
+from locoad.features.base import Feature
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter
@@ -30,21 +31,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Encoded:
-    """The per-image outputs of the expensive stages (what the stage cache stores)."""
+    """The per-image outputs of the expensive stages."""
 
     rgb: np.ndarray  # (S, S, 3) uint8 at work_size
     segments: np.ndarray  # (S, S) int32 label map
     features: torch.Tensor  # (D, h, w) raw backbone features
     _lab: np.ndarray | None = field(default=None, repr=False, compare=False)
-    _key: str | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def key(self) -> str:
-        """Content hash of everything the later stages read (image, label map, features)."""
-        if self._key is None:
-            parts = (content_hash(self.rgb), content_hash(self.segments), content_hash(self.features.float()))
-            self._key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-        return self._key
+    # What later code derives from this image once and keeps with it (e.g. a content key).
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def lab(self) -> np.ndarray:
@@ -90,7 +84,6 @@ class SevenFeatureModel(nn.Module):
         work_size: int = 256,
         feature_norm: str = "auto",
         max_loo: int = 16,
-        cache: StageCache | None = None,
     ):
         super().__init__()
         if not features:
@@ -112,7 +105,6 @@ class SevenFeatureModel(nn.Module):
             raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
         self.max_loo = max_loo
-        self.cache = cache  # on-disk backbone features / label maps (locoad.cache); None = off
         self.register_buffer("feat_mean", torch.zeros(0), persistent=False)
         self.register_buffer("feat_std", torch.zeros(0), persistent=False)
         self.shots: list[Encoded] = []
@@ -120,27 +112,39 @@ class SevenFeatureModel(nn.Module):
         self.states: dict[str, object] = {}
         self.patch_banks: list[SharedPatchBank] = []  # exact patch scores share one bank
         self.loo_scores: dict[str, np.ndarray] = {}
-        self.reference_parts: np.ndarray | None = None  # reference class -> true part id
-        self._scores_dir = None  # the stage cache's folder of this fit's stored scores
 
     @property
     def is_fitted(self) -> bool:
         return bool(self.states)
 
+    def _apply(self, fn, recurse: bool = True):
+        """``.to()``, ``.cuda()``, ``.half()``...: the fitted state (plain attributes, so that
+        its structure needs no buffer names) moves with the module like its buffers do."""
+        super()._apply(fn, recurse)
+        for s in self.shots:
+            s.features = fn(s.features)
+        for p in self.parsed_shots:
+            p.apply(fn)
+        for b in self.patch_banks:
+            b.apply(fn)
+        for name, state in self.states.items():
+            if isinstance(state, dict):  # a patch score's own banks (coreset): group -> bank
+                self.states[name] = {g: apply_keeping_unit_rows(t, fn) for g, t in state.items()}
+        return self
+
+    def follow(self, device: torch.device) -> None:
+        """Segmenter and aligner networks configured with device=auto run on ``device``."""
+        for part in (self.segmenter, self.aligner):
+            if hasattr(part, "follow"):  # plain callables (tests, notebooks) hold no network
+                part.follow(device)
+
     # -- stages ----------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> list[Encoded]:
-        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1].
-
-        With a stage cache, stored outputs are read back and the backbone runs once, batched,
-        on the images it misses; segmentation is keyed on the work-size uint8 image."""
+        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1]."""
         rgbs = to_uint8(images, self.work_size)
-        cache = self.cache
-        if cache is None or not cache.enabled:
-            feats = self.backbone(images)
-            return [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
-        feats = cache.features(self.backbone, images)
-        return [Encoded(rgb, cache.segments(self.segmenter, rgb), f) for rgb, f in zip(rgbs, feats)]
+        feats = self.backbone(images)
+        return [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
 
     def normalise(self, feats: torch.Tensor) -> torch.Tensor:
         if self.feature_norm == "none" or self.feat_mean.numel() == 0:
@@ -150,15 +154,20 @@ class SevenFeatureModel(nn.Module):
             x = x / self.feat_std.view(-1, 1, 1).to(feats.device)
         return x
 
-    def segmented(self, enc: Encoded) -> SegmentedImage:
-        """The aligner's and the scores' view of an image: normalised features, computed once."""
-        if not torch.isfinite(enc.features).all():
+    @staticmethod
+    def check_finite(encoded: list[Encoded]) -> None:
+        """One check (one host synchronisation) for a whole batch."""
+        if encoded and not torch.stack([torch.isfinite(e.features).all() for e in encoded]).all():
             # NaN/inf features come from broken weights or a numerically unstable dtype; used,
             # they would silently poison every cost and kNN distance.
             raise FloatingPointError(
                 "the backbone returned NaN/inf features. Check the checkpoint (a corrupt or "
                 "mismatched file) and backbone.dtype (try float32)."
             )
+
+    def segmented(self, enc: Encoded) -> SegmentedImage:
+        """The aligner's and the scores' view of an image: normalised features, computed once
+        (:meth:`check_finite` first)."""
         return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab)
 
     def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
@@ -176,10 +185,20 @@ class SevenFeatureModel(nn.Module):
         )
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, shots: list[Encoded], parts: list[np.ndarray] | None = None) -> None:
+    def fit(self, shots: list[Encoded]) -> None:
         """Reference = shots[0]; memory banks and LOO calibration from all shots."""
+        self.fit_memory(shots)
+        self.calibrate()
+
+    def fit_memory(self, shots: list[Encoded]) -> None:
+        """The alignment reference and every feature's memory (no calibration yet)."""
+        with torch.no_grad(), own_precision():
+            self._fit_memory(shots)
+
+    def _fit_memory(self, shots: list[Encoded]) -> None:
         if not shots:
             raise ValueError("no training shots")
+        self.check_finite(shots)
         self.shots = list(shots)
         if self.feature_norm != "none":
             allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
@@ -203,17 +222,15 @@ class SevenFeatureModel(nn.Module):
         self.patch_banks = share_patch_banks(self.features, self.parsed_shots)
         shared = {n: b for b in self.patch_banks for n in b.features}
         self.states = {n: shared[n] if n in shared else f.fit(self.parsed_shots) for n, f in self.features.items()}
-        self._scores_dir = self._scores_key(shots)
-        loo = self._cached_scores("loo")
-        if loo is None:
-            self.loo_scores = self._leave_one_out()
-            self._store_scores("loo", {f"loo/{n}": np.asarray(v, dtype=np.float64) for n, v in self.loo_scores.items()})
-        else:
-            self.loo_scores = {n: loo[f"loo/{n}"] for n in self.features}
+
+    def calibrate(self, loo_scores: dict[str, np.ndarray] | None = None) -> None:
+        """Fit the fusion on the leave-one-out scores: ``loo_scores`` when given (computed
+        before for the same memory), else computed now."""
+        if loo_scores is None:
+            with torch.no_grad(), own_precision():
+                loo_scores = self._leave_one_out()
+        self.loo_scores = {n: loo_scores[n] for n in self.features}
         self.fusion.fit(self.loo_scores)
-        self.reference_parts = None
-        if self.aligned and parts is not None and parts[0] is not None and (parts[0] >= 0).all():
-            self.reference_parts = reference_part_lut(maps[0], resize_nearest(parts[0], self.work_size), self.aligner.unmatched_id)
 
     def _leave_one_out(self) -> dict[str, np.ndarray]:
         """Each shot scored against the others (at most ``max_loo`` shots, evenly spaced)."""
@@ -240,84 +257,68 @@ class SevenFeatureModel(nn.Module):
     def score_with_maps(self, encoded: list[Encoded]) -> tuple[
             dict[str, np.ndarray], torch.Tensor | None, dict[str, torch.Tensor], list[np.ndarray]]:
         """:meth:`score` plus each patch score's own (B, h, w) anomaly map (name -> maps)."""
+        return self.assemble(*self.score_parts(encoded))
+
+    @torch.no_grad()
+    def score_parts(self, encoded: list[Encoded]) -> tuple[dict[str, list[float]], list[dict[str, torch.Tensor]], list[np.ndarray]]:
+        """(per feature: one value per image, per image: the patch map of each patch score,
+        class maps).
+
+        The patch scores of the whole batch come from one similarity product per shared bank
+        and stay on the device until one copy of the batch's values at the end; alignment and
+        the vector scores work on the host's label maps. Precision is the scores' own
+        (autocast off)."""
         if not self.is_fitted:
             raise RuntimeError("model not fitted: run fit (train=true) or load a checkpoint (ckpt_path=...)")
-        scores = {n: np.zeros(len(encoded)) for n in self.features}
-        maps, class_maps = [], []
+        values: dict[str, list[float]] = {n: [0.0] * len(encoded) for n in self.features}
+        patch_maps: list[dict[str, torch.Tensor]] = [{} for _ in encoded]
+        if not encoded:
+            return values, patch_maps, []
+        with own_precision():
+            self.check_finite(encoded)
+            parsed, class_maps = [], []
+            for enc in encoded:
+                view = self.segmented(enc)
+                class_maps.append(self.aligner.align(view) if self.aligned else foreground_map(view.segments))
+                parsed.append(self.parse(view, class_maps[-1]))
+            on_device = {}
+            for bank in self.patch_banks:
+                for n, (v, m) in bank.score_batch(parsed).items():
+                    on_device[n] = v
+                    for i in range(len(encoded)):
+                        patch_maps[i][n] = m[i]
+            for n, f in self.features.items():  # vector scores (every patch score is in a bank)
+                if n not in on_device:
+                    for i, p in enumerate(parsed):
+                        values[n][i] = f.score(p, self.states[n]).value
+            if on_device:  # one host copy for the batch's patch scores
+                host = torch.stack(list(on_device.values())).double().cpu().numpy()
+                for n, row in zip(on_device, host):
+                    values[n] = [float(v) for v in row]
+        return values, patch_maps, class_maps
+
+    def assemble(self, values: dict[str, list[float]], patch_maps: list[dict[str, torch.Tensor]],
+                 class_maps: list[np.ndarray]) -> tuple[
+                     dict[str, np.ndarray], torch.Tensor | None, dict[str, torch.Tensor], list[np.ndarray]]:
+        """:meth:`score_parts` -> (scores (B,) per feature, the (B, h, w) anomaly map: the patch
+        scores' maps weighted as the fusion weighs their scores (``Fusion.map_weight``), each
+        patch score's own (B, h, w) maps, class maps)."""
+        scores = {n: np.array(values[n], dtype=np.float64) for n in self.features}
+        maps = []
         per_score: dict[str, list[torch.Tensor]] = {}
-        for i, enc in enumerate(encoded):
-            values, patch_maps, cm = self._score_one(enc)
-            class_maps.append(cm)
+        for per_image in patch_maps:
             amap = None
             for n in self.features:
-                scores[n][i] = values[n]
-                if n in patch_maps:
-                    per_score.setdefault(n, []).append(patch_maps[n])
-                w = self.fusion.map_weight(n) if n in patch_maps else 0.0
+                if n in per_image:
+                    per_score.setdefault(n, []).append(per_image[n])
+                w = self.fusion.map_weight(n) if n in per_image else 0.0
                 if w != 0:  # fusion.weights apply to the map as to the image score
-                    weighted = patch_maps[n] * w
+                    weighted = per_image[n] * w
                     amap = weighted if amap is None else amap + weighted
             if amap is not None:
                 maps.append(amap)
-        feature_maps = {n: torch.stack(m) for n, m in per_score.items() if len(m) == len(encoded)}
+        feature_maps = {n: torch.stack(m) for n, m in per_score.items() if len(m) == len(patch_maps)}
         return scores, (torch.stack(maps) if maps else None), feature_maps, class_maps
-
-    def _score_one(self, enc: Encoded) -> tuple[dict[str, float], dict[str, torch.Tensor], np.ndarray]:
-        """(score per feature, patch anomaly map per patch score, class map) of one image,
-        read from the stage cache when this fit scored the same image before."""
-        stored = self._cached_scores(enc.key) if self._scores_dir is not None else None
-        if stored is not None:
-            dev = enc.features.device
-            values = {n: float(stored[f"score/{n}"]) for n in self.features}
-            patch_maps = {n: torch.from_numpy(stored[f"map/{n}"]).to(dev) for n in self.features if f"map/{n}" in stored}
-            return values, patch_maps, stored["class_map"].astype(np.int64)
-        view = self.segmented(enc)
-        cm = self.aligner.align(view) if self.aligned else foreground_map(view.segments)
-        parsed = self.parse(view, cm)
-        results: dict[str, FeatureScore] = {}
-        for bank in self.patch_banks:
-            results.update(bank.score(parsed))
-        for n, f in self.features.items():
-            if n not in results:
-                results[n] = f.score(parsed, self.states[n])
-        values = {n: results[n].value for n in self.features}
-        patch_maps = {
-            n: r.anomaly_map for n, r in results.items()
-            if isinstance(self.features[n], PatchScore) and r.anomaly_map is not None
-        }
-        if self._scores_dir is not None:
-            entry = {f"score/{n}": np.float64(v) for n, v in values.items()}
-            entry.update({f"map/{n}": m.float().cpu().numpy() for n, m in patch_maps.items()})
-            entry["class_map"] = cm.astype(np.int32)
-            self._store_scores(enc.key, entry)
-        return values, patch_maps, cm
-
-    # -- the scores stage of the cache ---------------------------------------------------------
-    def _scores_key(self, shots: list[Encoded]):
-        """Folder of this fit's stored scores, or None when the cache or its scores stage is off."""
-        cache = self.cache
-        if cache is None or not cache.enabled or not cache.scores:
-            return None
-        key = {
-            "shots": [s.key for s in shots],
-            "aligner": component_key(self.aligner) if self.aligned else None,
-            "features": {n: component_key(f) for n, f in self.features.items()},
-            "feature_norm": self.feature_norm,
-            "work_size": self.work_size,
-            "max_loo": self.max_loo,
-            "code": code_fingerprint(),
-        }
-        return cache.config_dir("scores", key)
-
-    def _cached_scores(self, name: str) -> dict[str, np.ndarray] | None:
-        if self._scores_dir is None:
-            return None
-        want = {f"loo/{n}" for n in self.features} if name == "loo" else {f"score/{n}" for n in self.features} | {"class_map"}
-        return self.cache.get("scores", self._scores_dir, name, lambda v: want <= set(v))
-
-    def _store_scores(self, name: str, entry: dict[str, np.ndarray]) -> None:
-        if self._scores_dir is not None:
-            self.cache.put("scores", self._scores_dir, name, entry)
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         return self.fusion.fuse(scores)
@@ -326,30 +327,3 @@ class SevenFeatureModel(nn.Module):
 def foreground_map(segments: np.ndarray) -> np.ndarray:
     """Class map without alignment: 1 on every segment, 0 on background."""
     return (segments > 0).astype(np.int64)
-
-
-def reference_part_lut(ref_classes: np.ndarray, ref_parts: np.ndarray, unmatched_id: int) -> np.ndarray:
-    """reference class id -> the true part id most of its pixels have (0 for background and
-    unmatched, which never count as correct)."""
-    lut = np.zeros(unmatched_id + 1, dtype=np.int64)
-    for c in range(1, unmatched_id):
-        vals = ref_parts[ref_classes == c]
-        if vals.size:
-            lut[c] = np.bincount(vals).argmax()
-    return lut
-
-
-def alignment_accuracy(class_map: np.ndarray, parts: np.ndarray, lut: np.ndarray) -> float:
-    """Fraction of true-foreground pixels whose aligned class maps to their true part."""
-    fg = parts > 0
-    if not fg.any():
-        return float("nan")
-    pred = lut[np.clip(class_map, 0, len(lut) - 1)]
-    return float((pred[fg] == parts[fg]).mean())
-
-
-def foreground_iou(class_map: np.ndarray, parts: np.ndarray) -> float:
-    """IoU of predicted foreground (any class) with the true foreground: segmentation quality."""
-    pred, true = class_map != BACKGROUND, parts > 0
-    union = (pred | true).sum()
-    return float((pred & true).sum() / union) if union else float("nan")

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The GPU checks in one run (< 8 min on one GPU): the `gpu`-marked tests, then the per-stage GPU
+# benchmark. Writes benchmarks/results/gpu_suite.json (test outcomes, device, timings) and
+# benchmarks/results/stage_benchmark_gpu.json (saved after every section, so a timeout keeps
+# what finished; "complete": true when all ran).
+#
+#   benchmarks/gpu_suite.sh              # on a machine with CUDA
+#   benchmarks/gpu_suite.sh --dry-run    # on a CPU: the same steps with the tests on the CPU and a
+#                                        # tiny ViT in the benchmark (checks the script, measures nothing)
+#
+# Uses .venv/bin/python unless PYTHON is set; run from anywhere.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline WANDB_SILENT=true
+
+DRY=0
+case "${1:-}" in
+  --dry-run) DRY=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+esac
+
+if [ "$DRY" = 1 ]; then
+  export LOCOAD_GPU_TESTS_DEVICE=cpu
+  SUFFIX=_dryrun
+  BENCH=(--device cpu --smoke --quick --only overhead)
+  TEST_LIMIT=300 BENCH_LIMIT=300
+else
+  if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "gpu_suite.sh: torch sees no CUDA device; run it on a GPU machine, or use --dry-run" >&2
+    exit 2
+  fi
+  SUFFIX=
+  BENCH=(--device cuda --only stages,overhead,scaling)
+  TEST_LIMIT=150 BENCH_LIMIT=330   # + start-up: within 8 minutes
+fi
+
+RESULTS=benchmarks/results
+mkdir -p "$RESULTS"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+start=$(date +%s)
+timeout "$TEST_LIMIT" "$PY" -m pytest -m gpu -q -p no:randomly tests/test_device.py \
+  --junitxml="$TMP/gpu_tests.xml" 2>&1 | tail -n 25
+test_rc=${PIPESTATUS[0]}
+test_s=$(( $(date +%s) - start ))
+
+start=$(date +%s)
+timeout "$BENCH_LIMIT" "$PY" benchmarks/stage_benchmark.py "${BENCH[@]}" --out "stage_benchmark_gpu$SUFFIX.json" 2>&1 | tail -n 40
+bench_rc=${PIPESTATUS[0]}
+bench_s=$(( $(date +%s) - start ))
+
+"$PY" - "$TMP/gpu_tests.xml" "$RESULTS/gpu_suite$SUFFIX.json" "$test_rc" "$test_s" "$bench_rc" "$bench_s" "$DRY" \
+  "$RESULTS/stage_benchmark_gpu$SUFFIX.json" <<'EOF'
+import json, sys, platform, xml.etree.ElementTree as ET
+from pathlib import Path
+import torch
+
+xml, out, test_rc, test_s, bench_rc, bench_s, dry, bench_json = sys.argv[1:]
+tests = []
+if Path(xml).is_file():
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        outcome = "passed"
+        for tag in ("failure", "error", "skipped"):
+            node = case.find(tag)
+            if node is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                message = (node.get("message") or "").splitlines()[:1]
+                break
+        else:
+            message = []
+        tests.append({"test": case.get("name"), "outcome": outcome, "time_s": float(case.get("time", 0)),
+                      **({"message": message[0][:300]} if message else {})})
+bench = json.loads(Path(bench_json).read_text()) if Path(bench_json).is_file() else {}
+report = {
+    "dry_run": dry == "1",
+    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+    "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+    "tests": {"exit_code": int(test_rc), "wall_s": int(test_s), "timed_out": int(test_rc) == 124, "cases": tests},
+    "stage_benchmark": {"exit_code": int(bench_rc), "wall_s": int(bench_s), "timed_out": int(bench_rc) == 124,
+                        "file": Path(bench_json).name, "complete": bool(bench.get("complete"))},
+}
+Path(out).write_text(json.dumps(report, indent=2) + "\n")
+n = {k: sum(t["outcome"] == k for t in tests) for k in ("passed", "failed", "error", "skipped")}
+print(f"wrote {out}: tests {n} in {test_s}s (exit {test_rc}); stage benchmark exit {bench_rc} in {bench_s}s, "
+      f"complete={report['stage_benchmark']['complete']}")
+EOF
+[ "$test_rc" = 0 ] && [ "$bench_rc" = 0 ]
