@@ -16,13 +16,16 @@ lighting variation, a new layout per generator seed; ``generate(capture="varied"
 on; HELD_OUT_GENERATOR_SEEDS are for reporting only -- never tune anything on them.
 ``--variant heldout`` measures on the independently written scene family of
 ``locoad.data.heldout`` (other categories, shapes, defects, renderer): report only, NEVER tune
-on it.
+on it. ``--render FILE...`` prints the fused table of saved result files without recomputing:
+
+    .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
                     help="perturb every image (exposure, illumination gradient, noise, shift)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/quality_synthetic.json"))
+    ap.add_argument("--dump", default=None,
+                    help="also write every run's raw per-feature test and LOO scores to this .npz (fusion studies)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     gen = {"seed": args.generator_seed, "image_size": 256}
@@ -136,12 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         generate(args.root, **gen)
         args.categories = args.categories or list(CATEGORIES)
+    dump: dict[str, np.ndarray] = {}
     results: list[dict] = []
     for cat in args.categories:
         t0 = time.time()
-        dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=518)
-        dm.setup()
         encoder = compose_model(args.overrides)
+        # Images are read at the backbone's input size, as ``data.image_size`` does in a run.
+        dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=getattr(encoder.backbone, "image_size", 518))
+        dm.setup()
         train, train_meta = encode_split(encoder, dm, "train", NUISANCE[args.nuisance])
         test, meta = encode_split(encoder, dm, "test", NUISANCE[args.nuisance])
         labels, types = np.array(meta["label"]), np.array(meta["type"])
@@ -172,6 +179,11 @@ def main(argv: list[str] | None = None) -> None:
                         "metrics": {n: image_metrics(v, labels, types) for n, v in scores.items()},
                     }
                     results.append(row)
+                    if args.dump:
+                        tag = f"{cat}/{aligner}/{fusion}/{k}/{seed}"
+                        dump[f"{cat}/labels"], dump[f"{cat}/types"] = labels, types.astype(str)
+                        dump.update({f"{tag}/score/{n}": np.asarray(v) for n, v in scores.items()})
+                        dump.update({f"{tag}/loo/{n}": np.asarray(v) for n, v in model.loo_scores.items()})
                     m = row["metrics"]["fused"]
                     print(f"{cat:20s} {aligner:9s} {fusion:6s} k={k} s={seed} fused F1 {m['f1_max']:.3f} AUROC {m['auroc']:.3f} "
                           f"logical {m['logical']['f1_max']:.3f}/{m['logical']['auroc']:.3f} "
@@ -179,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
                           f"align {row['alignment_accuracy'] if acc else float('nan'):.3f}", flush=True)
         print(f"{cat}: encoding {t_enc:.0f}s", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"command": "benchmarks/quality_synthetic.py " + " ".join(argv or []),
+    if args.dump:
+        np.savez_compressed(args.dump, **dump)
+    Path(args.out).write_text(json.dumps({"command": "benchmarks/quality_synthetic.py " + " ".join(sys.argv[1:] if argv is None else argv),
                                           "overrides": args.overrides, "nuisance": args.nuisance,
                                           "variant": args.variant, "generator_seed": args.generator_seed,
                                           "size_factor": args.size_factor if args.variant == "varied" else None,
@@ -187,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(results))
     print()
     print(markdown_by_category(results))
+    print()
+    print(markdown_fused(results))
 
 
 def markdown(results: list[dict]) -> str:
@@ -199,7 +215,8 @@ def markdown(results: list[dict]) -> str:
     for key in keys:
         rows = [r for r in results if (r["aligner"], r["fusion"], r["k"]) == key]
         cells = [f"{np.mean([r['metrics'][n]['f1_max'] for r in rows]):.3f} / {np.mean([r['metrics'][n]['auroc'] for r in rows]):.3f}" for n in names]
-        acc = np.mean([r["alignment_accuracy"] for r in rows if r["alignment_accuracy"] is not None])
+        accs = [r["alignment_accuracy"] for r in rows if r["alignment_accuracy"] is not None]
+        acc = np.mean(accs) if accs else float("nan")
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {acc:.3f} |")
     return "\n".join(lines)
 
@@ -227,5 +244,39 @@ def markdown_by_category(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_fused(results: list[dict]) -> str:
+    """Fused F1-max and AUROC (overall, logical, structural), mean over seeds, per category and
+    k, then the mean over categories."""
+    lines = ["| category | k | seeds | F1-max | logical F1 | structural F1 | AUROC | logical AUROC | structural AUROC |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    cats = sorted({r["category"] for r in results})
+    ks = sorted({r["k"] for r in results})
+
+    def cells(rows: list[dict]) -> str:
+        m = [r["metrics"]["fused"] for r in rows]
+        vals = [[x["f1_max"] for x in m], [x["logical"]["f1_max"] for x in m], [x["structural"]["f1_max"] for x in m],
+                [x["auroc"] for x in m], [x["logical"]["auroc"] for x in m], [x["structural"]["auroc"] for x in m]]
+        return " | ".join(f"{np.mean(v):.3f}" for v in vals)
+
+    for cat in [*cats, "mean"]:
+        for k in ks:
+            rows = [r for r in results if r["k"] == k and cat in ("mean", r["category"])]
+            seeds = sorted({r["seed"] for r in rows})
+            name = "**mean**" if cat == "mean" else cat
+            lines.append(f"| {name} | {k} | {seeds[0]}–{seeds[-1]} | {cells(rows)} |")
+    return "\n".join(lines)
+
+
+def render(paths: list[str]) -> None:
+    """Print the fused table of saved result files (no recomputation)."""
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        print(f"{path}: {data.get('command', '')}\n")
+        print(markdown_fused(data["results"]) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--render"]:
+        render(sys.argv[2:])
+    else:
+        main()

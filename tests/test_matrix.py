@@ -49,6 +49,9 @@ def test_feature_presets_hold_the_documented_features():
     assert compose_cfg(["features=all8"]).features.class_count.mode == "count"
     assert set(compose_cfg(["features=competition"]).features) == {"class_agnostic_patch", "foreground_patch", "class_histogram"}
     assert compose_cfg(["features=anomalydino"]).features.anomalydino.top_percent == 1.0
+    robust = compose_cfg(["features=robust"]).features
+    assert set(robust) == {*cfg.features, "class_count", "composition"} - {"class_embedding", "class_colour"}
+    assert robust.composition.classes == "colour"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from conftest import REPO
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs hydra-submitit-launcher")
 
-TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=2", "data.num_workers=0",
+TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=2", "data.num_workers=0", "backbone=handcrafted",
         "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=wandb",
         "features=all7"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import REPO
 from locoad.report import main as report_main
 
-TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=2", "data.num_workers=0",
+TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=2", "data.num_workers=0", "backbone=handcrafted",
         "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=wandb"]
 
 

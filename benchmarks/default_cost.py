@@ -1,0 +1,93 @@
+"""Cost of the default configuration: seconds per test image at 4 shots (encode + score, no
+stage cache) and the wall time of the demo on a fresh checkout (no synthetic data, no cache).
+
+The targets (issue 13): under 2 s per image at 4 shots on 2 CPU cores, ``make demo`` under 3
+minutes. The machine's load average is recorded next to the times: on a shared machine they
+are upper bounds.
+
+    .venv/bin/python benchmarks/default_cost.py [--overrides backbone=handcrafted ...] [--no-demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, save_json  # noqa: E402
+from quality_synthetic import REPO, compose_model  # noqa: E402
+
+from locoad.data.datamodule import LocoDataModule, select_shots  # noqa: E402
+from locoad.data.synthetic import generate  # noqa: E402
+
+
+def per_image(category: str, overrides: list[str], root: Path, n_test: int) -> dict:
+    """Encode (backbone + segmenter) and score ``n_test`` test images against 4 shots, uncached."""
+    model = compose_model(["model.cache.enabled=false", *overrides])
+    # The data is read at the backbone's input size, as ``data.image_size`` does in a run.
+    dm = LocoDataModule(str(root), category, k_shot=None, seed=0, image_size=getattr(model.backbone, "image_size", 518))
+    dm.setup()
+    train = dm.dataset("train")
+    idx = select_shots(list(range(len(train))), 4, 0)
+    t0 = time.perf_counter()
+    shots = model.encode(torch.stack([train[i]["image"] for i in idx]))
+    model.fit(shots)
+    t_fit = time.perf_counter() - t0
+    test = dm.dataset("test")
+    images = torch.stack([test[i]["image"] for i in range(min(n_test, len(test)))])
+    t0 = time.perf_counter()
+    enc = []
+    for i in range(len(images)):  # one image at a time, as a line would see them
+        enc += model.encode(images[i : i + 1])
+    t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.score(enc)
+    t_score = time.perf_counter() - t0
+    n = len(images)
+    return {"category": category, "n_test": n, "fit_4_shots_s": round(t_fit, 2),
+            "encode_s_per_image": round(t_enc / n, 3), "score_s_per_image": round(t_score / n, 3),
+            "total_s_per_image": round((t_enc + t_score) / n, 3)}
+
+
+def demo_wall(overrides: list[str]) -> float:
+    """``python -m locoad experiment=demo`` with an empty cache dir (data generated, nothing cached)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+        cmd = [sys.executable, "-m", "locoad", "experiment=demo", f"paths.cache_dir={tmp}/cache",
+               f"paths.log_dir={tmp}/outputs", f"hydra.run.dir={tmp}/run", *overrides]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--categories", nargs="*", default=["pushpins", "screw_bag"])
+    ap.add_argument("--n-test", type=int, default=12)
+    ap.add_argument("--overrides", nargs="*", default=[])
+    ap.add_argument("--no-demo", action="store_true")
+    ap.add_argument("--out", default="default_cost.json", help="file name under benchmarks/results/")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    root = REPO / ".cache/synthetic/seed0_256px"
+    generate(root, seed=0, image_size=256)
+    rows = [per_image(c, args.overrides, root, args.n_test) for c in args.categories]
+    for r in rows:
+        print(r, flush=True)
+    out = {"overrides": args.overrides, "per_image": rows, "machine": machine()}
+    if not args.no_demo:
+        out["demo_wall_s"] = round(demo_wall(args.overrides), 1)
+        print(f"demo (fresh cache): {out['demo_wall_s']} s", flush=True)
+    out["machine_after"] = machine()
+    print(save_json(args.out, out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Composition: per part kind, how much of it there is, in how many pieces of what size, where
+and of what colour, as z-scores against the shots' own spread.
+
+Part kinds are either *colour classes* fitted on the shots (``classes="colour"``, default:
+k-means of the shots' CIELAB pixels, every pixel of an image assigned to its nearest centre;
+no segmenter and no aligner involved) or the aligner's classes (``classes="aligned"``). Per
+kind and image the descriptor is: area (fraction of the image), number of connected pieces,
+mean / largest / smallest piece, centroid (y, x) and mean chroma (a, b). A missing pin is one piece
+fewer of the pin colour, a short screw a smaller smallest piece, a cable of the wrong
+colour area moved between two colour classes, whatever the segmenter did with them.
+
+Colour classes are fitted robustly to the light: every image is white-balanced first (its
+median colour made the same grey), lightness weighs half of chroma, k-means centres closer than
+``merge_distance`` are merged (one colour in two shades is one kind), and the kinds that own
+the image border in the shots are background and ignored. Positions are relative to the
+centroid of all non-background pixels, so a shift of the whole scene moves no part.
+
+Score: every descriptor entry becomes ``|x - mean| / sqrt(std^2 + floor^2)`` over the shots,
+with the std raised to its upper ``std_confidence`` bound (a few shots often agree by chance on
+an entry that varies) and a per-entry floor (``abs_floor`` plus ``rel_floor`` of the mean for
+area and sizes; half a piece for counts: one piece more or less is evidence however many there
+are; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n`` largest
+z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.stats import chi2
+from sklearn.cluster import KMeans
+
+from locoad.colour import rgb_to_lab
+from locoad.features.base import Feature, FeatureScore
+from locoad.types import BACKGROUND, ParsedImage
+
+# Descriptor entries per part kind (columns); counts are in pieces, the rest image fractions.
+COLUMNS = ("area", "pieces", "piece_mean", "piece_max", "piece_min", "cy", "cx", "a", "b")
+_COUNT = COLUMNS.index("pieces")
+_POSITION = (COLUMNS.index("cy"), COLUMNS.index("cx"))
+_CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
+
+
+@dataclass
+class CompositionState:
+    centres: np.ndarray | None  # (K, 3) colour-class centres in scaled CIELAB (colour classes)
+    background: np.ndarray  # (K,) bool: kinds that make up the image border in the shots
+    mean: np.ndarray  # (K, len(COLUMNS)) over the shots (NaN-aware: absent kinds ignored)
+    floor_std: np.ndarray  # (K, len(COLUMNS)) sqrt(std over the shots ** 2 + floor ** 2)
+
+
+class CompositionScore(Feature):
+    name = "composition"
+
+    def __init__(
+        self,
+        classes: str = "colour",
+        n_colours: int = 8,
+        lightness_weight: float = 0.5,
+        sample_stride: int = 4,
+        min_piece: float = 0.0003,
+        top_n: int = 2,
+        abs_floor: float = 0.002,
+        rel_floor: float = 0.1,
+        count_floor: float = 0.5,
+        position_floor: float = 0.05,
+        chroma_floor: float = 2.0,
+        background_share: float = 0.1,
+        white_balance: bool = True,
+        merge_distance: float = 12.0,
+        std_confidence: float | None = 0.8,
+        seed: int = 0,
+    ):
+        if classes not in ("colour", "aligned"):
+            raise ValueError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
+        if n_colours < 2:
+            raise ValueError(f"composition n_colours must be >= 2, got {n_colours}")
+        if top_n < 1:
+            raise ValueError(f"composition top_n must be >= 1, got {top_n}")
+        self.classes = classes
+        self.needs_classes = classes == "aligned"
+        self.n_colours = n_colours
+        self.lightness_weight = lightness_weight
+        self.sample_stride = sample_stride
+        self.min_piece = min_piece
+        self.top_n = top_n
+        self.abs_floor = abs_floor
+        self.rel_floor = rel_floor
+        self.count_floor = count_floor
+        self.position_floor = position_floor
+        self.chroma_floor = chroma_floor
+        self.background_share = background_share
+        self.white_balance = white_balance
+        self.merge_distance = merge_distance
+        self.std_confidence = std_confidence
+        self.seed = seed
+
+    # -- part kinds ------------------------------------------------------------------------------
+    def _lab(self, parsed: ParsedImage) -> np.ndarray:
+        """(H, W, 3) CIELAB, white-balanced per image when ``white_balance``: every channel scaled
+        so that its median (mostly background) is the same grey in every image, which removes
+        exposure changes and colour casts before colours are compared."""
+        if not self.white_balance:
+            return parsed.lab
+        # Kept on the image: the leave-one-out fits read every shot several times.
+        cached = getattr(parsed, "_white_balanced_lab", None)
+        if cached is None:
+            rgb = parsed.rgb.astype(np.float32) / 255.0
+            med = np.median(rgb.reshape(-1, 3), axis=0)
+            rgb = np.clip(rgb * (0.6 / np.maximum(med, 1e-3)), 0.0, 1.0)
+            cached = rgb_to_lab(rgb)
+            object.__setattr__(parsed, "_white_balanced_lab", cached)
+        return cached
+
+    def _scaled_lab(self, parsed: ParsedImage) -> np.ndarray:
+        lab = self._lab(parsed).reshape(-1, 3).astype(np.float32)
+        # Lightness counts less than chroma: exposure and illumination gradients move L most.
+        return lab * np.array([self.lightness_weight, 1.0, 1.0], dtype=np.float32)
+
+    def _fit_colours(self, shots: list[ParsedImage]) -> np.ndarray:
+        s = self.sample_stride
+        pix = np.concatenate([self._scaled_lab(p).reshape(*p.lab.shape[:2], 3)[::s, ::s].reshape(-1, 3) for p in shots])
+        k = min(self.n_colours, len(np.unique(pix.round(1), axis=0)))
+        km = KMeans(n_clusters=max(k, 1), n_init=3, random_state=self.seed).fit(pix)
+        centres, sizes = km.cluster_centers_, np.bincount(km.labels_, minlength=len(km.cluster_centers_))
+        if self.merge_distance > 0 and len(centres) > 1:
+            # One part colour split in two shades (light falls unevenly) is one kind: kinds that
+            # swap pixels from image to image would make every count and area unstable.
+            groups = fcluster(linkage(centres, "average"), self.merge_distance, criterion="distance")
+            centres = np.stack([np.average(centres[groups == g], axis=0, weights=sizes[groups == g])
+                                for g in np.unique(groups)])
+        return centres.astype(np.float32)
+
+    def kind_map(self, parsed: ParsedImage, centres: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """(H, W) part-kind id of every pixel and the number of kinds."""
+        if centres is None:
+            return parsed.class_map, parsed.num_classes
+        x = self._scaled_lab(parsed)
+        d = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]
+        return d.argmin(1).reshape(parsed.lab.shape[:2]), len(centres)
+
+    # -- descriptor ------------------------------------------------------------------------------
+    def border_share(self, parsed: ParsedImage, centres: np.ndarray | None) -> np.ndarray:
+        """(K,) fraction of the image's border pixels of each kind."""
+        kinds, n = self.kind_map(parsed, centres)
+        border = np.concatenate([kinds[0], kinds[-1], kinds[1:-1, 0], kinds[1:-1, -1]])
+        return np.bincount(border, minlength=n)[:n] / len(border)
+
+    def describe(self, parsed: ParsedImage, centres: np.ndarray | None, background: np.ndarray | None = None) -> np.ndarray:
+        """(K, len(COLUMNS)); NaN where a kind is absent (positions, piece sizes, chroma) and on
+        background kinds. Positions are relative to the centroid of all non-background pixels,
+        so a shift of the whole scene moves no part."""
+        kinds, n = self.kind_map(parsed, centres)
+        h, w = kinds.shape
+        size = float(h * w)
+        out = np.full((n, len(COLUMNS)), np.nan)
+        yy, xx = np.mgrid[0:h, 0:w]
+        lab = self._lab(parsed)
+        eight = np.ones((3, 3), dtype=bool)
+        bg = np.zeros(n, dtype=bool)
+        if background is not None:
+            bg[: len(background)] = background[:n]
+        if centres is None:
+            bg[BACKGROUND] = True  # the aligned background is what the segmenter dropped, not a part
+        fg = ~bg[kinds]
+        oy, ox = ((yy[fg].mean() + 0.5) / h, (xx[fg].mean() + 0.5) / w) if fg.any() else (0.5, 0.5)
+        for c in range(n):
+            if bg[c]:
+                continue
+            m = kinds == c
+            area = m.sum()
+            out[c, 0] = area / size
+            out[c, 1] = 0.0
+            if not area:
+                continue
+            pieces, npieces = ndimage.label(m, structure=eight)
+            sizes = np.bincount(pieces.ravel(), minlength=npieces + 1)[1:] / size
+            sizes = sizes[sizes >= self.min_piece]
+            out[c, 1] = len(sizes)
+            if len(sizes):
+                out[c, 2:5] = sizes.mean(), sizes.max(), sizes.min()
+            out[c, 5] = (yy[m].mean() + 0.5) / h - oy
+            out[c, 6] = (xx[m].mean() + 0.5) / w - ox
+            out[c, 7] = lab[..., 1][m].mean()
+            out[c, 8] = lab[..., 2][m].mean()
+        return out
+
+    def _floors(self, mean: np.ndarray) -> np.ndarray:
+        f = self.abs_floor + self.rel_floor * np.abs(np.nan_to_num(mean))
+        f[:, _COUNT] = self.count_floor  # one piece more or less is evidence however many there are
+        f[:, list(_POSITION)] = self.position_floor
+        f[:, list(_CHROMA)] = self.chroma_floor
+        return f
+
+    # -- Feature ---------------------------------------------------------------------------------
+    def fit(self, shots: list[ParsedImage]) -> CompositionState:
+        centres = self._fit_colours(shots) if self.classes == "colour" else None
+        background = None
+        if centres is not None:
+            # Kinds that own a good part of the border in the shots are the background (one
+            # colour may split into several kinds under uneven light); their area and pieces
+            # are the background's texture, not the product.
+            share = np.mean([self.border_share(p, centres) for p in shots], axis=0)
+            background = share >= self.background_share
+        desc = [self.describe(p, centres, background) for p in shots]
+        n = max(len(d) for d in desc)
+        stack = np.stack([_pad_rows(d, n) for d in desc])  # (k, K, D)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries: a kind no shot has
+            mean = np.nanmean(stack, axis=0)
+            seen = np.isfinite(stack).sum(axis=0)  # shots that have each entry
+            std = np.nan_to_num(np.nanstd(stack, axis=0, ddof=1)) if len(stack) > 1 else np.zeros_like(mean)
+        # A few shots often agree by chance on an entry that varies: its sample std is then far
+        # too small and a normal image gets a huge z. The upper ``std_confidence`` bound of the
+        # std (chi-square with n - 1 degrees of freedom) is used instead of the estimate.
+        if self.std_confidence is not None:
+            dof = np.maximum(seen - 1, 1)
+            std = std * np.sqrt(dof / chi2.ppf(1.0 - self.std_confidence, dof))
+        # The floor is added in quadrature: jitter below it is never evidence.
+        if background is None:
+            background = np.zeros(len(mean), dtype=bool)
+        return CompositionState(centres, background, mean, np.hypot(std, self._floors(mean)))
+
+    def score(self, parsed: ParsedImage, state: CompositionState) -> FeatureScore:
+        x = self.describe(parsed, state.centres, state.background)
+        n = max(len(x), len(state.mean))
+        x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
+        z = np.abs(x - mean) / scale
+        # A kind the shots never had (an aligned "unmatched" class) or one absent here: its
+        # area / count entries still say so; NaN entries (no position of an absent kind) drop out.
+        z = z[np.isfinite(z)]
+        if not z.size:
+            return FeatureScore(0.0)
+        top = np.sort(z)[-self.top_n :]
+        return FeatureScore(float(top.mean()))
+
+
+def _pad_rows(a: np.ndarray, n: int, fill: float = np.nan) -> np.ndarray:
+    if len(a) >= n:
+        return a
+    return np.concatenate([a, np.full((n - len(a), *a.shape[1:]), fill)])
+

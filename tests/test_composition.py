@@ -1,0 +1,55 @@
+"""Composition score: a missing, extra or resized piece of a part kind raises it, with colour
+classes fitted on the shots (no segmenter/aligner) and with the aligner's classes."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.color import rgb2lab
+
+from locoad.features.composition import CompositionScore
+from locoad.types import ParsedImage
+
+S = 96
+PIN, BOX = (220, 40, 40), (40, 60, 200)
+
+
+def scene(pins: list[tuple[int, int]], pin_size: int = 8, shift: int = 0, seed: int = 0) -> ParsedImage:
+    """A blue box with red pins on grey; the class map says background / box / pin."""
+    rng = np.random.default_rng(seed)
+    rgb = np.full((S, S, 3), 128, np.uint8)
+    cmap = np.zeros((S, S), np.int64)
+    rgb[10 + shift : 86 + shift, 10:86] = BOX
+    cmap[10 + shift : 86 + shift, 10:86] = 1
+    for y, x in pins:
+        rgb[y + shift : y + shift + pin_size, x : x + pin_size] = PIN
+        cmap[y + shift : y + shift + pin_size, x : x + pin_size] = 2
+    rgb = np.clip(rgb.astype(np.int16) + rng.integers(-4, 5, rgb.shape), 0, 255).astype(np.uint8)
+    return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), cmap, torch.zeros(1, 4, 4), torch.zeros(4, 4, dtype=torch.long), 4)
+
+
+PINS = [(20, 20), (20, 50), (50, 20), (50, 50), (35, 70)]
+
+
+@pytest.mark.parametrize("classes", ["colour", "aligned"])
+def test_missing_extra_and_small_piece_raise_the_score(classes):
+    f = CompositionScore(classes=classes, n_colours=3, top_n=1)
+    state = f.fit([scene(PINS, seed=i, shift=i) for i in range(3)])
+    good = f.score(scene(PINS, seed=7, shift=1), state).value
+    missing = f.score(scene(PINS[:-1], seed=7), state).value
+    extra = f.score(scene(PINS + [(70, 30)], seed=7), state).value
+    small = f.score(scene(PINS, pin_size=4, seed=7), state).value
+    assert np.isfinite(good)
+    # one piece of five gone or added: a whole piece against a floor of half a piece
+    assert missing >= 2.0 > good and extra >= 2.0
+    assert small > 2 * good
+
+
+def test_one_shot_and_bad_options():
+    f = CompositionScore(n_colours=3)
+    v = f.score(scene(PINS[:2]), f.fit([scene(PINS)])).value
+    assert np.isfinite(v) and v > 1.0
+    with pytest.raises(ValueError, match="classes"):
+        CompositionScore(classes="segments")
+    with pytest.raises(ValueError, match="n_colours"):
+        CompositionScore(n_colours=1)
+
