@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from locoad.data.image_io import ImageReadError
+from locoad.data.image_io import read_mask_values
 from locoad.data.layout import DataLayoutError, Sample
 from locoad.metrics.spro import Region, saturation_pixels
 
@@ -84,13 +84,7 @@ class Channel:
 
 def read_channel(path: Path, defects: dict[int, DefectType] | None) -> Channel:
     """Read one ground-truth PNG; a second non-zero value or an unknown one is an error."""
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"cannot read ground-truth mask {path}: {e}. Re-export it as a PNG.") from e
-    if a.ndim == 3:
-        a = a[..., :3].max(axis=2)
+    a = read_mask_values(path)
     values = np.unique(a[a > 0])
     if len(values) > 1:
         raise DataLayoutError(

@@ -64,13 +64,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(_to_uint8(a[..., :3]))
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a ground-truth mask as (H, W) bool (any non-zero pixel is anomalous)."""
+def read_mask_values(path: str | Path) -> np.ndarray:
+    """A ground-truth mask's pixel values as (H, W) (colour masks: the channels' maximum)."""
     try:
         with Image.open(path) as im:
             a = np.asarray(im)
     except (UnidentifiedImageError, OSError) as e:
-        raise ImageReadError(f"cannot read mask {path}: {e}") from e
-    if a.ndim == 3:
-        a = a[..., :3].max(axis=2)
-    return a > 0
+        raise ImageReadError(f"cannot read ground-truth mask {path}: {e}. Re-export it as a PNG.") from e
+    return a[..., :3].max(axis=2) if a.ndim == 3 else a
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a ground-truth mask as (H, W) bool (any non-zero pixel is anomalous)."""
+    return read_mask_values(path) > 0
