@@ -131,9 +131,6 @@ class StoredScores:
                 self._put(encoded_key(encoded[i]), entry)
         return m.assemble(values, patch_maps, class_maps)  # type: ignore[arg-type]
 
-    def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        return self.model.fuse(scores)
-
     def _get(self, name: str, want: set[str]) -> dict[str, np.ndarray] | None:
         return self.cache.get("scores", self._dir, name, lambda v: want <= set(v))
 
