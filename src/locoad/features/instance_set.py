@@ -50,6 +50,7 @@ GROUPS = ("size", "shape", "position", "chroma")
 class InstanceSet:
     kind: np.ndarray  # (n,) colour-class id of every instance
     moments: np.ndarray  # (n, 8) raw moments (for unions of instances)
+    boxes: np.ndarray  # (n, 4) bounding boxes y0, x0, y1, x1 (pixels, end exclusive)
     shape: tuple[int, int]  # (H, W) of the image
     origin: tuple[float, float]  # foreground centroid (y, x) in pixels
 
@@ -107,10 +108,11 @@ class InstanceSetScore(Feature):
         size_floor: float = 0.15,
         shape_floor: float = 0.15,
         position_floor: float = 0.03,
-        chroma_floor: float = 3.0,
+        chroma_floor: float = 10.0,
         tolerance_quantile: float = 0.9,
         tolerance_factor: float = 1.5,
         merge_cost: float = 0.25,
+        merge_gap: float = 0.015,
         n_nearest: int = 1,
         seed: int = 0,
     ):
@@ -130,6 +132,7 @@ class InstanceSetScore(Feature):
         self.tolerance_quantile = tolerance_quantile
         self.tolerance_factor = tolerance_factor
         self.merge_cost = merge_cost
+        self.merge_gap = merge_gap
         self.n_nearest = n_nearest
 
     # -- instances -------------------------------------------------------------------------------
@@ -160,8 +163,10 @@ class InstanceSetScore(Feature):
         vals = [np.ones(h * w), yy.ravel(), xx.ravel(), yy.ravel() ** 2, (yy * xx).ravel(), xx.ravel() ** 2,
                 lab[..., 1].ravel(), lab[..., 2].ravel()]
         moments = np.stack([np.bincount(flat, weights=v, minlength=total) for v in vals], 1)[1:]
+        boxes = np.array([[b[0].start, b[1].start, b[0].stop, b[1].stop] for b in ndimage.find_objects(labels)],
+                         dtype=np.float64).reshape(-1, 4)
         keep = moments[:, _N] >= self.min_area * h * w
-        return InstanceSet(np.asarray(kind_of, dtype=np.int64)[keep], moments[keep], (h, w), origin)
+        return InstanceSet(np.asarray(kind_of, dtype=np.int64)[keep], moments[keep], boxes[keep], (h, w), origin)
 
     # -- distance of two sets --------------------------------------------------------------------
     def pair_costs(self, excess: np.ndarray) -> np.ndarray:
@@ -184,22 +189,28 @@ class InstanceSetScore(Feature):
         if self.merge_cost >= 1.0:
             return total
         # Splits and merges: an unmatched instance may join a matched pair on its own side when
-        # the union's size, position and chroma match the partner (shape is left out: the union
-        # of two touching parts has no shape of its own).
+        # it lies next to the pair's piece (within ``merge_gap``: a piece broken off, or two parts
+        # that touch on the other side) and the union's size, position and chroma match the
+        # partner (shape is left out: two touching parts have no shape of their own).
         groups = [GROUPS.index(g) for g in ("size", "position", "chroma")]
         for own, own_set, other, other_set, mine, theirs in ((a, a_set, b, b_set, rows, cols),
                                                               (b, b_set, a, a_set, cols, rows)):
             union = own_set.moments[own[mine]].copy()  # (p, 8), one per matched pair
+            box = own_set.boxes[own[mine]].copy()
+            gap_px = self.merge_gap * np.sqrt(own_set.shape[0] * own_set.shape[1])
             partner = describe(other_set.moments[other[theirs]], other_set.shape, other_set.origin)
             for u in np.setdiff1d(np.arange(len(own)), mine):
+                ub = own_set.boxes[own[u]]
+                gap = np.maximum(np.maximum(box[:, :2] - ub[2:], ub[:2] - box[:, 2:]), 0).max(1)
                 cand = union + own_set.moments[own[u]]
                 dc = describe(cand, own_set.shape, own_set.origin)
                 exc = np.stack([np.linalg.norm(dc[GROUPS[g]] - partner[GROUPS[g]], axis=-1) / tol[g] for g in groups], -1)
                 new = self.pair_costs(exc) + self.merge_cost
-                gain = pair + 1.0 - new
+                gain = np.where(gap <= gap_px, pair + 1.0 - new, 0.0)
                 j = int(np.argmax(gain)) if len(gain) else -1
                 if j >= 0 and gain[j] > 0:
                     union[j], pair[j] = cand[j], new[j] - self.merge_cost
+                    box[j] = np.concatenate([np.minimum(box[j, :2], ub[:2]), np.maximum(box[j, 2:], ub[2:])])
                     total -= gain[j]
         return total
 
@@ -217,13 +228,14 @@ class InstanceSetScore(Feature):
 
     def _tolerances(self, sets: list[InstanceSet], n_kinds: int) -> np.ndarray:
         """(K, len(GROUPS)): per kind, the ``tolerance_quantile`` of the matched differences
-        between every two shots times ``tolerance_factor``, at least the floors. The matching
-        that finds the pairs allows a wide position change (parts of a bag lie anywhere)."""
-        tol = np.tile(self.floors, (n_kinds, 1))
+        between every two shots times ``tolerance_factor``, at least the floors. A kind seen in
+        fewer than two shots (one variant of a category that has several) gets the quantile of
+        all kinds' differences: the capture's jitter is shared. The matching that finds the
+        pairs allows a wide position change (parts of a bag lie anywhere)."""
         wide = self.floors.copy()
         wide[GROUPS.index("position")] = max(wide[GROUPS.index("position")], 0.25)
+        diffs: dict[int, list[np.ndarray]] = {}
         for c in range(n_kinds):
-            diffs = []
             for i in range(len(sets)):
                 for j in range(i + 1, len(sets)):
                     a, b = np.flatnonzero(sets[i].kind == c), np.flatnonzero(sets[j].kind == c)
@@ -232,10 +244,13 @@ class InstanceSetScore(Feature):
                     d = group_distances(describe(sets[i].moments[a], sets[i].shape, sets[i].origin),
                                         describe(sets[j].moments[b], sets[j].shape, sets[j].origin))
                     rows, cols = linear_sum_assignment(self.pair_costs(d / wide) + (d / wide).sum(-1) * 1e-3)
-                    diffs.append(d[rows, cols])
-            if diffs:
-                q = np.quantile(np.concatenate(diffs), self.tolerance_quantile, axis=0)
-                tol[c] = np.maximum(self.floors, self.tolerance_factor * q)
+                    diffs.setdefault(c, []).append(d[rows, cols])
+        tol = np.tile(self.floors, (n_kinds, 1))
+        if diffs:
+            pooled = np.quantile(np.concatenate([x for v in diffs.values() for x in v]), self.tolerance_quantile, axis=0)
+            tol = np.maximum(tol, self.tolerance_factor * pooled)
+        for c, v in diffs.items():
+            tol[c] = np.maximum(self.floors, self.tolerance_factor * np.quantile(np.concatenate(v), self.tolerance_quantile, axis=0))
         return tol
 
     def score(self, parsed: ParsedImage, state: InstanceSetState) -> FeatureScore:
