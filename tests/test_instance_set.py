@@ -37,7 +37,7 @@ def scene(pins=PINS, bars=BARS, shift=(0, 0), seed=0, gain=(1.0, 1.0, 1.0), cut=
 
 @pytest.fixture(scope="module")
 def fitted():
-    f = InstanceSetScore(n_colours=4)
+    f = InstanceSetScore(n_colours=4, offset=0.0)
     shots = [scene(seed=i, shift=(i, -i)) for i in range(3)]
     state = f.fit(shots)
     return f, state, f.score(scene(seed=7, shift=(1, 1)), state).value
@@ -68,7 +68,7 @@ def test_split_and_merged_parts_cost_less_than_a_missing_one(fitted):
     merged = f.score(scene(pins=touching, seed=7), state).value
     assert split < 0.5 * missing and merged < 0.5 * missing
     # without the merge step both cost at least as much as a missing instance
-    strict = InstanceSetScore(n_colours=4, merge_cost=1.0)
+    strict = InstanceSetScore(n_colours=4, merge_cost=1.0, offset=0.0)
     state1 = strict.fit([scene(seed=i, shift=(i, -i)) for i in range(3)])
     assert strict.score(scene(cut=37, seed=7), state1).value >= 0.9
     assert strict.score(scene(pins=touching, seed=7), state1).value >= 0.9
@@ -89,11 +89,12 @@ def test_axis_lengths_are_regionprops():
 
 
 def test_one_shot_and_bad_options():
-    f = InstanceSetScore(n_colours=4)
-    v = f.score(scene(pins=PINS[:2]), f.fit([scene()])).value
-    assert v >= 2.9  # three pins missing
+    f = InstanceSetScore(n_colours=4)  # offset 0.5 by default
+    state = f.fit([scene()])
+    assert f.score(scene(pins=PINS[:2]), state).value >= 3.4  # three pins missing
+    assert f.score(scene(seed=3), state).value == pytest.approx(0.5)
     for kwargs, word in (({"n_nearest": 0}, "n_nearest"), ({"merge_cost": 2.0}, "merge_cost"),
                          ({"tolerance_quantile": 0.0}, "tolerance_quantile"), ({"position_floor": 0.0}, "floors"),
-                         ({"n_colours": 1}, "n_colours")):
+                         ({"n_colours": 1}, "n_colours"), ({"offset": -1.0}, "offset")):
         with pytest.raises(ValueError, match=word):
             InstanceSetScore(**kwargs)

@@ -26,7 +26,10 @@ Splits and merges cost little: an unmatched instance may join a matched pair on 
 position and chroma match the partner, at ``merge_cost`` instead of 1.
 
 Image score: the mean of the ``n_nearest`` smallest distances over the shots (kNN over sets),
-so a normal variation that any shot shows is no evidence.
+so a normal variation that any shot shows is no evidence, plus ``offset``. The fusion divides a
+score by its leave-one-out maximum over the shots, which for a cost that is exactly 0 within
+tolerance is often 0 or a quarter instance; the offset (half an instance) keeps one shot's small
+disagreement from multiplying this score in the fusion. It changes no ranking of this score.
 """
 
 from __future__ import annotations
@@ -114,10 +117,13 @@ class InstanceSetScore(Feature):
         merge_cost: float = 0.25,
         merge_gap: float = 0.015,
         n_nearest: int = 1,
+        offset: float = 0.5,
         seed: int = 0,
     ):
         if n_nearest < 1:
             raise ValueError(f"instance_set n_nearest must be >= 1, got {n_nearest}")
+        if offset < 0:
+            raise ValueError(f"instance_set offset must be >= 0, got {offset}")
         if not 0.0 < tolerance_quantile <= 1.0:
             raise ValueError(f"instance_set tolerance_quantile must be in (0, 1], got {tolerance_quantile}")
         if not 0.0 <= merge_cost <= 1.0:
@@ -134,6 +140,7 @@ class InstanceSetScore(Feature):
         self.merge_cost = merge_cost
         self.merge_gap = merge_gap
         self.n_nearest = n_nearest
+        self.offset = offset
 
     # -- instances -------------------------------------------------------------------------------
     def instances(self, parsed: ParsedImage, centres: np.ndarray, background: np.ndarray) -> InstanceSet:
@@ -256,4 +263,4 @@ class InstanceSetScore(Feature):
     def score(self, parsed: ParsedImage, state: InstanceSetState) -> FeatureScore:
         x = self.instances(parsed, state.centres, state.background)
         d = np.sort([self.set_distance(x, s, state.tolerance) for s in state.shots])
-        return FeatureScore(float(d[: self.n_nearest].mean()))
+        return FeatureScore(float(d[: self.n_nearest].mean()) + self.offset)
