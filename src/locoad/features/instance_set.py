@@ -17,9 +17,11 @@ chroma -- of how far the difference exceeds the kind's tolerance, in tolerances,
 in place of a short one a mismatched pair. Tolerances are learnt from the shots: the
 ``tolerance_quantile`` of the matched differences between every two shots, times
 ``tolerance_factor``, at least a floor; so a kind whose parts lie anywhere (a bag of screws)
-gets a wide position tolerance and a pin grid a tight one. The score is in instances, so kinds
-and categories with many parts or few are on one scale, and matched pairs within tolerance cost
-nothing, so many parts do not add up noise.
+gets a wide position tolerance and a pin grid a tight one. Costs are in instances, so kinds and
+categories with many parts or few are on one scale, and matched pairs within tolerance cost
+nothing, so many parts do not add up noise. A kind's cost is divided by the largest cost of that
+kind between a shot and its nearest other shot (at least 1): a kind the shots disagree on by
+many instances (a background shade that breaks into specks under uneven light) weighs less.
 
 Splits and merges cost little: an unmatched instance may join a matched pair on its own side
 (a piece broken off, or two touching parts seen as one on the other side) when the union's area,
@@ -64,6 +66,7 @@ class InstanceSetState:
     background: np.ndarray  # (K,) bool
     shots: list[InstanceSet]
     tolerance: np.ndarray  # (K, len(GROUPS)) per kind and descriptor group
+    norm: np.ndarray  # (K,) a kind's cost is divided by this (>= 1): its cost between the shots
 
 
 def describe(m: np.ndarray, shape: tuple[int, int], origin: tuple[float, float]) -> dict[str, np.ndarray]:
@@ -221,17 +224,37 @@ class InstanceSetScore(Feature):
                     total -= gain[j]
         return total
 
-    def set_distance(self, x: InstanceSet, y: InstanceSet, tolerance: np.ndarray) -> float:
-        """Sum over kinds of the kind cost, in instances."""
-        kinds = np.union1d(x.kind, y.kind)
-        return float(sum(self.kind_cost(np.flatnonzero(x.kind == c), x, np.flatnonzero(y.kind == c), y, tolerance[c])
-                         for c in kinds))
+    def kind_costs(self, x: InstanceSet, y: InstanceSet, tolerance: np.ndarray) -> np.ndarray:
+        """(K,) cost of every kind, in instances."""
+        out = np.zeros(len(tolerance))
+        for c in np.union1d(x.kind, y.kind):
+            out[c] = self.kind_cost(np.flatnonzero(x.kind == c), x, np.flatnonzero(y.kind == c), y, tolerance[c])
+        return out
+
+    def set_distance(self, x: InstanceSet, y: InstanceSet, tolerance: np.ndarray, norm: np.ndarray) -> float:
+        """Sum over kinds of the kind cost over the kind's norm."""
+        return float((self.kind_costs(x, y, tolerance) / norm).sum())
 
     # -- Feature ---------------------------------------------------------------------------------
     def fit(self, shots: list[ParsedImage]) -> InstanceSetState:
         centres, background = self.kinds.fit(shots)
         sets = [self.instances(p, centres, background) for p in shots]
-        return InstanceSetState(centres, background, sets, self._tolerances(sets, len(centres)))
+        tolerance = self._tolerances(sets, len(centres))
+        return InstanceSetState(centres, background, sets, tolerance, self._norms(sets, tolerance))
+
+    def _norms(self, sets: list[InstanceSet], tolerance: np.ndarray) -> np.ndarray:
+        """(K,) per kind, the largest cost between a shot and its nearest other shot, at least 1.
+        A kind whose pieces the shots disagree on by many instances (a background shade that
+        breaks into specks under uneven light, a label that differs between variants) then
+        weighs less; a kind the shots agree on keeps the unit of one instance."""
+        k = len(sets)
+        if k < 2:
+            return np.ones(len(tolerance))
+        cost = np.full((k, k, len(tolerance)), np.inf)
+        for i in range(k):
+            for j in range(i + 1, k):
+                cost[i, j] = cost[j, i] = self.kind_costs(sets[i], sets[j], tolerance)
+        return np.maximum(cost.min(1).max(0), 1.0)
 
     def _tolerances(self, sets: list[InstanceSet], n_kinds: int) -> np.ndarray:
         """(K, len(GROUPS)): per kind, the ``tolerance_quantile`` of the matched differences
@@ -262,5 +285,5 @@ class InstanceSetScore(Feature):
 
     def score(self, parsed: ParsedImage, state: InstanceSetState) -> FeatureScore:
         x = self.instances(parsed, state.centres, state.background)
-        d = np.sort([self.set_distance(x, s, state.tolerance) for s in state.shots])
+        d = np.sort([self.set_distance(x, s, state.tolerance, state.norm) for s in state.shots])
         return FeatureScore(float(d[: self.n_nearest].mean()) + self.offset)
