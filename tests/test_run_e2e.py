@@ -25,7 +25,7 @@ def fitted(loco_root, tmp_path):
 def test_outputs_have_documented_shape(fitted):
     _, out, metrics = fitted
     on_disk = json.loads((out / "metrics.json").read_text())
-    names = ["class_agnostic_patch", "class_aware_patch", "foreground_patch", "class_histogram",
+    names = ["class_agnostic_patch", "class_aware_patch", "foreground_patch",
              "class_location", "class_count", "composition", "fused"]  # the default features=robust
     for name in names:
         entry = on_disk[name]
