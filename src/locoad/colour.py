@@ -55,3 +55,30 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(rgb))
     lin = _uint8_to_linear()[x.long()] if x.dtype == torch.uint8 else srgb_to_linear(x.float())
     return linear_to_lab(lin.permute(2, 0, 1)[None])[0].permute(1, 2, 0).contiguous().numpy()
+
+
+# The grey every image's median colour is mapped to by :func:`gray_world` (composition's white
+# balance and the backbone's ``photometric="gray_world"`` input): mid-bright, so parts brighter
+# than the (mostly background) median keep some headroom before clipping.
+GREY = 0.6
+
+
+def gray_world(rgb: torch.Tensor, grey: float = GREY, channel_dim: int = -3, clip: bool = True) -> torch.Tensor:
+    """Per-image white balance: every channel scaled so that its median is ``grey``.
+
+    ``rgb`` holds values in [0, 1] with channels along ``channel_dim`` ((B, 3, H, W) by default;
+    ``channel_dim=-1`` for (H, W, 3)). The median (of a mostly-background image: the background)
+    takes out exposure and colour casts, so the same part looks the same under another light.
+    The median is numpy's (the mean of the two middle values for an even count)."""
+    x = rgb.movedim(channel_dim, -1)
+    flat = x.reshape(*x.shape[:-3], -1, x.shape[-1])
+    n = flat.shape[-2]
+    lo = flat.kthvalue((n - 1) // 2 + 1, dim=-2).values
+    hi = flat.kthvalue(n // 2 + 1, dim=-2).values
+    med = (lo + hi) / 2
+    # grey as a tensor of the image's dtype: float32 arithmetic throughout, like numpy's
+    scale = med.new_tensor(grey) / med.clamp_min(1e-3)
+    out = x * (scale[..., None, None, :] if x.ndim > 3 else scale)
+    if clip:
+        out = out.clamp(0.0, 1.0)
+    return out.movedim(-1, channel_dim)

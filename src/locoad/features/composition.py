@@ -29,12 +29,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import ndimage
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import chi2
 from sklearn.cluster import KMeans
 
-from locoad.colour import rgb_to_lab
+from locoad.colour import gray_world, rgb_to_lab
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -109,10 +110,8 @@ class CompositionScore(Feature):
         # Kept on the image: the leave-one-out fits read every shot several times.
         cached = getattr(parsed, "_white_balanced_lab", None)
         if cached is None:
-            rgb = parsed.rgb.astype(np.float32) / 255.0
-            med = np.median(rgb.reshape(-1, 3), axis=0)
-            rgb = np.clip(rgb * (0.6 / np.maximum(med, 1e-3)), 0.0, 1.0)
-            cached = rgb_to_lab(rgb)
+            rgb = torch.from_numpy(parsed.rgb.astype(np.float32) / 255.0)
+            cached = rgb_to_lab(gray_world(rgb, channel_dim=-1).numpy())
             object.__setattr__(parsed, "_white_balanced_lab", cached)
         return cached
 
