@@ -8,7 +8,7 @@ import torch
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
-from locoad.colour import gray_world
+from locoad.colour import gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.data.datamodule import LocoDataModule
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
@@ -51,15 +51,33 @@ def test_gray_world_is_numpys_median_white_balance():
         np.testing.assert_array_equal(gray_world(torch.from_numpy(rgb), channel_dim=-1).numpy(), expected)
 
 
-def test_gray_world_input_makes_features_blind_to_exposure_and_cast(images):
-    """A darker, tinted capture of the same scene gives the backbone the same input with
-    ``gray_world`` (up to rounding), and a different one without."""
-    cast = images * torch.tensor([0.7, 0.8, 0.9]).view(1, 3, 1, 1)
-    for photometric, same in (("gray_world", True), ("none", False)):
-        m = small_model(photometric=photometric)
+def test_white_patch_keeps_a_dark_background_dark():
+    """Mapping the median of a dark-background image to mid-grey (gray_world) saturates every
+    part; mapping the bright end (white_patch) keeps the image's contrast, and either removes a
+    per-channel gain."""
+    img = torch.full((1, 3, 40, 40), 0.05)
+    img[..., 10:14, 10:30] = torch.tensor([0.6, 0.5, 0.4]).view(1, 3, 1, 1)  # a part on 5 % of the image
+    gained = img * torch.tensor([0.8, 1.1, 0.9]).view(1, 3, 1, 1)
+    wp, gw = white_patch(img), gray_world(img)
+    assert torch.allclose(white_patch(gained), wp, atol=1e-6) and torch.allclose(gray_world(gained), gw, atol=1e-6)
+    assert wp[..., 0, 0].max() < 0.15 and torch.allclose(wp[..., 12, 20], torch.tensor(0.9))  # background dark, part white
+    assert (gw[..., 12, 20] == 1.0).all()  # gray_world: the part is clipped
+    wl = white_patch(gained, per_channel=False)  # one gain: the brightest channel's bright end at 0.9
+    assert torch.allclose(wl[0, :, 12, 20], gained[0, :, 12, 20] * 0.9 / gained[0, :, 12, 20].max())
+
+
+@pytest.mark.parametrize("photometric, gain", [("gray_world", (0.7, 0.8, 0.9)), ("white_patch", (0.7, 0.8, 0.9)),
+                                               ("white_level", (0.75, 0.75, 0.75))])
+def test_photometric_input_makes_features_blind_to_exposure_and_cast(images, photometric, gain):
+    """A darker, tinted capture of the same scene (``white_level``: only darker) gives the
+    backbone the same input with a photometric normalisation (up to rounding), and a different
+    one without."""
+    cast = images * torch.tensor(gain).view(1, 3, 1, 1)
+    for setting, same in ((photometric, True), ("none", False)):
+        m = small_model(photometric=setting)
         a, b = m.encode(images), m.encode(cast)
         close = all(torch.allclose(x.features, y.features, atol=1e-3) for x, y in zip(a, b))
-        assert close == same, photometric
+        assert close == same, setting
         # the segmenter still reads the untouched image
         assert all(np.array_equal(x.rgb, r) for x, r in zip(a, to_uint8(images, 64)))
 
@@ -78,7 +96,7 @@ def test_photometric_setting_is_part_of_the_cached_features(images, tmp_path):
 
 
 def test_bad_photometric_is_a_clear_error():
-    with pytest.raises(ValueError, match="model.photometric must be one of none, gray_world"):
+    with pytest.raises(ValueError, match="model.photometric must be one of none, white_level, white_patch, gray_world"):
         small_model(photometric="grey")
 
 

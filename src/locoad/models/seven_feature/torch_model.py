@@ -20,7 +20,7 @@ from torch import nn
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
-from locoad.colour import gray_world
+from locoad.colour import gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
 from locoad.features.base import Feature
@@ -32,7 +32,7 @@ from locoad.types import BACKGROUND, ParsedImage, SegmentedImage, rgb_to_lab
 log = logging.getLogger(__name__)
 
 # How the backbone's input is normalised per image (``model.photometric``).
-PHOTOMETRIC = ("none", "gray_world")
+PHOTOMETRIC = ("none", "white_level", "white_patch", "gray_world")
 
 
 @dataclass
@@ -96,7 +96,7 @@ class SevenFeatureModel(nn.Module):
         shot_augment: dict | None = None,
     ):
         super().__init__()
-        if photometric not in PHOTOMETRIC:
+        if photometric not in (*PHOTOMETRIC, "white_patch_lum"):
             raise ValueError(f"model.photometric must be one of {', '.join(PHOTOMETRIC)}; got {photometric!r}")
         if not features:
             raise ValueError("features is empty: choose a feature set, e.g. features=all7")
@@ -117,7 +117,7 @@ class SevenFeatureModel(nn.Module):
             raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
         self.max_loo = max_loo
-        self.photometric = photometric
+        self.photometric = "white_level" if photometric == "white_patch_lum" else photometric  # TEMP alias
         # Moved copies of every shot, encoded at fit for the patch memory only (plain data:
         # the stage cache keys the scores on it).
         if OmegaConf.is_config(shot_augment):
@@ -175,12 +175,19 @@ class SevenFeatureModel(nn.Module):
         return out
 
     def backbone_input(self, images: torch.Tensor) -> torch.Tensor:
-        """What the backbone sees: the images, white-balanced per image with ``gray_world``
-        (exposure and colour casts would otherwise move every patch feature). The segmenter and
-        the colour scores read the untouched images: they have their own light handling.
-        Applied before the stored backbone, so the stage cache keys features by this input."""
+        """What the backbone sees: the images, normalised per image as ``photometric`` says
+        (exposure and colour casts would otherwise move every patch feature): ``white_level``
+        one gain that puts the bright end (99th percentile) at 0.9, ``white_patch`` the same per
+        channel, ``gray_world`` the median at a fixed grey. The segmenter and the colour scores
+        read the untouched images: they have their own light handling. Applied before the
+        stored backbone, so the stage cache keys features by this input."""
+        x = images.float()
+        if self.photometric == "white_level":
+            return white_patch(x, per_channel=False)
+        if self.photometric == "white_patch":
+            return white_patch(x)
         if self.photometric == "gray_world":
-            return gray_world(images.float())
+            return gray_world(x)
         return images
 
     def normalise(self, feats: torch.Tensor) -> torch.Tensor:
