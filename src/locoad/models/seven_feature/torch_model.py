@@ -96,7 +96,7 @@ class SevenFeatureModel(nn.Module):
         shot_augment: dict | None = None,
     ):
         super().__init__()
-        if photometric not in (*PHOTOMETRIC, "white_patch_lum"):
+        if photometric not in PHOTOMETRIC:
             raise ValueError(f"model.photometric must be one of {', '.join(PHOTOMETRIC)}; got {photometric!r}")
         if not features:
             raise ValueError("features is empty: choose a feature set, e.g. features=all7")
@@ -117,7 +117,7 @@ class SevenFeatureModel(nn.Module):
             raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
         self.max_loo = max_loo
-        self.photometric = "white_level" if photometric == "white_patch_lum" else photometric  # TEMP alias
+        self.photometric = photometric
         # Moved copies of every shot, encoded at fit for the patch memory only (plain data:
         # the stage cache keys the scores on it).
         if OmegaConf.is_config(shot_augment):
