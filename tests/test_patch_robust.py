@@ -41,8 +41,9 @@ def images(loco_root):
 
 
 def test_gray_world_is_numpys_median_white_balance():
-    """The shared helper reproduces composition's former numpy formula bit for bit (even and odd
-    pixel counts), so moving it changed no composition score."""
+    """The shared helper reproduces the colour classes' former numpy formula
+    (components/colour_kinds.py) bit for bit (even and odd pixel counts), so sharing it changed
+    no composition or instance_set score."""
     rng = np.random.default_rng(0)
     for h in (16, 15):
         rgb = (rng.integers(0, 256, (h, 17, 3)).astype(np.float32) / 255.0)

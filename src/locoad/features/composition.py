@@ -29,13 +29,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy import ndimage
-from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import chi2
-from sklearn.cluster import KMeans
 
-from locoad.colour import gray_world, rgb_to_lab
+from locoad.components.colour_kinds import ColourKinds
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -78,15 +75,10 @@ class CompositionScore(Feature):
     ):
         if classes not in ("colour", "aligned"):
             raise ValueError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
-        if n_colours < 2:
-            raise ValueError(f"composition n_colours must be >= 2, got {n_colours}")
         if top_n < 1:
             raise ValueError(f"composition top_n must be >= 1, got {top_n}")
         self.classes = classes
         self.needs_classes = classes == "aligned"
-        self.n_colours = n_colours
-        self.lightness_weight = lightness_weight
-        self.sample_stride = sample_stride
         self.min_piece = min_piece
         self.top_n = top_n
         self.abs_floor = abs_floor
@@ -94,61 +86,22 @@ class CompositionScore(Feature):
         self.count_floor = count_floor
         self.position_floor = position_floor
         self.chroma_floor = chroma_floor
-        self.background_share = background_share
-        self.white_balance = white_balance
-        self.merge_distance = merge_distance
         self.std_confidence = std_confidence
-        self.seed = seed
+        # Colour classes, white balance and background: shared with instance_set.
+        self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
+                                 merge_distance, seed, owner="composition")
 
     # -- part kinds ------------------------------------------------------------------------------
     def _lab(self, parsed: ParsedImage) -> np.ndarray:
-        """(H, W, 3) CIELAB, white-balanced per image when ``white_balance``: every channel scaled
-        so that its median (mostly background) is the same grey in every image, which removes
-        exposure changes and colour casts before colours are compared."""
-        if not self.white_balance:
-            return parsed.lab
-        # Kept on the image: the leave-one-out fits read every shot several times.
-        cached = getattr(parsed, "_white_balanced_lab", None)
-        if cached is None:
-            rgb = torch.from_numpy(parsed.rgb.astype(np.float32) / 255.0)
-            cached = rgb_to_lab(gray_world(rgb, channel_dim=-1).numpy())
-            object.__setattr__(parsed, "_white_balanced_lab", cached)
-        return cached
-
-    def _scaled_lab(self, parsed: ParsedImage) -> np.ndarray:
-        lab = self._lab(parsed).reshape(-1, 3).astype(np.float32)
-        # Lightness counts less than chroma: exposure and illumination gradients move L most.
-        return lab * np.array([self.lightness_weight, 1.0, 1.0], dtype=np.float32)
-
-    def _fit_colours(self, shots: list[ParsedImage]) -> np.ndarray:
-        s = self.sample_stride
-        pix = np.concatenate([self._scaled_lab(p).reshape(*p.lab.shape[:2], 3)[::s, ::s].reshape(-1, 3) for p in shots])
-        k = min(self.n_colours, len(np.unique(pix.round(1), axis=0)))
-        km = KMeans(n_clusters=max(k, 1), n_init=3, random_state=self.seed).fit(pix)
-        centres, sizes = km.cluster_centers_, np.bincount(km.labels_, minlength=len(km.cluster_centers_))
-        if self.merge_distance > 0 and len(centres) > 1:
-            # One part colour split in two shades (light falls unevenly) is one kind: kinds that
-            # swap pixels from image to image would make every count and area unstable.
-            groups = fcluster(linkage(centres, "average"), self.merge_distance, criterion="distance")
-            centres = np.stack([np.average(centres[groups == g], axis=0, weights=sizes[groups == g])
-                                for g in np.unique(groups)])
-        return centres.astype(np.float32)
+        return self.kinds.lab(parsed)
 
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray | None) -> tuple[np.ndarray, int]:
         """(H, W) part-kind id of every pixel and the number of kinds."""
         if centres is None:
             return parsed.class_map, parsed.num_classes
-        x = self._scaled_lab(parsed)
-        d = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]
-        return d.argmin(1).reshape(parsed.lab.shape[:2]), len(centres)
+        return self.kinds.kind_map(parsed, centres), len(centres)
 
     # -- descriptor ------------------------------------------------------------------------------
-    def border_share(self, parsed: ParsedImage, centres: np.ndarray | None) -> np.ndarray:
-        """(K,) fraction of the image's border pixels of each kind."""
-        kinds, n = self.kind_map(parsed, centres)
-        border = np.concatenate([kinds[0], kinds[-1], kinds[1:-1, 0], kinds[1:-1, -1]])
-        return np.bincount(border, minlength=n)[:n] / len(border)
-
     def describe(self, parsed: ParsedImage, centres: np.ndarray | None, background: np.ndarray | None = None) -> np.ndarray:
         """(K, len(COLUMNS)); NaN where a kind is absent (positions, piece sizes, chroma) and on
         background kinds. Positions are relative to the centroid of all non-background pixels,
@@ -197,14 +150,7 @@ class CompositionScore(Feature):
 
     # -- Feature ---------------------------------------------------------------------------------
     def fit(self, shots: list[ParsedImage]) -> CompositionState:
-        centres = self._fit_colours(shots) if self.classes == "colour" else None
-        background = None
-        if centres is not None:
-            # Kinds that own a good part of the border in the shots are the background (one
-            # colour may split into several kinds under uneven light); their area and pieces
-            # are the background's texture, not the product.
-            share = np.mean([self.border_share(p, centres) for p in shots], axis=0)
-            background = share >= self.background_share
+        centres, background = self.kinds.fit(shots) if self.classes == "colour" else (None, None)
         desc = [self.describe(p, centres, background) for p in shots]
         n = max(len(d) for d in desc)
         stack = np.stack([_pad_rows(d, n) for d in desc])  # (k, K, D)

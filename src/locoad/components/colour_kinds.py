@@ -1,0 +1,98 @@
+"""Part kinds as colour classes fitted on the shots, without a segmenter or an aligner.
+
+Shared by the ``composition`` and ``instance_set`` scores. Every image is white-balanced first
+(its median colour made the same grey), lightness weighs ``lightness_weight`` of chroma, k-means
+centres of the shots' pixels closer than ``merge_distance`` are merged (one colour in two shades
+is one kind), every pixel goes to its nearest centre, and the kinds that own at least
+``background_share`` of the shots' image border are the background.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage
+from sklearn.cluster import KMeans
+
+from locoad.colour import gray_world, rgb_to_lab
+from locoad.types import ParsedImage
+
+
+class ColourKinds:
+    def __init__(
+        self,
+        n_colours: int = 8,
+        lightness_weight: float = 0.5,
+        sample_stride: int = 4,
+        background_share: float = 0.1,
+        white_balance: bool = True,
+        merge_distance: float = 12.0,
+        seed: int = 0,
+        owner: str = "colour kinds",
+    ):
+        if n_colours < 2:
+            raise ValueError(f"{owner} n_colours must be >= 2, got {n_colours}")
+        if sample_stride < 1:
+            raise ValueError(f"{owner} sample_stride must be >= 1, got {sample_stride}")
+        self.n_colours = n_colours
+        self.lightness_weight = lightness_weight
+        self.sample_stride = sample_stride
+        self.background_share = background_share
+        self.white_balance = white_balance
+        self.merge_distance = merge_distance
+        self.seed = seed
+
+    def lab(self, parsed: ParsedImage) -> np.ndarray:
+        """(H, W, 3) CIELAB, white-balanced per image when ``white_balance``: every channel scaled
+        so that its median (mostly background) is the same grey in every image, which removes
+        exposure changes and colour casts before colours are compared."""
+        if not self.white_balance:
+            return parsed.lab
+        # Kept on the image: leave-one-out fits and several scores read every shot again.
+        cached = getattr(parsed, "_white_balanced_lab", None)
+        if cached is None:
+            rgb = torch.from_numpy(parsed.rgb.astype(np.float32) / 255.0)
+            cached = rgb_to_lab(gray_world(rgb, channel_dim=-1).numpy())
+            object.__setattr__(parsed, "_white_balanced_lab", cached)
+        return cached
+
+    def scaled_lab(self, parsed: ParsedImage) -> np.ndarray:
+        """(H*W, 3) the colour space of the classes."""
+        lab = self.lab(parsed).reshape(-1, 3).astype(np.float32)
+        # Lightness counts less than chroma: exposure and illumination gradients move L most.
+        return lab * np.array([self.lightness_weight, 1.0, 1.0], dtype=np.float32)
+
+    def fit_centres(self, shots: list[ParsedImage]) -> np.ndarray:
+        """(K, 3) colour-class centres in scaled CIELAB."""
+        s = self.sample_stride
+        pix = np.concatenate([self.scaled_lab(p).reshape(*p.lab.shape[:2], 3)[::s, ::s].reshape(-1, 3) for p in shots])
+        k = min(self.n_colours, len(np.unique(pix.round(1), axis=0)))
+        km = KMeans(n_clusters=max(k, 1), n_init=3, random_state=self.seed).fit(pix)
+        centres, sizes = km.cluster_centers_, np.bincount(km.labels_, minlength=len(km.cluster_centers_))
+        if self.merge_distance > 0 and len(centres) > 1:
+            # One part colour split in two shades (light falls unevenly) is one kind: kinds that
+            # swap pixels from image to image would make every count and area unstable.
+            groups = fcluster(linkage(centres, "average"), self.merge_distance, criterion="distance")
+            centres = np.stack([np.average(centres[groups == g], axis=0, weights=sizes[groups == g])
+                                for g in np.unique(groups)])
+        return centres.astype(np.float32)
+
+    def kind_map(self, parsed: ParsedImage, centres: np.ndarray) -> np.ndarray:
+        """(H, W) index of the nearest centre of every pixel."""
+        x = self.scaled_lab(parsed)
+        d = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]
+        return d.argmin(1).reshape(parsed.lab.shape[:2])
+
+    @staticmethod
+    def border_share(kinds: np.ndarray, n: int) -> np.ndarray:
+        """(n,) fraction of a kind map's border pixels of each kind."""
+        border = np.concatenate([kinds[0], kinds[-1], kinds[1:-1, 0], kinds[1:-1, -1]])
+        return np.bincount(border, minlength=n)[:n] / len(border)
+
+    def fit(self, shots: list[ParsedImage]) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (K, 3) and background (K,) bool: the kinds that own a good part of the border
+        in the shots (one colour may split into several kinds under uneven light); their area
+        and pieces are the background's texture, not the product."""
+        centres = self.fit_centres(shots)
+        share = np.mean([self.border_share(self.kind_map(p, centres), len(centres)) for p in shots], axis=0)
+        return centres, share >= self.background_share
