@@ -55,3 +55,51 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(rgb))
     lin = _uint8_to_linear()[x.long()] if x.dtype == torch.uint8 else srgb_to_linear(x.float())
     return linear_to_lab(lin.permute(2, 0, 1)[None])[0].permute(1, 2, 0).contiguous().numpy()
+
+
+
+# The grey every image's median colour is mapped to by :func:`gray_world` (composition's white
+# balance, and the backbone's ``model.photometric=gray_world`` input): mid-bright, so parts
+# brighter than the (mostly background) median keep some headroom before clipping.
+GREY = 0.6
+
+
+def _channels_last(rgb: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``rgb`` with channels last, its pixels as (..., N, 3))."""
+    x = rgb.movedim(channel_dim, -1)
+    return x, x.reshape(*x.shape[:-3], -1, x.shape[-1])
+
+
+def _scaled(x: torch.Tensor, scale: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """Channels-last ``x`` times a per-image (..., C) ``scale``, clipped to [0, 1], channels back."""
+    out = x * (scale[..., None, None, :] if x.ndim > 3 else scale)
+    return out.clamp(0.0, 1.0).movedim(-1, channel_dim)
+
+
+def gray_world(rgb: torch.Tensor, grey: float = GREY, channel_dim: int = -3) -> torch.Tensor:
+    """Per-image white balance: every channel scaled so that its median is ``grey`` (clipped to
+    [0, 1]).
+
+    ``rgb`` holds values in [0, 1] with channels along ``channel_dim`` ((B, 3, H, W) by default;
+    ``channel_dim=-1`` for (H, W, 3)). The median (of a mostly-background image: the background)
+    takes out exposure and colour casts, so the same part looks the same under another light.
+    The median is numpy's (the mean of the two middle values for an even count)."""
+    x, flat = _channels_last(rgb, channel_dim)
+    n = flat.shape[-2]
+    med = (flat.kthvalue((n - 1) // 2 + 1, dim=-2).values + flat.kthvalue(n // 2 + 1, dim=-2).values) / 2
+    # grey as a tensor of the image's dtype: float32 arithmetic throughout, like numpy's
+    return _scaled(x, med.new_tensor(grey) / med.clamp_min(1e-3), channel_dim)
+
+
+def white_patch(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, channel_dim: int = -3,
+                per_channel: bool = True) -> torch.Tensor:
+    """Per-image normalisation on the bright end: every channel scaled so that its ``quantile``
+    is ``white`` (clipped to [0, 1]); with ``per_channel=False`` one gain for all channels, from
+    the ``quantile`` of each pixel's brightest channel (exposure only, colours kept). Unlike
+    :func:`gray_world` it keeps a dark background dark (a median of 0.05 mapped to mid-grey
+    amplifies the noise and saturates every part)."""
+    x, flat = _channels_last(rgb, channel_dim)
+    if not per_channel:
+        flat = flat.amax(-1, keepdim=True)
+    top = flat.kthvalue(int(round(quantile * (flat.shape[-2] - 1))) + 1, dim=-2).values
+    return _scaled(x, top.new_tensor(white) / top.clamp_min(1e-3), channel_dim)

@@ -10,10 +10,11 @@ is one kind), every pixel goes to its nearest centre, and the kinds that own at 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
 
-from locoad.colour import rgb_to_lab
+from locoad.colour import gray_world, rgb_to_lab
 from locoad.types import ParsedImage
 
 
@@ -50,10 +51,8 @@ class ColourKinds:
         # Kept on the image: leave-one-out fits and several scores read every shot again.
         cached = getattr(parsed, "_white_balanced_lab", None)
         if cached is None:
-            rgb = parsed.rgb.astype(np.float32) / 255.0
-            med = np.median(rgb.reshape(-1, 3), axis=0)
-            rgb = np.clip(rgb * (0.6 / np.maximum(med, 1e-3)), 0.0, 1.0)
-            cached = rgb_to_lab(rgb)
+            rgb = torch.from_numpy(parsed.rgb.astype(np.float32) / 255.0)
+            cached = rgb_to_lab(gray_world(rgb, channel_dim=-1).numpy())
             object.__setattr__(parsed, "_white_balanced_lab", cached)
         return cached
 

@@ -32,7 +32,9 @@ from locoad.types import ParsedImage
 class SharedPatchBank:
     """Memory of several :class:`PatchScore` s with the same bank settings (:func:`bank_settings`)."""
 
-    def __init__(self, features: dict[str, PatchScore], shots: list[ParsedImage]):
+    def __init__(self, features: dict[str, PatchScore], shots: list[ParsedImage], owners: list[int] | None = None):
+        """``owners``: the shot each image came from (default: each its own), so that the
+        leave-one-out of a shot also leaves out its moved copies (``model.shot_augment``)."""
         if not features:
             raise ValueError("no patch scores to share a bank")
         if not shots:
@@ -43,7 +45,11 @@ class SharedPatchBank:
         self.features = dict(features)
         self.half, self.chunk_size = first.half, first.chunk_size
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
-        owner = torch.cat([torch.full((p.class_grid.numel(),), i, dtype=torch.long) for i, p in enumerate(shots)])
+        if owners is None:
+            owners = list(range(len(shots)))
+        if len(owners) != len(shots):
+            raise ValueError(f"{len(owners)} owners for {len(shots)} shot images")
+        owner = torch.cat([torch.full((p.class_grid.numel(),), o, dtype=torch.long) for o, p in zip(owners, shots)])
         used = torch.stack([lab >= 0 for lab in labels.values()]).any(0)
         # Row order: rows some score groups first, then by each score's labels, so that every
         # group (all patches, the foreground, each class) is a contiguous run of rows and the
@@ -151,10 +157,12 @@ def bank_settings(f: PatchScore) -> tuple:
     return (f.half, f.chunk_size, f.coreset_ratio, f.coreset_max, f.coreset_projection_dim, f.coreset_seed)
 
 
-def share_patch_banks(features: dict[str, object], shots: list[ParsedImage]) -> list[SharedPatchBank]:
-    """One :class:`SharedPatchBank` per distinct :func:`bank_settings` among the patch scores."""
+def share_patch_banks(features: dict[str, object], shots: list[ParsedImage],
+                      owners: list[int] | None = None) -> list[SharedPatchBank]:
+    """One :class:`SharedPatchBank` per distinct :func:`bank_settings` among the patch scores
+    (``owners``: see :class:`SharedPatchBank`)."""
     groups: dict[tuple, dict[str, PatchScore]] = {}
     for n, f in features.items():
         if isinstance(f, PatchScore):
             groups.setdefault(bank_settings(f), {})[n] = f
-    return [SharedPatchBank(g, shots) for g in groups.values()]
+    return [SharedPatchBank(g, shots, owners) for g in groups.values()]

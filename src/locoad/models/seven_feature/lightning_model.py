@@ -32,13 +32,16 @@ class SevenFeatureModule(AnomalyModule):
         work_size: int = 256,
         feature_norm: str = "auto",
         max_loo: int = 16,
+        photometric: str = "none",
+        shot_augment: dict | None = None,
         cache: StageCache | None = None,
     ):
         super().__init__()
         self.cache = cache if cache is not None and cache.enabled else None  # on-disk stage cache
         if self.cache is not None:  # stored stages wrap the model's, which only compute
             segmenter, backbone = StoredSegmenter(segmenter, self.cache), StoredBackbone(backbone, self.cache)
-        self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo)
+        self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo,
+                                       photometric, shot_augment)
         # fit/score through the scores stage when it is on (a plain object: no second module)
         self._stored = StoredScores(self.model, self.cache) if self.cache is not None and self.cache.scores else None
         self.reference_parts: np.ndarray | None = None  # reference class -> true part id (alignment accuracy)
@@ -76,6 +79,8 @@ class SevenFeatureModule(AnomalyModule):
             shots, self._pending = self._pending, None
             for s in shots:
                 s.features = s.features.to(self.device)
+                if s.augmented is not None:
+                    s.augmented = s.augmented.to(self.device)
             self._fit(shots)
 
     # -- fit: collect the shots, then build memories once --------------------------------
@@ -83,7 +88,7 @@ class SevenFeatureModule(AnomalyModule):
         self._shots, self._parts, self._pending = [], [], None
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        self._shots.extend(self.model.encode(batch["image"]))
+        self._shots.extend(self.model.encode(batch["image"], shots=True))
         self._parts.extend(p.cpu().numpy() for p in batch["parts"])
 
     def on_train_epoch_end(self) -> None:
@@ -109,6 +114,8 @@ class SevenFeatureModule(AnomalyModule):
             "rgb": torch.from_numpy(np.stack([s.rgb for s in m.shots])),
             "segments": torch.from_numpy(np.stack([s.segments for s in m.shots])),
             "features": torch.stack([s.features.cpu() for s in m.shots]),
+            # the moved copies' features (model.shot_augment), so that loading refits the same banks
+            "augmented": torch.stack([s.augmented.cpu() for s in m.shots]) if m.moves else None,
             "parts": torch.from_numpy(np.stack(self._parts)) if self._parts else None,
         }
 
@@ -116,9 +123,10 @@ class SevenFeatureModule(AnomalyModule):
         st = checkpoint.get(STATE_KEY)
         if st is None:
             raise ValueError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
+        augmented = st.get("augmented")
         self._pending = [
-            Encoded(r.cpu().numpy(), s.cpu().numpy(), f)
-            for r, s, f in zip(st["rgb"], st["segments"], st["features"])
+            Encoded(r.cpu().numpy(), s.cpu().numpy(), f, None if augmented is None else augmented[i])
+            for i, (r, s, f) in enumerate(zip(st["rgb"], st["segments"], st["features"]))
         ]
         self._parts = list(st["parts"].cpu().numpy()) if st.get("parts") is not None else []
 

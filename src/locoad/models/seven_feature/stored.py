@@ -56,11 +56,13 @@ class StoredSegmenter:
 
 
 def encoded_key(enc: Encoded) -> str:
-    """Content hash of everything the later stages read (image, label map, features); kept
-    with the image so it is computed once."""
+    """Content hash of everything the later stages read (image, label map, features, and a
+    shot's moved copies' features); kept with the image so it is computed once."""
     key = enc.memo.get("content_key")
     if key is None:
         parts = (content_hash(enc.rgb), content_hash(enc.segments), content_hash(enc.features.float()))
+        if enc.augmented is not None:  # a shot's moved copies are in the patch memory too
+            parts += (content_hash(enc.augmented.float()),)
         key = enc.memo["content_key"] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
     return key
 
@@ -86,6 +88,7 @@ class StoredScores:
             "feature_norm": m.feature_norm,
             "work_size": m.work_size,
             "max_loo": m.max_loo,
+            "shot_augment": m.shot_augment,
             "code": code_fingerprint(),
         })
         stored = self._get("loo", {f"loo/{n}" for n in m.features})

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
+from locoad.colour import gray_world, white_patch
+from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
 from locoad.features.base import Feature
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
@@ -28,6 +31,9 @@ from locoad.types import BACKGROUND, ParsedImage, SegmentedImage, rgb_to_lab
 
 log = logging.getLogger(__name__)
 
+# How the backbone's input is normalised per image (``model.photometric``).
+PHOTOMETRIC = ("none", "white_level", "white_patch", "gray_world")
+
 
 @dataclass
 class Encoded:
@@ -36,6 +42,8 @@ class Encoded:
     rgb: np.ndarray  # (S, S, 3) uint8 at work_size
     segments: np.ndarray  # (S, S) int32 label map
     features: torch.Tensor  # (D, h, w) raw backbone features
+    # (A, D, h, w) features of the shot's moved copies (``model.shot_augment``), shots only
+    augmented: torch.Tensor | None = None
     _lab: np.ndarray | None = field(default=None, repr=False, compare=False)
     # What later code derives from this image once and keeps with it (e.g. a content key).
     memo: dict = field(default_factory=dict, repr=False, compare=False)
@@ -84,8 +92,12 @@ class SevenFeatureModel(nn.Module):
         work_size: int = 256,
         feature_norm: str = "auto",
         max_loo: int = 16,
+        photometric: str = "none",
+        shot_augment: dict | None = None,
     ):
         super().__init__()
+        if photometric not in PHOTOMETRIC:
+            raise ValueError(f"model.photometric must be one of {', '.join(PHOTOMETRIC)}; got {photometric!r}")
         if not features:
             raise ValueError("features is empty: choose a feature set, e.g. features=all7")
         self.segmenter = segmenter
@@ -105,6 +117,13 @@ class SevenFeatureModel(nn.Module):
             raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
         self.max_loo = max_loo
+        self.photometric = photometric
+        # Moved copies of every shot, encoded at fit for the patch memory only (plain data:
+        # the stage cache keys the scores on it).
+        if OmegaConf.is_config(shot_augment):
+            shot_augment = OmegaConf.to_container(shot_augment, resolve=True)
+        self.shot_augment = dict(shot_augment or {})
+        self.moves: list[RigidMove] = plan_moves(self.shot_augment, getattr(backbone, "grid_size", 1))
         self.register_buffer("feat_mean", torch.zeros(0), persistent=False)
         self.register_buffer("feat_std", torch.zeros(0), persistent=False)
         self.shots: list[Encoded] = []
@@ -123,6 +142,8 @@ class SevenFeatureModel(nn.Module):
         super()._apply(fn, recurse)
         for s in self.shots:
             s.features = fn(s.features)
+            if s.augmented is not None:
+                s.augmented = fn(s.augmented)
         for p in self.parsed_shots:
             p.apply(fn)
         for b in self.patch_banks:
@@ -140,11 +161,34 @@ class SevenFeatureModel(nn.Module):
 
     # -- stages ----------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> list[Encoded]:
-        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1]."""
+    def encode(self, images: torch.Tensor, shots: bool = False) -> list[Encoded]:
+        """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1].
+        ``shots``: training shots, whose moved copies (``shot_augment``) are encoded too."""
         rgbs = to_uint8(images, self.work_size)
-        feats = self.backbone(images)
-        return [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
+        x = self.backbone_input(images)
+        feats = self.backbone(x)
+        out = [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
+        if shots and self.moves:
+            moved = torch.stack([self.backbone(move_images(x, mv)) for mv in self.moves], dim=1)
+            for e, a in zip(out, moved):
+                e.augmented = a
+        return out
+
+    def backbone_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What the backbone sees: the images, normalised per image as ``photometric`` says
+        (exposure and colour casts would otherwise move every patch feature): ``white_level``
+        one gain that puts the bright end (99th percentile) at 0.9, ``white_patch`` the same per
+        channel, ``gray_world`` the median at a fixed grey. The segmenter and the colour scores
+        read the untouched images: they have their own light handling. Applied before the
+        stored backbone, so the stage cache keys features by this input."""
+        x = images.float()
+        if self.photometric == "white_level":
+            return white_patch(x, per_channel=False)
+        if self.photometric == "white_patch":
+            return white_patch(x)
+        if self.photometric == "gray_world":
+            return gray_world(x)
+        return images
 
     def normalise(self, feats: torch.Tensor) -> torch.Tensor:
         if self.feature_norm == "none" or self.feat_mean.numel() == 0:
@@ -219,9 +263,33 @@ class SevenFeatureModel(nn.Module):
         else:
             maps = [foreground_map(v.segments) for v in views]
         self.parsed_shots = [self.parse(v, m) for v, m in zip(views, maps)]
-        self.patch_banks = share_patch_banks(self.features, self.parsed_shots)
+        moved, owners = self._moved_shots(shots, maps)
+        self.patch_banks = share_patch_banks(self.features, self.parsed_shots + moved,
+                                             list(range(len(shots))) + owners)
         shared = {n: b for b in self.patch_banks for n in b.features}
         self.states = {n: shared[n] if n in shared else f.fit(self.parsed_shots) for n, f in self.features.items()}
+
+    def _moved_shots(self, shots: list[Encoded], maps: list[np.ndarray]) -> tuple[list[ParsedImage], list[int]]:
+        """The shots' moved copies as parsed images (features, and the shot's class map moved
+        the same way) and the shot each came from: patch memory only, and the leave-one-out
+        leaves a shot's copies out with it."""
+        if not self.moves:
+            return [], []
+        out, owners = [], []
+        for i, (s, m) in enumerate(zip(shots, maps)):
+            if s.augmented is None or len(s.augmented) != len(self.moves):
+                raise ValueError(
+                    f"shot {i} has {0 if s.augmented is None else len(s.augmented)} moved copies, "
+                    f"model.shot_augment asks for {len(self.moves)}: encode shots with encode(images, shots=True) "
+                    "(a checkpoint keeps the setting it was fitted with)")
+            labels = torch.from_numpy(np.asarray(m, dtype=np.int64))
+            for mv, f in zip(self.moves, s.augmented):
+                moved_map = move_labels(labels, mv).numpy()
+                # rgb/lab stay the shot's: the patch banks read only features and grids
+                view = SegmentedImage(s.rgb, moved_map.astype(np.int32), self.normalise(f), s.lab)
+                out.append(self.parse(view, moved_map))
+                owners.append(i)
+        return out, owners
 
     def calibrate(self, loo_scores: dict[str, np.ndarray] | None = None) -> None:
         """Fit the fusion on the leave-one-out scores: ``loo_scores`` when given (computed

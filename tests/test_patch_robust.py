@@ -1,0 +1,223 @@
+"""Capture-robust patch features: the backbone's per-image white balance (``model.photometric``)
+and moved copies of the shots in the patch memory (``model.shot_augment``)."""
+
+import numpy as np
+import pytest
+import torch
+
+from locoad.aligners.hungarian import HungarianAligner
+from locoad.backbones.handcrafted import HandcraftedBackbone
+from locoad.cache import StageCache
+from locoad.colour import gray_world, white_patch
+from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
+from locoad.data.datamodule import LocoDataModule
+from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
+from locoad.features.class_aware_patch import ClassAwarePatchScore
+from locoad.features.class_histogram import ClassHistogramScore
+from locoad.features.foreground_patch import ForegroundPatchScore
+from locoad.fusion.loo import LeaveOneOutSum
+from locoad.models.seven_feature import stored
+from locoad.models.seven_feature.torch_model import SevenFeatureModel, to_uint8
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+
+def small_model(backbone=None, **kwargs) -> SevenFeatureModel:
+    feats = {"class_agnostic_patch": ClassAgnosticPatchScore(), "class_aware_patch": ClassAwarePatchScore(),
+             "foreground_patch": ForegroundPatchScore(), "class_histogram": ClassHistogramScore()}
+    return SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(),
+                             backbone or HandcraftedBackbone(image_size=112), feats, LeaveOneOutSum(),
+                             work_size=64, **kwargs)
+
+
+@pytest.fixture
+def images(loco_root):
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
+    dm.setup()
+    train = dm.dataset("train")
+    return torch.stack([train[i]["image"] for i in range(4)])
+
+
+# -- photometric ------------------------------------------------------------------------------
+
+
+def test_gray_world_is_numpys_median_white_balance():
+    """The shared helper reproduces the colour classes' former numpy formula
+    (components/colour_kinds.py) bit for bit (even and odd pixel counts), so sharing it changed
+    no composition or instance_set score."""
+    rng = np.random.default_rng(0)
+    for h in (16, 15):
+        rgb = (rng.integers(0, 256, (h, 17, 3)).astype(np.float32) / 255.0)
+        med = np.median(rgb.reshape(-1, 3), axis=0)
+        expected = np.clip(rgb * (0.6 / np.maximum(med, 1e-3)), 0.0, 1.0)
+        np.testing.assert_array_equal(gray_world(torch.from_numpy(rgb), channel_dim=-1).numpy(), expected)
+
+
+def test_white_patch_keeps_a_dark_background_dark():
+    """Mapping the median of a dark-background image to mid-grey (gray_world) saturates every
+    part; mapping the bright end (white_patch) keeps the image's contrast, and either removes a
+    per-channel gain."""
+    img = torch.full((1, 3, 40, 40), 0.05)
+    img[..., 10:14, 10:30] = torch.tensor([0.6, 0.5, 0.4]).view(1, 3, 1, 1)  # a part on 5 % of the image
+    gained = img * torch.tensor([0.8, 1.1, 0.9]).view(1, 3, 1, 1)
+    wp, gw = white_patch(img), gray_world(img)
+    assert torch.allclose(white_patch(gained), wp, atol=1e-6) and torch.allclose(gray_world(gained), gw, atol=1e-6)
+    assert wp[..., 0, 0].max() < 0.15 and torch.allclose(wp[..., 12, 20], torch.tensor(0.9))  # background dark, part white
+    assert (gw[..., 12, 20] == 1.0).all()  # gray_world: the part is clipped
+    wl = white_patch(gained, per_channel=False)  # one gain: the brightest channel's bright end at 0.9
+    assert torch.allclose(wl[0, :, 12, 20], gained[0, :, 12, 20] * 0.9 / gained[0, :, 12, 20].max())
+
+
+@pytest.mark.parametrize("photometric, gain", [("gray_world", (0.7, 0.8, 0.9)), ("white_patch", (0.7, 0.8, 0.9)),
+                                               ("white_level", (0.75, 0.75, 0.75))])
+def test_photometric_input_makes_features_blind_to_exposure_and_cast(images, photometric, gain):
+    """A darker, tinted capture of the same scene (``white_level``: only darker) gives the
+    backbone the same input with a photometric normalisation (up to rounding), and a different
+    one without."""
+    cast = images * torch.tensor(gain).view(1, 3, 1, 1)
+    for setting, same in ((photometric, True), ("none", False)):
+        m = small_model(photometric=setting)
+        a, b = m.encode(images), m.encode(cast)
+        close = all(torch.allclose(x.features, y.features, atol=1e-3) for x, y in zip(a, b))
+        assert close == same, setting
+        # the segmenter still reads the untouched image
+        assert all(np.array_equal(x.rgb, r) for x, r in zip(a, to_uint8(images, 64)))
+
+
+def test_photometric_setting_is_part_of_the_cached_features(images, tmp_path):
+    """Features stored for one photometric setting are never served to another: the stored
+    backbone is keyed by the input the backbone really sees."""
+    cache = StageCache(tmp_path / "stages")
+    fresh = small_model(photometric="gray_world").encode(images)
+    plain = small_model(backbone=stored.StoredBackbone(HandcraftedBackbone(image_size=112), cache)).encode(images)
+    cached = small_model(backbone=stored.StoredBackbone(HandcraftedBackbone(image_size=112), cache),
+                         photometric="gray_world").encode(images)
+    for f, p, c in zip(fresh, plain, cached):
+        assert torch.equal(c.features, f.features)
+        assert not torch.allclose(c.features, p.features)
+
+
+def test_bad_photometric_is_a_clear_error():
+    with pytest.raises(ValueError, match="model.photometric must be one of none, white_level, white_patch, gray_world"):
+        small_model(photometric="grey")
+
+
+# -- moves --------------------------------------------------------------------------------------
+
+
+def test_rotation_turns_counter_clockwise_and_labels_follow_the_image():
+    img = torch.zeros(1, 1, 21, 31)
+    img[0, 0, 10, 25] = 1.0  # right of the centre (10, 15)
+    up = move_images(img, RigidMove(angle=90.0))[0, 0]
+    y, x = np.unravel_index(int(up.argmax()), up.shape)
+    assert x == pytest.approx(15, abs=1) and y < 10  # turned up: counter-clockwise on screen
+    labels = torch.zeros(21, 31, dtype=torch.long)
+    labels[8:13, 22:28] = 3
+    for mv in (RigidMove(angle=6.0), RigidMove(dy=0.1, dx=-0.05), RigidMove(flip=True), RigidMove(angle=-5, flip=True)):
+        moved = move_labels(labels, mv)
+        assert set(moved.unique().tolist()) <= {0, 3}  # nearest: no label blends into another
+        img_moved = move_images((labels == 3).float()[None, None], mv)[0, 0]
+        assert ((img_moved > 0.5) == (moved == 3)).float().mean() > 0.97
+    shifted = move_labels(labels, RigidMove(dy=2 / 21, dx=3 / 31))
+    assert torch.equal(shifted[10:15, 25:31], labels[8:13, 22:28])  # down 2, right 3 pixels
+    assert torch.equal(move_labels(labels, RigidMove(flip=True)), labels.flip(-1))
+
+
+def test_plan_moves_and_bad_specs():
+    assert plan_moves(None, 37) == [] and plan_moves({}, 37) == []
+    moves = plan_moves({"rotations": [-6, 6], "shifts": [[0.5, 0.5]], "flip": True}, 37)
+    assert moves == [RigidMove(angle=-6.0), RigidMove(angle=6.0), RigidMove(dy=0.5 / 37, dx=0.5 / 37), RigidMove(flip=True)]
+    for spec, msg in (({"rotation": [5]}, "unknown keys"), ({"rotations": [90]}, "within ±45"),
+                      ({"rotations": [0]}, "non-zero"), ({"shifts": [[1]]}, r"\[dy, dx\] pair")):
+        with pytest.raises(ValueError, match=msg):
+            plan_moves(spec, 37)
+
+
+# -- shot augmentation ----------------------------------------------------------------------
+
+
+def test_copies_join_the_patch_bank_and_leave_one_out_leaves_them_out(images):
+    """Identity copies (a zero shift) duplicate every bank row: the nearest neighbours, hence the
+    test scores and the leave-one-out scores, stay those of the plain model. Were a shot's own
+    copies left in its leave-one-out memory, its patch distances would drop to zero."""
+    plain = small_model()
+    dup = small_model(shot_augment={"shifts": [[0.0, 0.0]]})
+    shots_p, shots_d = plain.encode(images[:3]), dup.encode(images[:3], shots=True)
+    assert all(s.augmented is None for s in shots_p)
+    assert all(s.augmented.shape == (1, *s.features.shape) for s in shots_d)
+    plain.fit(shots_p)
+    dup.fit(shots_d)
+    assert len(dup.patch_banks[0].owner) == 2 * len(plain.patch_banks[0].owner)
+    assert sorted(np.bincount(dup.patch_banks[0].owner)) == sorted(2 * np.bincount(plain.patch_banks[0].owner))
+    for n in plain.features:
+        np.testing.assert_allclose(dup.loo_scores[n], plain.loo_scores[n], atol=1e-4)
+        if n != "class_histogram":
+            assert (dup.loo_scores[n] > 1e-3).all(), n
+    test = plain.encode(images[3:])
+    a, b = plain.score(test)[0], dup.score(test)[0]
+    for n in plain.features:
+        np.testing.assert_allclose(a[n], b[n], atol=1e-4)
+
+
+def test_rotated_copies_only_change_the_patch_scores(images):
+    plain = small_model()
+    aug = small_model(shot_augment={"rotations": [-8, 8], "flip": True})
+    plain.fit(plain.encode(images[:3]))
+    aug.fit(aug.encode(images[:3], shots=True))
+    assert len(aug.patch_banks[0].owner) == 4 * len(plain.patch_banks[0].owner)
+    assert len(aug.parsed_shots) == 3  # the class scores fit on the shots alone
+    test = plain.encode(images[3:])
+    (a, _, maps_a, _), (b, _, maps_b, _) = plain.score_with_maps(test), aug.score_with_maps(test)
+    assert a["class_histogram"] == pytest.approx(b["class_histogram"])
+    # more memory: a test patch is never farther from its nearest neighbour, and some are nearer
+    da, db = maps_a["class_agnostic_patch"], maps_b["class_agnostic_patch"]
+    assert (db <= da + 1e-6).all() and (db < da - 1e-3).any()
+
+
+def test_shots_without_their_copies_are_a_clear_error(images):
+    m = small_model(shot_augment={"rotations": [5]})
+    with pytest.raises(ValueError, match=r"encode\(images, shots=True\)"):
+        m.fit(m.encode(images[:3]))
+
+
+def test_stored_scores_are_keyed_by_the_shot_augmentation(images, tmp_path):
+    """Leave-one-out scores stored for a fit without copies are not served to a fit with them."""
+    cache = StageCache(tmp_path / "stages")
+
+    def fitted(spec):
+        m = small_model(shot_augment=spec)
+        scorer = stored.StoredScores(m, cache)
+        cache.reset_stats()
+        scorer.fit(m.encode(images[:3], shots=True))
+        return m.loo_scores, dict(cache.stats["scores"])
+
+    first, st = fitted(None)
+    assert st["hits"] == 0
+    again, st = fitted(None)
+    assert st["hits"] == 1
+    rotated, st = fitted({"rotations": [-8, 8]})
+    assert st["hits"] == 0
+    assert not np.allclose(rotated["class_agnostic_patch"], first["class_agnostic_patch"])
+
+
+def test_checkpoint_keeps_the_copies_and_refits_the_same_banks(images):
+    """The checkpoint stores the shots' moved copies: loading refits identical patch banks."""
+    from locoad.models.seven_feature.lightning_model import SevenFeatureModule
+
+    def module():
+        m = small_model()
+        return SevenFeatureModule(m.segmenter, m.aligner, m.backbone, m.features, m.fusion, work_size=64,
+                                  shot_augment={"rotations": [-6, 6]})
+
+    fitted = module()
+    fitted.on_train_epoch_start()
+    fitted.training_step({"image": images[:3], "parts": torch.full((3, 8, 8), -1)}, 0)
+    fitted.on_train_epoch_end()
+    ckpt = {"state_dict": fitted.state_dict()}
+    fitted.on_save_checkpoint(ckpt)
+    assert ckpt["seven_feature_shots"]["augmented"].shape[:2] == (3, 2)
+    loaded = module()
+    loaded.on_load_checkpoint(ckpt)
+    loaded.prepare()
+    assert torch.equal(loaded.model.patch_banks[0].bank, fitted.model.patch_banks[0].bank)
+    for n, v in fitted.model.loo_scores.items():
+        np.testing.assert_array_equal(loaded.model.loo_scores[n], v)
