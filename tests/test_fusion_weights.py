@@ -76,7 +76,7 @@ def test_zero_loo_max_falls_back_to_the_initial_scale(caplog):
         LeaveOneOutSum(initial_scales={"hist": 0.0}).fit({"hist": np.zeros(2)})
 
 
-@pytest.mark.parametrize("rule", ["loo", "max", "gated"])
+@pytest.mark.parametrize("rule", ["loo", "max", "gated", "loo_patch_weighted"])
 def test_one_shot_uses_measured_initial_scales(rule, tmp_path):
     # initial_scales: {} made every 1-shot divisor 1.0: a raw sum of scores whose ranges differ
     # by a factor of ~40 (class_histogram ~0.02, class_colour ~0.5). The shipped values are the

@@ -37,14 +37,14 @@ def test_outputs_have_documented_shape(fitted):
     assert {"path", "label", "anomaly_type", *names} <= set(table.columns)
     assert len(table) == 9 and table["fused"].notna().all()
     assert "data:" in (out / "config.yaml").read_text() and "${" not in (out / "config.yaml").read_text()
-    # the tiny data set is easy: the two-disc/one-disc difference is a histogram change
-    assert on_disk["class_histogram"]["logical"]["auroc"] == 1.0
+    # the tiny data set is easy: the two-disc/one-disc difference is one instance fewer
+    assert on_disk["class_count"]["logical"]["auroc"] == 1.0
 
 
 def test_planted_defect_scores_above_its_clean_twin(fitted):
     """Each anomaly is its good twin plus one planted defect: the fused score must rank every
     anomaly above its own twin, the scratch through the patch score, the missing disc through
-    the class histogram (a missing part changes no patch of what remains)."""
+    the instance count (a missing part changes no patch of what remains)."""
     _, out, _ = fitted
     table = pd.read_csv(out / "scores.csv")
     table["id"] = table["path"].map(lambda p: Path(p).name)
@@ -55,7 +55,7 @@ def test_planted_defect_scores_above_its_clean_twin(fitted):
         assert structural.loc[i, "fused"] > good.loc[i, "fused"], i
         assert logical.loc[i, "fused"] > good.loc[i, "fused"], i
         assert structural.loc[i, "class_agnostic_patch"] > good.loc[i, "class_agnostic_patch"], i
-        assert logical.loc[i, "class_histogram"] > good.loc[i, "class_histogram"], i
+        assert logical.loc[i, "class_count"] > good.loc[i, "class_count"], i
     # and the metrics on disk are those of this table (pair-count AUROC, labels from the folders)
     metrics = json.loads((out / "metrics.json").read_text())
     anomalous, normal = table.loc[table["label"] == 1, "fused"].to_numpy(), good["fused"].to_numpy()
