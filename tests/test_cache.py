@@ -201,7 +201,8 @@ def _model_cache_and_counters(monkeypatch):
 
 def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypatch):
     seen = _model_cache_and_counters(monkeypatch)
-    base = TINY + [f"data.root={loco_root}"]
+    # no rotated shot copies: the counts below are per image (their keys: test_patch_robust.py)
+    base = TINY + [f"data.root={loco_root}", "model.shot_augment=null"]
     n_images = 3 + 9  # k shots + test images
 
     cfg = compose_cfg(base + ["model.cache.enabled=false"], tmp_path / "off")

@@ -91,8 +91,8 @@ def test_exported_tiffs_reproduce_metrics_json(tmp_path):
     fused = saved["fused"]
     assert fused["auroc_loco"] == pytest.approx((fused["logical"]["auroc"] + fused["structural"]["auroc"]) / 2)
     assert {k: v["n"] for k, v in fused["per_defect"].items()} == {"missing_disc": 3, "scratch": 3, "mirrored_scratch": 3}
-    assert "pixel" in saved["class_agnostic_patch"] and "pixel" not in saved["class_histogram"]
-    assert "per_defect" in saved["class_histogram"]
+    assert "pixel" in saved["class_agnostic_patch"] and "pixel" not in saved["class_count"]
+    assert "per_defect" in saved["class_count"]
     assert metrics["pixel"]["au_spro"]["structural"]["0.05"] == spro["structural"]["0.05"]
     table = (out / "metrics.md").read_text().splitlines()
     assert table[0].startswith("| score | F1-max | AUROC | AU-sPRO@0.05 |")

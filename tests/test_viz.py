@@ -62,7 +62,7 @@ def test_logger_none_writes_one_panel_per_test_image_sorted_by_fused(gallery_run
     shown = [float(v) for v in re.findall(r'<tr class="fused"><td>fused</td><td>([^<]+)</td>', page)]
     assert shown == sorted(shown, reverse=True) and len(shown) == 9
     np.testing.assert_allclose(sorted(shown), np.sort(table["fused"].to_numpy()), rtol=1e-3)
-    assert "class_histogram" in page and "extra/alignment_accuracy" in page
+    assert "class_count" in page and "extra/alignment_accuracy" in page
     spro = json.loads((gallery_run / "metrics.json").read_text())["pixel"]["au_spro"]
     assert f"AU-sPRO@0.05 mean {spro['mean']['0.05']:.4g}" in page
 

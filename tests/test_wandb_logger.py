@@ -31,7 +31,7 @@ def test_offline_run_logs_table_panels_and_finishes(loco_root, tmp_path, monkeyp
     (table_file,) = (run_dir / "files" / "media" / "table" / "test").glob("scores_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"][:3] == ["path", "label", "anomaly_type"]
-    assert {"class_histogram", "fused"} <= set(table["columns"]) and len(table["data"]) == 9
+    assert {"class_count", "fused"} <= set(table["columns"]) and len(table["data"]) == 9
     assert list((run_dir / "files" / "media" / "table" / "test").glob("f1_max_by_score*"))
     # The visualiser's panels, 2 per anomaly type: the same files as in the local gallery.
     logged = sorted((run_dir / "files" / "media" / "images" / "test").glob("panels_*.png"))
