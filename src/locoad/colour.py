@@ -57,7 +57,6 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return linear_to_lab(lin.permute(2, 0, 1)[None])[0].permute(1, 2, 0).contiguous().numpy()
 
 
-
 # The grey every image's median colour is mapped to by :func:`gray_world` (composition's white
 # balance, and the backbone's ``model.photometric=gray_world`` input): mid-bright, so parts
 # brighter than the (mostly background) median keep some headroom before clipping.

@@ -92,9 +92,6 @@ class CompositionScore(Feature):
                                  merge_distance, seed, owner="composition")
 
     # -- part kinds ------------------------------------------------------------------------------
-    def _lab(self, parsed: ParsedImage) -> np.ndarray:
-        return self.kinds.lab(parsed)
-
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray | None) -> tuple[np.ndarray, int]:
         """(H, W) part-kind id of every pixel and the number of kinds."""
         if centres is None:
@@ -111,7 +108,7 @@ class CompositionScore(Feature):
         size = float(h * w)
         out = np.full((n, len(COLUMNS)), np.nan)
         yy, xx = np.mgrid[0:h, 0:w]
-        lab = self._lab(parsed)
+        lab = self.kinds.lab(parsed)
         eight = np.ones((3, 3), dtype=bool)
         bg = np.zeros(n, dtype=bool)
         if background is not None:

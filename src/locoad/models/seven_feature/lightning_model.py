@@ -78,9 +78,7 @@ class SevenFeatureModule(AnomalyModule):
         if self._pending is not None:
             shots, self._pending = self._pending, None
             for s in shots:
-                s.features = s.features.to(self.device)
-                if s.augmented is not None:
-                    s.augmented = s.augmented.to(self.device)
+                s.apply(lambda t: t.to(self.device))
             self._fit(shots)
 
     # -- fit: collect the shots, then build memories once --------------------------------

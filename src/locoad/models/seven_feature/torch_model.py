@@ -55,6 +55,12 @@ class Encoded:
             self._lab = rgb_to_lab(self.rgb)
         return self._lab
 
+    def apply(self, fn) -> None:
+        """Pass every tensor through ``fn`` in place (the model's ``.to()``)."""
+        self.features = fn(self.features)
+        if self.augmented is not None:
+            self.augmented = fn(self.augmented)
+
 
 def to_uint8(images: torch.Tensor, size: int) -> np.ndarray:
     """(B, 3, H, W) float [0, 1] -> (B, size, size, 3) uint8."""
@@ -141,9 +147,7 @@ class SevenFeatureModel(nn.Module):
         its structure needs no buffer names) moves with the module like its buffers do."""
         super()._apply(fn, recurse)
         for s in self.shots:
-            s.features = fn(s.features)
-            if s.augmented is not None:
-                s.augmented = fn(s.augmented)
+            s.apply(fn)
         for p in self.parsed_shots:
             p.apply(fn)
         for b in self.patch_banks:
