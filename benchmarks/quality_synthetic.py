@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 
 from locoad.data.datamodule import LocoDataModule, select_shots
@@ -104,6 +105,14 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
     return enc, meta
 
 
+def default_choice(group: str) -> str:
+    """The option ``conf/config.yaml`` picks for a config group (e.g. the default fusion)."""
+    for entry in yaml.safe_load((REPO / "conf/config.yaml").read_text())["defaults"]:
+        if isinstance(entry, dict) and group in entry:
+            return entry[group]
+    raise KeyError(f"conf/config.yaml has no default for the {group!r} group")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=None, help="data folder (default: .cache/synthetic/<variant>...)")
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--aligners", nargs="*", default=["hungarian", "nearest"])
-    ap.add_argument("--fusions", nargs="*", default=["loo"])
+    ap.add_argument("--fusions", nargs="*", default=[default_choice("fusion")], help="default: the config's")
     ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides, e.g. features=competition")
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
                     help="perturb every image (exposure, illumination gradient, noise, shift)")

@@ -122,11 +122,22 @@ def test_rotation_turns_counter_clockwise_and_labels_follow_the_image():
     assert torch.equal(move_labels(labels, RigidMove(flip=True)), labels.flip(-1))
 
 
+def test_quarter_turns_are_exact_on_square_maps():
+    """A quarter / half turn resamples no pixel between two others: the moved map is the
+    turned map (counter-clockwise on screen for a positive angle, as ``torch.rot90``)."""
+    labels = torch.arange(24 * 24).reshape(24, 24)
+    assert torch.equal(move_labels(labels, RigidMove(angle=90.0)), torch.rot90(labels, 1, dims=(0, 1)))
+    assert torch.equal(move_labels(labels, RigidMove(angle=-90.0)), torch.rot90(labels, -1, dims=(0, 1)))
+    assert torch.equal(move_labels(labels, RigidMove(angle=180.0)), torch.rot90(labels, 2, dims=(0, 1)))
+    image = torch.rand(1, 3, 24, 24)
+    assert torch.allclose(move_images(image, RigidMove(angle=90.0)), torch.rot90(image, 1, dims=(2, 3)), atol=1e-5)
+
+
 def test_plan_moves_and_bad_specs():
     assert plan_moves(None, 37) == [] and plan_moves({}, 37) == []
     moves = plan_moves({"rotations": [-6, 6], "shifts": [[0.5, 0.5]], "flip": True}, 37)
     assert moves == [RigidMove(angle=-6.0), RigidMove(angle=6.0), RigidMove(dy=0.5 / 37, dx=0.5 / 37), RigidMove(flip=True)]
-    for spec, msg in (({"rotation": [5]}, "unknown keys"), ({"rotations": [90]}, "within ±45"),
+    for spec, msg in (({"rotation": [5]}, "unknown keys"), ({"rotations": [200]}, "within ±180"),
                       ({"rotations": [0]}, "non-zero"), ({"shifts": [[1]]}, r"\[dy, dx\] pair")):
         with pytest.raises(ValueError, match=msg):
             plan_moves(spec, 37)

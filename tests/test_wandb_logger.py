@@ -54,7 +54,7 @@ def test_ulsad_run_is_named_and_tagged_after_its_own_groups(tmp_path):
     lg = LocoadWandbLogger(save_dir=str(tmp_path), name=wb.name, tags=list(wb.tags), extra_tags=["mine", "k4"])
     assert lg._wandb_init["tags"] == ["juice_bottle", "k4", "ulsad_tiny", "resnet18", "mine"]
     seven = compose_cfg(["logger=wandb"], tmp_path / "s").logger.wandb
-    assert seven.name.endswith("-felzenszwalb-hungarian-efficientnet_lite0-robust-loo") and "hungarian" in seven.tags
+    assert seven.name.endswith("-felzenszwalb-hungarian-efficientnet_lite0-robust-loo_patch_weighted") and "hungarian" in seven.tags
 
 
 def test_stale_run_is_finished_not_reused(tmp_path, monkeypatch):

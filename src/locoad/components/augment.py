@@ -1,6 +1,7 @@
-"""Shot augmentation: small rigid moves of a shot image (rotation about the centre, shift,
-mirror) and of its label maps, so that the patch memory also holds what the same parts look like
-a few degrees or a fraction of a patch away (captures vary by that much).
+"""Shot augmentation: rigid moves of a shot image (rotation about the centre, shift, mirror) and
+of its label maps, so that the patch memory also holds what the same parts look like a few
+degrees or a fraction of a patch away (captures vary by that much), or turned by a quarter or
+half turn (loose parts -- screws, cables, connectors -- lie at any angle, and 4 shots show few).
 
 The image is resampled bilinearly and its label maps by nearest neighbour through the same
 sampling grid; outside the frame both are reflected (more of the same background rather than a
@@ -52,8 +53,8 @@ def plan_moves(spec: Mapping | None, grid_size: int) -> list[RigidMove]:
         raise ValueError(f"model.shot_augment: unknown keys {sorted(unknown)}; use rotations, shifts and flip")
     moves = []
     for angle in spec.get("rotations") or ():
-        if not isinstance(angle, (int, float)) or not -45 <= angle <= 45 or angle == 0:
-            raise ValueError(f"model.shot_augment.rotations: {angle!r} is not a non-zero angle in degrees within ±45")
+        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not -180 <= angle <= 180 or angle == 0:
+            raise ValueError(f"model.shot_augment.rotations: {angle!r} is not a non-zero angle in degrees within ±180")
         moves.append(RigidMove(angle=float(angle)))
     for shift in spec.get("shifts") or ():
         if not isinstance(shift, Sequence) or len(shift) != 2 or not all(isinstance(v, (int, float)) for v in shift):
