@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 
 from locoad.data.datamodule import LocoDataModule, select_shots
@@ -47,10 +46,14 @@ REPO = Path(__file__).resolve().parents[1]
 HELD_OUT_GENERATOR_SEEDS = (101,)
 
 
-def compose_model(overrides: list[str]):
+def compose_config(overrides: list[str], hydra: bool = False):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["logger=none", "callbacks=none", f"paths.root_dir={REPO}", *overrides])
-    return build(cfg.model).model  # the torch model inside the LightningModule
+        return compose("config", overrides=["logger=none", "callbacks=none", f"paths.root_dir={REPO}", *overrides],
+                       return_hydra_config=hydra)
+
+
+def compose_model(overrides: list[str]):
+    return build(compose_config(overrides).model).model  # the torch model inside the LightningModule
 
 
 # Nuisance variation that real captures have and the generator does not: per-image exposure
@@ -105,14 +108,6 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
     return enc, meta
 
 
-def default_choice(group: str) -> str:
-    """The option ``conf/config.yaml`` picks for a config group (e.g. the default fusion)."""
-    for entry in yaml.safe_load((REPO / "conf/config.yaml").read_text())["defaults"]:
-        if isinstance(entry, dict) and group in entry:
-            return entry[group]
-    raise KeyError(f"conf/config.yaml has no default for the {group!r} group")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=None, help="data folder (default: .cache/synthetic/<variant>...)")
@@ -126,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--aligners", nargs="*", default=["hungarian", "nearest"])
-    ap.add_argument("--fusions", nargs="*", default=[default_choice("fusion")], help="default: the config's")
+    ap.add_argument("--fusions", nargs="*", default=None, help="default: the one the config picks")
     ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides, e.g. features=competition")
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
                     help="perturb every image (exposure, illumination gradient, noise, shift)")
@@ -134,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dump", default=None,
                     help="also write every run's raw per-feature test and LOO scores to this .npz (fusion studies)")
     args = ap.parse_args(argv)
+    # Hydra resolves the defaults list (and --overrides), so "the default" stays the default.
+    args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
     torch.manual_seed(0)
     gen = {"seed": args.generator_seed, "image_size": 256}
     if args.variant == "varied":
