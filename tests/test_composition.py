@@ -53,3 +53,29 @@ def test_one_shot_and_bad_options():
     with pytest.raises(ValueError, match="n_colours"):
         CompositionScore(n_colours=1)
 
+
+
+def test_merge_levels_keep_a_close_colour_apart():
+    """White pins on a light green box are ~10 apart in scaled CIELAB: one cut at 12 merges them
+    into the box's kind and a missing pin is lost in its area; with a finer cut beside it
+    ([6, 12]) the pins are a kind of their own, and one piece fewer is a whole piece."""
+    pin, box = (246, 246, 240), (186, 204, 190)
+
+    def close(pins, seed):
+        p = scene(pins, seed=seed, shift=seed % 3)
+        rgb = p.rgb.copy()
+        rgb[np.all(np.abs(p.rgb.astype(int) - PIN) < 6, axis=-1)] = pin
+        rgb[np.all(np.abs(p.rgb.astype(int) - BOX) < 6, axis=-1)] = box
+        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 4)
+
+    shots = [close(PINS, i) for i in range(3)]
+    scores = {}
+    for md in (12.0, [6.0, 12.0]):
+        f = CompositionScore(n_colours=3, top_n=1, merge_distance=md)
+        state = f.fit(shots)
+        scores[str(md)] = [f.score(close(p, 7), state).value for p in (PINS, PINS[:-1])]
+    assert scores["12.0"][1] < 2.0  # merged: the missing pin is a 1 % smaller box
+    good, missing = scores["[6.0, 12.0]"]
+    assert missing >= 2.0 > good
+    with pytest.raises(ValueError, match="merge_distance"):
+        CompositionScore(merge_distance=[])

@@ -62,20 +62,28 @@ class ColourKinds:
         # Lightness counts less than chroma: exposure and illumination gradients move L most.
         return lab * np.array([self.lightness_weight, 1.0, 1.0], dtype=np.float32)
 
-    def fit_centres(self, shots: list[ParsedImage]) -> np.ndarray:
-        """(K, 3) colour-class centres in scaled CIELAB."""
+    def _kmeans(self, shots: list[ParsedImage]) -> tuple[np.ndarray, np.ndarray]:
+        """Unmerged k-means centres (K, 3) of the shots' pixels in scaled CIELAB and their sizes."""
         s = self.sample_stride
         pix = np.concatenate([self.scaled_lab(p).reshape(*p.lab.shape[:2], 3)[::s, ::s].reshape(-1, 3) for p in shots])
         k = min(self.n_colours, len(np.unique(pix.round(1), axis=0)))
         km = KMeans(n_clusters=max(k, 1), n_init=3, random_state=self.seed).fit(pix)
-        centres, sizes = km.cluster_centers_, np.bincount(km.labels_, minlength=len(km.cluster_centers_))
-        if self.merge_distance > 0 and len(centres) > 1:
-            # One part colour split in two shades (light falls unevenly) is one kind: kinds that
-            # swap pixels from image to image would make every count and area unstable.
-            groups = fcluster(linkage(centres, "average"), self.merge_distance, criterion="distance")
-            centres = np.stack([np.average(centres[groups == g], axis=0, weights=sizes[groups == g])
-                                for g in np.unique(groups)])
-        return centres.astype(np.float32)
+        return km.cluster_centers_, np.bincount(km.labels_, minlength=len(km.cluster_centers_))
+
+    @staticmethod
+    def merge(centres: np.ndarray, sizes: np.ndarray, distance: float) -> np.ndarray:
+        """Centres closer than ``distance`` (average linkage) replaced by their size-weighted mean."""
+        if distance <= 0 or len(centres) < 2:
+            return centres.astype(np.float32)
+        groups = fcluster(linkage(centres, "average"), distance, criterion="distance")
+        return np.stack([np.average(centres[groups == g], axis=0, weights=sizes[groups == g])
+                         for g in np.unique(groups)]).astype(np.float32)
+
+    def fit_centres(self, shots: list[ParsedImage]) -> np.ndarray:
+        """(K, 3) colour-class centres in scaled CIELAB."""
+        # One part colour split in two shades (light falls unevenly) is one kind: kinds that
+        # swap pixels from image to image would make every count and area unstable.
+        return self.merge(*self._kmeans(shots), self.merge_distance)
 
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray) -> np.ndarray:
         """(H, W) index of the nearest centre of every pixel."""
@@ -89,10 +97,25 @@ class ColourKinds:
         border = np.concatenate([kinds[0], kinds[-1], kinds[1:-1, 0], kinds[1:-1, -1]])
         return np.bincount(border, minlength=n)[:n] / len(border)
 
-    def fit(self, shots: list[ParsedImage]) -> tuple[np.ndarray, np.ndarray]:
-        """Centres (K, 3) and background (K,) bool: the kinds that own a good part of the border
-        in the shots (one colour may split into several kinds under uneven light); their area
-        and pieces are the background's texture, not the product."""
-        centres = self.fit_centres(shots)
+    def background(self, shots: list[ParsedImage], centres: np.ndarray) -> np.ndarray:
+        """(K,) bool: the kinds that own a good part of the border in the shots (one colour may
+        split into several kinds under uneven light); their area and pieces are the
+        background's texture, not the product."""
         share = np.mean([self.border_share(self.kind_map(p, centres), len(centres)) for p in shots], axis=0)
-        return centres, share >= self.background_share
+        return share >= self.background_share
+
+    def fit(self, shots: list[ParsedImage]) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (K, 3) and background (K,) bool."""
+        centres = self.fit_centres(shots)
+        return centres, self.background(shots, centres)
+
+    def fit_levels(self, shots: list[ParsedImage], distances: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(centres, background) at every merge distance of one k-means fit, finest first; a cut
+        that gives the same classes as a finer one is left out (its kinds would count twice)."""
+        centres, sizes = self._kmeans(shots)
+        levels: list[tuple[np.ndarray, np.ndarray]] = []
+        for d in sorted(distances):
+            c = self.merge(centres, sizes, d)
+            if not levels or len(c) != len(levels[-1][0]):
+                levels.append((c, self.background(shots, c)))
+        return levels

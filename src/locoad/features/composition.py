@@ -12,7 +12,11 @@ colour area moved between two colour classes, whatever the segmenter did with th
 Colour classes are fitted robustly to the light: every image is white-balanced first (its
 median colour made the same grey), lightness weighs half of chroma, k-means centres closer than
 ``merge_distance`` are merged (one colour in two shades is one kind), and the kinds that own
-the image border in the shots are background and ignored. Positions are relative to the
+the image border in the shots are background and ignored. With a list of distances the kinds of
+every cut of the same k-means fit are described side by side: a fine cut keeps two close colours
+apart (a white pin on a light cell: at one coarse cut a missing pin is only a smaller cell), a
+coarse cut joins the shades of one colour; a kind that is unstable at one cut has a large std
+over the shots there and hence a small z. Positions are relative to the
 centroid of all non-background pixels, so a shift of the whole scene moves no part.
 
 Score: every descriptor entry becomes ``|x - mean| / sqrt(std^2 + floor^2)`` over the shots,
@@ -26,6 +30,7 @@ z. Entries the shots show to vary get a small z, so the score needs no per-categ
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +50,11 @@ _CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
 
 @dataclass
 class CompositionState:
-    centres: np.ndarray | None  # (K, 3) colour-class centres in scaled CIELAB (colour classes)
-    background: np.ndarray  # (K,) bool: kinds that make up the image border in the shots
-    mean: np.ndarray  # (K, len(COLUMNS)) over the shots (NaN-aware: absent kinds ignored)
-    floor_std: np.ndarray  # (K, len(COLUMNS)) sqrt(std over the shots ** 2 + floor ** 2)
+    # Per merge level: colour-class centres (K, 3) in scaled CIELAB, or None (aligned classes),
+    # and (K,) bool, the kinds that make up the image border in the shots.
+    levels: list[tuple[np.ndarray | None, np.ndarray | None]]
+    mean: np.ndarray  # (sum K, len(COLUMNS)) over the shots (NaN-aware: absent kinds ignored)
+    floor_std: np.ndarray  # (sum K, len(COLUMNS)) sqrt(std over the shots ** 2 + floor ** 2)
 
 
 class CompositionScore(Feature):
@@ -69,7 +75,7 @@ class CompositionScore(Feature):
         chroma_floor: float = 2.0,
         background_share: float = 0.1,
         white_balance: bool = True,
-        merge_distance: float = 12.0,
+        merge_distance: float | Sequence[float] = 12.0,
         std_confidence: float | None = 0.8,
         seed: int = 0,
     ):
@@ -87,9 +93,13 @@ class CompositionScore(Feature):
         self.position_floor = position_floor
         self.chroma_floor = chroma_floor
         self.std_confidence = std_confidence
+        distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
+        if not distances:
+            raise ValueError("composition merge_distance must be a number or a non-empty list of numbers")
+        self.merge_distances = [float(d) for d in distances]
         # Colour classes, white balance and background: shared with instance_set.
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
-                                 merge_distance, seed, owner="composition")
+                                 self.merge_distances[0], seed, owner="composition")
 
     # -- part kinds ------------------------------------------------------------------------------
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray | None) -> tuple[np.ndarray, int]:
@@ -146,9 +156,16 @@ class CompositionScore(Feature):
         return f
 
     # -- Feature ---------------------------------------------------------------------------------
+    def describe_levels(self, parsed: ParsedImage, levels: list[tuple[np.ndarray | None, np.ndarray | None]]) -> np.ndarray:
+        """The descriptors of every merge level, stacked: (sum K, len(COLUMNS))."""
+        return np.concatenate([self.describe(parsed, c, bg) for c, bg in levels])
+
     def fit(self, shots: list[ParsedImage]) -> CompositionState:
-        centres, background = self.kinds.fit(shots) if self.classes == "colour" else (None, None)
-        desc = [self.describe(p, centres, background) for p in shots]
+        if self.classes == "colour":
+            levels = self.kinds.fit_levels(shots, self.merge_distances)
+        else:
+            levels = [(None, None)]
+        desc = [self.describe_levels(p, levels) for p in shots]
         n = max(len(d) for d in desc)
         stack = np.stack([_pad_rows(d, n) for d in desc])  # (k, K, D)
         with warnings.catch_warnings():
@@ -163,12 +180,10 @@ class CompositionScore(Feature):
             dof = np.maximum(seen - 1, 1)
             std = std * np.sqrt(dof / chi2.ppf(1.0 - self.std_confidence, dof))
         # The floor is added in quadrature: jitter below it is never evidence.
-        if background is None:
-            background = np.zeros(len(mean), dtype=bool)
-        return CompositionState(centres, background, mean, np.hypot(std, self._floors(mean)))
+        return CompositionState(levels, mean, np.hypot(std, self._floors(mean)))
 
     def score(self, parsed: ParsedImage, state: CompositionState) -> FeatureScore:
-        x = self.describe(parsed, state.centres, state.background)
+        x = self.describe_levels(parsed, state.levels)
         n = max(len(x), len(state.mean))
         x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
         z = np.abs(x - mean) / scale
