@@ -30,6 +30,8 @@ SETTINGS = {
     "patch x2, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 2.0)},
     "patch x3, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 3.0)},
     "patch x3, no histogram, no composition": {"class_histogram": 0.0, "composition": 0.0, **dict.fromkeys(PATCH, 3.0)},
+    "patch 2/2/6 (default), no histogram": {"class_histogram": 0.0, "class_agnostic_patch": 2.0,
+                                            "class_aware_patch": 2.0, "foreground_patch": 6.0},
 }
 
 
