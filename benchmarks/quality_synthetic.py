@@ -15,8 +15,8 @@ lighting variation, a new layout per generator seed; ``generate(capture="varied"
 ``--generator-seed`` draws a whole new data set: seed 0 is the one the defaults were developed
 on; HELD_OUT_GENERATOR_SEEDS are for reporting only -- never tune anything on them.
 ``--variant heldout`` measures on the independently written scene family of
-``locoad.data.heldout`` (other categories, shapes, defects, renderer): report only, NEVER tune
-on it. ``--render FILE...`` prints the fused table of saved result files without recomputing:
+``locoad.data.heldout`` (other categories, shapes, defects, renderer; photo-like captures,
+``--variant heldout_clean`` the same scenes captured cleanly): report only, NEVER tune on it. ``--render FILE...`` prints the fused table of saved result files without recomputing:
 
     .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ...
 """
@@ -111,12 +111,13 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=None, help="data folder (default: .cache/synthetic/<variant>...)")
-    ap.add_argument("--variant", default="clean", choices=["clean", "varied", "heldout"],
+    ap.add_argument("--variant", default="clean", choices=["clean", "varied", "heldout", "heldout_clean"],
                     help="clean: 256 px squares, one camera; varied: photo-like captures; "
-                         "heldout: the independent scene family (never tune on it)")
+                         "heldout: the independent scene family, photo-like captures (never tune on it); "
+                         "heldout_clean: the same scenes, still camera, no light, blur, noise or JPEG")
     ap.add_argument("--generator-seed", type=int, default=0,
                     help=f"synthetic data seed (0: development data; held out, never tune on: {HELD_OUT_GENERATOR_SEEDS})")
-    ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout: native size x this")
+    ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout*: native size x this")
     ap.add_argument("--categories", nargs="*", default=None, help="default: every category of the variant")
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
@@ -139,10 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         name = f"seed{args.generator_seed}_256px" if args.variant == "clean" else \
             f"{args.variant}/seed{args.generator_seed}_x{args.size_factor}"
         args.root = str(REPO / ".cache/synthetic" / name)
-    if args.variant == "heldout":
+    if args.variant.startswith("heldout"):
         from locoad.data import heldout
 
-        heldout.generate_heldout(args.root, seed=args.generator_seed, size_factor=args.size_factor)
+        heldout.generate_heldout(args.root, seed=args.generator_seed, size_factor=args.size_factor,
+                                 capture="clean" if args.variant == "heldout_clean" else "photo")
         args.categories = args.categories or list(heldout.CATEGORIES)
     else:
         generate(args.root, **gen)

@@ -51,3 +51,15 @@ def test_deterministic_and_seeded(root: Path, tmp_path: Path) -> None:
     assert _digest(again / "flask") == _digest(root / "flask") != _digest(other / "flask")
     with pytest.raises(ValueError, match="unknown held-out categories"):
         generate_heldout(tmp_path / "c", categories=["breakfast_box"])
+
+
+def test_clean_capture_renders_the_same_scenes_without_the_camera(root: Path, tmp_path: Path) -> None:
+    clean = generate_heldout(tmp_path / "c", seed=1, size_factor=0.08, categories=["flask"], capture="clean", **COUNTS)
+    photo, still = (np.asarray(Image.open(r / "flask/train/good/000.png"), np.float32) for r in (root, clean))
+    labels = [np.asarray(Image.open(r / "flask/part_labels/train/good/000.png")) for r in (root, clean)]
+    assert photo.shape == still.shape
+    # same parts (label areas within the photo set's zoom), but no noise: flat regions are flat
+    assert abs((labels[0] > 0).mean() - (labels[1] > 0).mean()) < 0.1
+    assert still[:4, :4].std(axis=(0, 1)).max() == 0 < photo[:4, :4].std(axis=(0, 1)).max()
+    with pytest.raises(ValueError, match="capture"):
+        generate_heldout(tmp_path / "d", capture="studio")

@@ -12,7 +12,9 @@ names that number), ``flask`` (liquid level, label stripe colour = liquid colour
 ``lunch_tray`` (three cookies left, sandwich top right, cup bottom right). Everything is a
 polygon or a thick polyline drawn with PIL at twice the resolution and box-filtered down;
 captures are photo-like (non-square native sizes, rotation, shift, zoom, gamma, colour
-temperature, a light spot, blur, noise, JPEG artefacts). Structural defects: stain, crack, chip.
+temperature, a light spot, blur, noise, JPEG artefacts); ``capture="clean"`` renders the same
+scenes with a still camera and none of that (the sizes stay native). Structural defects: stain,
+crack, chip.
 Ground truth as in LOCO: a pixel value per defect kind (below 255), named in defects_config.json.
 
     generate_heldout(root, seed=0, size_factor=0.5)      # MVTec LOCO layout + part_labels/
@@ -312,8 +314,9 @@ def _blob(rng, c, r, n=14) -> np.ndarray:
 
 
 def render(category: str, parts: list, cam: dict, defects: list, size: tuple[int, int],
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """(rgb uint8 (h, w, 3), part labels (h, w) uint8, one mask per defect)."""
+           rng: np.random.Generator, photo: bool = True) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(rgb uint8 (h, w, 3), part labels (h, w) uint8, one mask per defect); ``photo=False``: no
+    lighting, blur, noise or JPEG."""
     w, h = size
     types = TYPES[category]
     bg = np.array(BACKGROUNDS[category], float)
@@ -334,6 +337,8 @@ def render(category: str, parts: list, cam: dict, defects: list, size: tuple[int
         if d["kind"] == "chip":  # the bitten-off piece shows the background: no part there
             _draw(dl, [d["prim"]], 0, cam, w, h, 1.0)
     img = np.asarray(hi.resize((w, h), Image.BOX), np.float32) / 255
+    if not photo:
+        return (img * 255).round().astype(np.uint8), np.asarray(labels), masks
     # lighting: a low-frequency texture, a light spot, colour temperature, gamma
     coarse = rng.normal(0, 1, (6, 8))
     tex = np.asarray(Image.fromarray(coarse.astype(np.float32)).resize((w, h), Image.BICUBIC))
@@ -386,20 +391,25 @@ def _png(path: Path, a: np.ndarray) -> None:
 def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float = 0.5,
                      categories: list[str] | None = None, n_train: int = 16, n_validation: int = 4,
                      n_test_good: int = 12, n_logical: int = 12, n_structural: int = 12,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, capture: str = "photo") -> Path:
     """Write the held-out family under ``root`` (MVTec LOCO layout + part_labels); return root.
-    Deterministic in ``seed``; a complete set with the same parameters is kept."""
+    Deterministic in ``seed``; a complete set with the same parameters is kept. ``capture``:
+    ``photo`` (camera moves, light, blur, noise, JPEG) or ``clean`` (the same scenes, none of it)."""
     root = Path(root)
     names = list(categories or CATEGORIES)
     unknown = sorted(set(names) - set(CATEGORIES))
     if unknown:
         raise ValueError(f"unknown held-out categories {unknown}; choose from {list(CATEGORIES)}")
+    if capture not in ("photo", "clean"):
+        raise ValueError(f"held-out capture must be 'photo' or 'clean', got {capture!r}")
     if not min(min(SIZES[n]) for n in names) * size_factor >= 64:
         raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; use >= 0.08")
     params = {"family": FAMILY, "version": VERSION, "note": NOTE, "seed": seed,
               "size_factor": float(size_factor), "categories": names, "n_train": n_train,
               "n_validation": n_validation, "n_test_good": n_test_good, "n_logical": n_logical,
               "n_structural": n_structural}
+    if capture != "photo":  # the photo sets keep their marker (and their stage cache entries)
+        params["capture"] = capture
     marker = root / ".complete.json"
     if not overwrite and marker.is_file() and json.loads(marker.read_text()) == params:
         return root
@@ -427,13 +437,15 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
                 rng = np.random.default_rng([seed, ci, si, i, 4242])
                 cam = {"angle": rng.uniform(-0.07, 0.07), "zoom": rng.uniform(0.94, 1.03),
                        "shift": rng.uniform(-0.025, 0.025, 2)}
+                if capture == "clean":  # drawn all the same: the scenes stay those of the photo set
+                    cam = {"angle": 0.0, "zoom": 1.0, "shift": np.zeros(2)}
                 edit = LOGICAL[(i + ci) % 4] if kind == "logical_anomalies" else None
                 parts, gt = BUILDERS[name](rng, i, edit)
                 defects = []
                 if kind == "structural_anomalies":
                     defects = [_structural(rng, STRUCTURAL[(i + ci) % 3], parts, name)]
                 names = [edit] if edit else [d["kind"] for d in defects]
-                rgb, labels, masks = render(name, parts, cam, defects, size, rng)
+                rgb, labels, masks = render(name, parts, cam, defects, size, rng, photo=capture == "photo")
                 if edit is not None:  # where the edited parts are now and where they were
                     masks = [_footprint(gt, cam, *size)]
                 stem = f"{i:03d}"
