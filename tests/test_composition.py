@@ -54,7 +54,6 @@ def test_one_shot_and_bad_options():
         CompositionScore(n_colours=1)
 
 
-
 def test_merge_levels_keep_a_close_colour_apart():
     """White pins on a light green box are ~10 apart in scaled CIELAB: one cut at 12 merges them
     into the box's kind and a missing pin is lost in its area; with a finer cut beside it

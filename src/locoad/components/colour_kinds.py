@@ -72,18 +72,14 @@ class ColourKinds:
 
     @staticmethod
     def merge(centres: np.ndarray, sizes: np.ndarray, distance: float) -> np.ndarray:
-        """Centres closer than ``distance`` (average linkage) replaced by their size-weighted mean."""
+        """Centres closer than ``distance`` (average linkage) replaced by their size-weighted mean.
+        One part colour split in two shades (light falls unevenly) is one kind: kinds that swap
+        pixels from image to image would make every count and area unstable."""
         if distance <= 0 or len(centres) < 2:
             return centres.astype(np.float32)
         groups = fcluster(linkage(centres, "average"), distance, criterion="distance")
         return np.stack([np.average(centres[groups == g], axis=0, weights=sizes[groups == g])
                          for g in np.unique(groups)]).astype(np.float32)
-
-    def fit_centres(self, shots: list[ParsedImage]) -> np.ndarray:
-        """(K, 3) colour-class centres in scaled CIELAB."""
-        # One part colour split in two shades (light falls unevenly) is one kind: kinds that
-        # swap pixels from image to image would make every count and area unstable.
-        return self.merge(*self._kmeans(shots), self.merge_distance)
 
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray) -> np.ndarray:
         """(H, W) index of the nearest centre of every pixel."""
@@ -105,9 +101,8 @@ class ColourKinds:
         return share >= self.background_share
 
     def fit(self, shots: list[ParsedImage]) -> tuple[np.ndarray, np.ndarray]:
-        """Centres (K, 3) and background (K,) bool."""
-        centres = self.fit_centres(shots)
-        return centres, self.background(shots, centres)
+        """Centres (K, 3) in scaled CIELAB, merged at ``merge_distance``, and background (K,) bool."""
+        return self.fit_levels(shots, [self.merge_distance])[0]
 
     def fit_levels(self, shots: list[ParsedImage], distances: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(centres, background) at every merge distance of one k-means fit, finest first; a cut
