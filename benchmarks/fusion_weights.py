@@ -30,8 +30,9 @@ SETTINGS = {
     "patch x2, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 2.0)},
     "patch x3, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 3.0)},
     "patch x3, no histogram, no composition": {"class_histogram": 0.0, "composition": 0.0, **dict.fromkeys(PATCH, 3.0)},
-    "patch 2/2/6 (default), no histogram": {"class_histogram": 0.0, "class_agnostic_patch": 2.0,
-                                            "class_aware_patch": 2.0, "foreground_patch": 6.0},
+    # the default's weights as the config has them, not a copy that could drift from it
+    "default (conf/fusion/loo_patch_weighted.yaml), no histogram": {
+        "class_histogram": 0.0, **yaml.safe_load((REPO / "conf/fusion/loo_patch_weighted.yaml").read_text())["weights"]},
 }
 
 
