@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one run (< 8 min on one GPU): the `gpu`-marked tests, then the per-stage GPU
-# benchmark. Writes benchmarks/results/gpu_suite.json (test outcomes, device, timings) and
+# benchmark. Writes benchmarks/results/gpu_suite.json (test outcomes, device, timings),
+# gpu_tests.log (the tests' whole output, failures in full) and
 # benchmarks/results/stage_benchmark_gpu.json (saved after every section, so a timeout keeps
 # what finished; "complete": true when all ran).
 #
@@ -43,7 +44,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 start=$(date +%s)
 timeout "$TEST_LIMIT" "$PY" -m pytest -m gpu -q -p no:randomly tests/test_device.py \
-  --junitxml="$TMP/gpu_tests.xml" 2>&1 | tail -n 25
+  --junitxml="$TMP/gpu_tests.xml" 2>&1 | tee "$RESULTS/gpu_tests$SUFFIX.log" | tail -n 25
 test_rc=${PIPESTATUS[0]}
 test_s=$(( $(date +%s) - start ))
 

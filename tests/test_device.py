@@ -132,6 +132,31 @@ def test_several_devices_stop_before_any_work(loco_root, tmp_path, monkeypatch):
     assert not (out / "scores.csv").exists() and not list(out.rglob("*.ckpt"))
 
 
+def test_backbone_convolutions_run_at_float32_and_restore_the_flag():
+    """cuDNN would run float32 convolutions as TF32 on a GPU (GPU and CPU scores then differ at
+    the third digit): the backbone asks for full float32 inside and leaves the user's flag as it was."""
+    from locoad.backbones.base import Backbone
+
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    new_api = conv is not None and hasattr(conv, "fp32_precision")
+
+    def tf32_allowed() -> bool:
+        return conv.fp32_precision != "ieee" if new_api else torch.backends.cudnn.allow_tf32
+
+    class Probe(Backbone):
+        image_size, patch_size, embed_dim = 28, 14, 3
+
+        def extract(self, x):
+            self.inside = tf32_allowed()
+            return x[:, :, ::14, ::14]
+
+    before = conv.fp32_precision if new_api else torch.backends.cudnn.allow_tf32
+    probe = Probe()
+    probe(torch.rand(1, 3, 28, 28))
+    assert probe.inside is False
+    assert (conv.fp32_precision if new_api else torch.backends.cudnn.allow_tf32) == before
+
+
 def test_knn_products_ignore_autocast():
     """trainer.precision=bf16-mixed must not change the kNN's own precision (float32 here)."""
     g = torch.Generator().manual_seed(0)
@@ -171,7 +196,8 @@ def test_cuda_end_to_end_matches_cpu_and_reloads(loco_root, tmp_path):
         scores[name] = pd.read_csv(out / "scores.csv")
     cols = [c for c in scores["cpu"].columns if c not in ("path", "anomaly_type") and not c.startswith("extra/")]
     gpu = scores[GPU_TRAINER]
-    np.testing.assert_allclose(gpu[cols].to_numpy(float), scores["cpu"][cols].to_numpy(float), rtol=1e-3, atol=1e-4)
+    for c in cols:
+        np.testing.assert_allclose(gpu[c].to_numpy(float), scores["cpu"][c].to_numpy(float), rtol=1e-3, atol=1e-4, err_msg=c)
     # the crash the issue reports: test a checkpoint on the GPU
     ckpt = next((tmp_path / GPU_TRAINER).rglob("last.ckpt"))
     out = tmp_path / "reload"
@@ -185,13 +211,26 @@ def test_cuda_components_follow_the_trainer(loco_root, tmp_path):
     cfg = compose_cfg(tiny + [f"data.root={loco_root}", f"trainer={GPU_TRAINER}", "segmenter=sam_tiny", "segmenter.device=auto",
                               "segmenter.points_per_side=2", "aligner=deaot_tiny", "aligner.device=auto",
                               "backbone=vit_tiny", "paths.checkpoints=/nowhere"], tmp_path / "run")
+    import lightning as L
+
+    class DevicesWhileTesting(L.Callback):
+        """Where the parts are while the test loop runs (Lightning moves the module back to
+        the CPU when a loop ends, so afterwards is too late to look)."""
+
+        def on_test_epoch_end(self, trainer, pl_module):
+            model = pl_module.model
+            self.segmenter = next(model.segmenter.model.parameters()).device.type
+            self.aligner = next(model.aligner.model.parameters()).device.type
+            self.banks = [(p, t.device.type) for p, t in tensors_in(model.patch_banks, "patch_banks")]
+
+    probe = DevicesWhileTesting()
     dm, module = build(cfg.data), build(cfg.model)
-    trainer = build(cfg.trainer, logger=False, default_root_dir=str(tmp_path / "fit"))
+    trainer = build(cfg.trainer, logger=False, default_root_dir=str(tmp_path / "fit"), callbacks=[probe])
     trainer.fit(module, datamodule=dm)
     trainer.test(module, datamodule=dm, verbose=False)
-    assert next(module.model.segmenter.model.parameters()).device.type == GPU_DEVICE
-    assert next(module.model.aligner.model.parameters()).device.type == GPU_DEVICE
-    assert all(t.device.type == GPU_DEVICE for _, t in tensors_in(module.model.patch_banks))
+    assert probe.segmenter == GPU_DEVICE and probe.aligner == GPU_DEVICE
+    left = [f"{p} ({d})" for p, d in probe.banks if d != GPU_DEVICE]
+    assert probe.banks and not left, f"{len(left)} patch-bank tensors are not on {GPU_DEVICE}: {left[:8]}"
 
 
 @pytest.mark.gpu
