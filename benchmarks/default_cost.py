@@ -37,7 +37,8 @@ def per_image(category: str, overrides: list[str], root: Path, n_test: int) -> d
     train = dm.dataset("train")
     idx = select_shots(list(range(len(train))), 4, 0)
     t0 = time.perf_counter()
-    shots = model.encode(torch.stack([train[i]["image"] for i in idx]), shots=True)
+    shots = model.encode(torch.stack([train[i]["image"] for i in idx]), shots=True,
+                         aspects=[train[i]["aspect"] for i in idx])
     model.fit(shots)
     t_fit = time.perf_counter() - t0
     test = dm.dataset("test")

@@ -54,7 +54,7 @@ def pair_loo_maxima(model, root: Path, category: str, pairs: int) -> dict[str, l
     loader = torch.utils.data.DataLoader(data, batch_size=8)
     encoded = []
     for batch in loader:
-        encoded += model.encode(batch["image"], shots=True)  # training shots, as a run encodes them
+        encoded += model.encode(batch["image"], shots=True, aspects=batch["aspect"])  # as a run encodes shots
     out: dict[str, list[float]] = {n: [] for n in model.features}
     for i in range(pairs):
         model.fit(encoded[2 * i : 2 * i + 2])

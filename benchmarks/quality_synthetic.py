@@ -101,7 +101,7 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
         if nuisance is not None:
             images, shifts = perturb(images, nuisance, zlib.crc32(f"{split}/{i}".encode()))
             parts = [shift_labels(p, dy, dx) if (p >= 0).all() else p for p, (dy, dx) in zip(parts, shifts)]
-        enc += model.encode(images, shots=split == "train")  # as training_step encodes shots
+        enc += model.encode(images, shots=split == "train", aspects=batch["aspect"])  # as training_step encodes shots
         meta["label"] += batch["label"].tolist()
         meta["type"] += list(batch["anomaly_type"])
         meta["parts"] += parts

@@ -109,3 +109,17 @@ def test_odd_images_become_rgb_uint8(tmp_path, array, mode):
         assert abs(int(rgb[0, 0, 0]) - 128) <= 1  # scaled by the 16-bit range
     if mode == "RGBA":
         assert tuple(rgb[0, 0]) == (255, 0, 0)
+
+
+def test_items_carry_the_captures_aspect(tmp_path):
+    """Images are squeezed to a square; ``aspect`` (height / width as captured) lets the shot
+    moves turn the capture rather than the square (components/augment.py)."""
+    from locoad.data.dataset import LocoDataset
+    from locoad.data.layout import Sample
+
+    p = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(p)
+    item = LocoDataset([Sample(path=p, split="train", anomaly_type="good", masks=(), part_labels=None)], image_size=32)[0]
+    assert item["image"].shape == (3, 32, 32) and item["aspect"] == pytest.approx(0.4)
+    batch = torch.utils.data.default_collate([item, item])
+    assert batch["aspect"].tolist() == pytest.approx([0.4, 0.4])

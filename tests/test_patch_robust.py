@@ -133,6 +133,39 @@ def test_quarter_turns_are_exact_on_square_maps():
     assert torch.allclose(move_images(image, RigidMove(angle=90.0)), torch.rot90(image, 1, dims=(2, 3)), atol=1e-5)
 
 
+def _bar(h: int, w: int, vertical: bool, size: int = 64) -> torch.Tensor:
+    """A centred 30 x 4 bar in an (h, w) capture, squeezed to (size, size) as the data sets do."""
+    capture = torch.zeros(1, 1, h, w)
+    cy, cx = h // 2, w // 2
+    if vertical:
+        capture[..., cy - 15 : cy + 15, cx - 2 : cx + 2] = 1.0
+    else:
+        capture[..., cy - 2 : cy + 2, cx - 15 : cx + 15] = 1.0
+    return torch.nn.functional.interpolate(capture, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def test_a_turn_of_a_squeezed_capture_is_a_turn_of_the_capture():
+    """On a 40 x 80 capture squeezed to a square, a quarter turn with the capture's aspect gives
+    what the camera would see of the turned part; turning the square as it is does not (the
+    squeeze changes axes: the bar comes out twice as long and half as thick). Compared in the
+    middle half of the width: the turned capture does not fill the frame, and the sides show the
+    reflection of what lies beyond it."""
+    lying, standing = _bar(40, 80, vertical=False), _bar(40, 80, vertical=True)[0, 0, :, 16:48] > 0.5
+    turned = move_images(lying, RigidMove(angle=90.0), aspects=[0.5])[0, 0, :, 16:48] > 0.5
+    naive = move_images(lying, RigidMove(angle=90.0))[0, 0, :, 16:48] > 0.5
+
+    def iou(a, b):
+        return float((a & b).sum() / (a | b).sum())
+
+    assert iou(turned, standing) > 0.8
+    assert iou(naive, standing) < 0.5
+    labels = (lying[0, 0] > 0.5).long() * 3
+    moved = move_labels(labels, RigidMove(angle=90.0), aspect=0.5)[:, 16:48]
+    assert iou(moved == 3, turned) > 0.9  # the label map turns with its image
+    with pytest.raises(ValueError, match="aspects"):
+        move_images(lying, RigidMove(angle=90.0), aspects=[0.5, 1.0])
+
+
 def test_plan_moves_and_bad_specs():
     assert plan_moves(None, 37) == [] and plan_moves({}, 37) == []
     moves = plan_moves({"rotations": [-6, 6], "shifts": [[0.5, 0.5]], "flip": True}, 37)
@@ -221,14 +254,17 @@ def test_checkpoint_keeps_the_copies_and_refits_the_same_banks(images):
 
     fitted = module()
     fitted.on_train_epoch_start()
-    fitted.training_step({"image": images[:3], "parts": torch.full((3, 8, 8), -1)}, 0)
+    aspects = torch.tensor([0.5, 0.5, 0.8], dtype=torch.float64)  # as a data loader batches them
+    fitted.training_step({"image": images[:3], "parts": torch.full((3, 8, 8), -1), "aspect": aspects}, 0)
     fitted.on_train_epoch_end()
+    assert [s.aspect for s in fitted.model.shots] == aspects.tolist()
     ckpt = {"state_dict": fitted.state_dict()}
     fitted.on_save_checkpoint(ckpt)
     assert ckpt["seven_feature_shots"]["augmented"].shape[:2] == (3, 2)
     loaded = module()
     loaded.on_load_checkpoint(ckpt)
     loaded.prepare()
+    assert [s.aspect for s in loaded.model.shots] == aspects.tolist()
     assert torch.equal(loaded.model.patch_banks[0].bank, fitted.model.patch_banks[0].bank)
     for n, v in fitted.model.loo_scores.items():
         np.testing.assert_array_equal(loaded.model.loo_scores[n], v)

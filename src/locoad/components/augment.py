@@ -5,7 +5,11 @@ half turn (loose parts -- screws, cables, connectors -- lie at any angle, and 4 
 
 The image is resampled bilinearly and its label maps by nearest neighbour through the same
 sampling grid; outside the frame both are reflected (more of the same background rather than a
-black wedge the test images never have).
+black wedge the test images never have). A rotation is one of the *capture*: the square the
+backbone sees is the capture squeezed to a square, so turning that square as it is would also
+swap the squeeze between the axes (on a 1600 x 800 capture a quarter turn would make every part
+twice as wide and half as tall as any test image shows it). ``aspects`` (each capture's height
+/ width) make the move a rotation in the capture's own frame, seen through the same squeeze.
 """
 
 from __future__ import annotations
@@ -65,22 +69,35 @@ def plan_moves(spec: Mapping | None, grid_size: int) -> list[RigidMove]:
     return moves
 
 
-def _grid(move: RigidMove, n: int, h: int, w: int, device: torch.device) -> torch.Tensor:
-    theta = move.theta(h, w).to(device).expand(n, 2, 3)
-    return F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+def _grid(move: RigidMove, n: int, h: int, w: int, device: torch.device,
+          aspects: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """Sampling grid of ``n`` (h, w) images; ``aspects``: each capture's height / width (None:
+    the images are the captures, h / w)."""
+    if aspects is None:
+        theta = move.theta(h, w).expand(n, 2, 3)
+    else:
+        aspects = [float(a) for a in aspects]
+        if len(aspects) != n or not all(a > 0 and math.isfinite(a) for a in aspects):
+            raise ValueError(f"aspects: need {n} positive capture height / width ratios, got {aspects}")
+        theta = torch.stack([move.theta(a, 1.0) for a in aspects])
+    return F.affine_grid(theta.to(device), [n, 1, h, w], align_corners=False)
 
 
-def move_images(images: torch.Tensor, move: RigidMove) -> torch.Tensor:
-    """(B, C, H, W) float images moved by ``move`` (bilinear, reflected outside the frame)."""
+def move_images(images: torch.Tensor, move: RigidMove,
+                aspects: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, H, W) float images moved by ``move`` (bilinear, reflected outside the frame);
+    ``aspects``: each image's capture height / width when the images are squeezed captures."""
     b, _, h, w = images.shape
-    return F.grid_sample(images, _grid(move, b, h, w, images.device), mode="bilinear",
+    return F.grid_sample(images, _grid(move, b, h, w, images.device, aspects), mode="bilinear",
                          padding_mode="reflection", align_corners=False)
 
 
-def move_labels(labels: torch.Tensor, move: RigidMove) -> torch.Tensor:
-    """(H, W) integer label map moved by ``move`` (nearest, reflected outside the frame)."""
+def move_labels(labels: torch.Tensor, move: RigidMove, aspect: float | None = None) -> torch.Tensor:
+    """(H, W) integer label map moved by ``move`` (nearest, reflected outside the frame), as
+    :func:`move_images` moves its image (``aspect``: the capture's height / width)."""
     h, w = labels.shape
     x = labels.to(torch.float64)[None, None]  # float64: every label id survives exactly
-    out = F.grid_sample(x, _grid(move, 1, h, w, labels.device).double(), mode="nearest",
+    grid = _grid(move, 1, h, w, labels.device, None if aspect is None else [aspect])
+    out = F.grid_sample(x, grid.double(), mode="nearest",
                         padding_mode="reflection", align_corners=False)
     return out[0, 0].round().to(labels.dtype)

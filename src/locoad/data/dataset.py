@@ -34,7 +34,8 @@ class LocoDataset(Dataset):
     image (3, S, S) float in [0, 1]; label int (1 = anomalous); anomaly_type str; path str;
     mask (S, S) float, the union of the ground-truth region masks (zeros for good images; any
     value > 0 marks a defect: LOCO's masks use a value per defect kind, below 255 too);
-    num_regions int; parts (S, S) int64 true part ids, -1 where the data set has none.
+    num_regions int; parts (S, S) int64 true part ids, -1 where the data set has none;
+    aspect float, the capture's height / width (the image is squeezed to S x S).
     """
 
     def __init__(self, samples: Sequence[Sample], image_size: int = 518):
@@ -47,7 +48,8 @@ class LocoDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         size = self.image_size
-        rgb = np.ascontiguousarray(resize_rgb(read_rgb(s.path), size))
+        capture = read_rgb(s.path)
+        rgb = np.ascontiguousarray(resize_rgb(capture, size))
         mask = np.zeros((size, size), dtype=bool)
         for m in s.masks:
             mask |= resize_labels(read_mask(m).astype(np.uint8), size) > 0
@@ -64,4 +66,5 @@ class LocoDataset(Dataset):
             "mask": torch.from_numpy(mask).float(),
             "num_regions": len(s.masks),
             "parts": torch.from_numpy(parts),
+            "aspect": capture.shape[0] / capture.shape[1],
         }

@@ -86,7 +86,7 @@ class SevenFeatureModule(AnomalyModule):
         self._shots, self._parts, self._pending = [], [], None
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        self._shots.extend(self.model.encode(batch["image"], shots=True))
+        self._shots.extend(self.model.encode(batch["image"], shots=True, aspects=batch.get("aspect")))
         self._parts.extend(p.cpu().numpy() for p in batch["parts"])
 
     def on_train_epoch_end(self) -> None:
@@ -114,6 +114,7 @@ class SevenFeatureModule(AnomalyModule):
             "features": torch.stack([s.features.cpu() for s in m.shots]),
             # the moved copies' features (model.shot_augment), so that loading refits the same banks
             "augmented": torch.stack([s.augmented.cpu() for s in m.shots]) if m.moves else None,
+            "aspect": torch.tensor([s.aspect for s in m.shots], dtype=torch.float64),
             "parts": torch.from_numpy(np.stack(self._parts)) if self._parts else None,
         }
 
@@ -122,8 +123,11 @@ class SevenFeatureModule(AnomalyModule):
         if st is None:
             raise ValueError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
         augmented = st.get("augmented")
+        # checkpoints written before captures' aspects were kept moved the square as it is (1.0)
+        aspect = st.get("aspect")
         self._pending = [
-            Encoded(r.cpu().numpy(), s.cpu().numpy(), f, None if augmented is None else augmented[i])
+            Encoded(r.cpu().numpy(), s.cpu().numpy(), f, None if augmented is None else augmented[i],
+                    aspect=1.0 if aspect is None else float(aspect[i]))
             for i, (r, s, f) in enumerate(zip(st["rgb"], st["segments"], st["features"]))
         ]
         self._parts = list(st["parts"].cpu().numpy()) if st.get("parts") is not None else []

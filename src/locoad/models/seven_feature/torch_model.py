@@ -44,6 +44,9 @@ class Encoded:
     features: torch.Tensor  # (D, h, w) raw backbone features
     # (A, D, h, w) features of the shot's moved copies (``model.shot_augment``), shots only
     augmented: torch.Tensor | None = None
+    # height / width of the capture the square images were squeezed from (the moved copies
+    # turn the capture, not the square: components/augment.py)
+    aspect: float = 1.0
     _lab: np.ndarray | None = field(default=None, repr=False, compare=False)
     # What later code derives from this image once and keeps with it (e.g. a content key).
     memo: dict = field(default_factory=dict, repr=False, compare=False)
@@ -165,15 +168,21 @@ class SevenFeatureModel(nn.Module):
 
     # -- stages ----------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, shots: bool = False) -> list[Encoded]:
+    def encode(self, images: torch.Tensor, shots: bool = False,
+               aspects: torch.Tensor | list[float] | None = None) -> list[Encoded]:
         """Backbone (batched) and segmentation of a batch of (B, 3, H, W) images in [0, 1].
-        ``shots``: training shots, whose moved copies (``shot_augment``) are encoded too."""
+        ``shots``: training shots, whose moved copies (``shot_augment``) are encoded too.
+        ``aspects``: each image's capture height / width (the data sets' ``aspect``) when the
+        images were squeezed to a square; None: the images are the captures."""
         rgbs = to_uint8(images, self.work_size)
         x = self.backbone_input(images)
         feats = self.backbone(x)
-        out = [Encoded(rgb, self.segmenter(rgb), f) for rgb, f in zip(rgbs, feats)]
+        if aspects is None:
+            aspects = [images.shape[-2] / images.shape[-1]] * len(rgbs)
+        aspects = [float(a) for a in aspects]
+        out = [Encoded(rgb, self.segmenter(rgb), f, aspect=a) for rgb, f, a in zip(rgbs, feats, aspects)]
         if shots and self.moves:
-            moved = torch.stack([self.backbone(move_images(x, mv)) for mv in self.moves], dim=1)
+            moved = torch.stack([self.backbone(move_images(x, mv, aspects)) for mv in self.moves], dim=1)
             for e, a in zip(out, moved):
                 e.augmented = a
         return out
@@ -288,7 +297,7 @@ class SevenFeatureModel(nn.Module):
                     "(a checkpoint keeps the setting it was fitted with)")
             labels = torch.from_numpy(np.asarray(m, dtype=np.int64))
             for mv, f in zip(self.moves, s.augmented):
-                moved_map = move_labels(labels, mv).numpy()
+                moved_map = move_labels(labels, mv, s.aspect).numpy()
                 # rgb/lab stay the shot's: the patch banks read only features and grids
                 view = SegmentedImage(s.rgb, moved_map.astype(np.int32), self.normalise(f), s.lab)
                 out.append(self.parse(view, moved_map))
