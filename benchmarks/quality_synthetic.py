@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
                     model.fit([train[i] for i in idx])
                     scores, _, class_maps = model.score(test)
                     scores["fused"] = model.fuse(scores)
-                    ref_parts = train_meta["parts"][idx[0]]
+                    ref_parts = train_meta["parts"][idx[model.shot_order[0]]]
                     lut = reference_part_lut(model.parsed_shots[0].class_map, resize_nearest(ref_parts, model.work_size),
                                              model.aligner.unmatched_id) if model.aligned and (ref_parts >= 0).all() else None
                     acc = [

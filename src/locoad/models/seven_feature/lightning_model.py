@@ -35,13 +35,14 @@ class SevenFeatureModule(AnomalyModule):
         photometric: str = "none",
         shot_augment: dict | None = None,
         cache: StageCache | None = None,
+        reference: str = "first",
     ):
         super().__init__()
         self.cache = cache if cache is not None and cache.enabled else None  # on-disk stage cache
         if self.cache is not None:  # stored stages wrap the model's, which only compute
             segmenter, backbone = StoredSegmenter(segmenter, self.cache), StoredBackbone(backbone, self.cache)
         self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo,
-                                       photometric, shot_augment)
+                                       photometric, shot_augment, reference)
         # fit/score through the scores stage when it is on (a plain object: no second module)
         self._stored = StoredScores(self.model, self.cache) if self.cache is not None and self.cache.scores else None
         self.reference_parts: np.ndarray | None = None  # reference class -> true part id (alignment accuracy)
@@ -95,8 +96,11 @@ class SevenFeatureModule(AnomalyModule):
 
     def _fit(self, shots: list[Encoded]) -> None:
         (self._stored or self.model).fit(shots)
+        m = self.model
+        if self._parts and m.shot_order != list(range(len(self._parts))):  # the reference leads
+            self._parts = [self._parts[i] for i in m.shot_order]
         # Alignment accuracy needs the reference's true part under each of its classes.
-        m, parts = self.model, self._parts
+        parts = self._parts
         self.reference_parts = None
         if m.aligned and parts and parts[0] is not None and (parts[0] >= 0).all():
             ref_classes = m.parsed_shots[0].class_map

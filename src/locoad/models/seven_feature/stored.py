@@ -89,6 +89,7 @@ class StoredScores:
             "work_size": m.work_size,
             "max_loo": m.max_loo,
             "shot_augment": m.shot_augment,
+            "reference": m.reference,
             "code": code_fingerprint(),
         })
         stored = self._get("loo", {f"loo/{n}" for n in m.features})

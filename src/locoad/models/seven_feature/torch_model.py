@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from locoad.aligners.base import Aligner
+from locoad.aligners.reference import most_typical
 from locoad.backbones.base import Backbone
 from locoad.colour import gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
@@ -103,8 +104,15 @@ class SevenFeatureModel(nn.Module):
         max_loo: int = 16,
         photometric: str = "none",
         shot_augment: dict | None = None,
+        reference: str = "first",
     ):
         super().__init__()
+        if reference not in ("first", "typical"):
+            raise ValueError(f"model.reference must be first or typical; got {reference!r}")
+        # The alignment reference: the first shot (the seed), or the most typical one
+        # (aligners/reference.py); ``shot_order``: the shots as given, reference first.
+        self.reference = reference
+        self.shot_order: list[int] = []
         if photometric not in PHOTOMETRIC:
             raise ValueError(f"model.photometric must be one of {', '.join(PHOTOMETRIC)}; got {photometric!r}")
         if not features:
@@ -243,7 +251,8 @@ class SevenFeatureModel(nn.Module):
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, shots: list[Encoded]) -> None:
-        """Reference = shots[0]; memory banks and LOO calibration from all shots."""
+        """Reference = shots[0] (``reference=typical``: the most typical shot, moved first);
+        memory banks and LOO calibration from all shots."""
         self.fit_memory(shots)
         self.calibrate()
 
@@ -270,6 +279,12 @@ class SevenFeatureModel(nn.Module):
                 "or choose another data.seed."
             )
         views = [self.segmented(s) for s in shots]
+        ref = most_typical(views) if self.aligned and self.reference == "typical" else 0
+        # the reference leads: every later step reads shots[0] as the reference
+        self.shot_order = [ref] + [i for i in range(len(shots)) if i != ref]
+        if ref:
+            shots, views = [shots[i] for i in self.shot_order], [views[i] for i in self.shot_order]
+            self.shots = list(shots)
         if self.aligned:
             self.aligner.fit(views[0])
             maps = [self.aligner.reference_class_map()] + [self.aligner.align(v) for v in views[1:]]
