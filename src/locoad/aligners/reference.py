@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from locoad.aligners.cost import describe_segments, segment_cost
+from locoad.aligners.cost import SegmentDescriptors, describe_segments, segment_cost
 from locoad.types import SegmentedImage
 
 # Cost of a segment left without a partner: about that of a clearly different pair
@@ -15,9 +15,9 @@ from locoad.types import SegmentedImage
 UNMATCHED_COST = 1.0
 
 
-def matching_cost(a, b, weights: dict[str, float] | None = None) -> float:
-    """Mean cost per segment of the best one-to-one matching between two images' segments
-    (:class:`~locoad.aligners.cost.SegmentDescriptors`), unmatched segments included."""
+def matching_cost(a: SegmentDescriptors, b: SegmentDescriptors, weights: dict[str, float] | None = None) -> float:
+    """Mean cost per segment of the best one-to-one matching between two images' segments,
+    unmatched segments included."""
     na, nb = len(a.area), len(b.area)
     if max(na, nb) == 0:
         return 0.0

@@ -279,7 +279,8 @@ class SevenFeatureModel(nn.Module):
                 "or choose another data.seed."
             )
         views = [self.segmented(s) for s in shots]
-        ref = most_typical(views) if self.aligned and self.reference == "typical" else 0
+        typical = self.aligned and self.reference == "typical"
+        ref = most_typical(views, getattr(self.aligner, "weights", None)) if typical else 0
         # the reference leads: every later step reads shots[0] as the reference
         self.shot_order = [ref] + [i for i in range(len(shots)) if i != ref]
         if ref:
