@@ -39,9 +39,19 @@ def test_missing_extra_and_small_piece_raise_the_score(classes):
     extra = f.score(scene(PINS + [(70, 30)], seed=7), state).value
     small = f.score(scene(PINS, pin_size=4, seed=7), state).value
     assert np.isfinite(good)
-    # one piece of five gone or added: a whole piece against a floor of half a piece
-    assert missing >= 2.0 > good and extra >= 2.0
+    # one piece of five gone or added: a whole piece against a floor of half a piece / sqrt(3)
+    assert missing >= 2.0 * np.sqrt(3) - 1e-9 and extra >= 2.0 * np.sqrt(3) - 1e-9 and good < 2.0
     assert small > 2 * good
+
+
+def test_the_count_floor_shrinks_as_more_shots_agree():
+    """Half a piece from one shot; k shots agreeing on a count: half a piece / sqrt(k)."""
+    f = CompositionScore(classes="aligned", top_n=1)
+    for k in (1, 4, 9):
+        state = f.fit([scene(PINS, seed=i) for i in range(k)])
+        pieces = state.floor_std[2, 1]  # the pin class's count entry; the shots agree: no std
+        assert pieces == pytest.approx(0.5 / np.sqrt(k))
+        assert f.score(scene(PINS[:-1], seed=11), state).value >= 2.0 * np.sqrt(k) - 1e-9
 
 
 def test_one_shot_and_bad_options():

@@ -22,8 +22,8 @@ centroid of all non-background pixels, so a shift of the whole scene moves no pa
 Score: every descriptor entry becomes ``|x - mean| / sqrt(std^2 + floor^2)`` over the shots,
 with the std raised to its upper ``std_confidence`` bound (a few shots often agree by chance on
 an entry that varies) and a per-entry floor (``abs_floor`` plus ``rel_floor`` of the mean for
-area and sizes; half a piece for counts: one piece more or less is evidence however many there
-are; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n`` largest
+area and sizes; for counts half a piece over the square root of the number of shots: one piece
+more or less is evidence however many there are, and the more shots agree on a count the more; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n`` largest
 z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
 """
 
@@ -148,9 +148,12 @@ class CompositionScore(Feature):
             out[c, 8] = lab[..., 2][m].mean()
         return out
 
-    def _floors(self, mean: np.ndarray) -> np.ndarray:
+    def _floors(self, mean: np.ndarray, seen: np.ndarray) -> np.ndarray:
         f = self.abs_floor + self.rel_floor * np.abs(np.nan_to_num(mean))
-        f[:, _COUNT] = self.count_floor  # one piece more or less is evidence however many there are
+        # One piece more or less is evidence however many there are; the more shots agree on a
+        # count, the stronger: half a piece from one shot, shrinking as the standard error of
+        # a mean (k shots: half a piece / sqrt(k)).
+        f[:, _COUNT] = self.count_floor / np.sqrt(np.maximum(seen[:, _COUNT], 1))
         f[:, list(_POSITION)] = self.position_floor
         f[:, list(_CHROMA)] = self.chroma_floor
         return f
@@ -180,7 +183,7 @@ class CompositionScore(Feature):
             dof = np.maximum(seen - 1, 1)
             std = std * np.sqrt(dof / chi2.ppf(1.0 - self.std_confidence, dof))
         # The floor is added in quadrature: jitter below it is never evidence.
-        return CompositionState(levels, mean, np.hypot(std, self._floors(mean)))
+        return CompositionState(levels, mean, np.hypot(std, self._floors(mean, seen)))
 
     def score(self, parsed: ParsedImage, state: CompositionState) -> FeatureScore:
         x = self.describe_levels(parsed, state.levels)
