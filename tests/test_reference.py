@@ -66,3 +66,19 @@ def test_the_module_reorders_the_shots_true_parts_with_them(loco_root):
     module.on_train_epoch_end()
     order = module.model.shot_order
     assert order[0] != 0 and [int(p[0, 0]) for p in module._parts] == order
+
+
+def test_the_empty_reference_warning_speaks_of_the_shot_aligned_to(loco_root, caplog):
+    """A blank first shot is no reference under ``typical``: no warning then; under ``first`` one."""
+    from locoad.data.datamodule import LocoDataModule
+    from test_patch_robust import small_model
+
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
+    dm.setup()
+    train = dm.dataset("train")
+    images = torch.cat([torch.full((1, 3, 112, 112), 0.4), torch.stack([train[i]["image"] for i in range(3)])])
+    for reference, warned in (("typical", False), ("first", True)):
+        caplog.clear()
+        model = small_model(reference=reference)
+        model.fit(model.encode(images))
+        assert ("no foreground segment" in caplog.text) is warned, reference

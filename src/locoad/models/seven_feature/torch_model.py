@@ -265,27 +265,25 @@ class SevenFeatureModel(nn.Module):
         if not shots:
             raise ValueError("no training shots")
         self.check_finite(shots)
-        self.shots = list(shots)
         if self.feature_norm != "none":
             allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
             self.feat_mean = allp.mean(1)
             self.feat_std = allp.std(1).clamp_min(1e-6) if allp.shape[1] > 1 else torch.ones_like(self.feat_mean)
-        if shots[0].segments.max() == 0:
-            # Still a valid model: every segment of every image becomes "unmatched" and the
-            # class features degrade to foreground statistics. Say so loudly.
-            log.warning(
-                "the reference image (first shot) has no foreground segment: the segmenter found only "
-                "background, so alignment has no classes. Check the segmenter (weights, min_area) "
-                "or choose another data.seed."
-            )
         views = [self.segmented(s) for s in shots]
         typical = self.aligned and self.reference == "typical"
         ref = most_typical(views, getattr(self.aligner, "weights", None)) if typical else 0
         # the reference leads: every later step reads shots[0] as the reference
         self.shot_order = [ref] + [i for i in range(len(shots)) if i != ref]
-        if ref:
-            shots, views = [shots[i] for i in self.shot_order], [views[i] for i in self.shot_order]
-            self.shots = list(shots)
+        shots, views = [shots[i] for i in self.shot_order], [views[i] for i in self.shot_order]
+        self.shots = shots
+        if shots[0].segments.max() == 0:
+            # Still a valid model: every segment of every image becomes "unmatched" and the
+            # class features degrade to foreground statistics. Say so loudly.
+            log.warning(
+                "the reference image (%s shot) has no foreground segment: the segmenter found only "
+                "background, so alignment has no classes. Check the segmenter (weights, min_area) "
+                "or choose another data.seed.", "the first" if ref == 0 else "the most typical"
+            )
         if self.aligned:
             self.aligner.fit(views[0])
             maps = [self.aligner.reference_class_map()] + [self.aligner.align(v) for v in views[1:]]
