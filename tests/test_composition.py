@@ -88,3 +88,20 @@ def test_merge_levels_keep_a_close_colour_apart():
     assert missing >= 2.0 > good
     with pytest.raises(ValueError, match="merge_distance"):
         CompositionScore(merge_distance=[])
+
+
+def test_units_count_touching_pieces_that_connectivity_merges():
+    """Two pins that touch are one connected piece but still two units of the shots' typical
+    pin: a merge in a good image moves the piece count, not the units; a missing pin moves both."""
+    touching = PINS[:-1] + [(28, 50)]  # the fifth pin right below the one at (20, 50): one 16 x 8 piece
+    scores = {}
+    for units in (False, True):
+        f = CompositionScore(classes="aligned", top_n=1, units=units)
+        state = f.fit([scene(PINS, seed=i, shift=i) for i in range(4)])
+        x = f.in_units(f.describe_levels(scene(touching, seed=7), state.levels), state.unit)
+        scores[units] = (x[2], f.score(scene(PINS[:-1], seed=7), state).value)
+    (merged_off, _), (merged_on, missing_on) = scores[False], scores[True]
+    pieces, units = merged_on[1], merged_on[-1]
+    assert pieces == 4 and units == pytest.approx(5.0)  # connectivity sees 4, units still 5
+    assert np.isnan(merged_off[-1])  # units off: no units entry
+    assert missing_on >= 2.0 * np.sqrt(4) - 1e-9

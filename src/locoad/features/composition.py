@@ -5,9 +5,13 @@ Part kinds are either *colour classes* fitted on the shots (``classes="colour"``
 k-means of the shots' CIELAB pixels, every pixel of an image assigned to its nearest centre;
 no segmenter and no aligner involved) or the aligner's classes (``classes="aligned"``). Per
 kind and image the descriptor is: area (fraction of the image), number of connected pieces,
-mean / largest / smallest piece, centroid (y, x) and mean chroma (a, b). A missing pin is one piece
-fewer of the pin colour, a short screw a smaller smallest piece, a cable of the wrong
-colour area moved between two colour classes, whatever the segmenter did with them.
+mean / largest / smallest piece, centroid (y, x), mean chroma (a, b) and *units*: the area in
+units of the kind's typical piece in the shots (the median over the shots of each shot's median
+piece). A missing pin is one piece fewer of the pin colour, a short screw a smaller smallest
+piece, a cable of the wrong colour area moved between two colour classes, whatever the segmenter
+did with them. Units count pieces without connectivity: two washers that touch are one piece but
+still two units, so a merge in a good image moves the piece count and not the units, while a
+missing or extra washer moves both.
 
 Colour classes are fitted robustly to the light: every image is white-balanced first (its
 median colour made the same grey), lightness weighs half of chroma, k-means centres closer than
@@ -22,8 +26,9 @@ centroid of all non-background pixels, so a shift of the whole scene moves no pa
 Score: every descriptor entry becomes ``|x - mean| / sqrt(std^2 + floor^2)`` over the shots,
 with the std raised to its upper ``std_confidence`` bound (a few shots often agree by chance on
 an entry that varies) and a per-entry floor (``abs_floor`` plus ``rel_floor`` of the mean for
-area and sizes; for counts half a piece over the square root of the number of shots: one piece
-more or less is evidence however many there are, and the more shots agree on a count the more; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n`` largest
+area and sizes; for counts and units half a piece over the square root of the number of shots:
+one piece more or less is evidence however many there are, and the more shots agree on a count
+the more; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n`` largest
 z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
 """
 
@@ -42,8 +47,9 @@ from locoad.features.base import Feature, FeatureScore
 from locoad.types import BACKGROUND, ParsedImage
 
 # Descriptor entries per part kind (columns); counts are in pieces, the rest image fractions.
-COLUMNS = ("area", "pieces", "piece_mean", "piece_max", "piece_min", "cy", "cx", "a", "b")
+COLUMNS = ("area", "pieces", "piece_mean", "piece_max", "piece_min", "cy", "cx", "a", "b", "units")
 _COUNT = COLUMNS.index("pieces")
+_UNITS = COLUMNS.index("units")
 _POSITION = (COLUMNS.index("cy"), COLUMNS.index("cx"))
 _CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
 
@@ -55,6 +61,7 @@ class CompositionState:
     levels: list[tuple[np.ndarray | None, np.ndarray | None]]
     mean: np.ndarray  # (sum K, len(COLUMNS)) over the shots (NaN-aware: absent kinds ignored)
     floor_std: np.ndarray  # (sum K, len(COLUMNS)) sqrt(std over the shots ** 2 + floor ** 2)
+    unit: np.ndarray | None = None  # (sum K,) typical piece of each kind in the shots (image fraction)
 
 
 class CompositionScore(Feature):
@@ -77,6 +84,7 @@ class CompositionScore(Feature):
         white_balance: bool = True,
         merge_distance: float | Sequence[float] = 12.0,
         std_confidence: float | None = 0.8,
+        units: bool = True,
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
@@ -93,6 +101,7 @@ class CompositionScore(Feature):
         self.position_floor = position_floor
         self.chroma_floor = chroma_floor
         self.std_confidence = std_confidence
+        self.units = units
         distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
         if not distances:
             raise ValueError("composition merge_distance must be a number or a non-empty list of numbers")
@@ -111,7 +120,8 @@ class CompositionScore(Feature):
     # -- descriptor ------------------------------------------------------------------------------
     def describe(self, parsed: ParsedImage, centres: np.ndarray | None, background: np.ndarray | None = None) -> np.ndarray:
         """(K, len(COLUMNS)); NaN where a kind is absent (positions, piece sizes, chroma) and on
-        background kinds. Positions are relative to the centroid of all non-background pixels,
+        background kinds. The units column holds the median piece here (:meth:`in_units` turns
+        it into the area in units of the shots' typical piece). Positions are relative to the centroid of all non-background pixels,
         so a shift of the whole scene moves no part."""
         kinds, n = self.kind_map(parsed, centres)
         h, w = kinds.shape
@@ -142,6 +152,7 @@ class CompositionScore(Feature):
             out[c, 1] = len(sizes)
             if len(sizes):
                 out[c, 2:5] = sizes.mean(), sizes.max(), sizes.min()
+                out[c, _UNITS] = np.median(sizes)
             out[c, 5] = (yy[m].mean() + 0.5) / h - oy
             out[c, 6] = (xx[m].mean() + 0.5) / w - ox
             out[c, 7] = lab[..., 1][m].mean()
@@ -153,7 +164,7 @@ class CompositionScore(Feature):
         # One piece more or less is evidence however many there are; the more shots agree on a
         # count, the stronger: half a piece from one shot, shrinking as the standard error of
         # a mean (k shots: half a piece / sqrt(k)).
-        f[:, _COUNT] = self.count_floor / np.sqrt(np.maximum(seen[:, _COUNT], 1))
+        f[:, [_COUNT, _UNITS]] = self.count_floor / np.sqrt(np.maximum(seen[:, [_COUNT, _UNITS]], 1))
         f[:, list(_POSITION)] = self.position_floor
         f[:, list(_CHROMA)] = self.chroma_floor
         return f
@@ -162,6 +173,15 @@ class CompositionScore(Feature):
     def describe_levels(self, parsed: ParsedImage, levels: list[tuple[np.ndarray | None, np.ndarray | None]]) -> np.ndarray:
         """The descriptors of every merge level, stacked: (sum K, len(COLUMNS))."""
         return np.concatenate([self.describe(parsed, c, bg) for c, bg in levels])
+
+    def in_units(self, desc: np.ndarray, unit: np.ndarray) -> np.ndarray:
+        """``desc`` (..., K, len(COLUMNS)) with the units column = area / ``unit`` (K,); NaN where
+        the shots have no piece of a kind (or ``units`` is off)."""
+        out = desc.copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = desc[..., 0] / unit
+        out[..., _UNITS] = np.where(np.isfinite(u), u, np.nan) if self.units else np.nan
+        return out
 
     def fit(self, shots: list[ParsedImage]) -> CompositionState:
         if self.classes == "colour":
@@ -173,6 +193,8 @@ class CompositionScore(Feature):
         stack = np.stack([_pad_rows(d, n) for d in desc])  # (k, K, D)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries: a kind no shot has
+            unit = np.nanmedian(stack[:, :, _UNITS], axis=0)
+            stack = self.in_units(stack, unit)
             mean = np.nanmean(stack, axis=0)
             seen = np.isfinite(stack).sum(axis=0)  # shots that have each entry
             std = np.nan_to_num(np.nanstd(stack, axis=0, ddof=1)) if len(stack) > 1 else np.zeros_like(mean)
@@ -183,12 +205,14 @@ class CompositionScore(Feature):
             dof = np.maximum(seen - 1, 1)
             std = std * np.sqrt(dof / chi2.ppf(1.0 - self.std_confidence, dof))
         # The floor is added in quadrature: jitter below it is never evidence.
-        return CompositionState(levels, mean, np.hypot(std, self._floors(mean, seen)))
+        return CompositionState(levels, mean, np.hypot(std, self._floors(mean, seen)), unit)
 
     def score(self, parsed: ParsedImage, state: CompositionState) -> FeatureScore:
         x = self.describe_levels(parsed, state.levels)
         n = max(len(x), len(state.mean))
         x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
+        unit = state.unit if state.unit is not None else np.full(len(state.mean), np.nan)  # older states
+        x = self.in_units(x, _pad_rows(unit, n))
         z = np.abs(x - mean) / scale
         # A kind the shots never had (an aligned "unmatched" class) or one absent here: its
         # area / count entries still say so; NaN entries (no position of an absent kind) drop out.
