@@ -28,8 +28,8 @@ with the std raised to its upper ``std_confidence`` bound (a few shots often agr
 an entry that varies) and a per-entry floor (``abs_floor`` plus ``rel_floor`` of the mean for
 area and sizes; for counts and units half a piece over the square root of the number of shots:
 one piece more or less is evidence however many there are, and the more shots agree on a count
-the more; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n`` largest
-z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
+the more; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n``
+largest z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class CompositionState:
     levels: list[tuple[np.ndarray | None, np.ndarray | None]]
     mean: np.ndarray  # (sum K, len(COLUMNS)) over the shots (NaN-aware: absent kinds ignored)
     floor_std: np.ndarray  # (sum K, len(COLUMNS)) sqrt(std over the shots ** 2 + floor ** 2)
-    unit: np.ndarray | None = None  # (sum K,) typical piece of each kind in the shots (image fraction)
+    unit: np.ndarray  # (sum K,) typical piece of each kind in the shots (image fraction)
 
 
 class CompositionScore(Feature):
@@ -121,8 +121,8 @@ class CompositionScore(Feature):
     def describe(self, parsed: ParsedImage, centres: np.ndarray | None, background: np.ndarray | None = None) -> np.ndarray:
         """(K, len(COLUMNS)); NaN where a kind is absent (positions, piece sizes, chroma) and on
         background kinds. The units column holds the median piece here (:meth:`in_units` turns
-        it into the area in units of the shots' typical piece). Positions are relative to the centroid of all non-background pixels,
-        so a shift of the whole scene moves no part."""
+        it into the area in units of the shots' typical piece). Positions are relative to the
+        centroid of all non-background pixels, so a shift of the whole scene moves no part."""
         kinds, n = self.kind_map(parsed, centres)
         h, w = kinds.shape
         size = float(h * w)
@@ -211,8 +211,7 @@ class CompositionScore(Feature):
         x = self.describe_levels(parsed, state.levels)
         n = max(len(x), len(state.mean))
         x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
-        unit = state.unit if state.unit is not None else np.full(len(state.mean), np.nan)  # older states
-        x = self.in_units(x, _pad_rows(unit, n))
+        x = self.in_units(x, _pad_rows(state.unit, n))
         z = np.abs(x - mean) / scale
         # A kind the shots never had (an aligned "unmatched" class) or one absent here: its
         # area / count entries still say so; NaN entries (no position of an absent kind) drop out.
