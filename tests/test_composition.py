@@ -62,6 +62,35 @@ def test_one_shot_and_bad_options():
         CompositionScore(classes="segments")
     with pytest.raises(ValueError, match="n_colours"):
         CompositionScore(n_colours=1)
+    with pytest.raises(ValueError, match="white_balance must be one of"):
+        CompositionScore(white_balance="auto")
+
+
+def bag(bolts: int, seed: int = 0) -> ParsedImage:
+    """A light-blue bag with grey bolts on a dark background (most of the image)."""
+    rng = np.random.default_rng(seed)
+    rgb = np.empty((S, S, 3), np.int16)
+    rgb[:] = (52, 60, 70)
+    rgb[20:70, 15:80] = (167, 192, 212)
+    for i in range(bolts):
+        rgb[28 + 14 * i : 34 + 14 * i, 25 + 2 * seed : 65 + 2 * seed] = (122, 132, 140)
+    rgb = np.clip(rgb + rng.integers(-3, 4, rgb.shape), 0, 255).astype(np.uint8)
+    return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), np.zeros((S, S), np.int64), torch.zeros(1, 4, 4),
+                       torch.zeros(4, 4, dtype=torch.long), 1)
+
+
+def test_a_missing_bolt_on_a_light_bag_counts_on_a_dark_background():
+    """With gray_world the dark background's median is made mid-grey: bag and bolts saturate to
+    one white and a missing bolt is invisible; cast_and_level keeps them apart."""
+    scores = {}
+    for balance in ("cast_and_level", "gray_world"):
+        f = CompositionScore(n_colours=4, top_n=1, white_balance=balance)
+        state = f.fit([bag(3, seed=i) for i in range(3)])
+        scores[balance] = f.score(bag(3, seed=5), state).value, f.score(bag(2, seed=5), state).value
+    good, missing = scores["cast_and_level"]
+    assert missing >= 2.0 * np.sqrt(3) - 1e-9 and missing > 2.5 * good
+    good, missing = scores["gray_world"]
+    assert missing < 2 * max(good, 0.5)
 
 
 def test_merge_levels_keep_a_close_colour_apart():
@@ -105,3 +134,15 @@ def test_units_count_touching_pieces_that_connectivity_merges():
     assert pieces == 4 and units == pytest.approx(5.0)  # connectivity sees 4, units still 5
     assert np.isnan(merged_off[-1])  # units off: no units entry
     assert missing_on >= 2.0 * np.sqrt(4) - 1e-9
+
+
+def test_colour_kinds_keep_one_balanced_image_per_white_balance():
+    """composition and instance_set read the same parsed shots; each must get its own balance."""
+    from locoad.components.colour_kinds import ColourKinds
+
+    p = bag(2)
+    level, grey = ColourKinds(white_balance="cast_and_level").lab(p), ColourKinds(white_balance="gray_world").lab(p)
+    assert np.abs(level - grey).max() > 5.0
+    np.testing.assert_array_equal(ColourKinds(white_balance="gray_world").lab(p), grey)
+    np.testing.assert_array_equal(ColourKinds(white_balance=True).lab(p), grey)  # older configs: true
+    np.testing.assert_array_equal(ColourKinds(white_balance="none").lab(p), p.lab)

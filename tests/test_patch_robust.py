@@ -8,7 +8,7 @@ import torch
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
-from locoad.colour import gray_world, white_patch
+from locoad.colour import cast_and_level, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.data.datamodule import LocoDataModule
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
@@ -268,3 +268,25 @@ def test_checkpoint_keeps_the_copies_and_refits_the_same_banks(images):
     assert torch.equal(loaded.model.patch_banks[0].bank, fitted.model.patch_banks[0].bank)
     for n, v in fitted.model.loo_scores.items():
         np.testing.assert_array_equal(loaded.model.loo_scores[n], v)
+
+
+def test_cast_and_level_keeps_light_parts_apart_on_a_dark_background():
+    """gray_world maps a dark background's median to mid-grey: a light-blue bag and the grey bolt
+    on it both saturate to about the same white. cast_and_level keeps them apart and, like
+    gray_world, removes a colour cast and an exposure change."""
+    img = torch.zeros(40, 40, 3)
+    img[:] = torch.tensor([0.20, 0.24, 0.27])  # dark blue-grey background
+    img[10:26, 8:32] = torch.tensor([0.65, 0.75, 0.83])  # light-blue bag, 24 % ...
+    img[14:20, 12:28] = torch.tensor([0.48, 0.52, 0.55])  # ... with a grey bolt
+    bag, bolt = (slice(21, 26), slice(8, 32)), (slice(15, 19), slice(13, 27))
+
+    def gap(x):
+        return (x[bag].mean((0, 1)) - x[bolt].mean((0, 1))).abs().max().item()
+
+    assert gap(gray_world(img.clone(), channel_dim=-1)) < 0.05  # clipped into one white
+    balanced = cast_and_level(img, channel_dim=-1)
+    assert gap(balanced) > 0.2
+    cast = img * torch.tensor([1.15, 1.0, 0.85]) * 0.7  # a colour cast, darker exposure
+    torch.testing.assert_close(cast_and_level(cast, channel_dim=-1), balanced, atol=1e-5, rtol=1e-5)
+    batched = cast_and_level(torch.stack([img, cast]).movedim(-1, 1))  # (B, 3, H, W)
+    torch.testing.assert_close(batched[1].movedim(0, -1), balanced, atol=1e-5, rtol=1e-5)

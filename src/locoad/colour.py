@@ -57,8 +57,8 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return linear_to_lab(lin.permute(2, 0, 1)[None])[0].permute(1, 2, 0).contiguous().numpy()
 
 
-# The grey every image's median colour is mapped to by :func:`gray_world` (composition's white
-# balance, and the backbone's ``model.photometric=gray_world`` input): mid-bright, so parts
+# The grey every image's median colour is mapped to by :func:`gray_world` (the colour kinds'
+# ``white_balance=gray_world``, and the backbone's ``model.photometric=gray_world`` input): mid-bright, so parts
 # brighter than the (mostly background) median keep some headroom before clipping.
 GREY = 0.6
 
@@ -75,6 +75,13 @@ def _scaled(x: torch.Tensor, scale: torch.Tensor, channel_dim: int) -> torch.Ten
     return out.clamp(0.0, 1.0).movedim(-1, channel_dim)
 
 
+def _median(flat: torch.Tensor) -> torch.Tensor:
+    """(..., C) per-channel median of (..., N, C) pixels, numpy's (the mean of the two middle
+    values for an even count)."""
+    n = flat.shape[-2]
+    return (flat.kthvalue((n - 1) // 2 + 1, dim=-2).values + flat.kthvalue(n // 2 + 1, dim=-2).values) / 2
+
+
 def gray_world(rgb: torch.Tensor, grey: float = GREY, channel_dim: int = -3) -> torch.Tensor:
     """Per-image white balance: every channel scaled so that its median is ``grey`` (clipped to
     [0, 1]).
@@ -82,12 +89,22 @@ def gray_world(rgb: torch.Tensor, grey: float = GREY, channel_dim: int = -3) -> 
     ``rgb`` holds values in [0, 1] with channels along ``channel_dim`` ((B, 3, H, W) by default;
     ``channel_dim=-1`` for (H, W, 3)). The median (of a mostly-background image: the background)
     takes out exposure and colour casts, so the same part looks the same under another light.
-    The median is numpy's (the mean of the two middle values for an even count)."""
+    On a dark background it is a gain of 2-3 that saturates light parts (see :func:`cast_and_level`)."""
     x, flat = _channels_last(rgb, channel_dim)
-    n = flat.shape[-2]
-    med = (flat.kthvalue((n - 1) // 2 + 1, dim=-2).values + flat.kthvalue(n // 2 + 1, dim=-2).values) / 2
+    med = _median(flat)
     # grey as a tensor of the image's dtype: float32 arithmetic throughout, like numpy's
     return _scaled(x, med.new_tensor(grey) / med.clamp_min(1e-3), channel_dim)
+
+
+def cast_and_level(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, channel_dim: int = -3) -> torch.Tensor:
+    """Per-image white balance that keeps a dark background dark: the colour cast from the
+    channel medians (each channel divided by its median), the exposure from the bright end
+    (:func:`white_patch` with one gain: the brightest channel's ``quantile`` at ``white``).
+    :func:`gray_world` takes both from the median, which on a dark background saturates a light
+    bag and the grey bolts on it into one white."""
+    x, flat = _channels_last(rgb, channel_dim)
+    balanced = x / _median(flat).clamp_min(1e-3)[..., None, None, :]
+    return white_patch(balanced, white, quantile, channel_dim=-1, per_channel=False).movedim(-1, channel_dim)
 
 
 def white_patch(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, channel_dim: int = -3,
@@ -102,3 +119,4 @@ def white_patch(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, c
         flat = flat.amax(-1, keepdim=True)
     top = flat.kthvalue(int(round(quantile * (flat.shape[-2] - 1))) + 1, dim=-2).values
     return _scaled(x, top.new_tensor(white) / top.clamp_min(1e-3), channel_dim)
+

@@ -1,7 +1,7 @@
 """Part kinds as colour classes fitted on the shots, without a segmenter or an aligner.
 
 Shared by the ``composition`` and ``instance_set`` scores. Every image is white-balanced first
-(its median colour made the same grey), lightness weighs ``lightness_weight`` of chroma, k-means
+(``cast_and_level``: the channel medians give the colour cast, the bright end the exposure), lightness weighs ``lightness_weight`` of chroma, k-means
 centres of the shots' pixels closer than ``merge_distance`` are merged (one colour in two shades
 is one kind), every pixel goes to its nearest centre, and the kinds that own at least
 ``background_share`` of the shots' image border are the background.
@@ -14,8 +14,10 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
 
-from locoad.colour import gray_world, rgb_to_lab
+from locoad.colour import cast_and_level, gray_world, rgb_to_lab
 from locoad.types import ParsedImage
+
+WHITE_BALANCES = ("cast_and_level", "gray_world", "none")
 
 
 class ColourKinds:
@@ -25,7 +27,7 @@ class ColourKinds:
         lightness_weight: float = 0.5,
         sample_stride: int = 4,
         background_share: float = 0.1,
-        white_balance: bool = True,
+        white_balance: str | bool = "cast_and_level",
         merge_distance: float = 12.0,
         seed: int = 0,
         owner: str = "colour kinds",
@@ -38,22 +40,31 @@ class ColourKinds:
         self.lightness_weight = lightness_weight
         self.sample_stride = sample_stride
         self.background_share = background_share
+        if isinstance(white_balance, bool):  # configs before the choice existed
+            white_balance = "gray_world" if white_balance else "none"
+        if white_balance not in WHITE_BALANCES:
+            raise ValueError(f"{owner} white_balance must be one of {', '.join(WHITE_BALANCES)}, got {white_balance!r}")
         self.white_balance = white_balance
         self.merge_distance = merge_distance
         self.seed = seed
 
     def lab(self, parsed: ParsedImage) -> np.ndarray:
-        """(H, W, 3) CIELAB, white-balanced per image when ``white_balance``: every channel scaled
-        so that its median (mostly background) is the same grey in every image, which removes
-        exposure changes and colour casts before colours are compared."""
-        if not self.white_balance:
+        """(H, W, 3) CIELAB, white-balanced per image as ``white_balance`` says, which removes
+        exposure changes and colour casts before colours are compared: ``cast_and_level`` (every
+        channel divided by its median, one gain putting the bright end at 0.9), ``gray_world``
+        (every channel's median, mostly background, made the same grey: on a dark background a
+        gain of 2-3 that saturates every light part into one white) or ``none``."""
+        if self.white_balance == "none":
             return parsed.lab
-        # Kept on the image: leave-one-out fits and several scores read every shot again.
-        cached = getattr(parsed, "_white_balanced_lab", None)
+        # Kept on the image: leave-one-out fits and several scores read every shot again (keyed
+        # by the balance: composition and instance_set may use different ones).
+        key = f"_lab_{self.white_balance}"
+        cached = getattr(parsed, key, None)
         if cached is None:
             rgb = torch.from_numpy(parsed.rgb.astype(np.float32) / 255.0)
-            cached = rgb_to_lab(gray_world(rgb, channel_dim=-1).numpy())
-            object.__setattr__(parsed, "_white_balanced_lab", cached)
+            balance = cast_and_level if self.white_balance == "cast_and_level" else gray_world
+            cached = rgb_to_lab(balance(rgb, channel_dim=-1).numpy())
+            object.__setattr__(parsed, key, cached)
         return cached
 
     def scaled_lab(self, parsed: ParsedImage) -> np.ndarray:

@@ -13,8 +13,9 @@ did with them. Units count pieces without connectivity: two washers that touch a
 still two units, so a merge in a good image moves the piece count and not the units, while a
 missing or extra washer moves both.
 
-Colour classes are fitted robustly to the light: every image is white-balanced first (its
-median colour made the same grey), lightness weighs half of chroma, k-means centres closer than
+Colour classes are fitted robustly to the light: every image is white-balanced first (the
+channel medians give the colour cast, the bright end the exposure: a median made grey would
+saturate the light parts of an image on a dark background into one white), lightness weighs half of chroma, k-means centres closer than
 ``merge_distance`` are merged (one colour in two shades is one kind), and the kinds that own
 the image border in the shots are background and ignored. With a list of distances the kinds of
 every cut of the same k-means fit are described side by side: a fine cut keeps two close colours
@@ -81,7 +82,7 @@ class CompositionScore(Feature):
         position_floor: float = 0.05,
         chroma_floor: float = 2.0,
         background_share: float = 0.1,
-        white_balance: bool = True,
+        white_balance: str = "cast_and_level",
         merge_distance: float | Sequence[float] = 12.0,
         std_confidence: float | None = 0.8,
         units: bool = True,

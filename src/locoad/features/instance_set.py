@@ -107,7 +107,7 @@ class InstanceSetScore(Feature):
         lightness_weight: float = 0.5,
         sample_stride: int = 4,
         background_share: float = 0.1,
-        white_balance: bool = True,
+        white_balance: str = "gray_world",
         merge_distance: float = 12.0,
         min_area: float = 0.0003,
         smooth: bool = True,
