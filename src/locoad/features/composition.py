@@ -15,14 +15,15 @@ missing or extra washer moves both.
 
 Colour classes are fitted robustly to the light: every image is white-balanced first (the
 channel medians give the colour cast, the bright end the exposure: a median made grey would
-saturate the light parts of an image on a dark background into one white), lightness weighs half of chroma, k-means centres closer than
-``merge_distance`` are merged (one colour in two shades is one kind), and the kinds that own
-the image border in the shots are background and ignored. With a list of distances the kinds of
-every cut of the same k-means fit are described side by side: a fine cut keeps two close colours
-apart (a white pin on a light cell: at one coarse cut a missing pin is only a smaller cell), a
-coarse cut joins the shades of one colour; a kind that is unstable at one cut has a large std
-over the shots there and hence a small z. Positions are relative to the
-centroid of all non-background pixels, so a shift of the whole scene moves no part.
+saturate the light parts of an image on a dark background into one white), lightness weighs
+half of chroma, k-means centres closer than ``merge_distance`` are merged (one colour in two
+shades is one kind), and the kinds that own the image border in the shots are background and
+ignored. With a list of distances the kinds of every cut of the same k-means fit are described
+side by side: a fine cut keeps two close colours apart (a white pin on a light cell: at one
+coarse cut a missing pin is only a smaller cell), a coarse cut joins the shades of one colour; a
+kind that is unstable at one cut has a large std over the shots there and hence a small z.
+Positions are relative to the centroid of all non-background pixels, so a shift of the whole
+scene moves no part.
 
 Score: every descriptor entry becomes ``|x - mean| / sqrt(std^2 + floor^2)`` over the shots,
 with the std raised to its upper ``std_confidence`` bound (a few shots often agree by chance on
