@@ -6,6 +6,7 @@ import pytest
 import torch
 from skimage.color import rgb2lab
 
+from locoad.components.colour_kinds import ColourKinds
 from locoad.features.composition import CompositionScore
 from locoad.types import ParsedImage
 
@@ -138,8 +139,6 @@ def test_units_count_touching_pieces_that_connectivity_merges():
 
 def test_colour_kinds_keep_one_balanced_image_per_white_balance():
     """composition and instance_set read the same parsed shots; each must get its own balance."""
-    from locoad.components.colour_kinds import ColourKinds
-
     p = bag(2)
     level, grey = ColourKinds(white_balance="cast_and_level").lab(p), ColourKinds(white_balance="gray_world").lab(p)
     assert np.abs(level - grey).max() > 5.0

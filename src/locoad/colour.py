@@ -58,8 +58,9 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 # The grey every image's median colour is mapped to by :func:`gray_world` (the colour kinds'
-# ``white_balance=gray_world``, and the backbone's ``model.photometric=gray_world`` input): mid-bright, so parts
-# brighter than the (mostly background) median keep some headroom before clipping.
+# ``white_balance=gray_world``, and the backbone's ``model.photometric=gray_world`` input):
+# mid-bright, so parts brighter than the (mostly background) median keep some headroom before
+# clipping.
 GREY = 0.6
 
 
@@ -119,4 +120,3 @@ def white_patch(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, c
         flat = flat.amax(-1, keepdim=True)
     top = flat.kthvalue(int(round(quantile * (flat.shape[-2] - 1))) + 1, dim=-2).values
     return _scaled(x, top.new_tensor(white) / top.clamp_min(1e-3), channel_dim)
-

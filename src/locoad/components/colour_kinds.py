@@ -18,7 +18,8 @@ from sklearn.cluster import KMeans
 from locoad.colour import cast_and_level, gray_world, rgb_to_lab
 from locoad.types import ParsedImage
 
-WHITE_BALANCES = ("cast_and_level", "gray_world", "none")
+# white_balance name -> per-image balance of (H, W, 3) RGB in [0, 1] (None: the image as it is)
+WHITE_BALANCES = {"cast_and_level": cast_and_level, "gray_world": gray_world, "none": None}
 
 
 class ColourKinds:
@@ -55,7 +56,8 @@ class ColourKinds:
         channel divided by its median, one gain putting the bright end at 0.9), ``gray_world``
         (every channel's median, mostly background, made the same grey: on a dark background a
         gain of 2-3 that saturates every light part into one white) or ``none``."""
-        if self.white_balance == "none":
+        balance = WHITE_BALANCES[self.white_balance]
+        if balance is None:
             return parsed.lab
         # Kept on the image: leave-one-out fits and several scores read every shot again (keyed
         # by the balance: composition and instance_set may use different ones).
@@ -63,7 +65,6 @@ class ColourKinds:
         cached = getattr(parsed, key, None)
         if cached is None:
             rgb = torch.from_numpy(parsed.rgb.astype(np.float32) / 255.0)
-            balance = cast_and_level if self.white_balance == "cast_and_level" else gray_world
             cached = rgb_to_lab(balance(rgb, channel_dim=-1).numpy())
             object.__setattr__(parsed, key, cached)
         return cached
