@@ -52,6 +52,10 @@ def test_feature_presets_hold_the_documented_features():
     robust = compose_cfg(["features=robust"]).features
     assert set(robust) == {*cfg.features, "class_count", "composition"} - {"class_embedding", "class_colour", "class_histogram"}
     assert robust.composition.classes == "colour"
+    patch = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
+    # the default averages each patch score's top 1 %; the seed's presets keep its 2 %
+    assert [robust[n].top_percent for n in patch] == [1.0] * 3
+    assert [cfg.features[n].top_percent for n in patch] == [2.0] * 3
 
 
 @pytest.fixture(scope="module")
