@@ -83,7 +83,7 @@ class CompositionScore(Feature):
         position_floor: float = 0.05,
         chroma_floor: float = 2.0,
         background_share: float = 0.1,
-        white_balance: str = "cast_and_level",
+        white_balance: str | bool = "cast_and_level",  # bool: configs before the choice (ColourKinds)
         merge_distance: float | Sequence[float] = 12.0,
         std_confidence: float | None = 0.8,
         units: bool = True,

@@ -107,7 +107,7 @@ class InstanceSetScore(Feature):
         lightness_weight: float = 0.5,
         sample_stride: int = 4,
         background_share: float = 0.1,
-        white_balance: str = "gray_world",
+        white_balance: str | bool = "gray_world",  # bool: configs before the choice (ColourKinds)
         merge_distance: float = 12.0,
         min_area: float = 0.0003,
         smooth: bool = True,
