@@ -120,3 +120,31 @@ def white_patch(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, c
         flat = flat.amax(-1, keepdim=True)
     top = flat.kthvalue(int(round(quantile * (flat.shape[-2] - 1))) + 1, dim=-2).values
     return _scaled(x, top.new_tensor(white) / top.clamp_min(1e-3), channel_dim)
+
+
+def flatten_light(rgb: torch.Tensor, channel_dim: int = -3, border: float = 0.12, iterations: int = 3) -> torch.Tensor:
+    """Divide out a lighting gradient: a plane fitted to the log brightness of the image's
+    border ring (``border``: its width, a fraction of each side), robustly (Cauchy weights, so a
+    part reaching into the ring counts little), and removed with the brightness at the centre
+    kept: a capture lit from one side looks as if lit evenly. Only the ring, because the parts in
+    the middle would make their own layout look like a gradient; only a plane, because anything
+    finer would follow the parts. A capture lit evenly is left (almost) as it is."""
+    x = rgb.movedim(channel_dim, -1)
+    h, w = x.shape[-3:-1]
+    gy, gx = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device),
+                            indexing="ij")
+    s = max(1, min(h, w) // 64)  # a 64-px grid is plenty for a plane
+    yy, xx = gy[::s, ::s].flatten(), gx[::s, ::s].flatten()
+    lum = torch.log(x.amax(-1)[..., ::s, ::s].clamp_min(1e-3)).flatten(-2)  # (..., N)
+    a = torch.stack([torch.ones_like(yy), yy, xx], -1).to(lum.dtype)  # (N, 3): 1, y, x
+    ring = ((yy.abs() > 1 - 2 * border) | (xx.abs() > 1 - 2 * border)).to(lum.dtype)
+    wgt = ring.expand_as(lum)
+    eye = 1e-6 * torch.eye(3, dtype=a.dtype, device=a.device)
+    for _ in range(iterations):
+        aw = a * wgt[..., None]  # weighted least squares: (A^T W A) c = A^T W y
+        coef = torch.linalg.solve(aw.transpose(-1, -2) @ a + eye, (aw * lum[..., None]).sum(-2))
+        r = lum - (a * coef[..., None, :]).sum(-1)
+        spread = 0.8 * (r.abs() * ring).sum(-1, keepdim=True) / ring.sum() + 1e-3
+        wgt = ring / (1.0 + (r / (2.0 * spread)) ** 2)
+    gain = torch.exp(-(coef[..., 1, None, None] * gy + coef[..., 2, None, None] * gx)).to(x.dtype)
+    return (x * gain[..., None]).clamp(0, 1).movedim(-1, channel_dim)
