@@ -8,7 +8,7 @@ import torch
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
-from locoad.colour import cast_and_level, gray_world, white_patch
+from locoad.colour import cast_and_level, flatten_light, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.data.datamodule import LocoDataModule
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
@@ -68,7 +68,8 @@ def test_white_patch_keeps_a_dark_background_dark():
 
 
 @pytest.mark.parametrize("photometric, gain", [("gray_world", (0.7, 0.8, 0.9)), ("white_patch", (0.7, 0.8, 0.9)),
-                                               ("white_level", (0.75, 0.75, 0.75))])
+                                               ("white_level", (0.75, 0.75, 0.75)),
+                                               ("flat_white_level", (0.75, 0.75, 0.75))])
 def test_photometric_input_makes_features_blind_to_exposure_and_cast(images, photometric, gain):
     """A darker, tinted capture of the same scene (``white_level``: only darker) gives the
     backbone the same input with a photometric normalisation (up to rounding), and a different
@@ -81,6 +82,40 @@ def test_photometric_input_makes_features_blind_to_exposure_and_cast(images, pho
         assert close == same, setting
         # the segmenter still reads the untouched image
         assert all(np.array_equal(x.rgb, r) for x, r in zip(a, to_uint8(images, 64)))
+
+
+def lit_from_one_side(img: torch.Tensor, slope: float = 0.35) -> torch.Tensor:
+    """``img`` under light that falls off across it: exp(slope * x), x from -1 to 1."""
+    h, w = img.shape[-2:]
+    gy, gx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return img * torch.exp(slope * gx - 0.5 * slope * gy)
+
+
+def test_flatten_light_removes_a_gradient_and_leaves_even_light():
+    """A part on a plain background, lit from one side: the background is even again and the
+    part keeps its contrast to it; under even light nothing changes; a part that reaches into
+    the border ring does not make a gradient of its own."""
+    img = torch.full((2, 3, 60, 100), 0.3)
+    img[..., 20:40, 10:60] = torch.tensor([0.8, 0.6, 0.4]).view(3, 1, 1)
+    flat = flatten_light(lit_from_one_side(img))
+    assert torch.allclose(flat[..., 2, 2], flat[..., -3, -3], rtol=1e-3)  # opposite corners alike
+    assert torch.allclose(flat[..., 30, 30] / flat[..., 2, 50], img[..., 30, 30] / img[..., 2, 50], rtol=1e-3)
+    assert torch.allclose(flatten_light(img), img, atol=1e-4)
+    reaching = img.clone()
+    reaching[..., 20:40, 0:10] = 0.8  # the part runs to the left edge
+    assert torch.allclose(flatten_light(reaching)[..., 2, :], reaching[..., 2, :], rtol=0.02)
+    assert torch.allclose(flatten_light(img.permute(0, 2, 3, 1), channel_dim=-1), flatten_light(img).permute(0, 2, 3, 1))
+
+
+def test_flat_white_level_makes_features_blind_to_a_lighting_gradient(images):
+    """The same scene lit from one side: ``flat_white_level`` gives the backbone (nearly) the
+    input of the evenly lit capture, ``white_level`` (one gain) does not."""
+    lit = lit_from_one_side(images)
+    err = {}
+    for setting in ("flat_white_level", "white_level"):
+        m = small_model(photometric=setting)
+        err[setting] = (m.backbone_input(lit) - m.backbone_input(images)).abs().mean().item()
+    assert err["flat_white_level"] < 0.2 * err["white_level"], err
 
 
 def test_photometric_setting_is_part_of_the_cached_features(images, tmp_path):
