@@ -23,6 +23,7 @@ from locoad.metrics import image_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 PATCH = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
+_DEFAULT = yaml.safe_load((REPO / "conf/fusion/loo_patch_weighted.yaml").read_text())
 # name -> per-feature weights (features not named: 1.0)
 SETTINGS = {
     "equal (seed)": {},
@@ -30,10 +31,11 @@ SETTINGS = {
     "patch x2, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 2.0)},
     "patch x3, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 3.0)},
     "patch x3, no histogram, no composition": {"class_histogram": 0.0, "composition": 0.0, **dict.fromkeys(PATCH, 3.0)},
-    # the default's weights as the config has them, not a copy that could drift from it
-    "default (conf/fusion/loo_patch_weighted.yaml), no histogram": {
-        "class_histogram": 0.0, **yaml.safe_load((REPO / "conf/fusion/loo_patch_weighted.yaml").read_text())["weights"]},
+    # the default's weights and log features as the config has them, not a copy that could drift
+    "default (conf/fusion/loo_patch_weighted.yaml), no histogram": {"class_histogram": 0.0, **_DEFAULT["weights"]},
 }
+# name -> features entering as weight * log(1 + score / scale) (fusion.log_features)
+LOG_FEATURES = {"default (conf/fusion/loo_patch_weighted.yaml), no histogram": _DEFAULT["log_features"]}
 
 
 def load_runs(path: str) -> list[dict]:
@@ -51,8 +53,9 @@ def load_runs(path: str) -> list[dict]:
             for (c, k, s), r in sorted(runs.items())]
 
 
-def fused_metrics(run: dict, weights: dict[str, float], initial_scales: dict[str, float]) -> dict:
-    fusion = LeaveOneOutSum(weights=weights, initial_scales=initial_scales).fit(run["loo"])
+def fused_metrics(run: dict, weights: dict[str, float], initial_scales: dict[str, float],
+                  log_features: list[str] = ()) -> dict:
+    fusion = LeaveOneOutSum(weights=weights, initial_scales=initial_scales, log_features=log_features).fit(run["loo"])
     return image_metrics(fusion.fuse(run["score"]), run["labels"], run["types"])
 
 
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, weights in settings.items():
             by = collections.defaultdict(list)
             for r in runs:
-                m = fused_metrics(r, weights, scales)
+                m = fused_metrics(r, weights, scales, LOG_FEATURES.get(name, ()))
                 by[(r["category"], r["k"])].append((m["auroc"], m["logical"]["auroc"], m["structural"]["auroc"]))
             mean_k = [np.mean([np.mean(by[(c, k)], axis=0)[0] for c in cats if (c, k) in by]) for k in ks]
             k_cat = 4 if 4 in ks else ks[-1]

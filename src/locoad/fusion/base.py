@@ -58,14 +58,17 @@ class Fusion:
             self.scales[name] = scale
         return self
 
-    def normalised(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def ratios(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each score over its scale (1: as large as on the most unusual shot), features with
+        weight 0 left out."""
         if not self.scales:
             raise RuntimeError("fusion used before fit()")
-        return {
-            n: self.weights.get(n, 1.0) * np.asarray(s, dtype=np.float64) / self.scales.get(n, 1.0)
-            for n, s in scores.items()
-            if self.weights.get(n, 1.0) != 0
-        }
+        return {n: np.asarray(s, dtype=np.float64) / self.scales.get(n, 1.0)
+                for n, s in scores.items() if self.weights.get(n, 1.0) != 0}
+
+    def normalised(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`ratios` times the weights."""
+        return {n: self.weights.get(n, 1.0) * r for n, r in self.ratios(scores).items()}
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
