@@ -24,6 +24,7 @@ from locoad.metrics import image_metrics
 REPO = Path(__file__).resolve().parents[1]
 PATCH = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
 _DEFAULT = yaml.safe_load((REPO / "conf/fusion/loo_patch_weighted.yaml").read_text())
+DEFAULT_NAME = "default (conf/fusion/loo_patch_weighted.yaml), no histogram"
 # name -> per-feature weights (features not named: 1.0)
 SETTINGS = {
     "equal (seed)": {},
@@ -32,10 +33,10 @@ SETTINGS = {
     "patch x3, no histogram": {"class_histogram": 0.0, **dict.fromkeys(PATCH, 3.0)},
     "patch x3, no histogram, no composition": {"class_histogram": 0.0, "composition": 0.0, **dict.fromkeys(PATCH, 3.0)},
     # the default's weights and log features as the config has them, not a copy that could drift
-    "default (conf/fusion/loo_patch_weighted.yaml), no histogram": {"class_histogram": 0.0, **_DEFAULT["weights"]},
+    DEFAULT_NAME: {"class_histogram": 0.0, **_DEFAULT["weights"]},
 }
 # name -> features entering as weight * log(1 + score / scale) (fusion.log_features)
-LOG_FEATURES = {"default (conf/fusion/loo_patch_weighted.yaml), no histogram": _DEFAULT["log_features"]}
+LOG_FEATURES = {DEFAULT_NAME: _DEFAULT["log_features"]}
 
 
 def load_runs(path: str) -> list[dict]:
