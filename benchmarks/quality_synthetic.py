@@ -16,7 +16,8 @@ lighting variation, a new layout per generator seed; ``generate(capture="varied"
 on; HELD_OUT_GENERATOR_SEEDS are for reporting only -- never tune anything on them.
 ``--variant heldout`` measures on the independently written scene family of
 ``locoad.data.heldout`` (other categories, shapes, defects, renderer; photo-like captures,
-``--variant heldout_clean`` the same scenes captured cleanly): report only, NEVER tune on it. ``--render FILE...`` prints the fused table of saved result files without recomputing:
+``--variant heldout_clean`` the same scenes captured cleanly): report only, NEVER tune on it. ``--render FILE...`` prints the fused table (and, where the data names its defects, the fused AUROC
+per category and defect) of saved result files without recomputing:
 
     .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ...
 """
@@ -38,6 +39,7 @@ from locoad.data.datamodule import LocoDataModule, select_shots
 from locoad.data.synthetic import CATEGORIES, generate
 from locoad.metrics import f1_floor, image_metrics
 from locoad.metrics.alignment import alignment_accuracy, reference_part_lut
+from locoad.metrics.loco import per_defect_auroc
 from locoad.models.seven_feature.torch_model import resize_nearest
 from locoad.utils import build
 
@@ -160,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         train, train_meta = encode_split(encoder, dm, "train", NUISANCE[args.nuisance])
         test, meta = encode_split(encoder, dm, "test", NUISANCE[args.nuisance])
         labels, types = np.array(meta["label"]), np.array(meta["type"])
+        # The defects in each test image (defects_config.json names the ground truth's pixel
+        # values; the test dataset and the ground truth list the same samples in one order).
+        gt = dm.ground_truth()
+        defects = [gt.defect_names(i) for i in range(len(gt.samples))]
         t_enc = time.time() - t0
         for aligner in args.aligners:
             for fusion in args.fusions:
@@ -186,10 +192,14 @@ def main(argv: list[str] | None = None) -> None:
                         "alignment_accuracy": float(np.nanmean(acc)) if acc else None,
                         "metrics": {n: image_metrics(v, labels, types) for n, v in scores.items()},
                     }
+                    if any(defects):
+                        for n, v in scores.items():
+                            row["metrics"][n]["per_defect"] = per_defect_auroc(v, labels, defects)
                     results.append(row)
                     if args.dump:
                         tag = f"{cat}/{aligner}/{fusion}/{k}/{seed}"
                         dump[f"{cat}/labels"], dump[f"{cat}/types"] = labels, types.astype(str)
+                        dump[f"{cat}/defects"] = np.array(["+".join(d) for d in defects])
                         dump.update({f"{tag}/score/{n}": np.asarray(v) for n, v in scores.items()})
                         dump.update({f"{tag}/loo/{n}": np.asarray(v) for n, v in model.loo_scores.items()})
                     m = row["metrics"]["fused"]
@@ -211,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_by_category(results))
     print()
     print(markdown_fused(results))
+    print()
+    print(markdown_per_defect(results))
 
 
 def markdown(results: list[dict]) -> str:
@@ -275,12 +287,36 @@ def markdown_fused(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_per_defect(results: list[dict], score: str = "fused") -> str:
+    """AUROC of one score per category and defect (its images against the good ones), mean over
+    seeds, one column per k: which kinds of anomaly a configuration misses. Empty for results
+    without ``per_defect`` (data without defects_config.json)."""
+    ks = sorted({r["k"] for r in results})
+    cells: dict[tuple[str, str], dict[int, list[float]]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for r in results:
+        for name, m in r["metrics"][score].get("per_defect", {}).items():
+            cells.setdefault((r["category"], name), {}).setdefault(r["k"], []).append(m["auroc"])
+            counts[(r["category"], name)] = m["n"]
+    if not cells:
+        return ""
+    lines = ["| category | defect | images | " + " | ".join(f"{score} AUROC k={k}" for k in ks) + " |",
+             "|---|---|---|" + "---|" * len(ks)]
+    for (cat, name), by_k in sorted(cells.items()):
+        vals = " | ".join(f"{np.nanmean(by_k[k]):.2f}" if k in by_k else "" for k in ks)
+        lines.append(f"| {cat} | {name} | {counts[(cat, name)]} | {vals} |")
+    return "\n".join(lines)
+
+
 def render(paths: list[str]) -> None:
-    """Print the fused table of saved result files (no recomputation)."""
+    """Print the fused tables of saved result files (no recomputation)."""
     for path in paths:
         data = json.loads(Path(path).read_text())
         print(f"{path}: {data.get('command', '')}\n")
         print(markdown_fused(data["results"]) + "\n")
+        per_defect = markdown_per_defect(data["results"])
+        if per_defect:
+            print(per_defect + "\n")
 
 
 if __name__ == "__main__":

@@ -145,3 +145,34 @@ def test_colour_kinds_keep_one_balanced_image_per_white_balance():
     np.testing.assert_array_equal(ColourKinds(white_balance="gray_world").lab(p), grey)
     np.testing.assert_array_equal(ColourKinds(white_balance=True).lab(p), grey)  # older configs: true
     np.testing.assert_array_equal(ColourKinds(white_balance="none").lab(p), p.lab)
+
+
+def pair(left: int, right: int, seed: int = 0) -> ParsedImage:
+    """Two blue connectors with ``left`` / ``right`` red poles each, on grey."""
+    rng = np.random.default_rng(seed)
+    rgb = np.full((S, S, 3), 128, np.uint8)
+    for x0, n, side in ((12, left, 0), (64, right, 1)):
+        rgb[20:76, x0 : x0 + 20] = BOX
+        for j in range(n):
+            y = 24 + j * 13
+            rgb[y : y + 8, x0 + 12 * side : x0 + 12 * side + 8] = PIN
+    rgb = np.clip(rgb.astype(np.int16) + rng.integers(-4, 5, rgb.shape), 0, 255).astype(np.uint8)
+    return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), np.zeros((S, S), np.int64),
+                       torch.zeros(1, 4, 4), torch.zeros(4, 4, dtype=torch.long), 1)
+
+
+def test_balance_sees_a_pair_that_does_not_match_in_any_variant():
+    """Normal pairs come in two variants (2 + 2 and 4 + 4 poles); 2 + 4 has a normal total (the
+    variants' mean) but unbalanced halves: two pieces more on one side (a floor of half a piece /
+    sqrt(4)), where without the balance only the poles' centroid, a small shift, shows it."""
+    shots = [pair(2, 2, seed=0), pair(4, 4, seed=1), pair(2, 2, seed=2), pair(4, 4, seed=3)]
+    goods = [pair(2, 2, seed=7), pair(4, 4, seed=8)]
+    scores = {}
+    for balance in (False, True):
+        f = CompositionScore(n_colours=3, top_n=1, balance=balance)
+        state = f.fit(shots)
+        scores[balance] = (max(f.score(g, state).value for g in goods), f.score(pair(2, 4, seed=9), state).value)
+    (good_off, odd_off), (good_on, odd_on) = scores[False], scores[True]
+    assert good_on == pytest.approx(good_off)  # a balanced pair: no balance evidence
+    assert odd_on >= 2 / (0.5 / 2) - 1e-6 > 3 * odd_off  # two units against a quarter unit
+    assert CompositionScore(balance=True).columns[-2:] == ("left_right", "top_bottom")

@@ -23,7 +23,9 @@ side by side: a fine cut keeps two close colours apart (a white pin on a light c
 coarse cut a missing pin is only a smaller cell), a coarse cut joins the shades of one colour; a
 kind that is unstable at one cut has a large std over the shots there and hence a small z.
 Positions are relative to the centroid of all non-background pixels, so a shift of the whole
-scene moves no part.
+scene moves no part. ``balance`` (off by default) adds per kind the area left minus right of that
+centroid and above minus below it, in units of the typical piece: a pair whose halves match in
+every variant (two connectors with the same pole count) balances, a mismatched pair does not.
 
 Score: every descriptor entry becomes ``|x - mean| / sqrt(std^2 + floor^2)`` over the shots,
 with the std raised to its upper ``std_confidence`` bound (a few shots often agree by chance on
@@ -54,6 +56,11 @@ _COUNT = COLUMNS.index("pieces")
 _UNITS = COLUMNS.index("units")
 _POSITION = (COLUMNS.index("cy"), COLUMNS.index("cx"))
 _CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
+# With ``balance``: per kind, the area left minus right of (above minus below) the foreground's
+# centroid, in units of the kind's typical piece. Two connectors with the same pole count
+# balance whichever variant the image shows; a connector with another count unbalances it.
+BALANCE = ("left_right", "top_bottom")
+_BALANCE = slice(len(COLUMNS), None)  # their columns, after COLUMNS
 
 
 @dataclass
@@ -61,8 +68,8 @@ class CompositionState:
     # Per merge level: colour-class centres (K, 3) in scaled CIELAB, or None (aligned classes),
     # and (K,) bool, the kinds that make up the image border in the shots.
     levels: list[tuple[np.ndarray | None, np.ndarray | None]]
-    mean: np.ndarray  # (sum K, len(COLUMNS)) over the shots (NaN-aware: absent kinds ignored)
-    floor_std: np.ndarray  # (sum K, len(COLUMNS)) sqrt(std over the shots ** 2 + floor ** 2)
+    mean: np.ndarray  # (sum K, columns) over the shots (NaN-aware: absent kinds ignored)
+    floor_std: np.ndarray  # (sum K, columns) sqrt(std over the shots ** 2 + floor ** 2)
     unit: np.ndarray  # (sum K,) typical piece of each kind in the shots (image fraction)
 
 
@@ -87,6 +94,7 @@ class CompositionScore(Feature):
         merge_distance: float | Sequence[float] = 12.0,
         std_confidence: float | None = 0.8,
         units: bool = True,
+        balance: bool = False,
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
@@ -104,6 +112,8 @@ class CompositionScore(Feature):
         self.chroma_floor = chroma_floor
         self.std_confidence = std_confidence
         self.units = units
+        self.balance = balance
+        self.columns = COLUMNS + (BALANCE if balance else ())
         distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
         if not distances:
             raise ValueError("composition merge_distance must be a number or a non-empty list of numbers")
@@ -121,14 +131,14 @@ class CompositionScore(Feature):
 
     # -- descriptor ------------------------------------------------------------------------------
     def describe(self, parsed: ParsedImage, centres: np.ndarray | None, background: np.ndarray | None = None) -> np.ndarray:
-        """(K, len(COLUMNS)); NaN where a kind is absent (positions, piece sizes, chroma) and on
+        """(K, columns: COLUMNS, then BALANCE with ``balance``); NaN where a kind is absent (positions, piece sizes, chroma) and on
         background kinds. The units column holds the median piece here (:meth:`in_units` turns
         it into the area in units of the shots' typical piece). Positions are relative to the
         centroid of all non-background pixels, so a shift of the whole scene moves no part."""
         kinds, n = self.kind_map(parsed, centres)
         h, w = kinds.shape
         size = float(h * w)
-        out = np.full((n, len(COLUMNS)), np.nan)
+        out = np.full((n, len(self.columns)), np.nan)
         yy, xx = np.mgrid[0:h, 0:w]
         lab = self.kinds.lab(parsed)
         eight = np.ones((3, 3), dtype=bool)
@@ -139,6 +149,7 @@ class CompositionScore(Feature):
             bg[BACKGROUND] = True  # the aligned background is what the segmenter dropped, not a part
         fg = ~bg[kinds]
         oy, ox = ((yy[fg].mean() + 0.5) / h, (xx[fg].mean() + 0.5) / w) if fg.any() else (0.5, 0.5)
+        cy0, cx0 = int(round(oy * h)), int(round(ox * w))  # the foreground centroid's row / column
         for c in range(n):
             if bg[c]:
                 continue
@@ -146,6 +157,9 @@ class CompositionScore(Feature):
             area = m.sum()
             out[c, 0] = area / size
             out[c, 1] = 0.0
+            if self.balance:
+                out[c, _BALANCE] = ((np.count_nonzero(m[:, :cx0]) - np.count_nonzero(m[:, cx0:])) / size,
+                                    (np.count_nonzero(m[:cy0]) - np.count_nonzero(m[cy0:])) / size)
             if not area:
                 continue
             pieces, npieces = ndimage.label(m, structure=eight)
@@ -169,20 +183,25 @@ class CompositionScore(Feature):
         f[:, [_COUNT, _UNITS]] = self.count_floor / np.sqrt(np.maximum(seen[:, [_COUNT, _UNITS]], 1))
         f[:, list(_POSITION)] = self.position_floor
         f[:, list(_CHROMA)] = self.chroma_floor
+        if self.balance:  # in units of a piece, as the units column
+            f[:, _BALANCE] = self.count_floor / np.sqrt(np.maximum(seen[:, _BALANCE], 1))
         return f
 
     # -- Feature ---------------------------------------------------------------------------------
     def describe_levels(self, parsed: ParsedImage, levels: list[tuple[np.ndarray | None, np.ndarray | None]]) -> np.ndarray:
-        """The descriptors of every merge level, stacked: (sum K, len(COLUMNS))."""
+        """The descriptors of every merge level, stacked: (sum K, columns)."""
         return np.concatenate([self.describe(parsed, c, bg) for c, bg in levels])
 
     def in_units(self, desc: np.ndarray, unit: np.ndarray) -> np.ndarray:
-        """``desc`` (..., K, len(COLUMNS)) with the units column = area / ``unit`` (K,); NaN where
-        the shots have no piece of a kind (or ``units`` is off)."""
+        """``desc`` (..., K, columns) with the units column = area / ``unit`` (K,) and the balance
+        columns divided by ``unit``; NaN where the shots have no piece of a kind (or ``units`` is off)."""
         out = desc.copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             u = desc[..., 0] / unit
-        out[..., _UNITS] = np.where(np.isfinite(u), u, np.nan) if self.units else np.nan
+            out[..., _UNITS] = np.where(np.isfinite(u), u, np.nan) if self.units else np.nan
+            if self.balance:
+                b = desc[..., _BALANCE] / unit[..., None]
+                out[..., _BALANCE] = np.where(np.isfinite(b), b, np.nan)
         return out
 
     def fit(self, shots: list[ParsedImage]) -> CompositionState:

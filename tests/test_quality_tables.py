@@ -1,0 +1,29 @@
+"""benchmarks/quality_synthetic.py's per-defect table: which kinds of anomaly a configuration misses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import quality_synthetic  # noqa: E402
+
+
+def _row(k: int, seed: int, per_defect: dict | None) -> dict:
+    fused = {"f1_max": 1.0, "auroc": 1.0}
+    if per_defect is not None:
+        fused["per_defect"] = {name: {"auroc": a, "n": 3} for name, a in per_defect.items()}
+    return {"category": "pushpins", "k": k, "seed": seed, "metrics": {"fused": fused}}
+
+
+def test_per_defect_table_averages_seeds_per_k():
+    results = [_row(1, 0, {"missing": 0.5, "scratch": 0.9}), _row(1, 1, {"missing": 0.7, "scratch": 1.0}),
+               _row(4, 0, {"missing": 1.0})]
+    lines = quality_synthetic.markdown_per_defect(results).splitlines()
+    assert lines[0] == "| category | defect | images | fused AUROC k=1 | fused AUROC k=4 |"
+    assert lines[2] == "| pushpins | missing | 3 | 0.60 | 1.00 |"
+    assert lines[3] == "| pushpins | scratch | 3 | 0.95 |  |"  # no k = 4 run showed it
+
+
+def test_per_defect_table_is_empty_without_defect_names():
+    assert quality_synthetic.markdown_per_defect([_row(1, 0, None)]) == ""
