@@ -179,12 +179,11 @@ class CompositionScore(Feature):
         f = self.abs_floor + self.rel_floor * np.abs(np.nan_to_num(mean))
         # One piece more or less is evidence however many there are; the more shots agree on a
         # count, the stronger: half a piece from one shot, shrinking as the standard error of
-        # a mean (k shots: half a piece / sqrt(k)).
-        f[:, [_COUNT, _UNITS]] = self.count_floor / np.sqrt(np.maximum(seen[:, [_COUNT, _UNITS]], 1))
+        # a mean (k shots: half a piece / sqrt(k)). The balance columns count pieces too.
+        counted = [_COUNT, _UNITS, *range(len(COLUMNS), len(self.columns))]
+        f[:, counted] = self.count_floor / np.sqrt(np.maximum(seen[:, counted], 1))
         f[:, list(_POSITION)] = self.position_floor
         f[:, list(_CHROMA)] = self.chroma_floor
-        if self.balance:  # in units of a piece, as the units column
-            f[:, _BALANCE] = self.count_floor / np.sqrt(np.maximum(seen[:, _BALANCE], 1))
         return f
 
     # -- Feature ---------------------------------------------------------------------------------
