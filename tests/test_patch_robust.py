@@ -8,7 +8,13 @@ import torch
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
-from locoad.colour import cast_and_level, flatten_light, gray_world, white_patch
+from locoad.colour import (
+    cast_and_level,
+    divide_smooth_light,
+    flatten_light,
+    gray_world,
+    white_patch,
+)
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.data.datamodule import LocoDataModule
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
@@ -69,7 +75,8 @@ def test_white_patch_keeps_a_dark_background_dark():
 
 @pytest.mark.parametrize("photometric, gain", [("gray_world", (0.7, 0.8, 0.9)), ("white_patch", (0.7, 0.8, 0.9)),
                                                ("white_level", (0.75, 0.75, 0.75)),
-                                               ("flat_white_level", (0.75, 0.75, 0.75))])
+                                               ("flat_white_level", (0.75, 0.75, 0.75)),
+                                               ("smooth_white_level", (0.75, 0.75, 0.75))])
 def test_photometric_input_makes_features_blind_to_exposure_and_cast(images, photometric, gain):
     """A darker, tinted capture of the same scene (``white_level``: only darker) gives the
     backbone the same input with a photometric normalisation (up to rounding), and a different
@@ -116,6 +123,46 @@ def test_flat_white_level_makes_features_blind_to_a_lighting_gradient(images):
         m = small_model(photometric=setting)
         err[setting] = (m.backbone_input(lit) - m.backbone_input(images)).abs().mean().item()
     assert err["flat_white_level"] < 0.2 * err["white_level"], err
+
+
+def lit_by_a_spot(img: torch.Tensor, gain: float = 0.4) -> torch.Tensor:
+    """``img`` under a light spot at its centre: 1 + gain there, falling off as a Gaussian of
+    0.4 of the image. No plane fits it (:func:`flatten_light` leaves it as it is)."""
+    h, w = img.shape[-2:]
+    gy, gx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    return img * (1 + gain * torch.exp(-((gy - 0.5) ** 2 + (gx - 0.5) ** 2) / (2 * 0.4**2)))
+
+
+def test_divide_smooth_light_removes_a_light_spot_keeps_colours_and_even_light():
+    """A part on a plain background under a light spot: the background is (nearly) even again,
+    every pixel keeps its colour (one gain for all channels), an evenly lit plain image is
+    unchanged, and channels may come last."""
+    img = torch.full((2, 3, 60, 100), 0.3)
+    img[..., 5:20, 5:30] = torch.tensor([0.6, 0.45, 0.3]).view(3, 1, 1)
+    lit = lit_by_a_spot(img)
+    out = divide_smooth_light(lit)
+    spot, corner = (30, 50), (-3, -3)  # background under the spot, and far from it
+    before = lit[0, 0][spot] / lit[0, 0][corner]
+    after = out[0, 0][spot] / out[0, 0][corner]
+    plane = flatten_light(lit)[0, 0][spot] / flatten_light(lit)[0, 0][corner]
+    assert before > 1.2 and abs(after - 1) < 0.5 * (before - 1) and plane > 1 + 0.9 * (before - 1), (before, after, plane)
+    assert torch.allclose(out[:, 0] / out[:, 2], lit[:, 0] / lit[:, 2], rtol=1e-4)  # colours kept
+    plain = torch.full((1, 3, 40, 50), 0.4)
+    assert torch.allclose(divide_smooth_light(plain), plain, atol=1e-5)
+    assert torch.allclose(divide_smooth_light(lit.permute(0, 2, 3, 1), channel_dim=-1),
+                          out.permute(0, 2, 3, 1), atol=1e-6)
+    assert torch.allclose(divide_smooth_light(lit[0]), out[0], atol=1e-6)  # one image, no batch
+
+
+def test_smooth_white_level_makes_features_blind_to_a_light_spot(images):
+    """The same scene under a light spot: ``smooth_white_level`` gives the backbone an input
+    much closer to the evenly lit capture's than ``flat_white_level`` (a plane) does."""
+    lit = lit_by_a_spot(images, gain=0.25)  # (stronger light saturates the scene's bright parts)
+    err = {}
+    for setting in ("smooth_white_level", "flat_white_level"):
+        m = small_model(photometric=setting)
+        err[setting] = (m.backbone_input(lit) - m.backbone_input(images)).abs().mean().item()
+    assert err["smooth_white_level"] < 0.6 * err["flat_white_level"], err
 
 
 def test_photometric_setting_is_part_of_the_cached_features(images, tmp_path):

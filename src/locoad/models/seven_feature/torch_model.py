@@ -21,7 +21,7 @@ from torch import nn
 from locoad.aligners.base import Aligner
 from locoad.aligners.reference import most_typical
 from locoad.backbones.base import Backbone
-from locoad.colour import flatten_light, gray_world, white_patch
+from locoad.colour import divide_smooth_light, flatten_light, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
 from locoad.features.base import Feature
@@ -33,7 +33,7 @@ from locoad.types import BACKGROUND, ParsedImage, SegmentedImage, rgb_to_lab
 log = logging.getLogger(__name__)
 
 # How the backbone's input is normalised per image (``model.photometric``).
-PHOTOMETRIC = ("none", "white_level", "white_patch", "gray_world", "flat_white_level")
+PHOTOMETRIC = ("none", "white_level", "white_patch", "gray_world", "flat_white_level", "smooth_white_level")
 
 
 @dataclass
@@ -200,6 +200,7 @@ class SevenFeatureModel(nn.Module):
         (exposure and colour casts would otherwise move every patch feature): ``white_level``
         one gain that puts the bright end (99th percentile) at 0.9, ``flat_white_level`` the
         same after a lighting gradient (a plane fitted on the border) is divided out,
+        ``smooth_white_level`` after the light as a smooth field (a light spot, vignetting) is,
         ``white_patch`` the same per channel, ``gray_world`` the median at a fixed grey. The
         segmenter and the colour scores read the untouched images: they have their own light
         handling. Applied before the stored backbone, so the stage cache keys features by this
@@ -209,6 +210,8 @@ class SevenFeatureModel(nn.Module):
             return white_patch(x, per_channel=False)
         if self.photometric == "flat_white_level":
             return white_patch(flatten_light(x), per_channel=False)
+        if self.photometric == "smooth_white_level":
+            return white_patch(divide_smooth_light(x), per_channel=False)
         if self.photometric == "white_patch":
             return white_patch(x)
         if self.photometric == "gray_world":
