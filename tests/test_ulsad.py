@@ -13,12 +13,12 @@ import torch
 
 from conftest import CONF, compose_cfg
 from locoad.backbones.cnn import TimmCNNBackbone
+from locoad.components.blur import gaussian_blur
 from locoad.errors import CheckpointNotFoundError, WeightsUnavailableError
 from locoad.models.ulsad import ULSADModule, losses
 from locoad.models.ulsad.torch_model import (
     PatchFeatures,
     fuse_maps,
-    gaussian_blur,
     image_score,
     map_quantiles,
     normalise_map,

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from locoad.components.blur import gaussian_blur
+
 # skimage.color.colorconv.xyz_from_rgb and the D65 / 2° white point.
 XYZ_FROM_RGB = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
 WHITE_D65 = (0.95047, 1.0, 1.08883)
@@ -136,11 +138,7 @@ def divide_smooth_light(rgb: torch.Tensor, channel_dim: int = -3, sigma: float =
     log_lum = torch.log(x.amax(-3, keepdim=True).clamp_min(1e-3)).reshape(-1, 1, h, w)
     small = F.interpolate(log_lum, scale_factor=64 / min(h, w), mode="area")
     s = sigma * 64
-    r = int(3 * s)
-    t = torch.arange(-r, r + 1, dtype=small.dtype, device=small.device)
-    g = torch.exp(-(t**2) / (2 * s**2))
-    g = g / g.sum()
-    field = F.conv2d(F.conv2d(F.pad(small, (r, r, r, r), mode="replicate"), g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    field = gaussian_blur(small[:, 0], s, radius=int(3 * s), padding="replicate")[:, None]
     field = field - field.mean((-2, -1), keepdim=True)
     gain = torch.exp(-F.interpolate(field, size=(h, w), mode="bilinear", align_corners=False))
     return (x * gain.reshape(*lead, 1, h, w)).clamp(0, 1).movedim(-3, channel_dim)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from locoad.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from locoad.components.blur import gaussian_blur
 from locoad.errors import ConfigError
 from locoad.models.ulsad import losses
 
@@ -177,23 +178,6 @@ class GlobalBranch(nn.Module):
             x = stage(F.interpolate(x, size=(size - 1, size - 1), mode="bilinear", align_corners=False))
         x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
         return self.head(x)
-
-
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur (B, H, W) maps with a normalised Gaussian (kernel 2*round(4 sigma)+1, reflect borders)."""
-    if sigma <= 0:
-        return maps
-    radius = int(4.0 * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    k = k / k.sum()
-    out = maps[:, None]
-    h, w = out.shape[-2:]
-    mode = "reflect" if radius < min(h, w) else "replicate"
-    out = F.pad(out, (radius, radius, radius, radius), mode=mode)
-    out = F.conv2d(out, k.view(1, 1, 1, -1))  # separable: rows then columns
-    out = F.conv2d(out, k.view(1, 1, -1, 1))
-    return out[:, 0]
 
 
 def map_quantiles(maps: torch.Tensor, q_low: float, q_high: float) -> torch.Tensor:
