@@ -10,6 +10,7 @@ Storing stage outputs between runs wraps the stages from outside (``models/seven
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,8 +33,16 @@ from locoad.types import BACKGROUND, ParsedImage, SegmentedImage, rgb_to_lab
 
 log = logging.getLogger(__name__)
 
-# How the backbone's input is normalised per image (``model.photometric``).
-PHOTOMETRIC = ("none", "white_level", "white_patch", "gray_world", "flat_white_level", "smooth_white_level")
+# How the backbone's input is normalised per image (``model.photometric``): name -> function of
+# (B, 3, H, W) images in [0, 1] (None: the images as they are).
+PHOTOMETRIC: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "none": None,
+    "white_level": lambda x: white_patch(x, per_channel=False),
+    "white_patch": white_patch,
+    "gray_world": gray_world,
+    "flat_white_level": lambda x: white_patch(flatten_light(x), per_channel=False),
+    "smooth_white_level": lambda x: white_patch(divide_smooth_light(x), per_channel=False),
+}
 
 
 @dataclass
@@ -205,18 +214,8 @@ class SevenFeatureModel(nn.Module):
         segmenter and the colour scores read the untouched images: they have their own light
         handling. Applied before the stored backbone, so the stage cache keys features by this
         input."""
-        x = images.float()
-        if self.photometric == "white_level":
-            return white_patch(x, per_channel=False)
-        if self.photometric == "flat_white_level":
-            return white_patch(flatten_light(x), per_channel=False)
-        if self.photometric == "smooth_white_level":
-            return white_patch(divide_smooth_light(x), per_channel=False)
-        if self.photometric == "white_patch":
-            return white_patch(x)
-        if self.photometric == "gray_world":
-            return gray_world(x)
-        return images
+        normalise = PHOTOMETRIC[self.photometric]
+        return images if normalise is None else normalise(images.float())
 
     def normalise(self, feats: torch.Tensor) -> torch.Tensor:
         if self.feature_norm == "none" or self.feat_mean.numel() == 0:
