@@ -27,7 +27,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_native_sizes_labels_masks_and_rules(root: Path) -> None:
-    assert json.loads((root / ".complete.json").read_text())["capture"] == "varied"
+    assert json.loads((root / CATS[0] / ".complete.json").read_text())["capture"] == "varied"
     for cat in CATS:
         w, h = NATIVE_SIZES[cat]
         shape = (round(h * FACTOR), round(w * FACTOR))

@@ -55,8 +55,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_layout(root: Path) -> None:
     assert len(CATEGORIES) >= 4
-    assert (root / ".complete.json").is_file()
     for cat in CATEGORIES:
+        assert (root / cat / ".complete.json").is_file()
         base = root / cat
         assert (base / "dataset.json").is_file()
         for (split, kind), key in IMAGE_DIRS.items():
@@ -200,11 +200,36 @@ def test_completion_marker(tmp_path: Path) -> None:
     generate(tmp_path, **{**small, "n_train": 1})  # changed parameters: regenerated
     assert first.stat().st_mtime_ns != stamp
     assert not (root / "juice_bottle" / "train" / "good" / "001.png").exists()
-    assert json.loads((root / ".complete.json").read_text())["n_train"] == 1
+    assert json.loads((root / "juice_bottle" / ".complete.json").read_text())["n_train"] == 1
     stamp = first.stat().st_mtime_ns
-    (root / ".complete.json").unlink()  # as if the last run had been killed
+    (root / "juice_bottle" / ".complete.json").unlink()  # as if the last run had been killed
     generate(tmp_path, **{**small, "n_train": 1})
     assert first.stat().st_mtime_ns != stamp
+
+
+def test_generates_only_the_missing_categories(tmp_path: Path) -> None:
+    """A run on one category writes that one; asking for more later adds them and leaves the
+    complete ones untouched (each category has its own marker and random streams)."""
+    small = dict(image_size=96, n_train=1, n_validation=1, n_test_good=1, n_logical=1, n_structural=1)
+    generate(tmp_path / "one", categories=["pushpins"], **small)
+    assert sorted(p.name for p in (tmp_path / "one").iterdir() if p.is_dir()) == ["pushpins"]
+    first = tmp_path / "one" / "pushpins" / "train" / "good" / "000.png"
+    stamp = first.stat().st_mtime_ns
+    generate(tmp_path / "one", categories=["pushpins", "screw_bag"], **small)
+    assert first.stat().st_mtime_ns == stamp
+    generate(tmp_path / "both", categories=["screw_bag", "pushpins"], **small)
+    for rel in ("pushpins/test/logical_anomalies/000.png", "screw_bag/train/good/000.png"):
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "both" / rel).read_bytes()
+
+
+def test_datamodule_generates_its_category_only(tmp_path: Path) -> None:
+    from locoad.data.datamodule import LocoDataModule
+
+    synthetic = dict(seed=0, image_size=96, n_train=2, n_validation=1, n_test_good=1,
+                     n_logical=1, n_structural=1)
+    dm = LocoDataModule(root=tmp_path, category="screw_bag", k_shot=1, image_size=96, synthetic=synthetic)
+    assert len(dm.splits["test"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["screw_bag"]
 
 
 def _generate_small(root: str) -> None:
@@ -248,4 +273,4 @@ def test_cli(tmp_path: Path) -> None:
         assert (tmp_path / cat / "train" / "good" / "000.png").is_file()
         assert (tmp_path / cat / "ground_truth" / "logical_anomalies" / "000" / "000.png").is_file()
     assert not (tmp_path / "breakfast_box").exists()
-    assert json.loads((tmp_path / ".complete.json").read_text())["seed"] == 1
+    assert json.loads((tmp_path / "pushpins" / ".complete.json").read_text())["seed"] == 1

@@ -118,7 +118,7 @@ class LocoDataModule(L.LightningDataModule):
         if self.synthetic is not None:
             from locoad.data.synthetic import generate
 
-            generate(self.root, **self.synthetic)
+            generate(self.root, **{"categories": [self.category], **self.synthetic})  # this one only
 
     @property
     def splits(self) -> dict[str, list[Sample]]:

@@ -532,6 +532,9 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
                            m.astype(np.uint8) * np.uint8(DEFECT_PIXEL_VALUES[kinds_of_masks[j]]))
 
 
+MARKER = ".complete.json"  # per category folder, written when it is complete
+
+
 def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, seed: int = 0,
              image_size: int = 256, n_train: int = 16, n_validation: int = 4,
              n_test_good: int = 12, n_logical: int = 12, n_structural: int = 12,
@@ -550,9 +553,12 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
     ``ground_truth_tune/<type>/`` (for ``data.eval_split=tune``), from separate random streams:
     its images are new scenes, and the other splits are byte-identical with or without it.
 
-    Deterministic in ``seed``. ``root/.complete.json`` (the parameters) is written last: when
-    it matches and ``overwrite`` is false nothing is done; otherwise the requested categories
-    are regenerated from scratch (a folder not written by this generator is never deleted).
+    Deterministic in ``seed``; each category draws from its own random streams, so it is the
+    same whichever others are generated beside it. ``root/<category>/.complete.json`` (the
+    parameters) is written last: a category whose marker matches is left as it is unless
+    ``overwrite``; the others are regenerated from scratch (a folder not written by this
+    generator is never deleted). Only the requested categories are written: a run on one
+    category generates that one.
     """
     root = Path(root)
     names = list(categories) if categories is not None else list(CATEGORIES)
@@ -563,10 +569,10 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
         raise ValueError("seed must be >= 0 and image_size >= 64")
     if capture not in CAPTURES:
         raise ValueError(f"capture={capture!r}; use one of {', '.join(CAPTURES)}")
-    params = {"generator": GENERATOR, "version": VERSION, "categories": names, "seed": seed,
+    params = {"generator": GENERATOR, "version": VERSION, "seed": seed,
               "image_size": image_size, "n_train": n_train, "n_validation": n_validation,
               "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural}
-    if capture != "clean":  # only then: a clean data set keeps its old marker
+    if capture != "clean":
         smallest = min(min(NATIVE_SIZES[n]) for n in names) * size_factor
         if not smallest >= 64:
             raise ValueError(f"size_factor={size_factor} makes the shortest image side {smallest:.0f} "
@@ -576,23 +582,25 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
             "n_tune_structural": n_tune_structural}
     if min(tune.values()) < 0:
         raise ValueError(f"n_tune_* must be >= 0, got {tune}")
-    if any(tune.values()):  # only then: a data set without a tune split keeps its old marker
+    if any(tune.values()):
         params.update(tune)
-    marker = root / ".complete.json"
-    if not overwrite and _marker_matches(marker, params):
-        return root
-    with _exclusive(root):
-        # Parallel sweep jobs that all found the data missing queue here: the first generates
-        # it, the others find the marker written when the lock comes free.
-        if not overwrite and _marker_matches(marker, params):
-            return root
-        _generate_locked(root, names, params, marker)
+    if overwrite or _missing(root, names, params):
+        with _exclusive(root):
+            # Parallel sweep jobs that all found the data missing queue here: the first generates
+            # it, the others find the markers written when the lock comes free.
+            for name in names if overwrite else _missing(root, names, params):
+                _generate_locked(root, name, params)
     return root
 
 
-def _marker_matches(marker: Path, params: dict) -> bool:
+def _missing(root: Path, names: list[str], params: dict) -> list[str]:
+    """The categories without a complete folder for ``params``."""
+    return [n for n in names if not _marker_matches(root / n, params)]
+
+
+def _marker_matches(folder: Path, params: dict) -> bool:
     try:
-        return json.loads(marker.read_text()) == params
+        return json.loads((folder / MARKER).read_text()) == params
     except (OSError, json.JSONDecodeError):
         return False
 
@@ -609,14 +617,12 @@ def _exclusive(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _generate_locked(root: Path, names: list[str], params: dict, marker: Path) -> None:
-    marker.unlink(missing_ok=True)
-    for name in names:
-        folder = root / name
-        if folder.exists():
-            desc = folder / "dataset.json"
-            if not desc.is_file() or json.loads(desc.read_text()).get("generator") != GENERATOR:
-                raise FileExistsError(f"{folder} exists and was not written by {GENERATOR}")
-            shutil.rmtree(folder)  # stale images of an earlier or interrupted run
-        _generate_category(root, name, params)
-    _write_json(marker, params)
+def _generate_locked(root: Path, name: str, params: dict) -> None:
+    folder = root / name
+    if folder.exists():
+        desc = folder / "dataset.json"
+        if not desc.is_file() or json.loads(desc.read_text()).get("generator") != GENERATOR:
+            raise FileExistsError(f"{folder} exists and was not written by {GENERATOR}")
+        shutil.rmtree(folder)  # stale images of an earlier or interrupted run
+    _generate_category(root, name, params)
+    _write_json(folder / MARKER, params)  # last: the category is complete
