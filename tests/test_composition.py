@@ -176,3 +176,21 @@ def test_balance_sees_a_pair_that_does_not_match_in_any_variant():
     assert good_on == pytest.approx(good_off)  # a balanced pair: no balance evidence
     assert odd_on >= 2 / (0.5 / 2) - 1e-6 > 3 * odd_off  # two units against a quarter unit
     assert CompositionScore(balance=True).columns[-2:] == ("left_right", "top_bottom")
+
+
+def test_flat_white_balance_divides_out_a_lighting_gradient():
+    """Light falling off across the scene makes the right-hand of two equal pins darker: with
+    ``cast_and_level`` they stay apart in lightness (and can fall into two colour kinds);
+    ``flat_cast_and_level`` divides the gradient out first, fitted on the background ring."""
+    rgb = np.full((S, S, 3), (90, 110, 90), np.float32)
+    rgb[40:56, 10:26] = rgb[40:56, S - 26:S - 10] = (200, 60, 60)
+    img = np.clip(rgb * np.exp(np.linspace(0.0, -0.6, S))[None, :, None], 0, 255).astype(np.uint8)
+    p = ParsedImage(img, rgb2lab(img).astype(np.float32), np.zeros((S, S), np.int64), torch.zeros(1, 4, 4),
+                    torch.zeros(4, 4, dtype=torch.long), 4)
+
+    def lightness_gap(balance: str) -> float:
+        lab = ColourKinds(white_balance=balance).lab(p)
+        return abs(float(lab[40:56, 10:26, 0].mean() - lab[40:56, S - 26:S - 10, 0].mean()))
+
+    assert lightness_gap("cast_and_level") > 10
+    assert lightness_gap("flat_cast_and_level") < 2
