@@ -101,13 +101,10 @@ def test_full_product_runs_end_to_end(segmenter, tiny_data):
         aligner = MemoAligner(build(compose_cfg([f"aligner={aligner_name}"]).aligner))
         for features in FEATURE_SETS:
             model = SevenFeatureModel(seg, aligner, backbone, build(features_cfg[features]), build(fusion_cfg[FUSIONS[0]]), work_size=48)
-            model.fit_memory(shots)
-            loo = None
+            model.fit(shots)  # memory and leave-one-out scores, which no fusion rule changes
             for fusion in FUSIONS:
-                # the leave-one-out scores depend on the memory only: computed once, every fusion fitted on them
                 model.fusion = build(fusion_cfg[fusion])
-                model.calibrate(loo)
-                loo = model.loo_scores
+                model.calibrate(model.loo_scores)
                 scores, amap, class_maps = model.score(encoded)
                 fused = model.fuse(scores)
                 combo = f"{segmenter}/{aligner_name}/{features}/{fusion}"

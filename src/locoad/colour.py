@@ -111,6 +111,13 @@ def cast_and_level(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99
     return white_patch(balanced, white, quantile, channel_dim=-1, per_channel=False).movedim(-1, channel_dim)
 
 
+def flat_cast_and_level(rgb: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
+    """:func:`cast_and_level` after a lighting gradient is divided out (:func:`flatten_light`):
+    light falling off across the scene would otherwise move one colour's far side into a darker
+    kind."""
+    return cast_and_level(flatten_light(rgb, channel_dim=channel_dim), channel_dim=channel_dim)
+
+
 def white_patch(rgb: torch.Tensor, white: float = 0.9, quantile: float = 0.99, channel_dim: int = -3,
                 per_channel: bool = True) -> torch.Tensor:
     """Per-image normalisation on the bright end: every channel scaled so that its ``quantile``

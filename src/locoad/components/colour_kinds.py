@@ -15,16 +15,8 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
 
-from locoad.colour import cast_and_level, flatten_light, gray_world, rgb_to_lab
+from locoad.colour import cast_and_level, flat_cast_and_level, gray_world, rgb_to_lab
 from locoad.types import ParsedImage
-
-
-def flat_cast_and_level(rgb: torch.Tensor, channel_dim: int = -3) -> torch.Tensor:
-    """:func:`cast_and_level` after a lighting gradient is divided out (:func:`flatten_light`):
-    light falling off across the scene would otherwise move one colour's far side into a darker
-    kind."""
-    return cast_and_level(flatten_light(rgb, channel_dim=channel_dim), channel_dim=channel_dim)
-
 
 # white_balance name -> per-image balance of (H, W, 3) RGB in [0, 1] (None: the image as it is)
 WHITE_BALANCES = {"cast_and_level": cast_and_level, "flat_cast_and_level": flat_cast_and_level,
