@@ -37,6 +37,8 @@ SETTINGS = {
 }
 # name -> features entering as weight * log(1 + score / scale) (fusion.log_features)
 LOG_FEATURES = {DEFAULT_NAME: _DEFAULT["log_features"]}
+# name -> features whose weight grows with the shots (fusion.full_weight_shots)
+FULL_WEIGHT_SHOTS = {DEFAULT_NAME: _DEFAULT.get("full_weight_shots", {})}
 
 
 def load_runs(path: str) -> list[dict]:
@@ -55,8 +57,9 @@ def load_runs(path: str) -> list[dict]:
 
 
 def fused_metrics(run: dict, weights: dict[str, float], initial_scales: dict[str, float],
-                  log_features: list[str] = ()) -> dict:
-    fusion = LeaveOneOutSum(weights=weights, initial_scales=initial_scales, log_features=log_features).fit(run["loo"])
+                  log_features: list[str] = (), full_weight_shots: dict[str, int] | None = None) -> dict:
+    fusion = LeaveOneOutSum(weights=weights, initial_scales=initial_scales, log_features=log_features,
+                            full_weight_shots=full_weight_shots).fit(run["loo"])
     return image_metrics(fusion.fuse(run["score"]), run["labels"], run["types"])
 
 
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, weights in settings.items():
             by = collections.defaultdict(list)
             for r in runs:
-                m = fused_metrics(r, weights, scales, LOG_FEATURES.get(name, ()))
+                m = fused_metrics(r, weights, scales, LOG_FEATURES.get(name, ()), FULL_WEIGHT_SHOTS.get(name))
                 by[(r["category"], r["k"])].append((m["auroc"], m["logical"]["auroc"], m["structural"]["auroc"]))
             mean_k = [np.mean([np.mean(by[(c, k)], axis=0)[0] for c in cats if (c, k) in by]) for k in ks]
             k_cat = 4 if 4 in ks else ks[-1]

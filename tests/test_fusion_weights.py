@@ -126,3 +126,24 @@ def test_initial_scales_script_measures_and_writes(loco_root, tmp_path):
     loaded = OmegaConf.load(yaml)
     assert dict(loaded.initial_scales) == pytest.approx(scales, rel=1e-3)
     assert loaded._target_ == "locoad.fusion.loo.LeaveOneOutSum" and yaml.read_text().count("initial_scales:") == 1
+
+
+@pytest.mark.parametrize("rule", ["loo", "gated"])
+def test_full_weight_shots_ramps_a_weight_with_the_shots(rule, caplog):
+    # A score standardised by the shots' spread (composition) has no spread at one shot: its
+    # weight grows as weights[f] * min(k, n) / n and refitting on more shots restores it.
+    from locoad.fusion.gated import GatedSum
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    cls = {"loo": LeaveOneOutSum, "gated": GatedSum}[rule]
+    fusion = cls(weights={"comp": 4.0, "patch": 2.0}, full_weight_shots={"comp": 4, "absent": 2})
+    for k, expected in [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (8, 4.0), (2, 2.0)]:
+        loo = {n: np.full(k if k > 1 else 0, 0.5) for n in ("comp", "patch")}  # 1 shot: no LOO scores
+        with caplog.at_level("WARNING"):
+            fusion.fit(loo)
+        assert fusion.weights == {"comp": expected, "patch": 2.0}
+        assert fusion.map_weight("comp") == pytest.approx(expected / fusion.scales["comp"])
+    assert any("absent" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="full_weight_shots"):
+        LeaveOneOutSum(full_weight_shots={"comp": 0})
+

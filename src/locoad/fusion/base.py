@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 class Fusion:
     """Base rule with per-feature weights: ``scale_f`` = LOO maximum (or the initial scale for
     1-shot, and where the LOO maximum is 0), and user multipliers ``weights[f]`` (default 1; 0
-    switches a feature off)."""
+    switches a feature off). ``full_weight_shots[f] = n``: feature f gets ``weights[f] * min(k, n) / n``
+    at k shots, for a score whose normal spread only the shots can tell (one shot shows none)."""
 
     transductive = False  # True: needs the whole test set at once (e.g. ranks)
 
@@ -27,8 +28,14 @@ class Fusion:
         initial_scales: dict[str, float] | None = None,
         default_initial_scale: float = 1.0,
         min_scale: float = 1e-6,
+        full_weight_shots: dict[str, int] | None = None,
     ):
-        self.weights = dict(weights or {})
+        self.base_weights = dict(weights or {})
+        self.weights = dict(self.base_weights)  # at the fitted shot count (fit)
+        self.full_weight_shots = {n: int(v) for n, v in (full_weight_shots or {}).items()}
+        bad = {n: v for n, v in self.full_weight_shots.items() if v < 1}
+        if bad:
+            raise ValueError(f"fusion.full_weight_shots must be shot counts >= 1, got {bad}")
         self.initial_scales = dict(initial_scales or {})
         self.default_initial_scale = default_initial_scale
         self.min_scale = min_scale
@@ -36,6 +43,15 @@ class Fusion:
 
     def fit(self, loo_scores: dict[str, np.ndarray]) -> Fusion:
         """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply)."""
+        k = max([np.size(s) for s in loo_scores.values()] + [1])
+        unknown = sorted(set(self.full_weight_shots) - set(loo_scores))
+        if unknown:  # a preset may name a feature another feature set lacks: not an error
+            log.warning("fusion.full_weight_shots: %s not among this model's features (%s); ignored",
+                        ", ".join(unknown), ", ".join(sorted(loo_scores)))
+        self.weights = dict(self.base_weights)
+        for name, n in self.full_weight_shots.items():
+            if name in loo_scores:
+                self.weights[name] = self.base_weights.get(name, 1.0) * min(k, n) / n
         for name, s in loo_scores.items():
             s = np.asarray(s, dtype=np.float64)
             initial = float(self.initial_scales.get(name, self.default_initial_scale))

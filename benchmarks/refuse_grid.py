@@ -1,0 +1,81 @@
+"""Re-fuse a quality grid from its dumped per-feature scores with the configured fusion.
+
+A change to the fusion alone (weights, ``log_features``, ``full_weight_shots``) leaves every
+feature score as it was, so the grid files of ``benchmarks/quality_synthetic.py`` need not be
+re-scored: this fits the fusion that the config composes now on each run's dumped leave-one-out
+scores, fuses its dumped test scores and rewrites the fused metrics (per type and per defect).
+The per-feature metrics, F1 floors and alignment accuracies are kept.
+
+    .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]
+        [--overrides fusion=loo ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from locoad.metrics import image_metrics
+from locoad.metrics.loco import per_defect_auroc
+from locoad.utils import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_synthetic import compose_config  # noqa: E402
+
+
+def load_dumps(paths: list[str]) -> tuple[dict, dict]:
+    """(per run (category, aligner, fusion, k, seed): {"score": {...}, "loo": {...}},
+    per category: {"labels", "types", "defects"})."""
+    runs: dict[tuple, dict] = {}
+    data: dict[str, dict] = {}
+    for path in paths:
+        npz = np.load(path)
+        for key in npz.files:
+            parts = key.split("/")
+            if len(parts) == 2:
+                data.setdefault(parts[0], {})[parts[1]] = npz[key]
+            elif len(parts) == 7 and parts[6] != "fused":
+                cat, aligner, fusion, k, seed, kind, name = parts
+                run = runs.setdefault((cat, aligner, fusion, int(k), int(seed)), {"score": {}, "loo": {}})
+                run[kind][name] = npz[key]
+    return runs, data
+
+
+def refuse(grid: dict, runs: dict, data: dict, fusion_cfg) -> dict:
+    """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule."""
+    rows = []
+    for row in grid["results"]:
+        key = (row["category"], row["aligner"], row["fusion"], row["k"], row["seed"])
+        if key not in runs:
+            raise KeyError(f"no dumped scores for {key}; pass the --dump file of the run that made this row")
+        run, cat = runs[key], data[row["category"]]
+        fused = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
+        metrics = image_metrics(fused, cat["labels"], cat["types"])
+        if "per_defect" in row["metrics"]["fused"]:
+            defects = [d.split("+") if d else [] for d in cat["defects"].tolist()]
+            metrics["per_defect"] = per_defect_auroc(fused, cat["labels"], defects)
+        rows.append({**row, "metrics": {**row["metrics"], "fused": metrics}})
+    return {**grid, "results": rows}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grid")
+    ap.add_argument("dumps", nargs="+")
+    ap.add_argument("--out", default=None, help="default: overwrite GRID")
+    ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides that pick the fusion")
+    args = ap.parse_args(argv)
+    grid = json.loads(Path(args.grid).read_text())
+    runs, data = load_dumps(args.dumps)
+    out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion)
+    out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
+    print(f"{args.out or args.grid}: {len(out['results'])} rows re-fused")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""benchmarks/refuse_grid.py: a fusion-only change re-fused from dumped scores."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+
+from conftest import REPO
+from locoad.fusion.loo import LeaveOneOutSum
+from locoad.metrics import image_metrics
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("refuse_grid", REPO / "benchmarks" / "refuse_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_refuse_grid_rewrites_only_the_fused_metrics(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 6 + [1] * 6)
+    types = np.array(["good"] * 6 + ["logical_anomalies"] * 3 + ["structural_anomalies"] * 3)
+    defects = np.array([""] * 6 + ["missing"] * 3 + ["crack", "crack+stain", "stain"])
+    # composition sees the anomalies, the patch score is noise: the fusion's weights decide
+    score = {"composition": 1.0 + labels * 2.0 + rng.random(12), "foreground_patch": rng.random(12)}
+    loo = {"composition": np.array([1.2, 1.5, 1.1, 1.4]), "foreground_patch": np.array([0.5, 0.9, 0.7, 0.8])}
+    tag = "widgets/hungarian/loo/4/0"
+    np.savez(tmp_path / "d.npz", **{"widgets/labels": labels, "widgets/types": types, "widgets/defects": defects},
+             **{f"{tag}/score/{n}": v for n, v in score.items()}, **{f"{tag}/loo/{n}": v for n, v in loo.items()},
+             **{f"{tag}/score/fused": np.zeros(12)})
+    kept = {"auroc": 0.5, "per_defect": {}}
+    row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0, "f1_floor": 0.67,
+           "metrics": {"composition": kept, "fused": {"auroc": 0.0, "per_defect": {}}}}
+    (tmp_path / "grid.json").write_text(json.dumps({"command": "quality_synthetic.py --x", "results": [row]}))
+    _script().main([str(tmp_path / "grid.json"), str(tmp_path / "d.npz"), "--out", str(tmp_path / "new.json"),
+                    "--overrides", "fusion=loo", "+fusion.weights.foreground_patch=0.0"])
+    out = json.loads((tmp_path / "new.json").read_text())
+    new = out["results"][0]
+    assert new["metrics"]["composition"] == kept and new["f1_floor"] == 0.67  # untouched
+    expected = image_metrics(LeaveOneOutSum(weights={"foreground_patch": 0.0}).fit(loo).fuse(score), labels, types)
+    assert new["metrics"]["fused"]["auroc"] == expected["auroc"] == 1.0  # composition alone separates them
+    assert set(new["metrics"]["fused"]["per_defect"]) == {"missing", "crack", "stain"}
+    assert new["metrics"]["fused"]["per_defect"]["crack"]["n"] == 2
+    assert out["command"].startswith("quality_synthetic.py --x ; benchmarks/refuse_grid.py")
