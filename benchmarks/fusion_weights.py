@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ import yaml
 
 from locoad.fusion.loo import LeaveOneOutSum
 from locoad.metrics import image_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_synthetic import read_dumps  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PATCH = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
@@ -43,17 +47,9 @@ FULL_WEIGHT_SHOTS = {DEFAULT_NAME: _DEFAULT.get("full_weight_shots", {})}
 
 def load_runs(path: str) -> list[dict]:
     """One entry per (category, k, seed) of a ``quality_synthetic.py --dump`` file."""
-    data = np.load(path)
-    runs: dict[tuple, dict] = collections.defaultdict(lambda: {"score": {}, "loo": {}})
-    for key in data.files:
-        parts = key.split("/")
-        if len(parts) != 7:
-            continue  # <category>/labels, <category>/types
-        cat, _aligner, _fusion, k, seed, kind, name = parts
-        if name != "fused":
-            runs[(cat, int(k), int(seed))][kind][name] = data[key]
-    return [dict(category=c, k=k, seed=s, labels=data[f"{c}/labels"], types=data[f"{c}/types"], **r)
-            for (c, k, s), r in sorted(runs.items())]
+    runs, data = read_dumps([path])
+    return [dict(category=c, k=k, seed=s, labels=data[c]["labels"], types=data[c]["types"], **r)
+            for (c, _aligner, _fusion, k, s), r in sorted(runs.items())]
 
 
 def fused_metrics(run: dict, weights: dict[str, float], initial_scales: dict[str, float],

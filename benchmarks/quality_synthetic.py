@@ -110,6 +110,25 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
     return enc, meta
 
 
+def read_dumps(paths: list[str]) -> tuple[dict, dict]:
+    """What ``--dump`` wrote: per run (category, aligner, fusion, k, seed) its test and LOO scores
+    per feature ({"score": {...}, "loo": {...}}, the fused score left out), and per category its
+    "labels", "types" and "defects" ("+"-joined names per image)."""
+    runs: dict[tuple, dict] = {}
+    data: dict[str, dict] = {}
+    for path in paths:
+        npz = np.load(path)
+        for key in npz.files:
+            parts = key.split("/")
+            if len(parts) == 2:
+                data.setdefault(parts[0], {})[parts[1]] = npz[key]
+            elif len(parts) == 7 and parts[6] != "fused":
+                cat, aligner, fusion, k, seed, kind, name = parts
+                run = runs.setdefault((cat, aligner, fusion, int(k), int(seed)), {"score": {}, "loo": {}})
+                run[kind][name] = npz[key]
+    return runs, data
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=None, help="data folder (default: .cache/synthetic/<variant>...)")

@@ -17,32 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from locoad.metrics import image_metrics
 from locoad.metrics.loco import per_defect_auroc
 from locoad.utils import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_synthetic import compose_config  # noqa: E402
-
-
-def load_dumps(paths: list[str]) -> tuple[dict, dict]:
-    """(per run (category, aligner, fusion, k, seed): {"score": {...}, "loo": {...}},
-    per category: {"labels", "types", "defects"})."""
-    runs: dict[tuple, dict] = {}
-    data: dict[str, dict] = {}
-    for path in paths:
-        npz = np.load(path)
-        for key in npz.files:
-            parts = key.split("/")
-            if len(parts) == 2:
-                data.setdefault(parts[0], {})[parts[1]] = npz[key]
-            elif len(parts) == 7 and parts[6] != "fused":
-                cat, aligner, fusion, k, seed, kind, name = parts
-                run = runs.setdefault((cat, aligner, fusion, int(k), int(seed)), {"score": {}, "loo": {}})
-                run[kind][name] = npz[key]
-    return runs, data
+from quality_synthetic import compose_config, read_dumps  # noqa: E402
 
 
 def refuse(grid: dict, runs: dict, data: dict, fusion_cfg) -> dict:
@@ -70,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides that pick the fusion")
     args = ap.parse_args(argv)
     grid = json.loads(Path(args.grid).read_text())
-    runs, data = load_dumps(args.dumps)
+    runs, data = read_dumps(args.dumps)
     out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion)
     out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
