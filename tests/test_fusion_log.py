@@ -48,4 +48,6 @@ def test_default_fusion_logs_the_class_features(tmp_path):
     cfg = compose_cfg(["logger=none"], tmp_path / "run")
     fusion = build(cfg.fusion)
     assert fusion.log_features == {"class_location", "class_count", "composition"} <= set(cfg.features)
-    assert all(fusion.weights[n] == 2.0 for n in fusion.log_features)
+    assert {n: fusion.weights[n] for n in fusion.log_features} == {"class_location": 2.0, "class_count": 2.0,
+                                                                  "composition": 3.0}
+    assert fusion.full_weight_shots == {"composition": 3}  # 1 / 2 / 3 at k = 1 / 2 / 3+ (test_fusion_weights)

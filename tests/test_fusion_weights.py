@@ -147,3 +147,16 @@ def test_full_weight_shots_ramps_a_weight_with_the_shots(rule, caplog):
     with pytest.raises(ValueError, match="full_weight_shots"):
         LeaveOneOutSum(full_weight_shots={"comp": 0})
 
+
+
+def test_default_fusion_ramps_composition(tmp_path):
+    # The shipped default: composition enters as w log(1 + r) with w = 1 / 2 / 3 / 3 at k = 1 / 2 / 4 / 8.
+    from conftest import compose_cfg
+    from locoad.utils import build
+
+    fusion = build(compose_cfg(["logger=none"], tmp_path / "run").fusion)
+    for k, w in [(1, 1.0), (2, 2.0), (4, 3.0), (8, 3.0)]:
+        fusion.fit({n: np.ones(k if k > 1 else 0) for n in ("composition", "foreground_patch")})
+        fused = fusion.fuse({"composition": np.array([3.0]) * fusion.scales["composition"],
+                             "foreground_patch": np.array([1.0]) * fusion.scales["foreground_patch"]})
+        np.testing.assert_allclose(fused, 6.0 + w * np.log(4.0))
