@@ -160,3 +160,24 @@ def test_default_fusion_ramps_composition(tmp_path):
         fused = fusion.fuse({"composition": np.array([3.0]) * fusion.scales["composition"],
                              "foreground_patch": np.array([1.0]) * fusion.scales["foreground_patch"]})
         np.testing.assert_allclose(fused, 6.0 + w * np.log(4.0))
+
+
+def test_model_ramps_by_its_shots_not_by_the_shots_held_out(loco_root):
+    # max_loo holds out fewer shots than k: the ramp must follow k (the fusion is told it).
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.data.datamodule import LocoDataModule
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=4, image_size=112, batch_size=4)
+    dm.setup()
+    shots = next(iter(dm.train_dataloader()))["image"]
+    fusion = LeaveOneOutSum(weights={"foreground_patch": 3.0}, full_weight_shots={"foreground_patch": 4})
+    model = SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                              {"foreground_patch": ForegroundPatchScore()}, fusion, work_size=64, max_loo=2)
+    model.fit(model.encode(shots, shots=True))
+    assert len(model.loo_scores["foreground_patch"]) == 2
+    assert fusion.weights["foreground_patch"] == 3.0  # 4 shots: full weight (2 held out would give 1.5)

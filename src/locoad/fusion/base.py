@@ -41,9 +41,10 @@ class Fusion:
         self.min_scale = min_scale
         self.scales: dict[str, float] = {}
 
-    def fit(self, loo_scores: dict[str, np.ndarray]) -> Fusion:
-        """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply)."""
-        k = max([np.size(s) for s in loo_scores.values()] + [1])
+    def fit(self, loo_scores: dict[str, np.ndarray], shots: int | None = None) -> Fusion:
+        """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply).
+        ``shots``: k, where fewer shots than k were held out (default: the LOO scores' length)."""
+        k = shots or max([np.size(s) for s in loo_scores.values()] + [1])
         unknown = sorted(set(self.full_weight_shots) - set(loo_scores))
         if unknown:  # a preset may name a feature another feature set lacks: not an error
             log.warning("fusion.full_weight_shots: %s not among this model's features (%s); ignored",

@@ -25,12 +25,12 @@ class LeaveOneOutSum(Fusion):
         super().__init__(**kwargs)
         self.log_features = frozenset(log_features)
 
-    def fit(self, loo_scores: dict[str, np.ndarray]) -> LeaveOneOutSum:
+    def fit(self, loo_scores: dict[str, np.ndarray], shots: int | None = None) -> LeaveOneOutSum:
         missing = sorted(self.log_features - set(loo_scores))
         if missing:  # a preset's list names features another feature set may lack: not an error
             log.warning("fusion.log_features: %s not among this model's features (%s); ignored",
                         ", ".join(missing), ", ".join(sorted(loo_scores)))
-        return super().fit(loo_scores)
+        return super().fit(loo_scores, shots)
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         terms = [self.weights.get(n, 1.0) * (np.log1p(np.maximum(r, 0.0)) if n in self.log_features else r)

@@ -331,7 +331,7 @@ class SevenFeatureModel(nn.Module):
             with torch.no_grad(), own_precision():
                 loo_scores = self._leave_one_out()
         self.loo_scores = {n: loo_scores[n] for n in self.features}
-        self.fusion.fit(self.loo_scores)
+        self.fusion.fit(self.loo_scores, shots=len(self.parsed_shots))  # max_loo may hold out fewer
 
     def _leave_one_out(self) -> dict[str, np.ndarray]:
         """Each shot scored against the others (at most ``max_loo`` shots, evenly spaced)."""
