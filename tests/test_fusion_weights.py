@@ -148,7 +148,6 @@ def test_full_weight_shots_ramps_a_weight_with_the_shots(rule, caplog):
         LeaveOneOutSum(full_weight_shots={"comp": 0})
 
 
-
 def test_default_fusion_ramps_composition(tmp_path):
     # The shipped default: composition enters as w log(1 + r) with w = 1 / 2 / 3 / 3 at k = 1 / 2 / 4 / 8.
     from conftest import compose_cfg

@@ -14,6 +14,15 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def warn_unknown(option: str, names, features) -> None:
+    """A preset's per-feature option may name a feature another feature set lacks: not an error,
+    but said once per fit."""
+    unknown = sorted(set(names) - set(features))
+    if unknown:
+        log.warning("fusion.%s: %s not among this model's features (%s); ignored",
+                    option, ", ".join(unknown), ", ".join(sorted(features)))
+
+
 class Fusion:
     """Base rule with per-feature weights: ``scale_f`` = LOO maximum (or the initial scale for
     1-shot, and where the LOO maximum is 0), and user multipliers ``weights[f]`` (default 1; 0
@@ -45,10 +54,7 @@ class Fusion:
         """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply).
         ``shots``: k, where fewer shots than k were held out (default: the LOO scores' length)."""
         k = shots or max([np.size(s) for s in loo_scores.values()] + [1])
-        unknown = sorted(set(self.full_weight_shots) - set(loo_scores))
-        if unknown:  # a preset may name a feature another feature set lacks: not an error
-            log.warning("fusion.full_weight_shots: %s not among this model's features (%s); ignored",
-                        ", ".join(unknown), ", ".join(sorted(loo_scores)))
+        warn_unknown("full_weight_shots", self.full_weight_shots, loo_scores)
         self.weights = dict(self.base_weights)
         for name, n in self.full_weight_shots.items():
             if name in loo_scores:

@@ -10,14 +10,11 @@ The anomaly map (the patch scores' maps) stays linear.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 
-from locoad.fusion.base import Fusion
-
-log = logging.getLogger(__name__)
+from locoad.fusion.base import Fusion, warn_unknown
 
 
 class LeaveOneOutSum(Fusion):
@@ -26,10 +23,7 @@ class LeaveOneOutSum(Fusion):
         self.log_features = frozenset(log_features)
 
     def fit(self, loo_scores: dict[str, np.ndarray], shots: int | None = None) -> LeaveOneOutSum:
-        missing = sorted(self.log_features - set(loo_scores))
-        if missing:  # a preset's list names features another feature set may lack: not an error
-            log.warning("fusion.log_features: %s not among this model's features (%s); ignored",
-                        ", ".join(missing), ", ".join(sorted(loo_scores)))
+        warn_unknown("log_features", self.log_features, loo_scores)
         return super().fit(loo_scores, shots)
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
