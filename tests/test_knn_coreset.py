@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from conftest import nn_cosine_distance
 from locoad.components.coreset import coreset_size, greedy_coreset, random_projection
-from locoad.components.knn import normalize_bank, worst_group_top_percent
+from locoad.components.knn import group_median, normalize_bank, worst_group_top_percent
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
 from locoad.types import ParsedImage
 
@@ -232,3 +232,19 @@ def test_normalize_bank_inplace() -> None:
     assert out is b
     torch.testing.assert_close(out, ref)
     assert normalize_bank(torch.randn(10, 4), half=True, inplace=True).dtype == torch.bfloat16  # new tensor
+
+
+def test_group_median_matches_torch_quantile_per_group() -> None:
+    g = torch.Generator().manual_seed(1)
+    vals, groups = torch.rand(3, 201, generator=g), torch.randint(-1, 4, (3, 201), generator=g)
+    groups[1, groups[1] == 2] = 0  # row 1 has no group 2
+    groups[2, :6] = 3
+    groups[2, 6:] = -1  # row 2: one group of an even count
+    got = group_median(vals, groups, 4)
+    for r in range(3):
+        for c in range(4):
+            sel = vals[r][groups[r] == c]
+            if len(sel):
+                assert float(got[r, c]) == pytest.approx(float(torch.quantile(sel, 0.5)), abs=1e-6)
+            else:
+                assert torch.isnan(got[r, c])

@@ -373,3 +373,28 @@ def test_cast_and_level_keeps_light_parts_apart_on_a_dark_background():
     torch.testing.assert_close(cast_and_level(cast, channel_dim=-1), balanced, atol=1e-5, rtol=1e-5)
     batched = cast_and_level(torch.stack([img, cast]).movedim(-1, 1))  # (B, 3, H, W)
     torch.testing.assert_close(batched[1].movedim(0, -1), balanced, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [ClassAgnosticPatchScore, ForegroundPatchScore, ClassAwarePatchScore])
+def test_median_baseline_ignores_a_lift_of_every_patch_and_keeps_a_defect(cls) -> None:
+    """``baseline="median"``: every patch of an image farther from the shots by the same amount
+    (a tint, blur) leaves the score as it was; a few far patches (a defect) still count."""
+    g = torch.Generator().manual_seed(0)
+    dist = 0.1 + 0.05 * torch.rand(2, 400, generator=g)
+    labels = torch.randint(0, 2, (2, 400), generator=g)
+    labels[:, :20] = -1  # patches in no group
+    dist[:, :20] = float("nan")
+    lifted, defect = dist + 0.2, dist.clone()
+    defect[:, 100:104] += 0.5
+    plain, med = cls(top_percent=1.0), cls(top_percent=1.0, baseline="median")
+    for f in (plain, med):
+        base = f.aggregate_batch(dist, labels, 2)[0]
+        assert (f.aggregate_batch(defect, labels, 2)[0] > base + 0.2).all()
+        if f is med:
+            assert torch.allclose(f.aggregate_batch(lifted, labels, 2)[0], base, atol=1e-6)
+            amap = f.aggregate_batch(lifted, labels, 2)[1]
+            assert torch.allclose(amap, f.aggregate_batch(dist, labels, 2)[1], atol=1e-6) and (amap >= 0).all()
+        else:
+            assert torch.allclose(f.aggregate_batch(lifted, labels, 2)[0], base + 0.2, atol=1e-6)
+    with pytest.raises(ValueError, match="baseline must be 'none' or 'median'"):
+        cls(baseline="mean")

@@ -240,3 +240,25 @@ def worst_group_top_percent(values: torch.Tensor, groups: torch.Tensor, num_grou
     means = (csum[end] - csum[start]) / k
     means = torch.where(counts > 0, means, torch.full_like(means, float("-inf")))
     return means[:-1].view(b, num_groups).amax(dim=1).float()
+
+
+def group_median(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """(B, ``num_groups``) median of each group's values in every row of (B, n) ``values``
+    (``groups`` as in :func:`worst_group_top_percent`; the mean of the two middle values of an
+    even count, as ``torch.quantile``); NaN for a group with no value. Device ops only."""
+    b, n = values.shape
+    valid = groups >= 0
+    key = torch.where(valid, groups + num_groups * torch.arange(b, device=groups.device)[:, None],
+                      torch.full_like(groups, b * num_groups)).flatten()
+    v = values.flatten().double()
+    order = torch.argsort(v, stable=True)
+    order = order[torch.argsort(key[order], stable=True)]  # by key, ascending value within a key
+    total = b * num_groups + 1
+    counts = torch.zeros(total, dtype=torch.long, device=v.device).scatter_add_(0, key, torch.ones_like(key))
+    start = torch.cumsum(counts, 0) - counts
+    sv = v[order]
+    lo = (start + (counts - 1).clamp_min(0) // 2).clamp_max(len(v) - 1)
+    hi = (start + counts // 2).clamp_max(len(v) - 1)
+    med = (sv[lo] + sv[hi]) / 2
+    med = torch.where(counts > 0, med, torch.full_like(med, float("nan")))
+    return med[:-1].view(b, num_groups).to(values.dtype)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from locoad.components.knn import worst_group_top_percent
+from locoad.components.knn import group_median, worst_group_top_percent
 from locoad.types import BACKGROUND, ParsedImage
 
 
@@ -52,6 +52,11 @@ class PatchScore(Feature):
     per class. The image score is the mean of the ``top_percent`` most distant patches of a
     group, and the worst group wins. Patches of a group no shot has (e.g. an unmatched
     segment) are compared with the union of all groups' banks, so they still count.
+
+    ``baseline="median"`` first subtracts each group's median distance in the image (map and
+    score, floored at 0): a capture or a part colour that moves every patch of the image away
+    from the shots (a tint, blur, noise) lifts the median with the top patches, a defect only
+    the top patches.
     """
 
     def __init__(
@@ -63,7 +68,10 @@ class PatchScore(Feature):
         coreset_max: int | None = None,
         coreset_projection_dim: int | None = 128,
         coreset_seed: int = 0,
+        baseline: str = "none",
     ):
+        if baseline not in ("none", "median"):
+            raise ValueError(f"{self.name} baseline must be 'none' or 'median', got {baseline!r}")
         if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
             raise ValueError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
         if coreset_max is not None and coreset_max < 1:
@@ -77,6 +85,7 @@ class PatchScore(Feature):
         self.coreset_max = coreset_max
         self.coreset_projection_dim = coreset_projection_dim
         self.coreset_seed = coreset_seed
+        self.baseline = baseline
 
     @abstractmethod
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
@@ -119,8 +128,12 @@ class PatchScore(Feature):
         labels (B, n) (ids below ``num_groups``, the parsed images' ``num_classes``): the mean of
         the ``top_percent`` most distant patches of each group, worst group wins. Device ops only."""
         inside = labels >= 0
+        num_groups = max(num_groups, 2)
+        if self.baseline == "median":
+            med = group_median(dist, labels, num_groups).nan_to_num(0.0)
+            dist = (dist - med.gather(1, labels.clamp(0, num_groups - 1))).clamp_min(0.0)
         amap = torch.where(inside, dist, torch.zeros_like(dist))
-        best = worst_group_top_percent(dist, labels, max(num_groups, 2), self.top_percent)
+        best = worst_group_top_percent(dist, labels, num_groups, self.top_percent)
         # No patch of this kind in the image (e.g. no foreground found): the image lacks
         # everything the shots had, which is maximally anomalous for a cosine distance of
         # unit vectors with non-negative similarity.
