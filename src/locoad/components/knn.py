@@ -216,6 +216,21 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
     return out
 
 
+def _sorted_by_group(values: torch.Tensor, groups: torch.Tensor, num_groups: int,
+                     descending: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every value of (B, n) ``values`` as float64, sorted by (row, group) key and by value
+    within a key; with each key's start and count. Keys are ``row * num_groups + group``, and one
+    extra key last for the ungrouped values (``groups`` < 0)."""
+    b = values.shape[0]
+    key = torch.where(groups >= 0, groups + num_groups * torch.arange(b, device=groups.device)[:, None],
+                      torch.full_like(groups, b * num_groups)).flatten()
+    v = values.flatten().double()
+    order = torch.argsort(v, descending=descending, stable=True)
+    order = order[torch.argsort(key[order], stable=True)]
+    counts = torch.zeros(b * num_groups + 1, dtype=torch.long, device=v.device).scatter_add_(0, key, torch.ones_like(key))
+    return v[order], torch.cumsum(counts, 0) - counts, counts
+
+
 def worst_group_top_percent(values: torch.Tensor, groups: torch.Tensor, num_groups: int, percent: float) -> torch.Tensor:
     """Per row of (B, n) ``values``: the largest, over the groups of that row, of the mean of
     the group's top ``percent`` % values (at least one value); ``groups`` (B, n) in
@@ -224,41 +239,21 @@ def worst_group_top_percent(values: torch.Tensor, groups: torch.Tensor, num_grou
     The mean of the top ``percent`` % of every group of every row at once, device ops only: one
     sort, counts and a float64 cumulative sum, no host synchronisation per group or image.
     """
-    b, n = values.shape
-    valid = groups >= 0
-    key = torch.where(valid, groups + num_groups * torch.arange(b, device=groups.device)[:, None],
-                      torch.full_like(groups, b * num_groups)).flatten()  # ungrouped: one extra key
-    v = values.flatten().double()
-    order = torch.argsort(v, descending=True, stable=True)
-    order = order[torch.argsort(key[order], stable=True)]  # by key, descending value within a key
-    total = b * num_groups + 1
-    counts = torch.zeros(total, dtype=torch.long, device=v.device).scatter_add_(0, key, torch.ones_like(key))
-    start = torch.cumsum(counts, 0) - counts
+    sv, start, counts = _sorted_by_group(values, groups, num_groups, descending=True)
     k = torch.round(counts.double() * percent / 100.0).long().clamp_min(1)  # as round(n * percent / 100)
-    csum = torch.cat([v.new_zeros(1), torch.cumsum(v[order], 0)])
-    end = (start + k).clamp_max(len(v))
+    csum = torch.cat([sv.new_zeros(1), torch.cumsum(sv, 0)])
+    end = (start + k).clamp_max(len(sv))
     means = (csum[end] - csum[start]) / k
     means = torch.where(counts > 0, means, torch.full_like(means, float("-inf")))
-    return means[:-1].view(b, num_groups).amax(dim=1).float()
+    return means[:-1].view(values.shape[0], num_groups).amax(dim=1).float()
 
 
 def group_median(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
     """(B, ``num_groups``) median of each group's values in every row of (B, n) ``values``
     (``groups`` as in :func:`worst_group_top_percent`; the mean of the two middle values of an
     even count, as ``torch.quantile``); NaN for a group with no value. Device ops only."""
-    b, n = values.shape
-    valid = groups >= 0
-    key = torch.where(valid, groups + num_groups * torch.arange(b, device=groups.device)[:, None],
-                      torch.full_like(groups, b * num_groups)).flatten()
-    v = values.flatten().double()
-    order = torch.argsort(v, stable=True)
-    order = order[torch.argsort(key[order], stable=True)]  # by key, ascending value within a key
-    total = b * num_groups + 1
-    counts = torch.zeros(total, dtype=torch.long, device=v.device).scatter_add_(0, key, torch.ones_like(key))
-    start = torch.cumsum(counts, 0) - counts
-    sv = v[order]
-    lo = (start + (counts - 1).clamp_min(0) // 2).clamp_max(len(v) - 1)
-    hi = (start + counts // 2).clamp_max(len(v) - 1)
-    med = (sv[lo] + sv[hi]) / 2
-    med = torch.where(counts > 0, med, torch.full_like(med, float("nan")))
-    return med[:-1].view(b, num_groups).to(values.dtype)
+    sv, start, counts = _sorted_by_group(values, groups, num_groups, descending=False)
+    lo = (start + (counts - 1).clamp_min(0) // 2).clamp_max(len(sv) - 1)
+    hi = (start + counts // 2).clamp_max(len(sv) - 1)
+    med = torch.where(counts > 0, (sv[lo] + sv[hi]) / 2, torch.full_like(start, float("nan"), dtype=sv.dtype))
+    return med[:-1].view(values.shape[0], num_groups).to(values.dtype)
