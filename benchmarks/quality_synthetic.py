@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                          "heldout: the independent scene family, photo-like captures (never tune on it); "
                          "heldout_clean: the same scenes, still camera, no light, blur, noise or JPEG")
     ap.add_argument("--generator-seed", type=int, default=0,
-                    help=f"synthetic data seed (0: development data; held out, never tune on: {HELD_OUT_GENERATOR_SEEDS})")
+                    help=f"synthetic data seed (0: development data; held out, never tune on: {HELD_OUT_GENERATOR_SEEDS}, "
+                         "and every seed of --variant heldout / heldout_clean)")
     ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout*: native size x this")
     ap.add_argument("--categories", nargs="*", default=None, help="default: every category of the variant")
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
