@@ -398,3 +398,19 @@ def test_median_baseline_ignores_a_lift_of_every_patch_and_keeps_a_defect(cls) -
             assert torch.allclose(f.aggregate_batch(lifted, labels, 2)[0], base + 0.2, atol=1e-6)
     with pytest.raises(ValueError, match="baseline must be 'none' or 'median'"):
         cls(baseline="mean")
+
+
+def test_default_patch_scores_ignore_a_lift_of_every_patch(tmp_path) -> None:
+    """The shipped ``features=robust``: the class-agnostic and foreground scores subtract the
+    image's median patch distance (a capture lifting every patch is no evidence); class-aware does not."""
+    from conftest import compose_cfg
+    from locoad.utils import build
+
+    cfg = compose_cfg(["logger=none"], tmp_path / "run")
+    dist = 0.1 + 0.05 * torch.rand(1, 400, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(1, 400, dtype=torch.long)
+    lifted = {}
+    for name in ("class_agnostic_patch", "foreground_patch", "class_aware_patch"):
+        f = build(cfg.features[name])
+        lifted[name] = (f.aggregate_batch(dist + 0.2, labels, 1)[0] - f.aggregate_batch(dist, labels, 1)[0]).item()
+    assert lifted == pytest.approx({"class_agnostic_patch": 0.0, "foreground_patch": 0.0, "class_aware_patch": 0.2}, abs=1e-6)
