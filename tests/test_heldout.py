@@ -30,8 +30,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_layout_sizes_and_masks(root: Path) -> None:
-    assert "never tune" in json.loads((root / ".complete.json").read_text())["note"]
     for cat in CATEGORIES:
+        assert "never tune" in json.loads((root / cat / ".complete.json").read_text())["note"]
         shape = tuple(round(v * 0.08) for v in SIZES[cat])[::-1]
         samples = list_split(root / cat, "test")
         assert sorted({s.anomaly_type for s in samples}) == ["good", "logical_anomalies", "structural_anomalies"]
@@ -63,3 +63,17 @@ def test_clean_capture_renders_the_same_scenes_without_the_camera(root: Path, tm
     assert still[:4, :4].std(axis=(0, 1)).max() == 0 < photo[:4, :4].std(axis=(0, 1)).max()
     with pytest.raises(ValueError, match="capture"):
         generate_heldout(tmp_path / "d", capture="studio")
+
+
+def test_a_complete_category_is_kept_when_others_are_added(tmp_path: Path) -> None:
+    # One marker per category folder: asking for more categories writes only the new ones.
+    first = generate_heldout(tmp_path, seed=1, size_factor=0.08, categories=["flask"], **COUNTS)
+    image = first / "flask/train/good/000.png"
+    before = image.stat().st_mtime_ns
+    generate_heldout(tmp_path, seed=1, size_factor=0.08, categories=["flask", "pin_box"], **COUNTS)
+    assert image.stat().st_mtime_ns == before and (tmp_path / "pin_box/.complete.json").is_file()
+    generate_heldout(tmp_path, seed=2, size_factor=0.08, categories=["flask"], **COUNTS)  # other seed: rewritten
+    assert image.stat().st_mtime_ns != before
+    with pytest.raises(FileExistsError, match="not written by"):
+        (tmp_path / "cable_pair").mkdir()
+        generate_heldout(tmp_path, seed=2, size_factor=0.08, categories=["cable_pair"], **COUNTS)

@@ -26,12 +26,13 @@ import io
 import json
 import math
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from locoad.data.generated import ensure_complete, write_png
 
 FAMILY = "locoad.data.heldout"
 VERSION = 1
@@ -381,19 +382,13 @@ def _structural(rng, kind: str, parts: list, category: str) -> dict:
 
 
 # --- files -------------------------------------------------------------------------------------
-def _png(path: Path, a: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(a).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
-
-
 def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float = 0.5,
                      categories: list[str] | None = None, n_train: int = 16, n_validation: int = 4,
                      n_test_good: int = 12, n_logical: int = 12, n_structural: int = 12,
                      overwrite: bool = False, capture: str = "photo") -> Path:
     """Write the held-out family under ``root`` (MVTec LOCO layout + part_labels); return root.
-    Deterministic in ``seed``; a complete set with the same parameters is kept. ``capture``:
+    Deterministic in ``seed``; a complete category folder with the same parameters is kept
+    (``locoad.data.generated``: one run generates, parallel ones wait for it). ``capture``:
     ``photo`` (camera moves, light, blur, noise, JPEG) or ``clean`` (the same scenes, none of it)."""
     root = Path(root)
     names = list(categories or CATEGORIES)
@@ -405,54 +400,45 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
     if not min(min(SIZES[n]) for n in names) * size_factor >= 64:
         raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; use >= 0.08")
     params = {"family": FAMILY, "version": VERSION, "note": NOTE, "seed": seed,
-              "size_factor": float(size_factor), "categories": names, "n_train": n_train,
-              "n_validation": n_validation, "n_test_good": n_test_good, "n_logical": n_logical,
-              "n_structural": n_structural}
-    if capture != "photo":  # the photo sets keep their marker (and their stage cache entries)
-        params["capture"] = capture
-    marker = root / ".complete.json"
-    if not overwrite and marker.is_file() and json.loads(marker.read_text()) == params:
-        return root
-    marker.unlink(missing_ok=True)
-    splits = [("train", "good", n_train), ("validation", "good", n_validation),
-              ("test", "good", n_test_good), ("test", "logical_anomalies", n_logical),
-              ("test", "structural_anomalies", n_structural)]
-    for name in names:
-        ci = CATEGORIES.index(name)  # the random streams do not depend on which others are made
-        base = root / name
-        if base.exists():
-            desc = base / "dataset.json"
-            if not desc.is_file() or json.loads(desc.read_text()).get("family") != FAMILY:
-                raise FileExistsError(f"{base} exists and was not written by {FAMILY}")
-            shutil.rmtree(base)
-        base.mkdir(parents=True)
-        (base / "dataset.json").write_text(json.dumps({**params, "category": name,
-                                                       "part_types": TYPES[name]}, indent=1))
-        (base / "defects_config.json").write_text(json.dumps(
-            [{"defect_name": k, "pixel_value": v, "saturation_threshold": 1.0, "relative_saturation": True}
-             for k, v in PIXEL_VALUES.items()], indent=1))
-        size = tuple(round(v * size_factor) for v in SIZES[name])
-        for si, (split, kind, n) in enumerate(splits):
-            for i in range(n):
-                rng = np.random.default_rng([seed, ci, si, i, 4242])
-                cam = {"angle": rng.uniform(-0.07, 0.07), "zoom": rng.uniform(0.94, 1.03),
-                       "shift": rng.uniform(-0.025, 0.025, 2)}
-                if capture == "clean":  # drawn all the same: the scenes stay those of the photo set
-                    cam = {"angle": 0.0, "zoom": 1.0, "shift": np.zeros(2)}
-                edit = LOGICAL[(i + ci) % 4] if kind == "logical_anomalies" else None
-                parts, gt = BUILDERS[name](rng, i, edit)
-                defects = []
-                if kind == "structural_anomalies":
-                    defects = [_structural(rng, STRUCTURAL[(i + ci) % 3], parts, name)]
-                names = [edit] if edit else [d["kind"] for d in defects]
-                rgb, labels, masks = render(name, parts, cam, defects, size, rng, photo=capture == "photo")
-                if edit is not None:  # where the edited parts are now and where they were
-                    masks = [_footprint(gt, cam, *size)]
-                stem = f"{i:03d}"
-                _png(base / split / kind / f"{stem}.png", rgb)
-                _png(base / "part_labels" / split / kind / f"{stem}.png", labels)
-                for j, m in enumerate(masks):
-                    _png(base / "ground_truth" / kind / stem / f"{j:03d}.png",
-                         m.astype(np.uint8) * np.uint8(PIXEL_VALUES[names[j]]))
-    marker.write_text(json.dumps(params, indent=1))
-    return root
+              "size_factor": float(size_factor), "n_train": n_train, "n_validation": n_validation,
+              "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural,
+              "capture": capture}
+    return ensure_complete(root, names, params, ("family", FAMILY),
+                           lambda r, name: _write_category(r, name, params, capture), overwrite)
+
+
+def _write_category(root: Path, name: str, params: dict, capture: str) -> None:
+    splits = [("train", "good", params["n_train"]), ("validation", "good", params["n_validation"]),
+              ("test", "good", params["n_test_good"]), ("test", "logical_anomalies", params["n_logical"]),
+              ("test", "structural_anomalies", params["n_structural"])]
+    seed, ci = params["seed"], CATEGORIES.index(name)  # the random streams do not depend on which others are made
+    base = root / name
+    base.mkdir(parents=True)
+    (base / "dataset.json").write_text(json.dumps({**params, "category": name,
+                                                   "part_types": TYPES[name]}, indent=1))
+    (base / "defects_config.json").write_text(json.dumps(
+        [{"defect_name": k, "pixel_value": v, "saturation_threshold": 1.0, "relative_saturation": True}
+         for k, v in PIXEL_VALUES.items()], indent=1))
+    size = tuple(round(v * params["size_factor"]) for v in SIZES[name])
+    for si, (split, kind, n) in enumerate(splits):
+        for i in range(n):
+            rng = np.random.default_rng([seed, ci, si, i, 4242])
+            cam = {"angle": rng.uniform(-0.07, 0.07), "zoom": rng.uniform(0.94, 1.03),
+                   "shift": rng.uniform(-0.025, 0.025, 2)}
+            if capture == "clean":  # drawn all the same: the scenes stay those of the photo set
+                cam = {"angle": 0.0, "zoom": 1.0, "shift": np.zeros(2)}
+            edit = LOGICAL[(i + ci) % 4] if kind == "logical_anomalies" else None
+            parts, gt = BUILDERS[name](rng, i, edit)
+            defects = []
+            if kind == "structural_anomalies":
+                defects = [_structural(rng, STRUCTURAL[(i + ci) % 3], parts, name)]
+            defect_names = [edit] if edit else [d["kind"] for d in defects]
+            rgb, labels, masks = render(name, parts, cam, defects, size, rng, photo=capture == "photo")
+            if edit is not None:  # where the edited parts are now and where they were
+                masks = [_footprint(gt, cam, *size)]
+            stem = f"{i:03d}"
+            write_png(base / split / kind / f"{stem}.png", rgb)
+            write_png(base / "part_labels" / split / kind / f"{stem}.png", labels)
+            for j, m in enumerate(masks):
+                write_png(base / "ground_truth" / kind / stem / f"{j:03d}.png",
+                          m.astype(np.uint8) * np.uint8(PIXEL_VALUES[defect_names[j]]))

@@ -7,22 +7,20 @@ which is what the tests use to compare an anomaly with its defect-free twin.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import io
 import json
 import math
 import os
-import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
+
+from locoad.data.generated import ensure_complete, write_png
+from locoad.io import atomic_write_bytes
 
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
@@ -437,24 +435,9 @@ def make_logical(meta: dict, kind: str, rng: np.random.Generator, size: Size
 
 
 # --- files -----------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a killed run never leaves a truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    # Fast compression: the noisy images barely compress better at higher levels.
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    _atomic_write(path, buf.getvalue())
-
-
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=1, sort_keys=True, default=lambda o: o.item())
-    _atomic_write(path, text.encode())
+    atomic_write_bytes(path, text.encode(), fsync=False)
 
 
 def _describe(cat: Category, params: dict) -> dict:
@@ -521,18 +504,15 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
             else:
                 img = render_scene(meta, size)
             stem = f"{i:03d}"
-            _write_png(base / split / kind / f"{stem}.png", img.rgb)
-            _write_png(base / "part_labels" / split / kind / f"{stem}.png", img.part_labels)
+            write_png(base / split / kind / f"{stem}.png", img.rgb)
+            write_png(base / "part_labels" / split / kind / f"{stem}.png", img.part_labels)
             _write_json(base / "meta" / split / kind / f"{stem}.json",
                         {**meta, "split": split, "type": kind, "index": i,
                          "image_size": size if isinstance(size, int) else list(size)})
             for j, m in enumerate(masks):
                 gt = "ground_truth" if split == "test" else f"ground_truth_{split}"
-                _write_png(base / gt / kind / stem / f"{j:03d}.png",
+                write_png(base / gt / kind / stem / f"{j:03d}.png",
                            m.astype(np.uint8) * np.uint8(DEFECT_PIXEL_VALUES[kinds_of_masks[j]]))
-
-
-MARKER = ".complete.json"  # per category folder, written when it is complete
 
 
 def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, seed: int = 0,
@@ -584,45 +564,5 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
         raise ValueError(f"n_tune_* must be >= 0, got {tune}")
     if any(tune.values()):
         params.update(tune)
-    if overwrite or _missing(root, names, params):
-        with _exclusive(root):
-            # Parallel sweep jobs that all found the data missing queue here: the first generates
-            # it, the others find the markers written when the lock comes free.
-            for name in names if overwrite else _missing(root, names, params):
-                _generate_locked(root, name, params)
-    return root
-
-
-def _missing(root: Path, names: list[str], params: dict) -> list[str]:
-    """The categories without a complete folder for ``params``."""
-    return [n for n in names if not _marker_matches(root / n, params)]
-
-
-def _marker_matches(folder: Path, params: dict) -> bool:
-    try:
-        return json.loads((folder / MARKER).read_text()) == params
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
-@contextlib.contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
-    """An exclusive lock on ``root/.lock`` (flock: released by the OS if the holder dies)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _generate_locked(root: Path, name: str, params: dict) -> None:
-    folder = root / name
-    if folder.exists():
-        desc = folder / "dataset.json"
-        if not desc.is_file() or json.loads(desc.read_text()).get("generator") != GENERATOR:
-            raise FileExistsError(f"{folder} exists and was not written by {GENERATOR}")
-        shutil.rmtree(folder)  # stale images of an earlier or interrupted run
-    _generate_category(root, name, params)
-    _write_json(folder / MARKER, params)  # last: the category is complete
+    return ensure_complete(root, names, params, ("generator", GENERATOR),
+                           lambda r, name: _generate_category(r, name, params), overwrite)

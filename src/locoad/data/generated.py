@@ -1,0 +1,82 @@
+"""Generated data sets kept on disk, category by category (both synthetic scene families).
+
+A category folder is complete when its ``.complete.json`` holds the parameters it was written
+with; it is written last, so a killed run leaves a folder that the next run regenerates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from locoad.io import atomic_write_bytes
+
+MARKER = ".complete.json"  # per category folder, written when it is complete
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """An image file, written atomically (no fsync: a lost file is regenerated)."""
+    buf = io.BytesIO()
+    # Fast compression: the noisy images barely compress better at higher levels.
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    atomic_write_bytes(path, buf.getvalue(), fsync=False)
+
+
+def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple[str, str],
+                    write_category: Callable[[Path, str], None], overwrite: bool = False) -> Path:
+    """Write every category of ``names`` whose marker does not hold ``params`` (all with
+    ``overwrite``) by ``write_category(root, name)``, then its marker; return ``root``.
+
+    ``write_category`` writes ``dataset.json`` first; a folder in the way is deleted only if its
+    ``dataset.json`` has ``owner`` (key, value), i.e. was written by the same generator.
+    """
+    names = list(names)
+    if overwrite or _missing(root, names, params):
+        with _exclusive(root):
+            # Parallel sweep jobs that all found the data missing queue here: the first generates
+            # it, the others find the markers written when the lock comes free.
+            for name in names if overwrite else _missing(root, names, params):
+                folder = root / name
+                if folder.exists():
+                    desc = folder / "dataset.json"
+                    key, value = owner
+                    if not desc.is_file() or json.loads(desc.read_text()).get(key) != value:
+                        raise FileExistsError(f"{folder} exists and was not written by {value}; "
+                                              "move it or choose another data root")
+                    shutil.rmtree(folder)  # stale images of an earlier or interrupted run
+                write_category(root, name)
+                text = json.dumps(params, indent=1, sort_keys=True)
+                atomic_write_bytes(folder / MARKER, text.encode(), fsync=False)  # last: complete
+    return root
+
+
+def _missing(root: Path, names: list[str], params: dict) -> list[str]:
+    """The categories without a complete folder for ``params``."""
+    return [n for n in names if not _marker_matches(root / n, params)]
+
+
+def _marker_matches(folder: Path, params: dict) -> bool:
+    try:
+        return json.loads((folder / MARKER).read_text()) == params
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``root/.lock`` (flock: released by the OS if the holder dies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
