@@ -53,7 +53,7 @@ def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple
                                               "move it or choose another data root")
                     shutil.rmtree(folder)  # stale images of an earlier or interrupted run
                 write_category(root, name)
-                text = json.dumps(params, indent=1, sort_keys=True)
+                text = json.dumps(params, indent=1, sort_keys=True, default=lambda o: o.item())  # numpy scalars
                 atomic_write_bytes(folder / MARKER, text.encode(), fsync=False)  # last: complete
     return root
 

@@ -404,10 +404,11 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
               "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural,
               "capture": capture}
     return ensure_complete(root, names, params, ("family", FAMILY),
-                           lambda r, name: _write_category(r, name, params, capture), overwrite)
+                           lambda r, name: _write_category(r, name, params), overwrite)
 
 
-def _write_category(root: Path, name: str, params: dict, capture: str) -> None:
+def _write_category(root: Path, name: str, params: dict) -> None:
+    capture = params["capture"]
     splits = [("train", "good", params["n_train"]), ("validation", "good", params["n_validation"]),
               ("test", "good", params["n_test_good"]), ("test", "logical_anomalies", params["n_logical"]),
               ("test", "structural_anomalies", params["n_structural"])]
