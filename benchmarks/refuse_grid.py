@@ -4,7 +4,9 @@ A change to the fusion alone (weights, ``log_features``, ``full_weight_shots``) 
 feature score as it was, so the grid files of ``benchmarks/quality_synthetic.py`` need not be
 re-scored: this fits the fusion that the config composes now on each run's dumped leave-one-out
 scores, fuses its dumped test scores and rewrites the fused metrics (per type and per defect).
-The per-feature metrics, F1 floors and alignment accuracies are kept.
+The per-feature metrics, F1 floors and alignment accuracies are kept. A feature added to the
+default can be scored alone on the same grid (``--overrides features=<new> --dump new.npz``)
+and its dump passed beside the grid's own: its scores join each run's, and its metrics the row's.
 
     .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]
         [--overrides fusion=loo ...]
@@ -25,20 +27,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_synthetic import compose_config, read_dumps  # noqa: E402
 
 
+def _metrics(score, cat: dict, per_defect: bool) -> dict:
+    metrics = image_metrics(score, cat["labels"], cat["types"])
+    if per_defect:
+        defects = [d.split("+") if d else [] for d in cat["defects"].tolist()]
+        metrics["per_defect"] = per_defect_auroc(score, cat["labels"], defects)
+    return metrics
+
+
 def refuse(grid: dict, runs: dict, data: dict, fusion_cfg) -> dict:
-    """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule."""
+    """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule. A score
+    dumped by another run (a feature run alone, e.g. ``--overrides features=<new>``, whose dump is
+    passed beside the grid's own) is fused in, and its own metrics are added to the row."""
     rows = []
     for row in grid["results"]:
         key = (row["category"], row["aligner"], row["fusion"], row["k"], row["seed"])
         if key not in runs:
             raise KeyError(f"no dumped scores for {key}; pass the --dump file of the run that made this row")
         run, cat = runs[key], data[row["category"]]
+        per_defect = "per_defect" in row["metrics"]["fused"]
         fused = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
-        metrics = image_metrics(fused, cat["labels"], cat["types"])
-        if "per_defect" in row["metrics"]["fused"]:
-            defects = [d.split("+") if d else [] for d in cat["defects"].tolist()]
-            metrics["per_defect"] = per_defect_auroc(fused, cat["labels"], defects)
-        rows.append({**row, "metrics": {**row["metrics"], "fused": metrics}})
+        added = {n: _metrics(s, cat, per_defect) for n, s in run["score"].items() if n not in row["metrics"]}
+        rows.append({**row, "metrics": {**row["metrics"], **added, "fused": _metrics(fused, cat, per_defect)}})
     return {**grid, "results": rows}
 
 

@@ -45,3 +45,27 @@ def test_refuse_grid_rewrites_only_the_fused_metrics(tmp_path):
     assert set(new["metrics"]["fused"]["per_defect"]) == {"missing", "crack", "stain"}
     assert new["metrics"]["fused"]["per_defect"]["crack"]["n"] == 2
     assert out["command"].startswith("quality_synthetic.py --x ; benchmarks/refuse_grid.py")
+
+
+def test_refuse_grid_fuses_in_a_feature_dumped_by_another_run(tmp_path):
+    """A new feature scored alone on the same grid: its dump joins the grid's own, its metrics the row's."""
+    labels = np.array([0] * 4 + [1] * 4)
+    types = np.array(["good"] * 4 + ["logical_anomalies"] * 4)
+    tag = "widgets/hungarian/loo/4/0"
+    data = {"widgets/labels": labels, "widgets/types": types, "widgets/defects": np.array([""] * 4 + ["extra"] * 4)}
+    # the grid's own score ranks two anomalies below the good images; the new one sees them all
+    old = {f"{tag}/score/foreground_patch": np.array([1.0, 2, 3, 4, 5, 6, 0.5, 0.6]),
+           f"{tag}/loo/foreground_patch": np.array([4.0, 4, 4, 4])}
+    new = {f"{tag}/score/symmetry": np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), f"{tag}/loo/symmetry": np.ones(4)}
+    np.savez(tmp_path / "old.npz", **data, **old)
+    np.savez(tmp_path / "new.npz", **data, **new)
+    row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0,
+           "metrics": {"foreground_patch": {"auroc": 0.5}, "fused": {"auroc": 0.5, "per_defect": {}}}}
+    (tmp_path / "grid.json").write_text(json.dumps({"command": "q", "results": [row]}))
+    args = [str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), "--out", str(tmp_path / "a.json"), "--overrides", "fusion=loo"]
+    _script().main(args)
+    _script().main([*args[:2], str(tmp_path / "new.npz"), *args[2:3], str(tmp_path / "b.json"), *args[4:]])
+    before, after = (json.loads((tmp_path / f).read_text())["results"][0]["metrics"] for f in ("a.json", "b.json"))
+    assert "symmetry" not in before and before["fused"]["auroc"] == 0.5
+    assert after["symmetry"]["auroc"] == 1.0 and after["symmetry"]["per_defect"]["extra"]["auroc"] == 1.0
+    assert after["fused"]["auroc"] == 1.0 and after["foreground_patch"] == {"auroc": 0.5}
