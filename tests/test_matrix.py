@@ -49,7 +49,7 @@ def test_feature_presets_hold_the_documented_features():
     assert set(compose_cfg(["features=competition"]).features) == {"class_agnostic_patch", "foreground_patch", "class_histogram"}
     assert compose_cfg(["features=anomalydino"]).features.anomalydino.top_percent == 1.0
     robust = compose_cfg(["features=robust"]).features
-    assert set(robust) == {*cfg.features, "class_count", "composition"} - {"class_embedding", "class_colour", "class_histogram"}
+    assert set(robust) == {*cfg.features, "class_count", "composition", "symmetry"} - {"class_embedding", "class_colour", "class_histogram"}
     assert robust.composition.classes == "colour"
     patch = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
     # the default averages each patch score's top 1 %; the seed's presets keep its 2 %

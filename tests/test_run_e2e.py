@@ -26,7 +26,7 @@ def test_outputs_have_documented_shape(fitted):
     _, out, metrics = fitted
     on_disk = json.loads((out / "metrics.json").read_text())
     names = ["class_agnostic_patch", "class_aware_patch", "foreground_patch",
-             "class_location", "class_count", "composition", "fused"]  # the default features=robust
+             "class_location", "class_count", "composition", "symmetry", "fused"]  # the default features=robust
     for name in names:
         entry = on_disk[name]
         assert 0 <= entry["f1_max"] <= 1 and 0 <= entry["auroc"] <= 1

@@ -1,6 +1,6 @@
 """Part kinds as colour classes fitted on the shots, without a segmenter or an aligner.
 
-Shared by the ``composition`` and ``instance_set`` scores. Every image is white-balanced first
+Shared by the ``composition``, ``instance_set`` and ``symmetry`` scores. Every image is white-balanced first
 (``cast_and_level``: the channel medians give the colour cast, the bright end the exposure),
 lightness weighs ``lightness_weight`` of chroma, k-means centres of the shots' pixels closer than
 ``merge_distance`` are merged (one colour in two shades is one kind), every pixel goes to its

@@ -1,0 +1,153 @@
+"""Symmetry: parts that must match each other, learnt from the shots as balances that hold.
+
+Two connectors joined by a cable carry the same number of poles, whichever variant the image
+shows; a connector with one pole more is a logical anomaly that no count over the whole image
+sees (the total lies between two normal variants) and no patch sees (every pole looks normal).
+Per part kind (colour classes fitted on the shots, as ``composition`` has them, so no segmenter
+merge or split and no alignment error touches it) and per image axis, the *balance* is the kind's
+area on one side of the foreground's centroid minus the other side's, in units of the kind's
+typical piece in the shots. A balance that holds in every shot (within ``floor`` units, in at
+least ``min_shots`` shots, for a kind of at least ``min_units`` units, with no piece of the kind
+near the centre line in any shot: such a piece falls to either side by chance) is a learnt rule;
+loose parts (screws in a bag) break it in some shot and are never scored.
+
+``measure="pieces"`` counts whole pieces by the side their centre lies on instead of the area: at
+a low work size the anti-aliased edges of small parts move their area by a fraction of a piece
+from capture to capture, their count not (a merge or split of touching pieces moves the count).
+
+Score: ``max(1, largest |balance| over the learnt rules / floor)``; 1 where no rule was learnt
+or every rule holds, so the score says nothing about products without one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from locoad.components.colour_kinds import ColourKinds
+from locoad.features.base import Feature, FeatureScore
+from locoad.types import ParsedImage
+
+
+@dataclass
+class SymmetryState:
+    levels: list[tuple[np.ndarray, np.ndarray]]  # per merge level: centres (K, 3), background (K,) bool
+    unit: np.ndarray  # (sum K,) typical piece of each kind in the shots (pixels)
+    rules: np.ndarray  # (sum K, 2) bool: the balances (left-right, top-bottom) that hold in the shots
+
+
+class SymmetryScore(Feature):
+    name = "symmetry"
+    needs_classes = False
+
+    def __init__(
+        self,
+        n_colours: int = 8,
+        lightness_weight: float = 0.5,
+        sample_stride: int = 4,
+        min_piece: float = 0.0003,
+        background_share: float = 0.1,
+        white_balance: str = "cast_and_level",
+        merge_distance: float | Sequence[float] = (6.0, 12.0),
+        floor: float = 0.5,
+        min_shots: int = 3,
+        min_units: float = 2.0,
+        measure: str = "area",
+        seed: int = 0,
+    ):
+        if measure not in ("area", "pieces"):
+            raise ValueError(f"symmetry measure must be 'area' or 'pieces', got {measure!r}")
+        self.measure = measure
+        if floor <= 0:
+            raise ValueError(f"symmetry floor must be > 0 (units of a kind's typical piece), got {floor}")
+        if min_shots < 1:
+            raise ValueError(f"symmetry min_shots must be >= 1, got {min_shots}")
+        distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
+        if not distances:
+            raise ValueError("symmetry merge_distance must be a number or a non-empty list of numbers")
+        self.merge_distances = [float(d) for d in distances]
+        self.min_piece = min_piece
+        self.floor = floor
+        self.min_shots = min_shots
+        self.min_units = min_units
+        self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
+                                 self.merge_distances[0], seed, owner="symmetry")
+
+    def describe(self, parsed: ParsedImage, levels: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Per kind of every level: (sum K, 7) area, left minus right and top minus bottom of the
+        foreground's centroid (pixels), whether a piece lies near the vertical / horizontal
+        centre line (within one piece's width: its share of either side is then chance), and the
+        pieces left minus right and above minus below; and (sum K,) median piece (pixels; NaN: no piece)."""
+        out, piece = [], []
+        eight = np.ones((3, 3), dtype=bool)
+        min_px = self.min_piece * parsed.lab.shape[0] * parsed.lab.shape[1]
+        for centres, bg in levels:
+            kinds = self.kinds.kind_map(parsed, centres)
+            n = len(centres)
+            fg = ~bg[kinds]
+            yy, xx = np.nonzero(fg)
+            cy, cx = (yy.mean(), xx.mean()) if len(yy) else ((kinds.shape[0] - 1) / 2, (kinds.shape[1] - 1) / 2)
+            # Pixels on the centre line count half to each side (their sign is 0).
+            sx = np.broadcast_to(np.sign(np.arange(kinds.shape[1]) - cx)[None, :], kinds.shape)
+            sy = np.broadcast_to(np.sign(np.arange(kinds.shape[0]) - cy)[:, None], kinds.shape)
+            flat = kinds.ravel()
+            d = np.full((n, 7), np.nan)
+            d[:, 0] = np.bincount(flat, minlength=n)[:n]
+            d[:, 1] = -np.bincount(flat, weights=sx.ravel(), minlength=n)[:n]
+            d[:, 2] = -np.bincount(flat, weights=sy.ravel(), minlength=n)[:n]
+            d[:, 3:] = 0.0
+            med = np.full(n, np.nan)
+            for c in np.flatnonzero(~bg & (d[:, 0] > 0)):
+                pieces, npieces = ndimage.label(kinds == c, structure=eight)
+                sizes = np.bincount(pieces.ravel(), minlength=npieces + 1)[1:]
+                keep = sizes >= min_px
+                if not keep.any():
+                    continue
+                med[c] = np.median(sizes[keep])
+                reach = np.sqrt(med[c])  # about one piece's width
+                for sl, kept in zip(ndimage.find_objects(pieces), keep):
+                    if kept:
+                        d[c, 3] = max(d[c, 3], sl[1].start - reach <= cx <= sl[1].stop - 1 + reach)
+                        d[c, 4] = max(d[c, 4], sl[0].start - reach <= cy <= sl[0].stop - 1 + reach)
+                        # pieces by the side their box's centre lies on (a whole piece each)
+                        d[c, 5] -= np.sign((sl[1].start + sl[1].stop - 1) / 2 - cx)
+                        d[c, 6] -= np.sign((sl[0].start + sl[0].stop - 1) / 2 - cy)
+            d[bg] = np.nan
+            out.append(d)
+            piece.append(med)
+        return np.concatenate(out), np.concatenate(piece)
+
+    def _balance(self, desc: np.ndarray, unit: np.ndarray) -> np.ndarray:
+        """(..., K, 2) left-right and top-bottom balance, in typical pieces (area) or pieces."""
+        if self.measure == "pieces":
+            return desc[..., 5:7]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return desc[..., 1:3] / unit[..., :, None]
+
+    def fit(self, shots: list[ParsedImage]) -> SymmetryState:
+        levels = self.kinds.fit_levels(shots, self.merge_distances)
+        desc, piece = zip(*(self.describe(p, levels) for p in shots))
+        desc, piece = np.stack(desc), np.stack(piece)  # (k, K, 7), (k, K)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kind no shot has a piece of
+            unit = np.nanmedian(piece, axis=0)
+        with np.errstate(invalid="ignore"):
+            units = desc[..., :3] / unit[None, :, None]  # (k, K, 3) in typical pieces
+        # A rule: balanced in every shot, and no piece near the line in any shot (NaN compares False).
+        holds = np.all(np.abs(self._balance(desc, unit)) <= self.floor, axis=0) & np.all(desc[..., 3:5] == 0, axis=0)
+        big = np.all(units[..., 0] >= self.min_units, axis=0)
+        rules = holds & big[:, None] & (len(shots) >= self.min_shots)
+        return SymmetryState(levels, unit, rules)
+
+    def score(self, parsed: ParsedImage, state: SymmetryState) -> FeatureScore:
+        if not state.rules.any():
+            return FeatureScore(1.0)
+        desc, _ = self.describe(parsed, state.levels)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            balance = np.abs(self._balance(desc, state.unit))[state.rules]
+        balance = balance[np.isfinite(balance)]
+        return FeatureScore(float(max(1.0, balance.max(initial=0.0) / self.floor)))

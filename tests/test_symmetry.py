@@ -1,0 +1,68 @@
+"""Symmetry: balances that hold in every shot are rules; a test image is scored by how far it breaks them."""
+
+import numpy as np
+import pytest
+from skimage.color import rgb2lab
+
+from locoad.features.symmetry import SymmetryScore
+from locoad.types import ParsedImage
+from test_composition import PIN, pair  # two connectors with n poles each
+
+SHOTS = [pair(2, 2, seed=0), pair(4, 4, seed=1), pair(2, 2, seed=2), pair(4, 4, seed=3)]
+
+
+def test_a_pair_that_matches_in_no_variant_breaks_the_rule():
+    """2 + 4 poles: a normal total (between the variants), but two poles more on one side."""
+    f = SymmetryScore(n_colours=3)
+    state = f.fit(SHOTS)
+    assert state.rules.any()
+    assert [f.score(pair(n, n, seed=7 + n), state).value for n in (2, 4)] == [1.0, 1.0]
+    assert f.score(pair(2, 4, seed=9), state).value == pytest.approx(2 / 0.5, rel=0.1)
+    assert f.score(pair(3, 2, seed=9), state).value == pytest.approx(1 / 0.5, rel=0.1)
+
+
+def test_no_rule_where_a_shot_is_unbalanced_or_from_one_shot():
+    """Loose parts that fall to either side in some shot carry no rule, and one or two shots balance by
+    chance: the score is then 1 for every image, so it ranks nothing."""
+    f = SymmetryScore(n_colours=3)
+    loose = f.fit([*SHOTS[:3], pair(4, 2, seed=3)])
+    one = f.fit(SHOTS[:2])
+    for state in (loose, one):
+        assert not state.rules.any()
+        assert f.score(pair(2, 4, seed=9), state).value == 1.0
+    assert SymmetryScore(n_colours=3, min_shots=2).fit(SHOTS[:2]).rules.any()
+
+
+def test_bad_settings_say_which():
+    with pytest.raises(ValueError, match="floor"):
+        SymmetryScore(floor=0)
+    with pytest.raises(ValueError, match="min_shots"):
+        SymmetryScore(min_shots=0)
+    with pytest.raises(ValueError, match="merge_distance"):
+        SymmetryScore(merge_distance=[])
+
+
+def test_no_rule_for_a_kind_with_a_piece_on_the_centre_line():
+    """A pole on the line between the connectors falls to either side by chance (a shift of a
+    pixel moves half of it): balanced shots would otherwise learn a rule that good images break."""
+    def with_middle_pole(p):
+        rgb = p.rgb.copy()
+        rgb[44:52, 44:52] = PIN  # on the foreground's vertical centre line
+        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+
+    f = SymmetryScore(n_colours=3)
+    plain, middle = f.fit(SHOTS), f.fit([with_middle_pole(p) for p in SHOTS])
+    pole_kind = np.nanargmin(np.abs(plain.unit - 64))  # the 8 x 8 poles' kind
+    assert plain.rules[pole_kind, 0]
+    assert not middle.rules[:, 0].any()
+
+
+def test_pieces_measure_counts_whole_pieces():
+    """``measure=pieces``: the same rule read as pieces by side (2 + 4 poles: two pieces more)."""
+    f = SymmetryScore(n_colours=3, measure="pieces")
+    state = f.fit(SHOTS)
+    assert state.rules.any()
+    assert f.score(pair(4, 4, seed=8), state).value == 1.0
+    assert f.score(pair(2, 4, seed=9), state).value == 2 / 0.5
+    with pytest.raises(ValueError, match="measure"):
+        SymmetryScore(measure="mass")
