@@ -66,3 +66,25 @@ def test_pieces_measure_counts_whole_pieces():
     assert f.score(pair(2, 4, seed=9), state).value == 2 / 0.5
     with pytest.raises(ValueError, match="measure"):
         SymmetryScore(measure="mass")
+
+
+def test_a_coarser_cut_joins_one_colour_in_two_shades():
+    """Poles lit from the left on one connector and from the right on the other: two shades
+    about 16 apart, two kinds at composition's cuts (6, 12), each all on one side; a third cut
+    (``merge_distance=[6, 12, 24]``) joins them into one balanced kind, whose rule an extra pole
+    then breaks."""
+    def shaded(p):
+        rgb = p.rgb.copy()
+        right = rgb[:, 48:]
+        right[(np.abs(right.astype(int) - PIN) < 8).all(-1)] = (240, 90, 40)  # pair() adds noise of ±4
+        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+
+    plain = [pair(n, n, seed=s) for s, n in enumerate((2, 4, 2, 4))]
+    shots = [shaded(p) for p in plain]
+    two_cuts = SymmetryScore(n_colours=4, merge_distance=[6, 12])
+    assert not two_cuts.fit(shots).rules.any()
+    f = SymmetryScore(n_colours=4, merge_distance=[6, 12, 24])
+    state = f.fit(shots)
+    assert state.rules.any()
+    assert f.score(shaded(pair(4, 4, seed=8)), state).value == 1.0
+    assert f.score(shaded(pair(2, 4, seed=9)), state).value > 3
