@@ -135,11 +135,10 @@ class SymmetryScore(Feature):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kind no shot has a piece of
             unit = np.nanmedian(piece, axis=0)
-        with np.errstate(invalid="ignore"):
-            units = desc[..., :3] / unit[None, :, None]  # (k, K, 3) in typical pieces
         # A rule: balanced in every shot, and no piece near the line in any shot (NaN compares False).
         holds = np.all(np.abs(self._balance(desc, unit)) <= self.floor, axis=0) & np.all(desc[..., 3:5] == 0, axis=0)
-        big = np.all(units[..., 0] >= self.min_units, axis=0)
+        with np.errstate(invalid="ignore"):
+            big = np.all(desc[..., 0] / unit >= self.min_units, axis=0)  # area in typical pieces
         rules = holds & big[:, None] & (len(shots) >= self.min_shots)
         return SymmetryState(levels, unit, rules)
 
@@ -147,7 +146,6 @@ class SymmetryScore(Feature):
         if not state.rules.any():
             return FeatureScore(1.0)
         desc, _ = self.describe(parsed, state.levels)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            balance = np.abs(self._balance(desc, state.unit))[state.rules]
+        balance = np.abs(self._balance(desc, state.unit))[state.rules]
         balance = balance[np.isfinite(balance)]
         return FeatureScore(float(max(1.0, balance.max(initial=0.0) / self.floor)))
