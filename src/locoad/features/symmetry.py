@@ -4,16 +4,17 @@ Two connectors joined by a cable carry the same number of poles, whichever varia
 shows; a connector with one pole more is a logical anomaly that no count over the whole image
 sees (the total lies between two normal variants) and no patch sees (every pole looks normal).
 Per part kind (colour classes fitted on the shots, as ``composition`` has them, so no segmenter
-merge or split and no alignment error touches it) and per image axis, the *balance* is the kind's
-area on one side of the foreground's centroid minus the other side's, in units of the kind's
-typical piece in the shots. A balance that holds in every shot (within ``floor`` units, in at
-least ``min_shots`` shots, for a kind of at least ``min_units`` units, with no piece of the kind
+merge or split and no alignment error touches it) and per image axis, the *balance* is the number
+of the kind's pieces whose centre lies on one side of the foreground's centroid minus the number
+on the other side. A balance that holds in every shot (within ``floor`` pieces, in at least
+``min_shots`` shots, for a kind of at least ``min_units`` typical pieces, with no piece of the kind
 near the centre line in any shot: such a piece falls to either side by chance) is a learnt rule;
 loose parts (screws in a bag) break it in some shot and are never scored.
 
-``measure="pieces"`` counts whole pieces by the side their centre lies on instead of the area: at
-a low work size the anti-aliased edges of small parts move their area by a fraction of a piece
-from capture to capture, their count not (a merge or split of touching pieces moves the count).
+``measure="area"`` reads the kind's area instead, in units of its typical piece in the shots: at
+a low work size the anti-aliased edges of small parts move their area by up to a piece from
+capture to capture, their count not (a merge or split of touching pieces moves the count, the
+area not).
 
 Score: ``max(1, largest |balance| over the learnt rules / floor)``; 1 where no rule was learnt
 or every rule holds, so the score says nothing about products without one.
@@ -56,7 +57,7 @@ class SymmetryScore(Feature):
         floor: float = 0.5,
         min_shots: int = 3,
         min_units: float = 2.0,
-        measure: str = "area",
+        measure: str = "pieces",
         seed: int = 0,
     ):
         if measure not in ("area", "pieces"):
