@@ -77,3 +77,14 @@ def test_a_complete_category_is_kept_when_others_are_added(tmp_path: Path) -> No
     (tmp_path / "cable_pair").mkdir()  # a folder this family did not write is never deleted
     with pytest.raises(FileExistsError, match="not written by"):
         generate_heldout(tmp_path, seed=2, size_factor=0.08, categories=["cable_pair"], **COUNTS)
+
+
+def test_a_half_written_description_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """A folder whose dataset.json is not JSON (cut off mid-write by a kill before the writes were
+    atomic, or written by someone else) is not vouched for: the same one-line refusal as a foreign
+    folder, never a JSON traceback, and the folder is left as it is."""
+    (tmp_path / "flask").mkdir()
+    (tmp_path / "flask" / "dataset.json").write_text('{"family": "locoad.data.he')
+    with pytest.raises(FileExistsError, match="not written by"):
+        generate_heldout(tmp_path, seed=1, size_factor=0.08, categories=["flask"], **COUNTS)
+    assert (tmp_path / "flask" / "dataset.json").is_file()

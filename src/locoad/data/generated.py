@@ -30,6 +30,12 @@ def write_png(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue(), fsync=False)
 
 
+def write_json(path: Path, obj) -> None:
+    """A JSON file, written atomically (a killed run leaves the old file or none, never half of one)."""
+    text = json.dumps(obj, indent=1, sort_keys=True, default=lambda o: o.item())  # numpy scalars
+    atomic_write_bytes(path, text.encode(), fsync=False)
+
+
 def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple[str, str],
                     write_category: Callable[[Path, str], None], overwrite: bool = False) -> Path:
     """Write every category of ``names`` whose marker does not hold ``params`` (all with
@@ -48,14 +54,22 @@ def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple
                 if folder.exists():
                     desc = folder / "dataset.json"
                     key, value = owner
-                    if not desc.is_file() or json.loads(desc.read_text()).get(key) != value:
+                    if not desc.is_file() or _read_json(desc).get(key) != value:
                         raise FileExistsError(f"{folder} exists and was not written by {value}; "
                                               "move it or choose another data root")
                     shutil.rmtree(folder)  # stale images of an earlier or interrupted run
                 write_category(root, name)
-                text = json.dumps(params, indent=1, sort_keys=True, default=lambda o: o.item())  # numpy scalars
-                atomic_write_bytes(folder / MARKER, text.encode(), fsync=False)  # last: complete
+                write_json(folder / MARKER, params)  # last: complete
     return root
+
+
+def _read_json(path: Path) -> dict:
+    """``path`` as a dict; {} where it is not JSON (then nothing vouches that the folder is ours)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _missing(root: Path, names: list[str], params: dict) -> list[str]:

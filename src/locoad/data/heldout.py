@@ -23,7 +23,6 @@ Ground truth as in LOCO: a pixel value per defect kind (below 255), named in def
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from locoad.data.generated import ensure_complete, write_png
+from locoad.data.generated import ensure_complete, write_json, write_png
 
 FAMILY = "locoad.data.heldout"
 VERSION = 1
@@ -415,11 +414,10 @@ def _write_category(root: Path, name: str, params: dict) -> None:
     seed, ci = params["seed"], CATEGORIES.index(name)  # the random streams do not depend on which others are made
     base = root / name
     base.mkdir(parents=True)
-    (base / "dataset.json").write_text(json.dumps({**params, "category": name,
-                                                   "part_types": TYPES[name]}, indent=1))
-    (base / "defects_config.json").write_text(json.dumps(
-        [{"defect_name": k, "pixel_value": v, "saturation_threshold": 1.0, "relative_saturation": True}
-         for k, v in PIXEL_VALUES.items()], indent=1))
+    write_json(base / "dataset.json", {**params, "category": name, "part_types": TYPES[name]})  # first: marks the folder ours
+    write_json(base / "defects_config.json",
+               [{"defect_name": k, "pixel_value": v, "saturation_threshold": 1.0, "relative_saturation": True}
+                for k, v in PIXEL_VALUES.items()])
     size = tuple(round(v * params["size_factor"]) for v in SIZES[name])
     for si, (split, kind, n) in enumerate(splits):
         for i in range(n):

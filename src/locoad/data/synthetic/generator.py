@@ -7,20 +7,17 @@ which is what the tests use to compare an anomaly with its defect-free twin.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from locoad.data.generated import ensure_complete, write_png
-from locoad.io import atomic_write_bytes
+from locoad.data.generated import ensure_complete, write_json, write_png
 
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
@@ -435,11 +432,6 @@ def make_logical(meta: dict, kind: str, rng: np.random.Generator, size: Size
 
 
 # --- files -----------------------------------------------------------------------------------
-def _write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=True, default=lambda o: o.item())
-    atomic_write_bytes(path, text.encode(), fsync=False)
-
-
 def _describe(cat: Category, params: dict) -> dict:
     """The category-level dataset.json: part types, rules, anomaly kinds, extra folders."""
     return {
@@ -477,8 +469,8 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
     base, size = root / name, canvas_size(name, params)
     varied = params.get("capture", "clean") == "varied"
     layout = sample_layout(name, params["seed"]) if varied else None
-    _write_json(base / "dataset.json", _describe(cat, params))  # first: marks the folder ours
-    _write_json(base / "defects_config.json", defects_config())
+    write_json(base / "dataset.json", _describe(cat, params))  # first: marks the folder ours
+    write_json(base / "defects_config.json", defects_config())
     counts = [params.get(k, 0) for k in COUNT_KEYS]
     for split_index, ((split, kind), n) in enumerate(zip(SPLITS, counts)):
         for i in range(n):
@@ -506,7 +498,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
             stem = f"{i:03d}"
             write_png(base / split / kind / f"{stem}.png", img.rgb)
             write_png(base / "part_labels" / split / kind / f"{stem}.png", img.part_labels)
-            _write_json(base / "meta" / split / kind / f"{stem}.json",
+            write_json(base / "meta" / split / kind / f"{stem}.json",
                         {**meta, "split": split, "type": kind, "index": i,
                          "image_size": size if isinstance(size, int) else list(size)})
             for j, m in enumerate(masks):
