@@ -25,6 +25,7 @@ from locoad.utils import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_synthetic import compose_config, read_dumps  # noqa: E402
+from replace_grid_rows import row_key  # noqa: E402
 
 
 def _metrics(score, cat: dict, per_defect: bool) -> dict:
@@ -41,7 +42,7 @@ def refuse(grid: dict, runs: dict, data: dict, fusion_cfg) -> dict:
     passed beside the grid's own) is fused in, and its own metrics are added to the row."""
     rows = []
     for row in grid["results"]:
-        key = (row["category"], row["aligner"], row["fusion"], row["k"], row["seed"])
+        key = row_key(row)
         if key not in runs:
             raise KeyError(f"no dumped scores for {key}; pass the --dump file of the run that made this row")
         run, cat = runs[key], data[row["category"]]

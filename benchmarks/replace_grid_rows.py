@@ -16,20 +16,21 @@ import json
 from pathlib import Path
 
 
-def _key(row: dict) -> tuple:
+def row_key(row: dict) -> tuple:
+    """A grid row's run: (category, aligner, fusion, k, seed), as the dumps name it too."""
     return row["category"], row["aligner"], row["fusion"], row["k"], row["seed"]
 
 
 def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
     """``grid`` with each re-run row in place of its row (order kept) and ``note: commands`` appended."""
-    rows = {_key(r): r for r in grid["results"]}
+    rows = {row_key(r): r for r in grid["results"]}
     for rerun in reruns:
         for row in rerun["results"]:
-            if _key(row) not in rows:
-                raise KeyError(f"re-run row {_key(row)} is not in the grid; re-run only rows the grid has")
-            rows[_key(row)] = row
+            if row_key(row) not in rows:
+                raise KeyError(f"re-run row {row_key(row)} is not in the grid; re-run only rows the grid has")
+            rows[row_key(row)] = row
     command = f"{grid['command']} ; {note}: " + " ; ".join(r["command"] for r in reruns)
-    return {**grid, "command": command, "results": [rows[_key(r)] for r in grid["results"]]}
+    return {**grid, "command": command, "results": [rows[row_key(r)] for r in grid["results"]]}
 
 
 def main(argv: list[str] | None = None) -> None:

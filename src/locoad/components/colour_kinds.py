@@ -10,6 +10,8 @@ are the background.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -21,6 +23,14 @@ from locoad.types import ParsedImage
 # white_balance name -> per-image balance of (H, W, 3) RGB in [0, 1] (None: the image as it is)
 WHITE_BALANCES = {"cast_and_level": cast_and_level, "flat_cast_and_level": flat_cast_and_level,
                   "gray_world": gray_world, "none": None}
+
+
+def merge_distances(merge_distance: float | Sequence[float], owner: str) -> list[float]:
+    """The cuts of ``merge_distance`` (a number or a list of numbers) as floats, for ``fit_levels``."""
+    distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
+    if not distances:
+        raise ValueError(f"{owner} merge_distance must be a number or a non-empty list of numbers")
+    return [float(d) for d in distances]
 
 
 class ColourKinds:

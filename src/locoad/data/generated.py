@@ -54,7 +54,7 @@ def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple
                 if folder.exists():
                     desc = folder / "dataset.json"
                     key, value = owner
-                    if not desc.is_file() or _read_json(desc).get(key) != value:
+                    if (_read_json(desc) or {}).get(key) != value:
                         raise FileExistsError(f"{folder} exists and was not written by {value}; "
                                               "move it or choose another data root")
                     shutil.rmtree(folder)  # stale images of an earlier or interrupted run
@@ -63,13 +63,13 @@ def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple
     return root
 
 
-def _read_json(path: Path) -> dict:
-    """``path`` as a dict; {} where it is not JSON (then nothing vouches that the folder is ours)."""
+def _read_json(path: Path) -> dict | None:
+    """``path`` as a dict; None where it is missing or not a JSON object (then it vouches for nothing)."""
     try:
         obj = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return obj if isinstance(obj, dict) else {}
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _missing(root: Path, names: list[str], params: dict) -> list[str]:
@@ -78,10 +78,7 @@ def _missing(root: Path, names: list[str], params: dict) -> list[str]:
 
 
 def _marker_matches(folder: Path, params: dict) -> bool:
-    try:
-        return json.loads((folder / MARKER).read_text()) == params
-    except (OSError, json.JSONDecodeError):
-        return False
+    return _read_json(folder / MARKER) == params
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import chi2
 
-from locoad.components.colour_kinds import ColourKinds
+from locoad.components.colour_kinds import ColourKinds, merge_distances
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -114,10 +114,7 @@ class CompositionScore(Feature):
         self.units = units
         self.balance = balance
         self.columns = COLUMNS + (BALANCE if balance else ())
-        distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
-        if not distances:
-            raise ValueError("composition merge_distance must be a number or a non-empty list of numbers")
-        self.merge_distances = [float(d) for d in distances]
+        self.merge_distances = merge_distances(merge_distance, "composition")
         # Colour classes, white balance and background: shared with instance_set.
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
                                  self.merge_distances[0], seed, owner="composition")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from locoad.components.colour_kinds import ColourKinds
+from locoad.components.colour_kinds import ColourKinds, merge_distances
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import ParsedImage
 
@@ -64,13 +64,10 @@ class SymmetryScore(Feature):
             raise ValueError(f"symmetry measure must be 'area' or 'pieces', got {measure!r}")
         self.measure = measure
         if floor <= 0:
-            raise ValueError(f"symmetry floor must be > 0 (units of a kind's typical piece), got {floor}")
+            raise ValueError(f"symmetry floor must be > 0 (pieces; typical pieces with measure=area), got {floor}")
         if min_shots < 1:
             raise ValueError(f"symmetry min_shots must be >= 1, got {min_shots}")
-        distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
-        if not distances:
-            raise ValueError("symmetry merge_distance must be a number or a non-empty list of numbers")
-        self.merge_distances = [float(d) for d in distances]
+        self.merge_distances = merge_distances(merge_distance, "symmetry")
         self.min_piece = min_piece
         self.floor = floor
         self.min_shots = min_shots
