@@ -129,6 +129,11 @@ def read_dumps(paths: list[str]) -> tuple[dict, dict]:
     return runs, data
 
 
+def size_factor_of(variant: str, size_factor: float) -> float | None:
+    """The size factor a variant's images were made with (the clean set is 256 px squares: none)."""
+    return None if variant == "clean" else size_factor
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=None, help="data folder (default: .cache/synthetic/<variant>...)")
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.out).write_text(json.dumps({"command": "benchmarks/quality_synthetic.py " + " ".join(sys.argv[1:] if argv is None else argv),
                                           "overrides": args.overrides, "nuisance": args.nuisance,
                                           "variant": args.variant, "generator_seed": args.generator_seed,
-                                          "size_factor": args.size_factor if args.variant == "varied" else None,
+                                          "size_factor": size_factor_of(args.variant, args.size_factor),
                                           "results": results}, indent=1))
     print(markdown(results))
     print()

@@ -27,3 +27,10 @@ def test_per_defect_table_averages_seeds_per_k():
 
 def test_per_defect_table_is_empty_without_defect_names():
     assert quality_synthetic.markdown_per_defect([_row(1, 0, None)]) == ""
+
+
+def test_grid_file_records_the_size_factor_of_every_variant_that_has_one():
+    assert quality_synthetic.size_factor_of("heldout", 1.0) == 1.0  # the held-out captures' native size
+    assert quality_synthetic.size_factor_of("heldout_clean", 0.5) == 0.5
+    assert quality_synthetic.size_factor_of("varied", 0.5) == 0.5
+    assert quality_synthetic.size_factor_of("clean", 0.5) is None  # 256 px squares
