@@ -129,6 +129,24 @@ def read_dumps(paths: list[str]) -> tuple[dict, dict]:
     return runs, data
 
 
+def prepare_data(variant: str, generator_seed: int, size_factor: float, root: str | None = None) -> tuple[str, list[str]]:
+    """Generate a variant's data (kept when complete) and return its folder and categories."""
+    if root is None:  # the clean seed-0 folder keeps its old name (and its stage cache hits)
+        name = f"seed{generator_seed}_256px" if variant == "clean" else f"{variant}/seed{generator_seed}_x{size_factor}"
+        root = str(REPO / ".cache/synthetic" / name)
+    if variant.startswith("heldout"):
+        from locoad.data import heldout
+
+        heldout.generate_heldout(root, seed=generator_seed, size_factor=size_factor,
+                                 capture="clean" if variant == "heldout_clean" else "photo")
+        return root, list(heldout.CATEGORIES)
+    gen = {"seed": generator_seed, "image_size": 256}
+    if variant == "varied":
+        gen.update(capture="varied", size_factor=size_factor)
+    generate(root, **gen)
+    return root, list(CATEGORIES)
+
+
 def size_factor_of(variant: str, size_factor: float) -> float | None:
     """The size factor a variant's images were made with (the clean set is 256 px squares: none)."""
     return None if variant == "clean" else size_factor
@@ -160,22 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     # Hydra resolves the defaults list (and --overrides), so "the default" stays the default.
     args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
     torch.manual_seed(0)
-    gen = {"seed": args.generator_seed, "image_size": 256}
-    if args.variant == "varied":
-        gen.update(capture="varied", size_factor=args.size_factor)
-    if args.root is None:  # the clean seed-0 folder keeps its old name (and its stage cache hits)
-        name = f"seed{args.generator_seed}_256px" if args.variant == "clean" else \
-            f"{args.variant}/seed{args.generator_seed}_x{args.size_factor}"
-        args.root = str(REPO / ".cache/synthetic" / name)
-    if args.variant.startswith("heldout"):
-        from locoad.data import heldout
-
-        heldout.generate_heldout(args.root, seed=args.generator_seed, size_factor=args.size_factor,
-                                 capture="clean" if args.variant == "heldout_clean" else "photo")
-        args.categories = args.categories or list(heldout.CATEGORIES)
-    else:
-        generate(args.root, **gen)
-        args.categories = args.categories or list(CATEGORIES)
+    args.root, every = prepare_data(args.variant, args.generator_seed, args.size_factor, args.root)
+    args.categories = args.categories or every
     dump: dict[str, np.ndarray] = {}
     results: list[dict] = []
     for cat in args.categories:

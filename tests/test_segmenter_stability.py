@@ -1,0 +1,43 @@
+"""benchmarks/segmenter_stability.py: the foreground agreement of two captures of the same scenes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import segmenter_stability  # noqa: E402
+
+from locoad.data import heldout  # noqa: E402
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter  # noqa: E402
+
+
+def test_foreground_agreement_measures_iou_and_segment_counts():
+    a = np.zeros((4, 4), np.int32)
+    a[:2, :2] = 1  # 4 foreground pixels
+    b = np.zeros((4, 4), np.int32)
+    b[:2, :] = 1  # 8, covering a's
+    c = b.copy()
+    c[:2, 2:] = 2  # the same foreground as b, in two segments
+    row = segmenter_stability.foreground_agreement([a, b], [b, c])
+    assert row["iou_mean"] == pytest.approx(0.75)  # 0.5 and 1.0
+    assert row["iou_min"] == pytest.approx(0.5)
+    assert row["below_0.9"] == pytest.approx(0.5)
+    assert row["segment_count_differs"] == pytest.approx(0.5)  # b has 1 segment, c 2
+    assert row["images"] == 2
+
+
+def test_the_same_capture_read_twice_is_perfectly_stable_and_two_sizes_are_compared(tmp_path):
+    roots = [heldout.generate_heldout(tmp_path / f"x{f}", seed=0, size_factor=f, categories=["cable_pair"], n_train=1,
+                                      n_validation=1, n_test_good=1, n_logical=1, n_structural=1, capture="clean")
+             for f in (0.1, 0.2)]
+    seg = FelzenszwalbSegmenter()
+    small, large = (segmenter_stability.read_split_images(str(r), "cable_pair", 64, 64) for r in roots)
+    assert len(small) == len(large) == 4 and small[0].shape == (64, 64, 3) and small[0].dtype == np.uint8
+    same = segmenter_stability.foreground_agreement([seg(x) for x in small], [seg(x) for x in small])
+    assert same["iou_min"] == 1.0 and same["segment_count_differs"] == 0.0
+    other = segmenter_stability.foreground_agreement([seg(x) for x in small], [seg(x) for x in large])
+    assert 0.0 <= other["iou_min"] <= other["iou_mean"] <= 1.0
