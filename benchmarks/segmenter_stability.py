@@ -9,7 +9,8 @@ category: the foreground IoU of each image between the two sizes (mean, min, sha
 below 0.9) and the share of images whose number of segments differs.
 
     .venv/bin/python benchmarks/segmenter_stability.py --variant heldout_clean --size-factors 0.5 1.0 \\
-        [--segmenters felzenszwalb border_colour] [--generator-seed 0] [--categories ...] [--out FILE]
+        [--segmenters felzenszwalb border_colour] [--generator-seed 0] [--categories ...]
+        [--overrides segmenter.scale=100 ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size-factors", nargs=2, type=float, default=[0.5, 1.0])
     ap.add_argument("--segmenters", nargs="*", default=["felzenszwalb", "border_colour"])
     ap.add_argument("--categories", nargs="*", default=None, help="default: every category of the variant")
+    ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every segmenter, e.g. segmenter.scale=100")
     ap.add_argument("--out", default=str(RESULTS / "segmenter_stability.json"))
     args = ap.parse_args(argv)
     cfg = compose_config([])
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     for category in categories:
         images = [read_split_images(r, category, image_size, work_size) for r in roots]
         for name in args.segmenters:
-            seg = build(compose_config([f"segmenter={name}"]).model.segmenter)
+            seg = build(compose_config([f"segmenter={name}", *args.overrides]).model.segmenter)
             row = foreground_agreement(*[[seg(x) for x in imgs] for imgs in images])
             result["segmenters"].setdefault(name, {})[category] = row
             print(f"{name:14s} {category:20s} foreground IoU mean {row['iou_mean']:.3f} min {row['iou_min']:.3f} "
