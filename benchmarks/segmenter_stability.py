@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from common import RESULTS, machine
 from quality_synthetic import compose_config, prepare_data
+from segmenter_benchmark import iou
 
 from locoad.data.datamodule import LocoDataModule
 from locoad.models.seven_feature.torch_model import to_uint8
@@ -44,7 +45,7 @@ def read_split_images(root: str, category: str, image_size: int, work_size: int)
 
 def foreground_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> dict:
     """Foreground IoU per image pair of label maps, summarised; and how often the segment counts differ."""
-    ious = np.array([((x > 0) & (y > 0)).sum() / max(((x > 0) | (y > 0)).sum(), 1) for x, y in zip(a, b, strict=True)])
+    ious = np.array([iou(x > 0, y > 0) for x, y in zip(a, b, strict=True)])
     counts_differ = np.mean([len(np.unique(x)) != len(np.unique(y)) for x, y in zip(a, b, strict=True)])
     return {"iou_mean": float(ious.mean()), "iou_min": float(ious.min()), "below_0.9": float(np.mean(ious < 0.9)),
             "segment_count_differs": float(counts_differ), "images": len(ious)}
@@ -67,10 +68,11 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"command": "benchmarks/segmenter_stability.py " + " ".join(sys.argv[1:] if argv is None else argv),
                     "variant": args.variant, "generator_seed": args.generator_seed, "size_factors": args.size_factors,
                     "image_size": image_size, "work_size": work_size, "machine": machine(), "segmenters": {}}
+    segmenters = {name: build(compose_config([f"segmenter={name}", *args.overrides]).model.segmenter)
+                  for name in args.segmenters}
     for category in categories:
         images = [read_split_images(r, category, image_size, work_size) for r in roots]
-        for name in args.segmenters:
-            seg = build(compose_config([f"segmenter={name}", *args.overrides]).model.segmenter)
+        for name, seg in segmenters.items():
             row = foreground_agreement(*[[seg(x) for x in imgs] for imgs in images])
             result["segmenters"].setdefault(name, {})[category] = row
             print(f"{name:14s} {category:20s} foreground IoU mean {row['iou_mean']:.3f} min {row['iou_min']:.3f} "
