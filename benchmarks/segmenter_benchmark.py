@@ -21,7 +21,9 @@ SEGMENTERS = {"border_colour": BorderColourSegmenter, "felzenszwalb": Felzenszwa
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
+    """IoU of two bool masks; 1 where both are empty (they agree: nothing in either)."""
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
 
 
 def main(argv: list[str] | None = None) -> dict:

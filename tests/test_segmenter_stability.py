@@ -30,6 +30,13 @@ def test_foreground_agreement_measures_iou_and_segment_counts():
     assert row["images"] == 2
 
 
+def test_two_captures_both_without_foreground_agree():
+    """No foreground at either size is the same foreground, not a moved one."""
+    empty = np.zeros((4, 4), np.int32)
+    row = segmenter_stability.foreground_agreement([empty], [empty.copy()])
+    assert row["iou_min"] == 1.0 and row["below_0.9"] == 0.0
+
+
 def test_the_same_capture_read_twice_is_perfectly_stable_and_two_sizes_are_compared(tmp_path):
     roots = [heldout.generate_heldout(tmp_path / f"x{f}", seed=0, size_factor=f, categories=["cable_pair"], n_train=1,
                                       n_validation=1, n_test_good=1, n_logical=1, n_structural=1, capture="clean")
