@@ -190,6 +190,7 @@ def _model_cache_and_counters(monkeypatch):
             return seg_call(rgb)
 
         seg.cache_key = seg_call.cache_key
+        seg.foreground_segmenter = seg_call.foreground_segmenter  # its label maps are stored too
         backbone.forward = bb
         kwargs["segmenter"] = seg
         orig_init(self, *args, **kwargs)
@@ -202,8 +203,10 @@ def _model_cache_and_counters(monkeypatch):
 def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypatch):
     seen = _model_cache_and_counters(monkeypatch)
     # no rotated shot copies: the counts below are per image (their keys: test_patch_robust.py)
-    base = TINY + [f"data.root={loco_root}", "model.shot_augment=null"]
+    # the foreground patch score's own foreground (segmenter.foreground_strip_width) is stored too
+    base = TINY + [f"data.root={loco_root}", "model.shot_augment=null", "segmenter.foreground_strip_width=0"]
     n_images = 3 + 9  # k shots + test images
+    maps = 2  # label maps per image: the parts and the foreground
 
     cfg = compose_cfg(base + ["model.cache.enabled=false"], tmp_path / "off")
     run(cfg)
@@ -216,7 +219,7 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     cache = seen["caches"][-1]
     assert cache.enabled and cache.root == tmp_path / ".cache" / "stages"
     stage_misses = lambda c: c.stats["features"]["misses"] + c.stats["segments"]["misses"]  # noqa: E731
-    assert stage_misses(cache) == 2 * n_images and cache.hits == 0
+    assert stage_misses(cache) == (1 + maps) * n_images and cache.hits == 0
     assert cache.stats["scores"]["misses"] == 1 + 9  # leave-one-out scores and each test image
     assert seen["backbone_images"] == 2 * n_images
 
@@ -234,7 +237,7 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
 
     # other aligner and fusion: every image of both stages is a hit, nothing recomputed
     cache = job("other", ["aligner=nearest", "fusion=gated"])
-    assert cache.stats["features"]["hits"] == n_images and cache.stats["segments"]["hits"] == n_images
+    assert cache.stats["features"]["hits"] == n_images and cache.stats["segments"]["hits"] == maps * n_images
     assert stage_misses(cache) == 0 and cache.stats["scores"]["hits"] == 0  # another aligner: rescored
     assert seen["backbone_images"] == 2 * n_images and seen["segmenter_images"] == 2 * n_images
     assert_same_as_uncached("other", ["aligner=nearest", "fusion=gated"])
@@ -248,7 +251,7 @@ def test_sweep_reuses_stages_and_matches_uncached(loco_root, tmp_path, monkeypat
     cfg = compose_cfg(base + ["segmenter.scale=150"], tmp_path / "seg")
     run(cfg)
     cache = seen["caches"][-1]
-    assert cache.stats["segments"]["misses"] == n_images and cache.stats["features"]["hits"] == n_images
+    assert cache.stats["segments"]["misses"] == maps * n_images and cache.stats["features"]["hits"] == n_images
 
     # a size limit: the run still completes from the cache, then trims it to the limit
     stages = tmp_path / ".cache" / "stages"

@@ -23,12 +23,15 @@ class SegmentedImage:
     rgb: (H, W, 3) uint8. segments: (H, W) int32, 0 = background, 1..S segment ids.
     features: optional (D, h, w) float patch features on the backbone grid.
     lab: CIELAB of ``rgb``, computed once and shared by the aligner and the class features.
+    foreground: optional (H, W) bool product foreground judged apart from the segments (the
+        foreground patch score reads it); None: ``segments > 0``.
     """
 
     rgb: np.ndarray
     segments: np.ndarray
     features: torch.Tensor | None = None
     lab_image: np.ndarray | None = None  # (H, W, 3) CIELAB of ``rgb`` when already computed
+    foreground: np.ndarray | None = None
 
     @property
     def lab(self) -> np.ndarray:

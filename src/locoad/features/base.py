@@ -31,6 +31,9 @@ class Feature(ABC):
     # False for scores that only look at patches or the foreground: with no score that needs
     # aligned classes, the model skips alignment altogether (e.g. the anomalydino preset).
     needs_classes: bool = True
+    # True for scores that read ``ParsedImage.foreground_grid``: only then does the model run
+    # the segmenter's foreground segmenter, where it has one.
+    reads_foreground: bool = False
 
     @abstractmethod
     def fit(self, shots: list[ParsedImage]) -> Any:

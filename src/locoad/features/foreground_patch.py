@@ -12,6 +12,7 @@ from locoad.types import ParsedImage
 class ForegroundPatchScore(PatchScore):
     name = "foreground_patch"
     needs_classes = False
+    reads_foreground = True
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}

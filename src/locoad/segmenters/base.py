@@ -107,6 +107,11 @@ class Segmenter(ABC):
             masks, rgb.shape[:2], self.min_area, self.drop_background, self.max_segments
         )
 
+    def foreground_segmenter(self) -> Segmenter | None:
+        """A segmenter whose segments' union is the product's foreground, where this one judges
+        the foreground apart from its parts; None: the foreground is the union of the parts."""
+        return None
+
     def follow(self, device) -> None:
         """Place any network on ``device`` (a torch.device, the trainer's) when configured with device=auto."""
         return  # weight-free by default: nothing to place

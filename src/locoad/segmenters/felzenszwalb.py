@@ -43,17 +43,31 @@ class FelzenszwalbSegmenter(Segmenter):
         max_segments: int = 64,
         merge: str = "hierarchical",
         strip_width: float = 2.5,
+        foreground_strip_width: float | None = None,
     ):
         super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
         if merge not in ("components", "hierarchical"):
             raise ValueError(f"merge must be 'components' or 'hierarchical', got {merge!r}")
         self.merge = merge
         self.strip_width = strip_width
+        self.foreground_strip_width = foreground_strip_width
         self.scale = scale
         self.sigma = sigma
         self.min_size = min_size
         self.merge_threshold = merge_threshold
         self.work_size = work_size
+
+    def foreground_segmenter(self) -> FelzenszwalbSegmenter | None:
+        """The same segmenter with ``strip_width=foreground_strip_width`` (None: the parts'
+        foreground). Absorbing edge strips makes steadier parts, but a thin part of a colour
+        close to the background's (a cable, a lever) can go into the background with them on
+        one capture and not on the next; without the absorption the foreground stays put across
+        capture sizes (``benchmarks/segmenter_stability.py``)."""
+        if self.foreground_strip_width is None or self.merge != "hierarchical":
+            return None  # the components merge absorbs no strips
+        kwargs = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return FelzenszwalbSegmenter(**{**kwargs, "strip_width": self.foreground_strip_width,
+                                        "foreground_strip_width": None})
 
     def propose(self, rgb: np.ndarray) -> np.ndarray:
         small = to_work_size(rgb, self.work_size)

@@ -115,6 +115,8 @@ class SevenFeatureModule(AnomalyModule):
         checkpoint[STATE_KEY] = {
             "rgb": torch.from_numpy(np.stack([s.rgb for s in m.shots])),
             "segments": torch.from_numpy(np.stack([s.segments for s in m.shots])),
+            "foreground": (torch.from_numpy(np.stack([s.foreground for s in m.shots]))
+                           if m.shots[0].foreground is not None else None),
             "features": torch.stack([s.features.cpu() for s in m.shots]),
             # the moved copies' features (model.shot_augment), so that loading refits the same banks
             "augmented": torch.stack([s.augmented.cpu() for s in m.shots]) if m.moves else None,
@@ -129,9 +131,14 @@ class SevenFeatureModule(AnomalyModule):
         augmented = st.get("augmented")
         # checkpoints written before captures' aspects were kept moved the square as it is (1.0)
         aspect = st.get("aspect")
+        fg = st.get("foreground")
+        seg = self.model.foreground_segmenter()
+        if fg is None and seg is not None:  # written before shots kept it: test images will have it
+            fg = [torch.from_numpy(seg(r.cpu().numpy()) > 0) for r in st["rgb"]]
         self._pending = [
             Encoded(r.cpu().numpy(), s.cpu().numpy(), f, None if augmented is None else augmented[i],
-                    aspect=1.0 if aspect is None else float(aspect[i]))
+                    aspect=1.0 if aspect is None else float(aspect[i]),
+                    foreground=None if fg is None else fg[i].cpu().numpy())
             for i, (r, s, f) in enumerate(zip(st["rgb"], st["segments"], st["features"]))
         ]
         self._parts = list(st["parts"].cpu().numpy()) if st.get("parts") is not None else []

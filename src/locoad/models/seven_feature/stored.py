@@ -49,6 +49,12 @@ class StoredSegmenter:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         return self.cache.segments(self.inner, rgb)
 
+    def foreground_segmenter(self) -> StoredSegmenter | None:
+        """The inner segmenter's foreground segmenter, its label maps stored too."""
+        get = getattr(self.inner, "foreground_segmenter", None)  # a plain callable has none
+        inner = None if get is None else get()
+        return None if inner is None else StoredSegmenter(inner, self.cache)
+
     def __getattr__(self, name: str) -> Any:
         if name in ("inner", "cache"):  # not set yet (e.g. while unpickling)
             raise AttributeError(name)
@@ -61,6 +67,8 @@ def encoded_key(enc: Encoded) -> str:
     key = enc.memo.get("content_key")
     if key is None:
         parts = (content_hash(enc.rgb), content_hash(enc.segments), content_hash(enc.features.float()))
+        if enc.foreground is not None:
+            parts += (content_hash(enc.foreground),)
         if enc.augmented is not None:  # a shot's moved copies are in the patch memory too
             parts += (content_hash(enc.augmented.float()),)
         key = enc.memo["content_key"] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]

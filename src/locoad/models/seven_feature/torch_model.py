@@ -57,6 +57,9 @@ class Encoded:
     # height / width of the capture the square images were squeezed from (the moved copies
     # turn the capture, not the square: components/augment.py)
     aspect: float = 1.0
+    # (S, S) bool product foreground when the segmenter judges it apart from the parts
+    # (``Segmenter.foreground_segmenter``); None: the union of the parts
+    foreground: np.ndarray | None = None
     _lab: np.ndarray | None = field(default=None, repr=False, compare=False)
     # What later code derives from this image once and keeps with it (e.g. a content key).
     memo: dict = field(default_factory=dict, repr=False, compare=False)
@@ -136,6 +139,7 @@ class SevenFeatureModel(nn.Module):
         # Alignment only matters to scores that use classes; without one, a segment is just
         # foreground (class 1) and the aligner is never called.
         self.aligned = any(f.needs_classes for f in self.features.values())
+        self.reads_foreground = any(f.reads_foreground for f in self.features.values())
         self.work_size = work_size
         if feature_norm == "auto":
             feature_norm = getattr(backbone, "preferred_feature_norm", "none")
@@ -197,12 +201,20 @@ class SevenFeatureModel(nn.Module):
         if aspects is None:
             aspects = [images.shape[-2] / images.shape[-1]] * len(rgbs)
         aspects = [float(a) for a in aspects]
-        out = [Encoded(rgb, self.segmenter(rgb), f, aspect=a) for rgb, f, a in zip(rgbs, feats, aspects)]
+        fg = self.foreground_segmenter()
+        out = [Encoded(rgb, self.segmenter(rgb), f, aspect=a, foreground=None if fg is None else fg(rgb) > 0)
+               for rgb, f, a in zip(rgbs, feats, aspects)]
         if shots and self.moves:
             moved = torch.stack([self.backbone(move_images(x, mv, aspects)) for mv in self.moves], dim=1)
             for e, a in zip(out, moved):
                 e.augmented = a
         return out
+
+    def foreground_segmenter(self):
+        """The segmenter of the foreground patch score's foreground, when a score reads it and
+        the segmenter has one (``Segmenter.foreground_segmenter``); None: the parts' union."""
+        get = getattr(self.segmenter, "foreground_segmenter", None)  # a plain callable has none
+        return get() if get is not None and self.reads_foreground else None
 
     def backbone_input(self, images: torch.Tensor) -> torch.Tensor:
         """What the backbone sees: the images, normalised per image as ``photometric`` says
@@ -239,12 +251,13 @@ class SevenFeatureModel(nn.Module):
     def segmented(self, enc: Encoded) -> SegmentedImage:
         """The aligner's and the scores' view of an image: normalised features, computed once
         (:meth:`check_finite` first)."""
-        return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab)
+        return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab, enc.foreground)
 
     def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
         # background, the reference classes and unmatched; or background and foreground
         num_classes = self.aligner.num_reference_classes + 2 if self.aligned else 2
         grid = image.features.shape[-1]
+        fg = class_map != BACKGROUND if image.foreground is None else image.foreground
         return ParsedImage(
             rgb=image.rgb,
             lab=image.lab,
@@ -252,7 +265,7 @@ class SevenFeatureModel(nn.Module):
             features=image.features,
             class_grid=majority_grid(class_map, grid, num_classes).to(image.features.device),
             num_classes=num_classes,
-            foreground=majority_grid((class_map != BACKGROUND).astype(np.int64), grid, 2).bool().to(image.features.device),
+            foreground=majority_grid(fg.astype(np.int64), grid, 2).bool().to(image.features.device),
         )
 
     # -- fit ---------------------------------------------------------------------------------
@@ -316,10 +329,12 @@ class SevenFeatureModel(nn.Module):
                     f"model.shot_augment asks for {len(self.moves)}: encode shots with encode(images, shots=True) "
                     "(a checkpoint keeps the setting it was fitted with)")
             labels = torch.from_numpy(np.asarray(m, dtype=np.int64))
+            fg = None if s.foreground is None else torch.from_numpy(s.foreground.astype(np.int64))
             for mv, f in zip(self.moves, s.augmented):
                 moved_map = move_labels(labels, mv, s.aspect).numpy()
+                moved_fg = None if fg is None else move_labels(fg, mv, s.aspect).numpy() > 0
                 # rgb/lab stay the shot's: the patch banks read only features and grids
-                view = SegmentedImage(s.rgb, moved_map.astype(np.int32), self.normalise(f), s.lab)
+                view = SegmentedImage(s.rgb, moved_map.astype(np.int32), self.normalise(f), s.lab, moved_fg)
                 out.append(self.parse(view, moved_map))
                 owners.append(i)
         return out, owners
