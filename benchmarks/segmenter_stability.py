@@ -6,7 +6,9 @@ differ by about 0.1 grey level on average. A segmenter whose foreground (label m
 between them moves every score that reads it (the foreground and class-aware patch scores, the
 class features), so the quality measured at one size does not carry over to another. Per
 category: the foreground IoU of each image between the two sizes (mean, min, share of images
-below 0.9) and the share of images whose number of segments differs.
+below 0.9) and the share of images whose number of segments differs; for a segmenter with a
+foreground segmenter (the foreground patch score's own foreground), that one too, as
+``<name>/foreground``.
 
     .venv/bin/python benchmarks/segmenter_stability.py --variant heldout_clean --size-factors 0.5 1.0 \\
         [--segmenters felzenszwalb border_colour] [--generator-seed 0] [--categories ...]
@@ -51,6 +53,19 @@ def foreground_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> dict:
             "segment_count_differs": float(counts_differ), "images": len(ious)}
 
 
+def measured_segmenters(names: list[str], overrides: list[str]) -> dict:
+    """Each named segmenter (config group ``segmenter``, with ``overrides``) and, as
+    ``<name>/foreground``, its foreground segmenter where it has one: the foreground the
+    foreground patch score reads (``segmenter.foreground_strip_width``)."""
+    out = {}
+    for name in names:
+        seg = out[name] = build(compose_config([f"segmenter={name}", *overrides]).model.segmenter)
+        fg = seg.foreground_segmenter()
+        if fg is not None:
+            out[f"{name}/foreground"] = fg
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="heldout_clean", choices=["varied", "heldout", "heldout_clean"])
@@ -68,8 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"command": "benchmarks/segmenter_stability.py " + " ".join(sys.argv[1:] if argv is None else argv),
                     "variant": args.variant, "generator_seed": args.generator_seed, "size_factors": args.size_factors,
                     "image_size": image_size, "work_size": work_size, "machine": machine(), "segmenters": {}}
-    segmenters = {name: build(compose_config([f"segmenter={name}", *args.overrides]).model.segmenter)
-                  for name in args.segmenters}
+    segmenters = measured_segmenters(args.segmenters, args.overrides)
     for category in categories:
         images = [read_split_images(r, category, image_size, work_size) for r in roots]
         for name, seg in segmenters.items():

@@ -48,3 +48,12 @@ def test_the_same_capture_read_twice_is_perfectly_stable_and_two_sizes_are_compa
     assert same["iou_min"] == 1.0 and same["segment_count_differs"] == 0.0
     other = segmenter_stability.foreground_agreement([seg(x) for x in small], [seg(x) for x in large])
     assert 0.0 <= other["iou_min"] <= other["iou_mean"] <= 1.0
+
+
+def test_the_foreground_patch_scores_own_foreground_is_measured_too():
+    names = ["felzenszwalb", "border_colour"]
+    segs = segmenter_stability.measured_segmenters(names, [])
+    assert list(segs) == ["felzenszwalb", "felzenszwalb/foreground", "border_colour"]  # the default's
+    assert segs["felzenszwalb/foreground"].strip_width == 0.0 and segs["felzenszwalb"].strip_width > 0
+    off = segmenter_stability.measured_segmenters(["felzenszwalb"], ["segmenter.foreground_strip_width=null"])
+    assert list(off) == ["felzenszwalb"]
