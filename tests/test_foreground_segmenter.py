@@ -109,3 +109,22 @@ def test_checkpoint_keeps_the_shots_foreground(images):
         loaded.prepare()
         assert all(np.array_equal(a.foreground, b.foreground) for a, b in zip(loaded.model.shots, fitted.model.shots))
         assert torch.equal(loaded.model.patch_banks[0].bank, fitted.model.patch_banks[0].bank)
+
+
+def test_parts_and_foreground_share_one_graph_segmentation_per_image(images, monkeypatch):
+    """The foreground segmenter differs only in the merge: Felzenszwalb runs once per image for
+    both, and each gives what a segmenter of its own would."""
+    from locoad.segmenters import felzenszwalb as module
+
+    rgbs = [(x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for x in images[:2]]
+    seg = FelzenszwalbSegmenter(work_size=64, foreground_strip_width=0.0)
+    fg = seg.foreground_segmenter()
+    alone = [(FelzenszwalbSegmenter(work_size=64)(x), FelzenszwalbSegmenter(work_size=64, strip_width=0.0)(x))
+             for x in rgbs]
+    calls = []
+    real = module.felzenszwalb
+    monkeypatch.setattr(module, "felzenszwalb", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for x, (parts, foreground) in zip(rgbs, alone):
+        assert np.array_equal(seg(x), parts) and np.array_equal(fg(x), foreground)
+    assert len(calls) == len(rgbs)
+    assert not np.array_equal(rgbs[0], rgbs[1])  # two images: the second is segmented, not reused

@@ -20,6 +20,8 @@ Two merge rules (``merge``):
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -56,6 +58,10 @@ class FelzenszwalbSegmenter(Segmenter):
         self.min_size = min_size
         self.merge_threshold = merge_threshold
         self.work_size = work_size
+        # The last image's graph segmentation and smoothed CIELAB, shared with the foreground
+        # segmenter, which differs only in the merge: Felzenszwalb (most of the cost) runs once
+        # per image for both.
+        self._last: dict = {}
 
     def foreground_segmenter(self) -> FelzenszwalbSegmenter | None:
         """The same segmenter with ``strip_width=foreground_strip_width`` (None: the parts'
@@ -66,15 +72,30 @@ class FelzenszwalbSegmenter(Segmenter):
         if self.foreground_strip_width is None or self.merge != "hierarchical":
             return None  # the components merge absorbs no strips
         kwargs = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        return FelzenszwalbSegmenter(**{**kwargs, "strip_width": self.foreground_strip_width,
-                                        "foreground_strip_width": None})
+        fg = FelzenszwalbSegmenter(**{**kwargs, "strip_width": self.foreground_strip_width,
+                                      "foreground_strip_width": None})
+        fg._last = self._last
+        return fg
+
+    def graph_regions(self, small: np.ndarray) -> np.ndarray:
+        """Felzenszwalb's regions of a work-size image; the last image's are reused."""
+        key = (hashlib.blake2b(small.tobytes(), digest_size=16).digest(), small.shape,
+               self.scale, self.sigma, self.min_size)
+        if self._last.get("key") != key:
+            self._last.clear()
+            self._last.update(key=key, regions=felzenszwalb(small, scale=self.scale, sigma=self.sigma,
+                                                            min_size=self.min_size))
+        return self._last["regions"]
 
     def propose(self, rgb: np.ndarray) -> np.ndarray:
         small = to_work_size(rgb, self.work_size)
-        regions = felzenszwalb(small, scale=self.scale, sigma=self.sigma, min_size=self.min_size)
+        regions = self.graph_regions(small)
         if self.merge_threshold > 0:
-            # Merge on a lightly smoothed CIELAB image: distances are perceptual, noise averaged out.
-            lab = rgb2lab(gaussian(small, sigma=1.0, channel_axis=-1))
+            # Merge on a lightly smoothed CIELAB image: distances are perceptual, noise averaged
+            # out. Kept with the regions (the same image) for the foreground segmenter.
+            if "lab" not in self._last:
+                self._last["lab"] = rgb2lab(gaussian(small, sigma=1.0, channel_axis=-1))
+            lab = self._last["lab"]
             if self.merge == "hierarchical":
                 regions = merge_hierarchical(regions, lab, self.merge_threshold, self.strip_width)
             else:
