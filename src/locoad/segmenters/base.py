@@ -83,6 +83,12 @@ def relabel_by_area(label: np.ndarray, min_area: float = 0.0005, max_segments: i
     return lut[label]
 
 
+def foreground_segmenter_of(segmenter) -> Segmenter | None:
+    """``segmenter.foreground_segmenter()``; None for a plain callable, which has none."""
+    get = getattr(segmenter, "foreground_segmenter", None)
+    return None if get is None else get()
+
+
 class Segmenter(ABC):
     """Maps an RGB image to a label map. Subclasses implement :meth:`propose`."""
 

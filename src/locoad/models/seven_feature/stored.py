@@ -16,6 +16,7 @@ from torch import nn
 
 from locoad.cache import StageCache, code_fingerprint, component_key, content_hash
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel
+from locoad.segmenters.base import foreground_segmenter_of
 
 
 class StoredBackbone(nn.Module):
@@ -51,8 +52,7 @@ class StoredSegmenter:
 
     def foreground_segmenter(self) -> StoredSegmenter | None:
         """The inner segmenter's foreground segmenter, its label maps stored too."""
-        get = getattr(self.inner, "foreground_segmenter", None)  # a plain callable has none
-        inner = None if get is None else get()
+        inner = foreground_segmenter_of(self.inner)
         return None if inner is None else StoredSegmenter(inner, self.cache)
 
     def __getattr__(self, name: str) -> Any:

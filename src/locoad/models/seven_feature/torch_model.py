@@ -28,7 +28,7 @@ from locoad.components.knn import apply_keeping_unit_rows, own_precision
 from locoad.features.base import Feature
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
-from locoad.segmenters.base import Segmenter
+from locoad.segmenters.base import Segmenter, foreground_segmenter_of
 from locoad.types import BACKGROUND, ParsedImage, SegmentedImage, rgb_to_lab
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,7 @@ class SevenFeatureModel(nn.Module):
     def foreground_segmenter(self):
         """The segmenter of the foreground patch score's foreground, when a score reads it and
         the segmenter has one (``Segmenter.foreground_segmenter``); None: the parts' union."""
-        get = getattr(self.segmenter, "foreground_segmenter", None)  # a plain callable has none
-        return get() if get is not None and self.reads_foreground else None
+        return foreground_segmenter_of(self.segmenter) if self.reads_foreground else None
 
     def backbone_input(self, images: torch.Tensor) -> torch.Tensor:
         """What the backbone sees: the images, normalised per image as ``photometric`` says
