@@ -109,3 +109,20 @@ def test_pieces_measure_learns_where_edges_move_the_area():
     state = pieces.fit(shots)
     assert pieces.score(narrow_left(pair(4, 4, seed=8)), state).value == 1.0
     assert pieces.score(odd, state).value == 2 / 0.5
+
+
+def test_symmetry_reads_the_colour_kinds_composition_fits(tmp_path):
+    # symmetry's rules are balances of composition's colour kinds: both take their kind settings
+    # from conf/components/colour_kinds.yaml, so the default presets fit the same kinds
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from conftest import REPO, compose_cfg
+
+    kinds = OmegaConf.load(REPO / "conf" / "components" / "colour_kinds.yaml")
+    cfg = compose_cfg(["logger=none"], tmp_path / "run")
+    for feature in ("composition", "symmetry"):
+        assert {k: cfg.features[feature][k] for k in kinds} == OmegaConf.to_container(kinds)
+    composition, symmetry = (instantiate(cfg.features[n]) for n in ("composition", "symmetry"))
+    assert vars(composition.kinds) | {"owner": None} == vars(symmetry.kinds) | {"owner": None}
+    assert composition.merge_distances == symmetry.merge_distances == [6.0, 12.0]
