@@ -16,7 +16,9 @@ lighting variation, a new layout per generator seed; ``generate(capture="varied"
 on; HELD_OUT_GENERATOR_SEEDS are for reporting only -- never tune anything on them.
 ``--variant heldout`` measures on the independently written scene family of
 ``locoad.data.heldout`` (other categories, shapes, defects, renderer; photo-like captures,
-``--variant heldout_clean`` the same scenes captured cleanly): report only, NEVER tune on it. ``--render FILE...`` prints the fused table (and, where the data names its defects, the fused AUROC
+``--variant heldout_clean`` the same scenes captured cleanly): report only, NEVER tune on it.
+``--variant workbench`` / ``workbench_clean``: a third independent family (``locoad.data.workbench``;
+other objects, rules, defects, a signed-distance renderer): report only, NEVER tune on it. ``--render FILE...`` prints the fused table (and, where the data names its defects, the fused AUROC
 per category and defect) of saved result files without recomputing:
 
     .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ...
@@ -140,6 +142,12 @@ def prepare_data(variant: str, generator_seed: int, size_factor: float, root: st
         heldout.generate_heldout(root, seed=generator_seed, size_factor=size_factor,
                                  capture="clean" if variant == "heldout_clean" else "photo")
         return root, list(heldout.CATEGORIES)
+    if variant.startswith("workbench"):
+        from locoad.data import workbench
+
+        workbench.generate_workbench(root, seed=generator_seed, size_factor=size_factor,
+                                     capture="clean" if variant == "workbench_clean" else "photo")
+        return root, list(workbench.CATEGORIES)
     gen = {"seed": generator_seed, "image_size": 256}
     if variant == "varied":
         gen.update(capture="varied", size_factor=size_factor)
@@ -155,14 +163,15 @@ def size_factor_of(variant: str, size_factor: float) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=None, help="data folder (default: .cache/synthetic/<variant>...)")
-    ap.add_argument("--variant", default="clean", choices=["clean", "varied", "heldout", "heldout_clean"],
+    ap.add_argument("--variant", default="clean", choices=["clean", "varied", "heldout", "heldout_clean", "workbench", "workbench_clean"],
                     help="clean: 256 px squares, one camera; varied: photo-like captures; "
                          "heldout: the independent scene family, photo-like captures (never tune on it); "
-                         "heldout_clean: the same scenes, still camera, no light, blur, noise or JPEG")
+                         "heldout_clean: the same scenes, still camera, no light, blur, noise or JPEG; "
+                         "workbench / workbench_clean: a third independent family, photo / clean (never tune on it)")
     ap.add_argument("--generator-seed", type=int, default=0,
                     help=f"synthetic data seed (0: development data; held out, never tune on: {HELD_OUT_GENERATOR_SEEDS}, "
-                         "and every seed of --variant heldout / heldout_clean)")
-    ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout*: native size x this")
+                         "and every seed of --variant heldout* / workbench*)")
+    ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout* / workbench*: native size x this")
     ap.add_argument("--categories", nargs="*", default=None, help="default: every category of the variant")
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
