@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import io
 import json
+import math
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -91,3 +92,21 @@ def _exclusive(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def family_params(family: str, label: str, sizes: dict, categories: Iterable[str] | None, capture: str,
+                  size_factor: float, **params) -> tuple[list[str], dict]:
+    """Check a scene family's arguments and return (category names, the parameters a complete
+    folder records). ``label`` names the family in errors, ``sizes`` its native (w, h) per category;
+    ``params``: the rest of what the images depend on (family, version, note, seed, counts)."""
+    names = list(categories or sizes)
+    unknown = sorted(set(names) - set(sizes))
+    if unknown:
+        raise ValueError(f"unknown {label} categories {unknown}; choose from {list(sizes)}")
+    if capture not in ("photo", "clean"):
+        raise ValueError(f"{label} capture must be 'photo' or 'clean', got {capture!r}")
+    smallest = min(min(sizes[n]) for n in names)
+    if not smallest * size_factor >= 64:
+        raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; "
+                         f"use >= {math.ceil(64 / smallest * 100) / 100}")
+    return names, {"family": family, **params, "size_factor": float(size_factor), "capture": capture}

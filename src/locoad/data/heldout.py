@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from locoad.data.generated import ensure_complete, write_json, write_png
+from locoad.data.generated import ensure_complete, family_params, write_json, write_png
 
 FAMILY = "locoad.data.heldout"
 VERSION = 1
@@ -389,19 +389,10 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
     Deterministic in ``seed``; a complete category folder with the same parameters is kept
     (``locoad.data.generated``: one run generates, parallel ones wait for it). ``capture``:
     ``photo`` (camera moves, light, blur, noise, JPEG) or ``clean`` (the same scenes, none of it)."""
+    names, params = family_params(FAMILY, "held-out", SIZES, categories, capture, size_factor, version=VERSION,
+                                  note=NOTE, seed=seed, n_train=n_train, n_validation=n_validation,
+                                  n_test_good=n_test_good, n_logical=n_logical, n_structural=n_structural)
     root = Path(root)
-    names = list(categories or CATEGORIES)
-    unknown = sorted(set(names) - set(CATEGORIES))
-    if unknown:
-        raise ValueError(f"unknown held-out categories {unknown}; choose from {list(CATEGORIES)}")
-    if capture not in ("photo", "clean"):
-        raise ValueError(f"held-out capture must be 'photo' or 'clean', got {capture!r}")
-    if not min(min(SIZES[n]) for n in names) * size_factor >= 64:
-        raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; use >= 0.08")
-    params = {"family": FAMILY, "version": VERSION, "note": NOTE, "seed": seed,
-              "size_factor": float(size_factor), "n_train": n_train, "n_validation": n_validation,
-              "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural,
-              "capture": capture}
     return ensure_complete(root, names, params, ("family", FAMILY),
                            lambda r, name: _write_category(r, name, params), overwrite)
 

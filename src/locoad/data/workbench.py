@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from locoad.data.generated import ensure_complete, write_json, write_png
+from locoad.data.generated import ensure_complete, family_params, write_json, write_png
 
 FAMILY = "locoad.data.workbench"
 VERSION = 1
@@ -834,21 +834,10 @@ def generate_workbench(root: str | os.PathLike, seed: int = 0, size_factor: floa
     Deterministic in ``seed``; a complete category folder with the same parameters is kept
     (``locoad.data.generated``: one run generates, parallel ones wait for it). ``capture``:
     ``photo`` (camera moves, light, blur, noise, JPEG) or ``clean`` (the same scenes, none of it)."""
+    names, params = family_params(FAMILY, "workbench", SIZES, categories, capture, size_factor, version=VERSION,
+                                  note=NOTE, seed=seed, n_train=n_train, n_validation=n_validation,
+                                  n_test_good=n_test_good, n_logical=n_logical, n_structural=n_structural)
     root = Path(root)
-    names = list(categories or CATEGORIES)
-    unknown = sorted(set(names) - set(CATEGORIES))
-    if unknown:
-        raise ValueError(f"unknown workbench categories {unknown}; choose from {list(CATEGORIES)}")
-    if capture not in ("photo", "clean"):
-        raise ValueError(f"workbench capture must be 'photo' or 'clean', got {capture!r}")
-    smallest = min(min(SIZES[n]) for n in names)
-    if not smallest * size_factor >= 64:
-        raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; "
-                         f"use >= {math.ceil(64 / smallest * 100) / 100}")
-    params = {"family": FAMILY, "version": VERSION, "note": NOTE, "seed": seed,
-              "size_factor": float(size_factor), "n_train": n_train, "n_validation": n_validation,
-              "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural,
-              "capture": capture}
     return ensure_complete(root, names, params, ("family", FAMILY),
                            lambda r, name: _write_category(r, name, params), overwrite)
 
