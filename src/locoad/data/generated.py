@@ -110,3 +110,11 @@ def family_params(family: str, label: str, sizes: dict, categories: Iterable[str
         raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; "
                          f"use >= {math.ceil(64 / smallest * 100) / 100}")
     return names, {"family": family, **params, "size_factor": float(size_factor), "capture": capture}
+
+
+def family_splits(params: dict) -> list[tuple[str, str, int]]:
+    """(split, kind, image count) of a scene family's category folder, in the order its images are
+    drawn (the split's index seeds their random streams, so the order is part of the data)."""
+    return [("train", "good", params["n_train"]), ("validation", "good", params["n_validation"]),
+            ("test", "good", params["n_test_good"]), ("test", "logical_anomalies", params["n_logical"]),
+            ("test", "structural_anomalies", params["n_structural"])]

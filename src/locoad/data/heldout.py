@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from locoad.data.generated import ensure_complete, family_params, write_json, write_png
+from locoad.data.generated import ensure_complete, family_params, family_splits, write_json, write_png
 
 FAMILY = "locoad.data.heldout"
 VERSION = 1
@@ -399,9 +399,6 @@ def generate_heldout(root: str | os.PathLike, seed: int = 0, size_factor: float 
 
 def _write_category(root: Path, name: str, params: dict) -> None:
     capture = params["capture"]
-    splits = [("train", "good", params["n_train"]), ("validation", "good", params["n_validation"]),
-              ("test", "good", params["n_test_good"]), ("test", "logical_anomalies", params["n_logical"]),
-              ("test", "structural_anomalies", params["n_structural"])]
     seed, ci = params["seed"], CATEGORIES.index(name)  # the random streams do not depend on which others are made
     base = root / name
     base.mkdir(parents=True)
@@ -410,7 +407,7 @@ def _write_category(root: Path, name: str, params: dict) -> None:
                [{"defect_name": k, "pixel_value": v, "saturation_threshold": 1.0, "relative_saturation": True}
                 for k, v in PIXEL_VALUES.items()])
     size = tuple(round(v * params["size_factor"]) for v in SIZES[name])
-    for si, (split, kind, n) in enumerate(splits):
+    for si, (split, kind, n) in enumerate(family_splits(params)):
         for i in range(n):
             rng = np.random.default_rng([seed, ci, si, i, 4242])
             cam = {"angle": rng.uniform(-0.07, 0.07), "zoom": rng.uniform(0.94, 1.03),

@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from locoad.data.generated import ensure_complete, family_params, write_json, write_png
+from locoad.data.generated import ensure_complete, family_params, family_splits, write_json, write_png
 
 FAMILY = "locoad.data.workbench"
 VERSION = 1
@@ -609,15 +609,16 @@ def _structural(rng, kind: str, parts: list) -> dict:
     return out
 
 
+OPACITY = {"scratch": 0.85, "contamination": 0.92}  # the defects painted over a part
+
+
 def _apply(m: dict, X, Y, col, alpha, pix: float):
     """Change a part's layer (colour, coverage) by defect ``m``; return its region (bool)."""
     d = np.min([_sdf(s, X, Y) for s in m["shapes"]], 0)
     cov = np.clip(0.5 - d / pix, 0, 1)
     kind = m["kind"]
-    if kind == "scratch":
-        col[:] = col * (1 - 0.85 * cov) + np.asarray(m["rgb"], F)[:, None, None] / 255 * 0.85 * cov
-    elif kind == "contamination":
-        col[:] = col * (1 - 0.92 * cov) + np.asarray(m["rgb"], F)[:, None, None] / 255 * 0.92 * cov
+    if kind in OPACITY:  # paint over the part: a scratch lets a little of it show, dirt less
+        col[:] = col * (1 - OPACITY[kind] * cov) + np.asarray(m["rgb"], F)[:, None, None] / 255 * OPACITY[kind] * cov
     elif kind == "dent":  # a hollow: dark on the lamp's side, bright on the other, darker in the middle
         s = m["shapes"][0]
         qx, qy = (X - float(s["c"][0])) / s["r"], (Y - float(s["c"][1])) / s["r"]
@@ -849,9 +850,6 @@ def defect_names(category: str) -> list[str]:
 
 
 def _write_category(root: Path, name: str, params: dict) -> None:
-    splits = [("train", "good", params["n_train"]), ("validation", "good", params["n_validation"]),
-              ("test", "good", params["n_test_good"]), ("test", "logical_anomalies", params["n_logical"]),
-              ("test", "structural_anomalies", params["n_structural"])]
     seed = params["seed"]
     base = root / name
     base.mkdir(parents=True)
@@ -861,7 +859,7 @@ def _write_category(root: Path, name: str, params: dict) -> None:
                [{"defect_name": k, "pixel_value": PIXEL_VALUES[k], "saturation_threshold": 1.0,
                  "relative_saturation": True} for k in defect_names(name)])
     size = tuple(round(v * params["size_factor"]) for v in SIZES[name])
-    for si, (split, kind, n) in enumerate(splits):
+    for si, (split, kind, n) in enumerate(family_splits(params)):
         for i in range(n):
             scene, edit = scene_of(name, seed, si, i, kind)
             cam, light = camera_of(name, seed, si, i)
