@@ -31,7 +31,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from locoad.data.generated import ensure_complete, family_params, family_splits, write_json, write_png
+from locoad.data.generated import (
+    ensure_complete,
+    family_params,
+    family_splits,
+    write_json,
+    write_png,
+)
 
 FAMILY = "locoad.data.heldout"
 VERSION = 1

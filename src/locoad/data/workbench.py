@@ -60,7 +60,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from locoad.data.generated import ensure_complete, family_params, family_splits, write_json, write_png
+from locoad.data.generated import (
+    ensure_complete,
+    family_params,
+    family_splits,
+    write_json,
+    write_png,
+)
 
 FAMILY = "locoad.data.workbench"
 VERSION = 1
