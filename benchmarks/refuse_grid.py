@@ -5,8 +5,9 @@ feature score as it was, so the grid files of ``benchmarks/quality_synthetic.py`
 re-scored: this fits the fusion that the config composes now on each run's dumped leave-one-out
 scores, fuses its dumped test scores and rewrites the fused metrics (per type and per defect).
 The per-feature metrics, F1 floors and alignment accuracies are kept. A feature added to the
-default can be scored alone on the same grid (``--overrides features=<new> --dump new.npz``)
-and its dump passed beside the grid's own: its scores join each run's, and its metrics the row's.
+default, or one whose code changed, can be scored alone on the same grid (``--overrides
+features=<name> --dump new.npz``) and its dump passed after the grid's own: its scores join (or
+replace) each run's, and its metrics are computed afresh.
 
     .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]
         [--overrides fusion=loo ...]
@@ -36,10 +37,11 @@ def _metrics(score, cat: dict, per_defect: bool) -> dict:
     return metrics
 
 
-def refuse(grid: dict, runs: dict, data: dict, fusion_cfg) -> dict:
+def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[str] = frozenset()) -> dict:
     """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule. A score
     dumped by another run (a feature run alone, e.g. ``--overrides features=<new>``, whose dump is
-    passed beside the grid's own) is fused in, and its own metrics are added to the row."""
+    passed after the grid's own) is fused in; its metrics are computed when the row has none or
+    when its name is in ``rescored`` (a re-run replaced the grid's own scores)."""
     rows = []
     for row in grid["results"]:
         key = row_key(row)
@@ -48,7 +50,8 @@ def refuse(grid: dict, runs: dict, data: dict, fusion_cfg) -> dict:
         run, cat = runs[key], data[row["category"]]
         per_defect = "per_defect" in row["metrics"]["fused"]
         fused = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
-        added = {n: _metrics(s, cat, per_defect) for n, s in run["score"].items() if n not in row["metrics"]}
+        added = {n: _metrics(s, cat, per_defect) for n, s in run["score"].items()
+                 if n not in row["metrics"] or n in rescored}
         rows.append({**row, "metrics": {**row["metrics"], **added, "fused": _metrics(fused, cat, per_defect)}})
     return {**grid, "results": rows}
 
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     grid = json.loads(Path(args.grid).read_text())
     runs, data = read_dumps(args.dumps)
-    out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion)
+    rescored = frozenset(n for r in read_dumps(args.dumps[1:])[0].values() for n in r["score"])  # the later dumps'
+    out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion, rescored)
     out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
     print(f"{args.out or args.grid}: {len(out['results'])} rows re-fused")

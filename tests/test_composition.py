@@ -194,3 +194,39 @@ def test_flat_white_balance_divides_out_a_lighting_gradient():
 
     assert lightness_gap("cast_and_level") > 10
     assert lightness_gap("flat_cast_and_level") < 2
+
+
+
+def speckled(flecks: int, seed: int) -> ParsedImage:
+    """The pin scene (larger pins) with ``flecks`` 2 x 2 px flecks of pin colour on the box:
+    shading fragments just above min_piece, as a noisy capture shows some."""
+    p = scene(PINS, pin_size=14, seed=seed)
+    for j in range(flecks):
+        y, x = 78, 14 + 6 * j
+        p.rgb[y : y + 2, x : x + 2] = PIN
+        p.class_map[y : y + 2, x : x + 2] = 2
+    p.lab[:] = rgb2lab(p.rgb)
+    return p
+
+
+@pytest.mark.parametrize("classes", ["colour", "aligned"])
+def test_a_kind_whose_smallest_piece_is_speckle_in_the_shots_scores_no_smallest_piece(classes):
+    """Every shot has flecks of pin colour (one to three): the pins' smallest piece is a fleck. A
+    good image without any jumps to a whole pin there (z above 10 without the rule), which says
+    nothing."""
+    shots = [speckled(1 + i % 3, seed=i) for i in range(4)]
+    clean = speckled(0, seed=7)
+    on = CompositionScore(classes=classes, n_colours=3, top_n=1)
+    off = CompositionScore(classes=classes, n_colours=3, top_n=1, speckle=0.0)
+    assert off.score(clean, off.fit(shots)).value > 10.0
+    state = on.fit(shots)
+    assert on.score(clean, state).value < 3.0
+    # a smaller pin still counts where the smallest piece is a pin (no flecks in the shots)
+    plain = on.fit([speckled(0, seed=i) for i in range(4)])
+    small = scene(PINS[:-1] + [(35, 70)], pin_size=14, seed=7)
+    small.rgb[35:49, 70:84], small.class_map[35:49, 70:84] = BOX, 1
+    small.rgb[35:43, 70:78], small.class_map[35:43, 70:78] = PIN, 2
+    small.lab[:] = rgb2lab(small.rgb)
+    assert on.score(small, plain).value > 3.0
+    with pytest.raises(ValueError, match="speckle"):
+        CompositionScore(speckle=-1.0)

@@ -69,3 +69,24 @@ def test_refuse_grid_fuses_in_a_feature_dumped_by_another_run(tmp_path):
     assert "symmetry" not in before and before["fused"]["auroc"] == 0.5
     assert after["symmetry"]["auroc"] == 1.0 and after["symmetry"]["per_defect"]["extra"]["auroc"] == 1.0
     assert after["fused"]["auroc"] == 1.0 and after["foreground_patch"] == {"auroc": 0.5}
+
+
+def test_refuse_grid_recomputes_the_metrics_of_a_score_that_a_later_dump_replaces(tmp_path):
+    """A feature whose code changed, re-run alone: its scores replace the grid's own, and so must
+    its metrics (the row's were of the old scores)."""
+    labels = np.array([0] * 4 + [1] * 4)
+    types = np.array(["good"] * 4 + ["logical_anomalies"] * 4)
+    tag = "widgets/hungarian/loo/4/0"
+    data = {"widgets/labels": labels, "widgets/types": types, "widgets/defects": np.array([""] * 4 + ["extra"] * 4)}
+    old = {f"{tag}/score/composition": np.array([4.0, 4, 4, 4, 1, 1, 1, 1]), f"{tag}/loo/composition": np.ones(4)}
+    new = {f"{tag}/score/composition": np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), f"{tag}/loo/composition": np.ones(4)}
+    np.savez(tmp_path / "old.npz", **data, **old)
+    np.savez(tmp_path / "new.npz", **data, **new)
+    row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0,
+           "metrics": {"composition": {"auroc": 0.0}, "fused": {"auroc": 0.0, "per_defect": {}}}}
+    (tmp_path / "grid.json").write_text(json.dumps({"command": "q", "results": [row]}))
+    _script().main([str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), str(tmp_path / "new.npz"),
+                    "--out", str(tmp_path / "b.json"), "--overrides", "fusion=loo"])
+    after = json.loads((tmp_path / "b.json").read_text())["results"][0]["metrics"]
+    assert after["composition"]["auroc"] == 1.0 and after["fused"]["auroc"] == 1.0
+    assert after["composition"]["per_defect"]["extra"]["auroc"] == 1.0

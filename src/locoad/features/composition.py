@@ -32,8 +32,10 @@ with the std raised to its upper ``std_confidence`` bound (a few shots often agr
 an entry that varies) and a per-entry floor (``abs_floor`` plus ``rel_floor`` of the mean for
 area and sizes; for counts and units half a piece over the square root of the number of shots:
 one piece more or less is evidence however many there are, and the more shots agree on a count
-the more; ``position_floor``; ``chroma_floor``). The image score is the mean of the ``top_n``
-largest z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
+the more; ``position_floor``; ``chroma_floor``). A kind whose smallest piece averages
+below ``speckle`` times ``min_piece`` in the shots has speckle for its smallest piece (shading and
+noise fragments): its smallest-piece entry is not scored. The image score is the mean of the
+``top_n`` largest z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from locoad.types import BACKGROUND, ParsedImage
 COLUMNS = ("area", "pieces", "piece_mean", "piece_max", "piece_min", "cy", "cx", "a", "b", "units")
 _COUNT = COLUMNS.index("pieces")
 _UNITS = COLUMNS.index("units")
+_PIECE_MIN = COLUMNS.index("piece_min")
 _POSITION = (COLUMNS.index("cy"), COLUMNS.index("cx"))
 _CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
 # With ``balance``: per kind, the area left minus right of (above minus below) the foreground's
@@ -95,12 +98,15 @@ class CompositionScore(Feature):
         std_confidence: float | None = 0.8,
         units: bool = True,
         balance: bool = False,
+        speckle: float = 3.0,
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
             raise ValueError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
         if top_n < 1:
             raise ValueError(f"composition top_n must be >= 1, got {top_n}")
+        if speckle < 0:
+            raise ValueError(f"composition speckle must be >= 0 (times min_piece; 0: off), got {speckle}")
         self.classes = classes
         self.needs_classes = classes == "aligned"
         self.min_piece = min_piece
@@ -113,6 +119,7 @@ class CompositionScore(Feature):
         self.std_confidence = std_confidence
         self.units = units
         self.balance = balance
+        self.speckle = speckle
         self.columns = COLUMNS + (BALANCE if balance else ())
         self.merge_distances = merge_distances(merge_distance, "composition")
         # Colour classes, white balance and background: shared with instance_set.
@@ -230,6 +237,10 @@ class CompositionScore(Feature):
         x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
         x = self.in_units(x, _pad_rows(state.unit, n))
         z = np.abs(x - mean) / scale
+        # A kind whose smallest piece in the shots is speckle (a shading or noise fragment just
+        # above min_piece): an image without speckle jumps to a real part's size, z 20-70 on a
+        # normal capture, so that entry says nothing there.
+        z[mean[:, _PIECE_MIN] < self.speckle * self.min_piece, _PIECE_MIN] = np.nan
         # A kind the shots never had (an aligned "unmatched" class) or one absent here: its
         # area / count entries still say so; NaN entries (no position of an absent kind) drop out.
         z = z[np.isfinite(z)]
