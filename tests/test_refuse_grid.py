@@ -47,21 +47,27 @@ def test_refuse_grid_rewrites_only_the_fused_metrics(tmp_path):
     assert out["command"].startswith("quality_synthetic.py --x ; benchmarks/refuse_grid.py")
 
 
+TAG = "widgets/hungarian/loo/4/0"
+
+
+def _grid_and_two_dumps(tmp_path, old: dict, new: dict, metrics: dict) -> None:
+    """Four good and four anomalous widgets: grid.json with one row of ``metrics``, and the
+    scores ``old`` (the grid's own dump) and ``new`` (a later run's), {name: (test, loo)}."""
+    data = {"widgets/labels": np.array([0] * 4 + [1] * 4), "widgets/types": np.array(["good"] * 4 + ["logical_anomalies"] * 4),
+            "widgets/defects": np.array([""] * 4 + ["extra"] * 4)}
+    for file, scores in (("old.npz", old), ("new.npz", new)):
+        np.savez(tmp_path / file, **data, **{f"{TAG}/{kind}/{n}": v for n, (test, loo) in scores.items()
+                                              for kind, v in (("score", test), ("loo", loo))})
+    row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0, "metrics": metrics}
+    (tmp_path / "grid.json").write_text(json.dumps({"command": "q", "results": [row]}))
+
+
 def test_refuse_grid_fuses_in_a_feature_dumped_by_another_run(tmp_path):
     """A new feature scored alone on the same grid: its dump joins the grid's own, its metrics the row's."""
-    labels = np.array([0] * 4 + [1] * 4)
-    types = np.array(["good"] * 4 + ["logical_anomalies"] * 4)
-    tag = "widgets/hungarian/loo/4/0"
-    data = {"widgets/labels": labels, "widgets/types": types, "widgets/defects": np.array([""] * 4 + ["extra"] * 4)}
     # the grid's own score ranks two anomalies below the good images; the new one sees them all
-    old = {f"{tag}/score/foreground_patch": np.array([1.0, 2, 3, 4, 5, 6, 0.5, 0.6]),
-           f"{tag}/loo/foreground_patch": np.array([4.0, 4, 4, 4])}
-    new = {f"{tag}/score/symmetry": np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), f"{tag}/loo/symmetry": np.ones(4)}
-    np.savez(tmp_path / "old.npz", **data, **old)
-    np.savez(tmp_path / "new.npz", **data, **new)
-    row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0,
-           "metrics": {"foreground_patch": {"auroc": 0.5}, "fused": {"auroc": 0.5, "per_defect": {}}}}
-    (tmp_path / "grid.json").write_text(json.dumps({"command": "q", "results": [row]}))
+    _grid_and_two_dumps(tmp_path, {"foreground_patch": (np.array([1.0, 2, 3, 4, 5, 6, 0.5, 0.6]), np.array([4.0, 4, 4, 4]))},
+                        {"symmetry": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))},
+                        {"foreground_patch": {"auroc": 0.5}, "fused": {"auroc": 0.5, "per_defect": {}}})
     args = [str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), "--out", str(tmp_path / "a.json"), "--overrides", "fusion=loo"]
     _script().main(args)
     _script().main([*args[:2], str(tmp_path / "new.npz"), *args[2:3], str(tmp_path / "b.json"), *args[4:]])
@@ -74,17 +80,9 @@ def test_refuse_grid_fuses_in_a_feature_dumped_by_another_run(tmp_path):
 def test_refuse_grid_recomputes_the_metrics_of_a_score_that_a_later_dump_replaces(tmp_path):
     """A feature whose code changed, re-run alone: its scores replace the grid's own, and so must
     its metrics (the row's were of the old scores)."""
-    labels = np.array([0] * 4 + [1] * 4)
-    types = np.array(["good"] * 4 + ["logical_anomalies"] * 4)
-    tag = "widgets/hungarian/loo/4/0"
-    data = {"widgets/labels": labels, "widgets/types": types, "widgets/defects": np.array([""] * 4 + ["extra"] * 4)}
-    old = {f"{tag}/score/composition": np.array([4.0, 4, 4, 4, 1, 1, 1, 1]), f"{tag}/loo/composition": np.ones(4)}
-    new = {f"{tag}/score/composition": np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), f"{tag}/loo/composition": np.ones(4)}
-    np.savez(tmp_path / "old.npz", **data, **old)
-    np.savez(tmp_path / "new.npz", **data, **new)
-    row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0,
-           "metrics": {"composition": {"auroc": 0.0}, "fused": {"auroc": 0.0, "per_defect": {}}}}
-    (tmp_path / "grid.json").write_text(json.dumps({"command": "q", "results": [row]}))
+    _grid_and_two_dumps(tmp_path, {"composition": (np.array([4.0, 4, 4, 4, 1, 1, 1, 1]), np.ones(4))},
+                        {"composition": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))},
+                        {"composition": {"auroc": 0.0}, "fused": {"auroc": 0.0, "per_defect": {}}})
     _script().main([str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), str(tmp_path / "new.npz"),
                     "--out", str(tmp_path / "b.json"), "--overrides", "fusion=loo"])
     after = json.loads((tmp_path / "b.json").read_text())["results"][0]["metrics"]
