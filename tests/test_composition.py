@@ -196,7 +196,6 @@ def test_flat_white_balance_divides_out_a_lighting_gradient():
     assert lightness_gap("flat_cast_and_level") < 2
 
 
-
 def speckled(flecks: int, seed: int) -> ParsedImage:
     """The pin scene (larger pins) with ``flecks`` 2 x 2 px flecks of pin colour on the box:
     shading fragments just above min_piece, as a noisy capture shows some."""
