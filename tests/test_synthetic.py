@@ -138,6 +138,22 @@ def test_normal_variants_rotate_within_a_split() -> None:
     assert len(set(juices)) == 3
 
 
+def test_screw_bag_parts_touch_in_some_normal_scenes() -> None:
+    """As in MVTec LOCO's bags, nuts and washers touch in some good scenes (a segmenter sees one
+    piece there), and those scenes still keep every rule of the product."""
+    from locoad.data.synthetic import check_constraints, sample_scene
+
+    def touching(meta: dict) -> bool:
+        loose = [p for p in meta["parts"] if p["kind"] in ("nut", "washer")]
+        return any(np.hypot(*np.subtract(a["center"], b["center"])) <= (a["size"][0] + b["size"][0]) / 2
+                   for i, a in enumerate(loose) for b in loose[i + 1:])
+
+    scenes = [sample_scene("screw_bag", np.random.default_rng([3, i]), index=i) for i in range(40)]
+    share = np.mean([touching(m) for m in scenes])
+    assert 0.3 < share < 1.0, share  # some scenes, not all: loose parts also lie apart
+    assert all(check_constraints(m, "screw_bag") == [] for m in scenes)
+
+
 def test_render_reproduces_files(root: Path) -> None:
     """The metadata fully describes an image: re-rendering gives the same pixels and labels."""
     for cat in CATEGORIES:

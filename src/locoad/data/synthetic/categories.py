@@ -627,15 +627,36 @@ class ScrewBag(Category):
     INSIDE = (0.25, 0.21, 0.75, 0.79)
     SCREW_LENGTH = {"long": 0.26, "short": 0.17}
 
+    # Share of nuts and washers laid against one placed before them: in MVTec LOCO's bags loose
+    # parts touch, so a segmenter sees two of them as one piece in good images too.
+    TOUCH = 0.4
+
+    def touching_spot(self, rng: np.random.Generator, r: float, content: list[Part],
+                      tries: int = 50) -> tuple[float, float] | None:
+        """Centre for a round item of radius ``r`` touching (or slightly overlapping) a nut or
+        washer of ``content``, inside the bag and clear of every other item; None if none found."""
+        round_parts = [p for p in content if p["kind"] in ("nut", "washer")]
+        x0, y0, x1, y1 = self.INSIDE
+        for _ in range(tries if round_parts else 0):
+            other = round_parts[rng.integers(len(round_parts))]
+            theta, d = rng.uniform(0, 2 * np.pi), other["size"][0] / 2 + r + rng.uniform(-0.012, 0.0)
+            c = (other["center"][0] + d * math.cos(theta), other["center"][1] + d * math.sin(theta))
+            if (x0 + r <= c[0] <= x1 - r and y0 + r <= c[1] <= y1 - r
+                    and all(distance(c, o) - radius(o) - r > 0 for o in content if o is not other)):
+                return c
+        return None
+
     def item(self, parts: list[Part], rng: np.random.Generator, kind: str,
-             variant: str = "", colour: str = "") -> Part:
-        """Place one item at a free spot inside the bag."""
+             variant: str = "", colour: str = "", touch: bool = False) -> Part:
+        """Place one item inside the bag: at a free spot, or (``touch``, nuts and washers) against
+        a nut or washer already there where one has room."""
         if kind == "screw":
             size = (jitter(rng, self.SCREW_LENGTH[variant], 0.008), 0.05)
         else:
             size = (jitter(rng, 0.09, 0.004),) * 2
         content = [p for p in parts if p["kind"] != "bag"]
-        c = self.free_spot(rng, self.INSIDE, 0.5 * max(size), content)
+        c = self.touching_spot(rng, 0.5 * size[0], content) if touch and kind != "screw" else None
+        c = c or self.free_spot(rng, self.INSIDE, 0.5 * max(size), content)
         shape = {"screw": "screw", "nut": "hexagon", "washer": "ring"}[kind]
         colour = colour or {"screw": "steel", "nut": "brass", "washer": "copper"}[kind]
         extra = {"inner": 0.42} if kind == "washer" else {}
@@ -647,7 +668,7 @@ class ScrewBag(Category):
         self.item(parts, rng, "screw", "long")
         self.item(parts, rng, "screw", "short")
         for kind in ("nut", "nut", "washer", "washer"):
-            self.item(parts, rng, kind)
+            self.item(parts, rng, kind, touch=bool(rng.random() < self.TOUCH))
         return parts
 
     def check(self, parts: list[Part]) -> list[str]:

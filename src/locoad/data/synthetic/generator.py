@@ -22,7 +22,8 @@ from locoad.data.generated import ensure_complete, write_json, write_png
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
 GENERATOR = "locoad.data.synthetic"
-VERSION = 3  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json
+VERSION = 4  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json;
+# 4: screw-bag nuts and washers touch in some scenes
 STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
 # Each ground-truth PNG is one region; its pixel value names the defect kind, as MVTec LOCO AD's
 # <category>/defects_config.json does. A misplaced part's mask covers where it was and where it
