@@ -1,0 +1,79 @@
+"""The README's quality table says what the result files under benchmarks/results/ hold: a grid
+re-run without the README (or the README edited without a re-run) fails here."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from conftest import REPO
+
+# README row label (its start) -> the grid file it summarises
+ROWS = {
+    "clean (generator seed 0": "quality_default_clean_grid.json",
+    "varied captures (photo-like": "quality_default_varied_grid.json",
+    "held-out scene family, photo-like": "quality_default_heldout_grid.json",
+    "held-out scene family, clean": "quality_default_heldout_clean_grid.json",
+    "generator seed 101": "quality_default_gen101_grid.json",
+    "workbench family, photo-like": "quality_default_workbench_grid.json",
+    "workbench family, clean": "quality_default_workbench_clean_grid.json",
+}
+HEADER = "| data | k = 1 | k = 2 | k = 4 | k = 8 |"
+
+
+def readme_rows(header: str = HEADER) -> dict[str, list[str]]:
+    """Label -> the first four value cells of the README table that starts with ``header``."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:5]
+    return rows
+
+
+def grid_means(path) -> dict[int, float]:
+    results = json.loads(path.read_text())["results"]
+    ks = sorted({r["k"] for r in results})
+    return {k: statistics.mean(r["metrics"]["fused"]["auroc"] for r in results if r["k"] == k) for k in ks}
+
+
+@pytest.mark.parametrize("label", list(ROWS))
+def test_readme_quality_table_matches_the_result_files(label):
+    rows = readme_rows()
+    matches = [cells for name, cells in rows.items() if name.startswith(label)]
+    assert len(matches) == 1, f"README's quality table has no single row starting {label!r}"
+    means = grid_means(REPO / "benchmarks" / "results" / ROWS[label])
+    assert matches[0] == [f"{means[k]:.3f}" for k in (1, 2, 4, 8)], (
+        f"README row {label!r} says {matches[0]}; {ROWS[label]} holds "
+        f"{[round(means[k], 3) for k in (1, 2, 4, 8)]}: re-render the table from the file")
+
+
+def test_the_table_names_every_row_it_has():
+    """A row added to the README's table without a file here would go unchecked."""
+    assert all(any(name.startswith(label) for label in ROWS) for name in readme_rows()), \
+        f"README rows without a result file in this test: {sorted(readme_rows())}"
+
+
+# The capture-size table: row label -> (the × 0.5 grid, the × 1.0 file); columns × 0.5 k = 4,
+# × 1.0 k = 4, × 0.5 k = 8, × 1.0 k = 8.
+SIZE_HEADER = "| data | × 0.5, k = 4 | × 1.0, k = 4 | × 0.5, k = 8 | × 1.0, k = 8 |"
+SIZE_ROWS = {
+    "varied captures (development)": ("quality_default_varied_grid.json", "quality_default_varied_x1.0.json"),
+    "held-out family, photo-like": ("quality_default_heldout_grid.json", "quality_default_heldout_x1.0.json"),
+    "held-out family, clean": ("quality_default_heldout_clean_grid.json", "quality_default_heldout_clean_x1.0.json"),
+}
+
+
+@pytest.mark.parametrize("label", list(SIZE_ROWS))
+def test_readme_capture_size_table_matches_the_result_files(label):
+    rows = readme_rows(SIZE_HEADER)
+    matches = [cells for name, cells in rows.items() if name.startswith(label)]
+    assert len(matches) == 1, f"README's capture-size table has no single row starting {label!r}"
+    half, full = (grid_means(REPO / "benchmarks" / "results" / f) for f in SIZE_ROWS[label])
+    want = [f"{half[4]:.3f}", f"{full[4]:.3f}", f"{half[8]:.3f}", f"{full[8]:.3f}"]
+    assert matches[0] == want, f"README row {label!r} says {matches[0]}; the files hold {want}"
