@@ -3,6 +3,8 @@ re-run without the README (or the README edited without a re-run) fails here."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import statistics
 
@@ -77,3 +79,39 @@ def test_readme_capture_size_table_matches_the_result_files(label):
     half, full = (grid_means(REPO / "benchmarks" / "results" / f) for f in SIZE_ROWS[label])
     want = [f"{half[4]:.3f}", f"{full[4]:.3f}", f"{half[8]:.3f}", f"{full[8]:.3f}"]
     assert matches[0] == want, f"README row {label!r} says {matches[0]}; the files hold {want}"
+
+
+# The per-category tables: the README text just before each -> its grid file.
+PER_CATEGORY = {
+    "Per category, clean data": "quality_default_clean_grid.json",
+    "<summary>Per category: varied captures": "quality_default_varied_grid.json",
+    "<summary>Per category: held-out scene family, photo-like": "quality_default_heldout_grid.json",
+    "<summary>Per category: held-out scene family, clean": "quality_default_heldout_clean_grid.json",
+    "<summary>Per category: generator seed 101": "quality_default_gen101_grid.json",
+    "<summary>Per category: workbench family, photo-like": "quality_default_workbench_grid.json",
+    "<summary>Per category: workbench family, clean": "quality_default_workbench_clean_grid.json",
+}
+
+
+@functools.cache
+def _markdown_fused():
+    spec = importlib.util.spec_from_file_location("quality_synthetic", REPO / "benchmarks" / "quality_synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.markdown_fused
+
+
+@pytest.mark.parametrize("marker", list(PER_CATEGORY))
+def test_readme_per_category_tables_are_rendered_from_the_result_files(marker):
+    text = (REPO / "README.md").read_text()
+    assert text.count(marker) == 1, f"README should hold {marker!r} once"
+    lines = text[text.index(marker):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| category |"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    results = json.loads((REPO / "benchmarks" / "results" / PER_CATEGORY[marker]).read_text())["results"]
+    assert table == _markdown_fused()(results).splitlines(), \
+        f"the table after {marker!r} is not {PER_CATEGORY[marker]} rendered by quality_synthetic.markdown_fused"
