@@ -3,14 +3,16 @@ re-run without the README (or the README edited without a re-run) fails here."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import statistics
+import sys
 
 import pytest
 
 from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from quality_synthetic import markdown_fused  # noqa: E402
 
 # README row label (its start) -> the grid file it summarises
 ROWS = {
@@ -25,17 +27,32 @@ ROWS = {
 HEADER = "| data | k = 1 | k = 2 | k = 4 | k = 8 |"
 
 
-def readme_rows(header: str = HEADER) -> dict[str, list[str]]:
-    """Label -> the first four value cells of the README table that starts with ``header``."""
-    lines = (REPO / "README.md").read_text().splitlines()
+def table_after(marker: str, header: str) -> list[str]:
+    """The lines of the README's first table after ``marker`` (held once) whose first line starts
+    with ``header``."""
+    text = (REPO / "README.md").read_text()
+    assert text.count(marker) == 1, f"README should hold {marker!r} once"
+    lines = text[text.index(marker):].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    rows = {}
-    for line in lines[start + 2:]:
+    table = []
+    for line in lines[start:]:
         if not line.startswith("|"):
             break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = cells[1:5]
-    return rows
+        table.append(line)
+    return table
+
+
+def readme_rows(header: str = HEADER) -> dict[str, list[str]]:
+    """Label -> the first four value cells of the README table that starts with ``header``."""
+    cells = ([c.strip() for c in line.strip("|").split("|")] for line in table_after(header, header)[2:])
+    return {row[0]: row[1:5] for row in cells}
+
+
+def readme_row(header: str, label: str) -> list[str]:
+    """The value cells of the one row of that table whose label starts with ``label``."""
+    matches = [cells for name, cells in readme_rows(header).items() if name.startswith(label)]
+    assert len(matches) == 1, f"README's table {header!r} has no single row starting {label!r}"
+    return matches[0]
 
 
 def grid_means(path) -> dict[int, float]:
@@ -46,12 +63,10 @@ def grid_means(path) -> dict[int, float]:
 
 @pytest.mark.parametrize("label", list(ROWS))
 def test_readme_quality_table_matches_the_result_files(label):
-    rows = readme_rows()
-    matches = [cells for name, cells in rows.items() if name.startswith(label)]
-    assert len(matches) == 1, f"README's quality table has no single row starting {label!r}"
+    cells = readme_row(HEADER, label)
     means = grid_means(REPO / "benchmarks" / "results" / ROWS[label])
-    assert matches[0] == [f"{means[k]:.3f}" for k in (1, 2, 4, 8)], (
-        f"README row {label!r} says {matches[0]}; {ROWS[label]} holds "
+    assert cells == [f"{means[k]:.3f}" for k in (1, 2, 4, 8)], (
+        f"README row {label!r} says {cells}; {ROWS[label]} holds "
         f"{[round(means[k], 3) for k in (1, 2, 4, 8)]}: re-render the table from the file")
 
 
@@ -73,12 +88,10 @@ SIZE_ROWS = {
 
 @pytest.mark.parametrize("label", list(SIZE_ROWS))
 def test_readme_capture_size_table_matches_the_result_files(label):
-    rows = readme_rows(SIZE_HEADER)
-    matches = [cells for name, cells in rows.items() if name.startswith(label)]
-    assert len(matches) == 1, f"README's capture-size table has no single row starting {label!r}"
+    cells = readme_row(SIZE_HEADER, label)
     half, full = (grid_means(REPO / "benchmarks" / "results" / f) for f in SIZE_ROWS[label])
     want = [f"{half[4]:.3f}", f"{full[4]:.3f}", f"{half[8]:.3f}", f"{full[8]:.3f}"]
-    assert matches[0] == want, f"README row {label!r} says {matches[0]}; the files hold {want}"
+    assert cells == want, f"README row {label!r} says {cells}; the files hold {want}"
 
 
 # The per-category tables: the README text just before each -> its grid file.
@@ -93,25 +106,8 @@ PER_CATEGORY = {
 }
 
 
-@functools.cache
-def _markdown_fused():
-    spec = importlib.util.spec_from_file_location("quality_synthetic", REPO / "benchmarks" / "quality_synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.markdown_fused
-
-
 @pytest.mark.parametrize("marker", list(PER_CATEGORY))
 def test_readme_per_category_tables_are_rendered_from_the_result_files(marker):
-    text = (REPO / "README.md").read_text()
-    assert text.count(marker) == 1, f"README should hold {marker!r} once"
-    lines = text[text.index(marker):].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| category |"))
-    table = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        table.append(line)
     results = json.loads((REPO / "benchmarks" / "results" / PER_CATEGORY[marker]).read_text())["results"]
-    assert table == _markdown_fused()(results).splitlines(), \
+    assert table_after(marker, "| category |") == markdown_fused(results).splitlines(), \
         f"the table after {marker!r} is not {PER_CATEGORY[marker]} rendered by quality_synthetic.markdown_fused"
