@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+# The benchmark scripts are plain files, not a package: tests import them by name from here.
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _scene(rng: np.random.Generator, size: int, n_discs: int = 2, colour=(200, 40, 40)) -> tuple[np.ndarray, np.ndarray]:

@@ -3,15 +3,10 @@ in one call (they cannot run in CI: SAM vit_h and ViT-G/14 take minutes per imag
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import peer_benchmark
 import pytest
 
 from conftest import compose_cfg
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import peer_benchmark  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(peer_benchmark.LOCOAD))

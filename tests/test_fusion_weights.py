@@ -99,16 +99,13 @@ def test_one_shot_uses_measured_initial_scales(rule, tmp_path):
 
 
 def test_initial_scales_script_measures_and_writes(loco_root, tmp_path):
-    import importlib.util
     import shutil
 
+    import initial_scales as script
     from omegaconf import OmegaConf
 
     from conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("initial_scales", REPO / "benchmarks" / "initial_scales.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     tiny = ["backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "model.cache.enabled=false",
             "features=competition"]
     result = script.measure(loco_root, ["widgets"], pairs=2, overrides=tiny)

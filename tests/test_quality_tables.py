@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import quality_synthetic  # noqa: E402
+import quality_synthetic
 
 
 def _row(k: int, seed: int, per_defect: dict | None) -> dict:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 
 import pytest
+from quality_synthetic import markdown_fused
 
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from quality_synthetic import markdown_fused  # noqa: E402
 
 # README row label (its start) -> the grid file it summarises
 ROWS = {

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
+import refuse_grid
 
-from conftest import REPO
 from locoad.fusion.loo import LeaveOneOutSum
 from locoad.metrics import image_metrics
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("refuse_grid", REPO / "benchmarks" / "refuse_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_refuse_grid_rewrites_only_the_fused_metrics(tmp_path):
@@ -35,7 +27,7 @@ def test_refuse_grid_rewrites_only_the_fused_metrics(tmp_path):
     row = {"category": "widgets", "aligner": "hungarian", "fusion": "loo", "k": 4, "seed": 0, "f1_floor": 0.67,
            "metrics": {"composition": kept, "fused": {"auroc": 0.0, "per_defect": {}}}}
     (tmp_path / "grid.json").write_text(json.dumps({"command": "quality_synthetic.py --x", "results": [row]}))
-    _script().main([str(tmp_path / "grid.json"), str(tmp_path / "d.npz"), "--out", str(tmp_path / "new.json"),
+    refuse_grid.main([str(tmp_path / "grid.json"), str(tmp_path / "d.npz"), "--out", str(tmp_path / "new.json"),
                     "--overrides", "fusion=loo", "+fusion.weights.foreground_patch=0.0"])
     out = json.loads((tmp_path / "new.json").read_text())
     new = out["results"][0]
@@ -69,8 +61,8 @@ def test_refuse_grid_fuses_in_a_feature_dumped_by_another_run(tmp_path):
                         {"symmetry": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))},
                         {"foreground_patch": {"auroc": 0.5}, "fused": {"auroc": 0.5, "per_defect": {}}})
     args = [str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), "--out", str(tmp_path / "a.json"), "--overrides", "fusion=loo"]
-    _script().main(args)
-    _script().main([*args[:2], str(tmp_path / "new.npz"), *args[2:3], str(tmp_path / "b.json"), *args[4:]])
+    refuse_grid.main(args)
+    refuse_grid.main([*args[:2], str(tmp_path / "new.npz"), *args[2:3], str(tmp_path / "b.json"), *args[4:]])
     before, after = (json.loads((tmp_path / f).read_text())["results"][0]["metrics"] for f in ("a.json", "b.json"))
     assert "symmetry" not in before and before["fused"]["auroc"] == 0.5
     assert after["symmetry"]["auroc"] == 1.0 and after["symmetry"]["per_defect"]["extra"]["auroc"] == 1.0
@@ -83,7 +75,7 @@ def test_refuse_grid_recomputes_the_metrics_of_a_score_that_a_later_dump_replace
     _grid_and_two_dumps(tmp_path, {"composition": (np.array([4.0, 4, 4, 4, 1, 1, 1, 1]), np.ones(4))},
                         {"composition": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))},
                         {"composition": {"auroc": 0.0}, "fused": {"auroc": 0.0, "per_defect": {}}})
-    _script().main([str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), str(tmp_path / "new.npz"),
+    refuse_grid.main([str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), str(tmp_path / "new.npz"),
                     "--out", str(tmp_path / "b.json"), "--overrides", "fusion=loo"])
     after = json.loads((tmp_path / "b.json").read_text())["results"][0]["metrics"]
     assert after["composition"]["auroc"] == 1.0 and after["fused"]["auroc"] == 1.0

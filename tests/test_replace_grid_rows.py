@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-
-from conftest import REPO
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("replace_grid_rows", REPO / "benchmarks" / "replace_grid_rows.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import replace_grid_rows
 
 
 def _row(category: str, k: int, auroc: float) -> dict:
@@ -27,7 +18,7 @@ def test_rerun_rows_replace_theirs_in_place(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     (tmp_path / "re.json").write_text(json.dumps({"command": "quality_synthetic.py --categories a --shots 4",
                                                   "results": [_row("a", 4, 0.9)]}))
-    _script().main([str(tmp_path / "grid.json"), str(tmp_path / "re.json"), "--note", "a re-run"])
+    replace_grid_rows.main([str(tmp_path / "grid.json"), str(tmp_path / "re.json"), "--note", "a re-run"])
     out = json.loads((tmp_path / "grid.json").read_text())
     assert [r["metrics"]["fused"]["auroc"] for r in out["results"]] == [0.6, 0.9, 0.8]
     assert out["command"] == "quality_synthetic.py --shots 1 4 ; a re-run: quality_synthetic.py --categories a --shots 4"
@@ -36,4 +27,4 @@ def test_rerun_rows_replace_theirs_in_place(tmp_path):
 def test_a_row_the_grid_lacks_is_an_error():
     grid = {"command": "x", "results": [_row("a", 4, 0.7)]}
     with pytest.raises(KeyError, match="not in the grid"):
-        _script().replace_rows(grid, [{"command": "y", "results": [_row("a", 8, 0.9)]}], "note")
+        replace_grid_rows.replace_rows(grid, [{"command": "y", "results": [_row("a", 8, 0.9)]}], "note")

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+import segmenter_stability
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import segmenter_stability  # noqa: E402
-
-from locoad.data import heldout  # noqa: E402
-from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter  # noqa: E402
+from locoad.data import heldout
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 
 
 def test_foreground_agreement_measures_iou_and_segment_counts():
