@@ -131,10 +131,14 @@ def read_dumps(paths: list[str]) -> tuple[dict, dict]:
     return runs, data
 
 
-def prepare_data(variant: str, generator_seed: int, size_factor: float, root: str | None = None) -> tuple[str, list[str]]:
+def prepare_data(variant: str, generator_seed: int, size_factor: float, root: str | None = None,
+                 defect_scale: float = 1.0) -> tuple[str, list[str]]:
     """Generate a variant's data (kept when complete) and return its folder and categories."""
+    if defect_scale != 1.0 and variant not in ("clean", "varied"):
+        raise ValueError(f"--defect-scale applies to --variant clean / varied, not {variant}; drop it")
     if root is None:  # the clean seed-0 folder keeps its old name (and its stage cache hits)
         name = f"seed{generator_seed}_256px" if variant == "clean" else f"{variant}/seed{generator_seed}_x{size_factor}"
+        name += f"_d{defect_scale}" if defect_scale != 1.0 else ""
         root = str(REPO / ".cache/synthetic" / name)
     if variant.startswith("heldout"):
         from locoad.data import heldout
@@ -148,7 +152,7 @@ def prepare_data(variant: str, generator_seed: int, size_factor: float, root: st
         workbench.generate_workbench(root, seed=generator_seed, size_factor=size_factor,
                                      capture="clean" if variant == "workbench_clean" else "photo")
         return root, list(workbench.CATEGORIES)
-    gen = {"seed": generator_seed, "image_size": 256}
+    gen = {"seed": generator_seed, "image_size": 256, "defect_scale": defect_scale}
     if variant == "varied":
         gen.update(capture="varied", size_factor=size_factor)
     generate(root, **gen)
@@ -172,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"synthetic data seed (0: development data; held out, never tune on: {HELD_OUT_GENERATOR_SEEDS}, "
                          "and every seed of --variant heldout* / workbench*)")
     ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout* / workbench*: native size x this")
+    ap.add_argument("--defect-scale", type=float, default=1.0,
+                    help="clean / varied: structural defects' size times this (0.4: small, faint ones)")
     ap.add_argument("--categories", nargs="*", default=None, help="default: every category of the variant")
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
@@ -187,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     # Hydra resolves the defaults list (and --overrides), so "the default" stays the default.
     args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
     torch.manual_seed(0)
-    args.root, every = prepare_data(args.variant, args.generator_seed, args.size_factor, args.root)
+    args.root, every = prepare_data(args.variant, args.generator_seed, args.size_factor, args.root,
+                                    args.defect_scale)
     args.categories = args.categories or every
     dump: dict[str, np.ndarray] = {}
     results: list[dict] = []
@@ -253,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "overrides": args.overrides, "nuisance": args.nuisance,
                                           "variant": args.variant, "generator_seed": args.generator_seed,
                                           "size_factor": size_factor_of(args.variant, args.size_factor),
+                                          "defect_scale": args.defect_scale,
                                           "results": results}, indent=1))
     print(markdown(results))
     print()

@@ -154,6 +154,29 @@ def test_screw_bag_parts_touch_in_some_normal_scenes() -> None:
     assert all(check_constraints(m, "screw_bag") == [] for m in scenes)
 
 
+def test_defect_scale_shrinks_structural_defects_only(root: Path, tmp_path: Path) -> None:
+    """``defect_scale`` < 1 makes every structural defect smaller, still visible, and leaves every
+    other image byte-identical (so a run's stage cache still hits on them)."""
+    small = generate(tmp_path, categories=["breakfast_box", "pushpins"], seed=3, image_size=SIZE,
+                     defect_scale=0.4, **COUNTS)
+    areas = []
+    for cat in ("breakfast_box", "pushpins"):
+        for split, kind, stem in images(root / cat):
+            same = load(small / cat / split / kind / f"{stem}.png"), load(root / cat / split / kind / f"{stem}.png")
+            if kind != "structural_anomalies":
+                np.testing.assert_array_equal(*same)
+                continue
+            area = [sum(m.astype(bool).mean() for m in gt_masks(r / cat, kind, stem)) for r in (small, root)]
+            assert 0 < area[0] <= area[1], f"{cat} {stem}: defect area {area[0]:.4f} vs {area[1]:.4f}"
+            areas.append(area)
+    # a scratch keeps its minimum width (1.6 px) and mask slack, and a defect on a small part its
+    # cap (a share of the part), so the total shrinks by less than 0.4^2
+    small_total, default_total = np.sum(areas, axis=0)
+    assert small_total < 0.5 * default_total, (small_total, default_total)
+    with pytest.raises(ValueError, match="defect_scale=0.0 is out of range"):
+        generate(tmp_path / "bad", categories=["pushpins"], defect_scale=0.0)
+
+
 def test_render_reproduces_files(root: Path) -> None:
     """The metadata fully describes an image: re-rendering gives the same pixels and labels."""
     for cat in CATEGORIES:

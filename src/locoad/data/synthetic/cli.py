@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="varied: photo-like captures at native LOCO sizes (--size is unused)")
     parser.add_argument("--size-factor", type=float, default=1.0,
                         help="--capture varied: native LOCO size times this")
+    parser.add_argument("--defect-scale", type=float, default=1.0,
+                        help="structural defects' size times this (0.4: small, faint ones)")
     parser.add_argument("--overwrite", action="store_true",
                         help="regenerate even if a complete data set with these parameters exists")
     args = parser.parse_args(argv)
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                     n_test_good=args.n_test_good, n_logical=args.n_logical,
                     n_structural=args.n_structural, n_tune_good=args.n_tune_good,
                     n_tune_logical=args.n_tune_logical, n_tune_structural=args.n_tune_structural,
-                    capture=args.capture, size_factor=args.size_factor, overwrite=args.overwrite)
+                    capture=args.capture, size_factor=args.size_factor,
+                    defect_scale=args.defect_scale, overwrite=args.overwrite)
     print(f"synthetic data in {root} ({time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -337,8 +337,9 @@ def _visible(before: Rendered, after: Rendered, defect: np.ndarray) -> bool:
 
 
 def _propose_defect(kind: str, cat: Category, meta: dict, clean: Rendered,
-                    rng: np.random.Generator) -> dict:
-    """Parameters (image coordinates) of one structural defect on the clean render."""
+                    rng: np.random.Generator, scale: float = 1.0) -> dict:
+    """Parameters (image coordinates) of one structural defect on the clean render; ``scale``
+    multiplies its size (radius, scratch length and width)."""
     h, w = clean.uids.shape
     s, ox, oy = _frame(h, w)  # s: the scene square's side in pixels
     areas = np.bincount(clean.uids.ravel(), minlength=max(p["uid"] for p in meta["parts"]) + 1)
@@ -354,30 +355,30 @@ def _propose_defect(kind: str, cat: Category, meta: dict, clean: Rendered,
     equiv_r = math.sqrt(areas[part["uid"]] / math.pi) / s
     lum = float(np.dot(part["rgb"], (0.3, 0.59, 0.11)))
     if kind == "scratch":
-        a, half = rng.uniform(0, math.pi), rng.uniform(0.12, 0.2)
+        a, half = rng.uniform(0, math.pi), scale * rng.uniform(0.12, 0.2)
         d = (half * math.cos(a), half * math.sin(a))
         shade = (44, 40, 38) if lum > 110 else (236, 234, 226)
         return {"kind": kind, "uid": part["uid"], "p0": [centre[0] - d[0], centre[1] - d[1]],
-                "p1": [centre[0] + d[0], centre[1] + d[1]], "width": max(1.6 / s, 0.012),
+                "p1": [centre[0] + d[0], centre[1] + d[1]], "width": max(1.6 / s, 0.012 * scale),
                 "rgb": [int(np.clip(c + rng.integers(-8, 9), 0, 255)) for c in shade]}
     if kind == "dent":  # dark parts get a bright glint instead: a darker dent would not show
         strength = rng.uniform(0.35, 0.5) if lum > 90 else -rng.uniform(0.6, 0.9)
         return {"kind": kind, "uid": part["uid"], "center": centre,
-                "radius": min(rng.uniform(0.065, 0.095), 0.9 * equiv_r), "strength": strength}
+                "radius": min(scale * rng.uniform(0.065, 0.095), 0.9 * equiv_r), "strength": strength}
     if kind == "break":  # bite into the part from an edge where it lies on something below
         order = {p["uid"]: k for k, p in enumerate(meta["parts"])}
         below = (clean.uids == 0) | np.isin(clean.uids, [u for u, k in order.items()
                                                          if k < order[part["uid"]]])
         edge = visible & ndimage.binary_dilation(below)
         return {"kind": kind, "uid": part["uid"], "center": _pick(edge, rng) or centre,
-                "radius": min(rng.uniform(0.08, 0.11), 0.8 * equiv_r)}
+                "radius": min(scale * rng.uniform(0.08, 0.11), 0.8 * equiv_r)}
     # contamination: on a part, or on the background close to the parts
     if rng.random() < 0.4:
         near = ndimage.distance_transform_edt(clean.uids == 0)
         x, y = _grid(h, w)
         border = np.minimum.reduce([x, y, 1 - x, 1 - y])
         centre = _pick((near >= 0.015 * s) & (near <= 0.05 * s) & (border >= 0.13), rng) or centre
-    radius = rng.uniform(0.05, 0.075)
+    radius = scale * rng.uniform(0.05, 0.075)
     blobs = []
     for _ in range(int(rng.integers(3, 6))):
         off_r, off_a = radius * 0.6 * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
@@ -392,15 +393,16 @@ def _propose_defect(kind: str, cat: Category, meta: dict, clean: Rendered,
             "rgb": list(FOREIGN[name])}
 
 
-def make_structural(meta: dict, kinds: list[str], rng: np.random.Generator, size: Size
-                    ) -> tuple[dict, Rendered]:
-    """Add one visible defect per requested kind (falling back to other kinds if needed)."""
+def make_structural(meta: dict, kinds: list[str], rng: np.random.Generator, size: Size,
+                    scale: float = 1.0) -> tuple[dict, Rendered]:
+    """Add one visible defect per requested kind (falling back to other kinds if needed), its
+    size times ``scale``."""
     cat, clean = REGISTRY[meta["category"]], render_scene(meta, size)
     defects: list[dict] = []
     for kind in kinds:
         order = [kind] + [k for k in STRUCTURAL_KINDS if k != kind]
         for attempt in range(12):
-            d = _propose_defect(order[attempt // 4], cat, meta, clean, rng)
+            d = _propose_defect(order[attempt // 4], cat, meta, clean, rng, scale)
             trial = render_scene({**meta, "defects": [d]}, size)
             if _visible(clean, trial, trial.defect_masks[0]):
                 defects.append(d)
@@ -491,7 +493,7 @@ def _generate_category(root: Path, name: str, params: dict) -> None:
                 if rng.random() < 0.2:  # sometimes two defects in one image
                     others = [k for k in STRUCTURAL_KINDS if k != first]
                     kinds.append(others[rng.integers(len(others))])
-                meta, img = make_structural(meta, kinds, rng, size)
+                meta, img = make_structural(meta, kinds, rng, size, params.get("defect_scale", 1.0))
                 masks = img.defect_masks
                 kinds_of_masks = [d["kind"] for d in meta["defects"]]
             else:
@@ -512,7 +514,8 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
              image_size: int = 256, n_train: int = 16, n_validation: int = 4,
              n_test_good: int = 12, n_logical: int = 12, n_structural: int = 12,
              n_tune_good: int = 0, n_tune_logical: int = 0, n_tune_structural: int = 0,
-             capture: str = "clean", size_factor: float = 1.0, overwrite: bool = False) -> Path:
+             capture: str = "clean", size_factor: float = 1.0, defect_scale: float = 1.0,
+             overwrite: bool = False) -> Path:
     """Write the synthetic data set under ``root`` in the MVTec LOCO AD layout; return ``root``.
 
     ``capture="clean"``: square ``image_size`` images, one fixed camera and mild lighting.
@@ -521,6 +524,10 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
     zoom and background tint fixed per ``seed`` (a new layout per seed), per-image rotation,
     shift and zoom, exposure, colour cast, lighting gradient, vignetting, defocus blur and
     sensor noise. Part labels and masks follow the geometry.
+
+    ``defect_scale`` multiplies the size of every structural defect (radius, scratch length and
+    width; each still has to change the pixels visibly): below 1 the small, faint defects that
+    a coarse patch grid misses. Only the structural test images change.
 
     ``n_tune_*`` > 0 adds a labelled tuning split, ``tune/<type>/`` with masks in
     ``ground_truth_tune/<type>/`` (for ``data.eval_split=tune``), from separate random streams:
@@ -551,6 +558,10 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
             raise ValueError(f"size_factor={size_factor} makes the shortest image side {smallest:.0f} "
                              "px; use size_factor >= 0.08 (64 px at the smallest native size)")
         params.update(capture=capture, size_factor=float(size_factor))
+    if not 0.1 <= defect_scale <= 2.0:
+        raise ValueError(f"defect_scale={defect_scale} is out of range; use 0.1-2.0 (1.0: the default sizes)")
+    if defect_scale != 1.0:  # absent at 1: data sets made before the option stay complete
+        params["defect_scale"] = float(defect_scale)
     tune = {"n_tune_good": n_tune_good, "n_tune_logical": n_tune_logical,
             "n_tune_structural": n_tune_structural}
     if min(tune.values()) < 0:
