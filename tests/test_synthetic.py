@@ -177,6 +177,22 @@ def test_defect_scale_shrinks_structural_defects_only(root: Path, tmp_path: Path
         generate(tmp_path / "bad", categories=["pushpins"], defect_scale=0.0)
 
 
+def test_defect_scale_is_a_data_config_key(tmp_path: Path) -> None:
+    """``data.synthetic.defect_scale`` reaches the generator and names its own data folder (a
+    run with another scale never reuses, or regenerates over, the default's data)."""
+    from conftest import compose_cfg
+    from locoad.data.datamodule import LocoDataModule
+
+    cfg = compose_cfg(["data.synthetic.defect_scale=0.4"], tmp_path / "run")
+    assert cfg.data.synthetic.defect_scale == 0.4 and cfg.data.root.endswith("_d0.4")
+    assert compose_cfg([], tmp_path / "run").data.root.endswith("_d1.0")
+    synthetic = dict(seed=0, image_size=96, n_train=1, n_validation=1, n_test_good=1,
+                     n_logical=1, n_structural=1, defect_scale=cfg.data.synthetic.defect_scale)
+    dm = LocoDataModule(root=tmp_path / "data", category="pushpins", k_shot=1, image_size=96, synthetic=synthetic)
+    assert len(dm.splits["test"]) == 3  # generates the data
+    assert json.loads((tmp_path / "data" / "pushpins" / ".complete.json").read_text())["defect_scale"] == 0.4
+
+
 def test_render_reproduces_files(root: Path) -> None:
     """The metadata fully describes an image: re-rendering gives the same pixels and labels."""
     for cat in CATEGORIES:
