@@ -108,3 +108,24 @@ def test_readme_per_category_tables_are_rendered_from_the_result_files(marker):
     results = json.loads((REPO / "benchmarks" / "results" / PER_CATEGORY[marker]).read_text())["results"]
     assert table_after(marker, "| category |") == markdown_fused(results).splitlines(), \
         f"the table after {marker!r} is not {PER_CATEGORY[marker]} rendered by quality_synthetic.markdown_fused"
+
+
+# The defect-size table: row label -> (the grid at the default defect size, the × 0.4 file);
+# columns k = 4 at × 1 and × 0.4, then the lowest structural part at × 0.4.
+DEFECT_HEADER = "| data | defects × 1, k = 4 | defects × 0.4, k = 4 |"
+DEFECT_ROWS = {
+    "clean (development)": ("quality_default_clean_grid.json", "quality_default_clean_d0.4.json"),
+    "varied captures (development)": ("quality_default_varied_grid.json", "quality_default_varied_d0.4.json"),
+}
+
+
+@pytest.mark.parametrize("label", list(DEFECT_ROWS))
+def test_readme_defect_size_table_matches_the_result_files(label):
+    cells = readme_row(DEFECT_HEADER, label)
+    default, small = (REPO / "benchmarks" / "results" / f for f in DEFECT_ROWS[label])
+    rows = [r for r in json.loads(small.read_text())["results"] if r["k"] == 4]
+    structural = {c: statistics.mean(r["metrics"]["fused"]["structural"]["auroc"] for r in rows if r["category"] == c)
+                  for c in {r["category"] for r in rows}}
+    lowest = min(structural, key=structural.get)
+    want = [f"{grid_means(default)[4]:.3f}", f"{grid_means(small)[4]:.3f}", f"{structural[lowest]:.2f} {lowest}"]
+    assert cells[:3] == want, f"README row {label!r} says {cells[:3]}; the files hold {want}"
