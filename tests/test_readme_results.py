@@ -109,6 +109,24 @@ def test_readme_capture_size_table_matches_the_result_files(label):
     assert cells == want, f"README row {label!r} says {cells}; the files hold {want}"
 
 
+def lowest_cell(path, k: int = 4, seed: int | None = None) -> str:
+    """"AUROC category part" of the lowest fused logical or structural AUROC at ``k``: the mean
+    over seeds, or one ``seed``'s."""
+    rows = [r for r in json.loads(path.read_text())["results"] if r["k"] == k and seed in (None, r["seed"])]
+    auroc = {(c, part): statistics.mean(r["metrics"]["fused"][part]["auroc"] for r in rows if r["category"] == c)
+             for c in {r["category"] for r in rows} for part in ("logical", "structural")}
+    (category, part), value = min(auroc.items(), key=lambda item: item[1])
+    return f"{value:.2f} {category} {part}"
+
+
+@pytest.mark.parametrize("label", list(SIZE_ROWS))
+def test_readme_capture_size_lowest_parts_match_the_result_files(label):
+    """The table's last column: the lowest part at × 1.0, k = 4, over the seeds and at seed 0."""
+    full = REPO / "benchmarks" / "results" / SIZE_ROWS[label][1]
+    want = f"{lowest_cell(full)} / {lowest_cell(full, seed=0)}"
+    assert readme_row(SIZE_HEADER, label)[4] == want, f"README row {label!r}'s lowest parts are not {want!r}"
+
+
 # The per-category tables: the README text just before each -> its grid file.
 PER_CATEGORY = {
     "Per category, clean data": "quality_default_clean_grid.json",
