@@ -97,6 +97,15 @@ def test_configs(name):
     assert bb.variant == name.removeprefix("efficientnet_") and bb.grid_size == 37
 
 
+def test_the_lite_configs_differ_only_in_the_variant():
+    """``backbone=efficientnet_lite1`` in an ablation must change the network and nothing else
+    (pooling, input size, layers), or the comparison with the default measures two things."""
+    lite0, lite1, lite2 = (OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"efficientnet_lite{v}.yaml"))
+                           for v in "012")
+    for other in (lite1, lite2):
+        assert {k: v for k, v in other.items() if k != "variant"} == {k: v for k, v in lite0.items() if k != "variant"}
+
+
 @pytest.mark.slow  # ~30 s on 2 busy cores; test_configs covers the Hydra instantiation
 def test_runs_end_to_end(loco_root, tmp_path):
     from conftest import compose_cfg
