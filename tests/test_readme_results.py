@@ -58,14 +58,20 @@ def grid_means(path) -> dict[int, float]:
     return {k: statistics.mean(r["metrics"]["fused"]["auroc"] for r in results if r["k"] == k) for k in ks}
 
 
+def part_aurocs(path, k: int = 4, seed: int | None = None) -> dict[tuple[str, str], float]:
+    """(category, part) -> fused logical / structural AUROC at ``k``: the mean over seeds, or one
+    ``seed``'s."""
+    rows = [r for r in json.loads(path.read_text())["results"] if r["k"] == k and seed in (None, r["seed"])]
+    return {(c, part): statistics.mean(r["metrics"]["fused"][part]["auroc"] for r in rows if r["category"] == c)
+            for c in {r["category"] for r in rows} for part in ("logical", "structural")}
+
+
 def lowest_part(path, part: str, k: int = 4) -> str:
     """"AUROC category" of the category whose fused ``part`` (logical / structural) AUROC at ``k``,
     mean over seeds, is lowest, as the README writes it."""
-    rows = [r for r in json.loads(path.read_text())["results"] if r["k"] == k]
-    per_category = {c: statistics.mean(r["metrics"]["fused"][part]["auroc"] for r in rows if r["category"] == c)
-                    for c in {r["category"] for r in rows}}
-    lowest = min(per_category, key=per_category.get)
-    return f"{per_category[lowest]:.2f} {lowest}"
+    (category, _), value = min(((key, v) for key, v in part_aurocs(path, k).items() if key[1] == part),
+                               key=lambda item: item[1])
+    return f"{value:.2f} {category}"
 
 
 @pytest.mark.parametrize("label", list(ROWS))
@@ -112,10 +118,7 @@ def test_readme_capture_size_table_matches_the_result_files(label):
 def lowest_cell(path, k: int = 4, seed: int | None = None) -> str:
     """"AUROC category part" of the lowest fused logical or structural AUROC at ``k``: the mean
     over seeds, or one ``seed``'s."""
-    rows = [r for r in json.loads(path.read_text())["results"] if r["k"] == k and seed in (None, r["seed"])]
-    auroc = {(c, part): statistics.mean(r["metrics"]["fused"][part]["auroc"] for r in rows if r["category"] == c)
-             for c in {r["category"] for r in rows} for part in ("logical", "structural")}
-    (category, part), value = min(auroc.items(), key=lambda item: item[1])
+    (category, part), value = min(part_aurocs(path, k, seed).items(), key=lambda item: item[1])
     return f"{value:.2f} {category} {part}"
 
 
