@@ -1,0 +1,153 @@
+"""Is a change's gain in fused AUROC larger than what another draw of test images could give?
+
+A paired bootstrap over the test images. Each pair of ``benchmarks/quality_synthetic.py --dump``
+files holds the same runs of the same data (a base run and a candidate run; or one dump twice,
+the candidate's fusion given by ``--new-overrides``). Both sides are fused, then every
+category's test images are drawn again with replacement, within good / logical / structural
+images, ``-B`` times; one draw serves every run (k, seed) of that category and both sides, so
+the shots' draw, which the runs already vary, is held fixed and only the test images vary.
+Printed per pair and for the mean over the pairs (each resampled independently): the mean fused
+AUROC of both sides over the runs, their difference and its 95 % interval, and the share of draws
+in which the candidate is higher. A difference whose interval straddles 0 is within the test
+images' noise. ``--per-type`` also prints each category's logical and structural AUROC of both
+sides (mean over the runs) with its own 95 % interval; ``--seeds`` keeps only those shot draws
+(``--seeds 0``: one draw, as a single run of ``locoad`` with ``data.seed=0`` sees).
+
+    .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz NEW2.npz ...]
+        [--overrides ...] [--new-overrides ...] [-B 1000] [--seed 0] [--seeds 0 ...] [--per-type]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+
+from locoad.utils import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_synthetic import compose_config, read_dumps  # noqa: E402
+
+
+def fused_runs(path: str, fusion_cfg, seeds: list[int] | None = None) -> tuple[dict[tuple, np.ndarray], dict[str, dict]]:
+    """Each run's fused test scores (run key -> (n,)) and the categories' labels and types;
+    ``seeds``: only the runs of those shot draws."""
+    runs, data = read_dumps([path])
+    runs = {key: run for key, run in runs.items() if seeds is None or key[4] in seeds}
+    if not runs:
+        raise ValueError(f"{path}: no dumped runs{'' if seeds is None else f' of --seeds {seeds}'}; "
+                         "pass a file written by quality_synthetic.py --dump")
+    return {key: build(fusion_cfg).fit(run["loo"]).fuse(run["score"]) for key, run in runs.items()}, data
+
+
+def check_paired(base: tuple, new: tuple, names: tuple[str, str]) -> None:
+    """Both sides must hold the same runs of the same test images, or no pairing means anything."""
+    (runs_a, data_a), (runs_b, data_b) = base, new
+    if set(runs_a) != set(runs_b):
+        only = sorted(set(runs_a) ^ set(runs_b))[:3]
+        raise ValueError(f"{names[0]} and {names[1]} hold different runs (e.g. {only}); dump both with the "
+                         "same --variant, --shots, --seeds and categories")
+    for cat in {key[0] for key in runs_a}:
+        if not np.array_equal(data_a[cat]["labels"], data_b[cat]["labels"]) or \
+                not np.array_equal(data_a[cat]["types"], data_b[cat]["types"]):
+            raise ValueError(f"{names[0]} and {names[1]} differ in {cat}'s test images; dump both from the same data")
+
+
+def auroc_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AUROC of every row of (B, n) ``scores`` against (B, n) 0/1 ``labels`` (ties count one
+    half), from the rank sum of the anomalous images (Mann-Whitney): all draws at once."""
+    ranks = rankdata(scores, axis=1)
+    n1 = labels.sum(axis=1)
+    n0 = labels.shape[1] - n1
+    return ((ranks * labels).sum(axis=1) - n1 * (n1 + 1) / 2) / (n0 * n1)
+
+
+def draws(types: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """(b + 1, n) indices of the test images: row 0 as they are, then ``b`` resamples with
+    replacement within each image type."""
+    strata = [np.flatnonzero(types == t) for t in np.unique(types)]
+    drawn = np.concatenate([rng.choice(idx, size=(b, len(idx))) for idx in strata], axis=1)
+    return np.concatenate([np.concatenate(strata)[None], drawn])
+
+
+def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> np.ndarray:
+    """(b + 1, pairs, 2) mean AUROC over the runs of base and candidate per pair: row 0 on the
+    test images as they are, then ``b`` paired resamples (one per category for every run and
+    both sides)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((b + 1, len(pairs), 2))
+    for j, ((runs_a, data), (runs_b, _)) in enumerate(pairs):
+        idx = {cat: draws(np.asarray(d["types"]), b, rng) for cat, d in sorted(data.items())}
+        for side, runs in enumerate((runs_a, runs_b)):
+            out[:, j, side] = np.mean([auroc_rows(score[idx[key[0]]], (data[key[0]]["labels"][idx[key[0]]] != 0).astype(int))
+                                       for key, score in runs.items()], axis=0)
+    return out
+
+
+def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
+             rng: np.random.Generator) -> dict[tuple[str, str], np.ndarray]:
+    """(category, "logical" / "structural") -> (b + 1,) mean AUROC over the category's runs of
+    that type against the good images, row 0 as measured, then ``b`` resamples."""
+    out = {}
+    for cat in sorted({key[0] for key in runs}):
+        t, labels = np.asarray(data[cat]["types"]), np.asarray(data[cat]["labels"])
+        for short in ("logical", "structural"):
+            keep = np.flatnonzero((t == "good") | (t == f"{short}_anomalies"))
+            if not (t[keep] != "good").any():
+                continue
+            idx = keep[draws(t[keep], b, rng)]
+            out[cat, short] = np.mean([auroc_rows(score[idx], (labels[idx] != 0).astype(int))
+                                       for key, score in runs.items() if key[0] == cat], axis=0)
+    return out
+
+
+def summary(means: np.ndarray) -> str:
+    """One line from (B + 1, 2) base / candidate means (row 0 as measured)."""
+    diff = means[1:, 1] - means[1:, 0]
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    return (f"base {means[0, 0]:.4f}  new {means[0, 1]:.4f}  difference {means[0, 1] - means[0, 0]:+.4f}"
+            f"  95 % interval [{lo:+.4f}, {hi:+.4f}]  new higher in {np.mean(diff > 0):.0%} of draws")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dumps", nargs="+", help="BASE NEW [BASE NEW ...]")
+    ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides that pick both sides' fusion")
+    ap.add_argument("--new-overrides", nargs="*", default=[], help="and the candidate's, after --overrides")
+    ap.add_argument("-B", type=int, default=1000, help="number of resamples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="*", default=None, help="only the runs of these shot draws (data.seed)")
+    ap.add_argument("--per-type", action="store_true", help="also each category's logical / structural AUROC with its interval")
+    args = ap.parse_args(argv)
+    if len(args.dumps) % 2:
+        ap.error(f"got {len(args.dumps)} dump files: pass them in pairs, BASE NEW [BASE NEW ...]")
+    if args.B < 1:
+        ap.error(f"-B must be at least 1, got {args.B}")
+    cfg_a = compose_config(args.overrides).model.fusion
+    cfg_b = compose_config([*args.overrides, *args.new_overrides]).model.fusion
+    pairs = []
+    for base, new in zip(args.dumps[::2], args.dumps[1::2]):
+        sides = fused_runs(base, cfg_a, args.seeds), fused_runs(new, cfg_b, args.seeds)
+        check_paired(*sides, (base, new))
+        pairs.append(sides)
+    means = bootstrap(pairs, args.B, args.seed)
+    for j, (base, new) in enumerate(zip(args.dumps[::2], args.dumps[1::2])):
+        print(f"{base} -> {new}: {summary(means[:, j])}")
+    if len(pairs) > 1:
+        print(f"mean over the {len(pairs)} pairs: {summary(means.mean(axis=1))}")
+    if args.per_type:
+        rng = np.random.default_rng(args.seed)
+        for (base, new), ((runs_a, data), (runs_b, _)) in zip(zip(args.dumps[::2], args.dumps[1::2]), pairs):
+            print(f"{base} -> {new}, per category and type (95 % interval of each side):")
+            typed = per_type(runs_a, data, args.B, rng), per_type(runs_b, data, args.B, rng)
+            for (cat, short), a in typed[0].items():
+                cells = [f"{v[0]:.3f} [{lo:.3f}, {hi:.3f}]" for v in (a, typed[1][cat, short])
+                         for lo, hi in [np.percentile(v[1:], [2.5, 97.5])]]
+                print(f"  {cat:22s} {short:10s} base {cells[0]}  new {cells[1]}")
+
+
+if __name__ == "__main__":
+    main()

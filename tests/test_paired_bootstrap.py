@@ -1,0 +1,103 @@
+"""benchmarks/paired_bootstrap.py: a change's AUROC difference against the test images' noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import paired_bootstrap
+import pytest
+from sklearn.metrics import roc_auc_score
+
+TYPES = np.array(["good"] * 8 + ["logical_anomalies"] * 4 + ["structural_anomalies"] * 4)
+LABELS = (TYPES != "good").astype(int)
+
+
+def _dump(path, scores_per_seed: list[np.ndarray], types=TYPES) -> str:
+    """A quality_synthetic.py-style dump of one category, one run per seed; the single
+    feature's LOO scores are ones, so the fused score (fusion=loo) is the score itself."""
+    arrays = {"widgets/labels": (types != "good").astype(int), "widgets/types": types,
+              "widgets/defects": np.array([""] * len(types))}
+    for seed, score in enumerate(scores_per_seed):
+        arrays[f"widgets/hungarian/loo/4/{seed}/score/foreground_patch"] = score
+        arrays[f"widgets/hungarian/loo/4/{seed}/loo/foreground_patch"] = np.ones(4)
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_auroc_rows_is_sklearns_auroc_row_by_row_ties_included():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(20, 16)).astype(float)  # many ties
+    labels = np.tile(LABELS, (20, 1))
+    expected = [roc_auc_score(y, s) for y, s in zip(labels, scores)]
+    np.testing.assert_allclose(paired_bootstrap.auroc_rows(scores, labels), expected)
+
+
+def test_draws_keep_each_type_count_and_the_first_row_is_the_test_set():
+    idx = paired_bootstrap.draws(TYPES, 50, np.random.default_rng(0))
+    assert idx.shape == (51, 16) and sorted(idx[0]) == list(range(16))
+    for row in idx[1:]:
+        assert [(TYPES[row] == t).sum() for t in ("good", "logical_anomalies", "structural_anomalies")] == [8, 4, 4]
+    assert len({tuple(r) for r in idx[1:]}) > 40  # resamples, not copies
+
+
+def test_the_same_scores_differ_by_nothing_in_every_draw(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    scores = [LABELS + rng.normal(0, 1.0, 16) for _ in range(3)]
+    base = _dump(tmp_path / "a.npz", scores)
+    paired_bootstrap.main([base, base, "--overrides", "fusion=loo", "-B", "200"])
+    out = capsys.readouterr().out
+    assert "difference +0.0000  95 % interval [+0.0000, +0.0000]  new higher in 0% of draws" in out
+
+
+def test_a_real_gain_clears_the_interval_and_noise_does_not(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    noise = [rng.normal(0, 1.0, 16) for _ in range(3)]
+    weak = _dump(tmp_path / "weak.npz", [0.3 * LABELS + n for n in noise])
+    strong = _dump(tmp_path / "strong.npz", [3.0 * LABELS + n for n in noise])
+    jitter = _dump(tmp_path / "jitter.npz", [0.3 * LABELS + n + rng.normal(0, 0.3, 16) for n in noise])
+    runs_weak = paired_bootstrap.fused_runs(weak, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    runs_strong = paired_bootstrap.fused_runs(strong, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    runs_jitter = paired_bootstrap.fused_runs(jitter, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    gain = paired_bootstrap.bootstrap([(runs_weak, runs_strong)], 300)[:, 0]
+    diff = gain[1:, 1] - gain[1:, 0]
+    assert gain[0, 1] > gain[0, 0] and np.percentile(diff, 2.5) > 0  # the gain is outside the noise
+    # row 0 is the plain mean AUROC of the runs
+    assert gain[0, 0] == pytest.approx(np.mean([roc_auc_score(LABELS, 0.3 * LABELS + n) for n in noise]))
+    same = paired_bootstrap.bootstrap([(runs_weak, runs_jitter)], 300)[:, 0]
+    lo, hi = np.percentile(same[1:, 1] - same[1:, 0], [2.5, 97.5])
+    assert lo < 0 < hi  # a change that only re-jitters the scores stays inside it
+    paired_bootstrap.main([weak, strong, weak, jitter, "--overrides", "fusion=loo", "-B", "100"])
+    assert "mean over the 2 pairs" in capsys.readouterr().out
+
+
+def test_unpaired_dumps_and_an_odd_count_are_clear_errors(tmp_path, capsys):
+    a = _dump(tmp_path / "a.npz", [LABELS + 0.5] * 2)
+    b = _dump(tmp_path / "b.npz", [LABELS + 0.5] * 3)  # one run more
+    other = np.array(["good"] * 10 + ["logical_anomalies"] * 3 + ["structural_anomalies"] * 3)
+    c = _dump(tmp_path / "c.npz", [(other != "good") + 0.5] * 2, types=other)
+    with pytest.raises(ValueError, match="hold different runs"):
+        paired_bootstrap.main([a, b, "--overrides", "fusion=loo"])
+    with pytest.raises(ValueError, match="differ in widgets's test images"):
+        paired_bootstrap.main([a, c, "--overrides", "fusion=loo"])
+    with pytest.raises(SystemExit):
+        paired_bootstrap.main([a, b, a])
+    assert "pass them in pairs" in capsys.readouterr().err
+
+
+def test_per_type_figures_and_the_seeds_filter(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    scores = [LABELS * np.r_[np.zeros(8), np.full(4, 2.0), np.full(4, 0.2)] + rng.normal(0, 1.0, 16) for _ in range(3)]
+    path = _dump(tmp_path / "a.npz", scores)
+    cfg = paired_bootstrap.compose_config(["fusion=loo"]).model.fusion
+    runs, data = paired_bootstrap.fused_runs(path, cfg, seeds=[0])
+    assert [key[4] for key in runs] == [0]
+    typed = paired_bootstrap.per_type(runs, data, 200, np.random.default_rng(0))
+    assert set(typed) == {("widgets", "logical"), ("widgets", "structural")}
+    good_or_logical = TYPES != "structural_anomalies"
+    assert typed["widgets", "logical"][0] == pytest.approx(roc_auc_score(LABELS[good_or_logical], scores[0][good_or_logical]))
+    lo, hi = np.percentile(typed["widgets", "structural"][1:], [2.5, 97.5])
+    assert hi - lo > 0.1  # 8 good and 4 anomalous images: a wide interval
+    paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "--seeds", "0", "--per-type", "-B", "50"])
+    out = capsys.readouterr().out
+    assert "widgets                logical    base" in out and "structural" in out
+    with pytest.raises(ValueError, match="no dumped runs of --seeds"):
+        paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "--seeds", "7"])
