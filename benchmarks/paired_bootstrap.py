@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from locoad.metrics.image import GOOD, TYPES
 from locoad.utils import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +66,11 @@ def auroc_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return ((ranks * labels).sum(axis=1) - n1 * (n1 + 1) / 2) / (n0 * n1)
 
 
+def drawn_auroc(scores: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(b + 1,) AUROC of one run's (n,) ``scores`` on each row of drawn test image indices."""
+    return auroc_rows(scores[idx], (np.asarray(labels)[idx] != 0).astype(int))
+
+
 def draws(types: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     """(b + 1, n) indices of the test images: row 0 as they are, then ``b`` resamples with
     replacement within each image type."""
@@ -82,7 +88,7 @@ def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> np.nda
     for j, ((runs_a, data), (runs_b, _)) in enumerate(pairs):
         idx = {cat: draws(np.asarray(d["types"]), b, rng) for cat, d in sorted(data.items())}
         for side, runs in enumerate((runs_a, runs_b)):
-            out[:, j, side] = np.mean([auroc_rows(score[idx[key[0]]], (data[key[0]]["labels"][idx[key[0]]] != 0).astype(int))
+            out[:, j, side] = np.mean([drawn_auroc(score, data[key[0]]["labels"], idx[key[0]])
                                        for key, score in runs.items()], axis=0)
     return out
 
@@ -93,13 +99,13 @@ def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
     that type against the good images, row 0 as measured, then ``b`` resamples."""
     out = {}
     for cat in sorted({key[0] for key in runs}):
-        t, labels = np.asarray(data[cat]["types"]), np.asarray(data[cat]["labels"])
-        for short in ("logical", "structural"):
-            keep = np.flatnonzero((t == "good") | (t == f"{short}_anomalies"))
-            if not (t[keep] != "good").any():
+        t = np.asarray(data[cat]["types"])
+        for short, folder in TYPES.items():
+            keep = np.flatnonzero((t == GOOD) | (t == folder))
+            if not (t[keep] == folder).any():
                 continue
             idx = keep[draws(t[keep], b, rng)]
-            out[cat, short] = np.mean([auroc_rows(score[idx], (labels[idx] != 0).astype(int))
+            out[cat, short] = np.mean([drawn_auroc(score, data[cat]["labels"], idx)
                                        for key, score in runs.items() if key[0] == cat], axis=0)
     return out
 
