@@ -1,4 +1,5 @@
-"""Measure the fusion's 1-shot initial scales and write them into conf/fusion/{loo,max,gated}.yaml.
+"""Measure the fusion's 1-shot initial scales and write them into conf/fusion/{loo,max,gated}.yaml
+(``--fusion``: other fusion YAMLs, e.g. a stack with other features).
 
 With k >= 2 shots each feature is divided by its leave-one-out (LOO) maximum: how large the
 feature gets on a normal image scored against the other shots. A single shot has no LOO, so the
@@ -14,6 +15,8 @@ feature space): re-run this after changing the default backbone, segmenter or fe
 
     .venv/bin/python benchmarks/initial_scales.py            # measure, write the YAMLs and the JSON
     .venv/bin/python benchmarks/initial_scales.py --no-write --pairs 2 --categories pushpins
+    .venv/bin/python benchmarks/initial_scales.py --overrides experiment=lite0_lite2 \
+        --fusion loo_patch_weighted_lite0_lite2 --out benchmarks/results/initial_scales_lite0_lite2.json
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from locoad.data.synthetic import CATEGORIES, generate
 from locoad.utils import build
 
 REPO = Path(__file__).resolve().parents[1]
-FUSION_YAMLS = [REPO / "conf" / "fusion" / f"{n}.yaml" for n in ("loo", "max", "gated")]
+FUSIONS = ["loo", "max", "gated"]
 BEGIN, END = "# >>> initial_scales", "# <<< initial_scales"
 
 
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=8, help="disjoint pairs of train images per category")
     ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides of the stack measured")
     ap.add_argument("--no-write", action="store_true", help="print only; leave conf/ and the JSON alone")
+    ap.add_argument("--fusion", nargs="+", default=FUSIONS, help="conf/fusion/<name>.yaml files to write")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/initial_scales.json"))
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
@@ -127,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     print(block)
     if args.no_write:
         return
-    for path in FUSION_YAMLS:
-        write_yaml(path, block)
+    for name in args.fusion:
+        write_yaml(REPO / "conf" / "fusion" / f"{name}.yaml", block)
     Path(args.out).write_text(json.dumps({"command": command, "seed": args.seed, "pairs": args.pairs,
                                           "overrides": args.overrides, **result}, indent=1) + "\n")
 

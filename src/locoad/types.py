@@ -25,6 +25,8 @@ class SegmentedImage:
     lab: CIELAB of ``rgb``, computed once and shared by the aligner and the class features.
     foreground: optional (H, W) bool product foreground judged apart from the segments (the
         foreground patch score reads it); None: ``segments > 0``.
+    parts: with a backbone ensemble, each member's (D_i, h, w) features by member name
+        (``features`` is then the primary member's); None: one backbone.
     """
 
     rgb: np.ndarray
@@ -32,6 +34,7 @@ class SegmentedImage:
     features: torch.Tensor | None = None
     lab_image: np.ndarray | None = None  # (H, W, 3) CIELAB of ``rgb`` when already computed
     foreground: np.ndarray | None = None
+    parts: dict[str, torch.Tensor] | None = None
 
     @property
     def lab(self) -> np.ndarray:
@@ -57,6 +60,9 @@ class ParsedImage:
     foreground: optional (h, w) bool, patches that are mostly foreground. Given, it does not
         depend on how the foreground was split into classes (so a foreground score is the same
         with or without alignment); else ``class_grid != 0``.
+    parts: with a backbone ensemble, each member's (D_i, h, w) patch features by member name
+        (``features`` is the primary member's); the patch scores with a ``backbone_part`` read
+        theirs. None: one backbone.
     """
 
     rgb: np.ndarray
@@ -66,12 +72,15 @@ class ParsedImage:
     class_grid: torch.Tensor
     num_classes: int
     foreground: torch.Tensor | None = None
+    parts: dict[str, torch.Tensor] | None = None
 
     def apply(self, fn) -> None:
         """Pass every tensor through ``fn`` in place (the model's ``.to()``)."""
         self.features, self.class_grid = fn(self.features), fn(self.class_grid)
         if self.foreground is not None:
             self.foreground = fn(self.foreground)
+        if self.parts is not None:
+            self.parts = {n: fn(t) for n, t in self.parts.items()}
 
     @property
     def foreground_grid(self) -> torch.Tensor:

@@ -60,6 +60,9 @@ class PatchScore(Feature):
     score, floored at 0): a capture or a part colour that moves every patch of the image away
     from the shots (a tint, blur, noise) lifts the median with the top patches, a defect only
     the top patches.
+
+    ``backbone_part`` (with a backbone ensemble, ``backbones/ensemble.py``): the member whose
+    features this score searches; None: the primary member's (the only one without an ensemble).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class PatchScore(Feature):
         coreset_projection_dim: int | None = 128,
         coreset_seed: int = 0,
         baseline: str = "none",
+        backbone_part: str | None = None,
     ):
         if baseline not in ("none", "median"):
             raise ValueError(f"{self.name} baseline must be 'none' or 'median', got {baseline!r}")
@@ -89,6 +93,17 @@ class PatchScore(Feature):
         self.coreset_projection_dim = coreset_projection_dim
         self.coreset_seed = coreset_seed
         self.baseline = baseline
+        self.backbone_part = backbone_part
+
+    def features_of(self, parsed: ParsedImage) -> torch.Tensor:
+        """The (D, h, w) patch features this score searches (``backbone_part``)."""
+        if self.backbone_part is None:
+            return parsed.features
+        if parsed.parts is None or self.backbone_part not in parsed.parts:
+            have = ", ".join(parsed.parts or {}) or "none (one backbone)"
+            raise ValueError(f"{self.name} reads backbone part {self.backbone_part!r}, the backbone's parts are "
+                             f"{have}: choose an ensemble backbone with that member or drop backbone_part")
+        return parsed.parts[self.backbone_part]
 
     @abstractmethod
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:

@@ -41,7 +41,7 @@ class SharedPatchBank:
             raise ValueError("no training shots")
         first = next(iter(features.values()))
         if any(bank_settings(f) != bank_settings(first) for f in features.values()):
-            raise ValueError("a shared bank needs patch scores with the same half, chunk_size and coreset settings")
+            raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
         self.features = dict(features)
         self.half, self.chunk_size = first.half, first.chunk_size
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
@@ -60,11 +60,11 @@ class SharedPatchBank:
         order = torch.from_numpy(np.lexsort(keys))
         position = torch.empty_like(order)
         position[order] = torch.arange(len(order))
-        feat0 = shots[0].features
+        feat0 = first.features_of(shots[0])
         bank = torch.empty((len(order), feat0.shape[0]), dtype=feat0.dtype, device=feat0.device)
         start = 0
         for p in shots:  # written shot by shot: a full-shot bank is never held twice
-            x = p.features.flatten(1).T
+            x = first.features_of(p).flatten(1).T
             bank.index_copy_(0, position[start : start + len(x)].to(bank.device), x)
             start += len(x)
         self.bank = normalize_bank(bank, self.half, inplace=True)
@@ -108,7 +108,8 @@ class SharedPatchBank:
         # The ungrouped tail of the bank is only needed where a score finds no grouped row at all.
         full = len(self.owner)
         m = self.n_used if self._prefix_suffices(q_labels, exclude_shot) else full
-        flat = torch.cat([p.features.flatten(1).T for p in parsed])
+        source = next(iter(self.features.values()))  # every score of a bank reads the same part
+        flat = torch.cat([source.features_of(p).flatten(1).T for p in parsed])
         dists = grouped_nn_cosine_distance(
             flat,
             self.bank[:m] if m < full else self.bank,
@@ -154,7 +155,8 @@ class SharedPatchBank:
 
 def bank_settings(f: PatchScore) -> tuple:
     """Patch scores with equal settings can share one bank."""
-    return (f.half, f.chunk_size, f.coreset_ratio, f.coreset_max, f.coreset_projection_dim, f.coreset_seed)
+    return (f.half, f.chunk_size, f.coreset_ratio, f.coreset_max, f.coreset_projection_dim, f.coreset_seed,
+            f.backbone_part)
 
 
 def share_patch_banks(features: dict[str, object], shots: list[ParsedImage],

@@ -14,7 +14,7 @@ from locoad.features.base import Feature
 from locoad.fusion.base import Fusion
 from locoad.metrics.alignment import alignment_accuracy, foreground_iou, reference_part_lut
 from locoad.models.base import AnomalyModule, ScoreOutput
-from locoad.models.seven_feature.stored import StoredBackbone, StoredScores, StoredSegmenter
+from locoad.models.seven_feature.stored import StoredScores, StoredSegmenter, stored_backbone
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel, resize_nearest
 from locoad.segmenters.base import Segmenter
 
@@ -40,7 +40,7 @@ class SevenFeatureModule(AnomalyModule):
         super().__init__()
         self.cache = cache if cache is not None and cache.enabled else None  # on-disk stage cache
         if self.cache is not None:  # stored stages wrap the model's, which only compute
-            segmenter, backbone = StoredSegmenter(segmenter, self.cache), StoredBackbone(backbone, self.cache)
+            segmenter, backbone = StoredSegmenter(segmenter, self.cache), stored_backbone(backbone, self.cache)
         self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo,
                                        photometric, shot_augment, reference)
         # fit/score through the scores stage when it is on (a plain object: no second module)

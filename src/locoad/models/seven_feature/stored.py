@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from locoad.backbones.ensemble import BackboneEnsemble
 from locoad.cache import StageCache, code_fingerprint, component_key, content_hash
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel
 from locoad.segmenters.base import foreground_segmenter_of
@@ -38,6 +39,17 @@ class StoredBackbone(nn.Module):
             if name == "inner":
                 raise
             return getattr(self.inner, name)
+
+
+def stored_backbone(backbone: nn.Module, cache: StageCache) -> nn.Module:
+    """``backbone`` with its features stored; an ensemble's members are stored one by one
+    (in place), so the ensemble and each member alone share their stored features."""
+    if isinstance(backbone, BackboneEnsemble):
+        for name, member in backbone.members.items():
+            if not isinstance(member, StoredBackbone):
+                backbone.members[name] = StoredBackbone(member, cache)
+        return backbone
+    return StoredBackbone(backbone, cache)
 
 
 class StoredSegmenter:

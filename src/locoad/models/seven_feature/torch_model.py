@@ -22,6 +22,7 @@ from torch import nn
 from locoad.aligners.base import Aligner
 from locoad.aligners.reference import most_typical
 from locoad.backbones.base import Backbone
+from locoad.backbones.ensemble import split_parts
 from locoad.colour import divide_smooth_light, flatten_light, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
@@ -139,6 +140,16 @@ class SevenFeatureModel(nn.Module):
         # Alignment only matters to scores that use classes; without one, a segment is just
         # foreground (class 1) and the aligner is never called.
         self.aligned = any(f.needs_classes for f in self.features.values())
+        # A backbone ensemble's member channels (backbones/ensemble.py): the first member's are
+        # what the aligner and the class scores read; a patch score may read another's.
+        self.parts: dict[str, tuple[int, int]] = dict(getattr(backbone, "parts", None) or {})
+        for name, feat in self.features.items():
+            part = getattr(feat, "backbone_part", None)
+            if part is not None and part not in self.parts:
+                have = ", ".join(self.parts) or "none (one backbone)"
+                raise ValueError(f"feature {name} reads backbone part {part!r}, the backbone's parts are {have}: "
+                                 "choose an ensemble backbone with that member (e.g. backbone=efficientnet_lite0_lite2) "
+                                 "or drop the feature")
         self.reads_foreground = any(f.reads_foreground for f in self.features.values())
         self.work_size = work_size
         if feature_norm == "auto":
@@ -250,7 +261,17 @@ class SevenFeatureModel(nn.Module):
     def segmented(self, enc: Encoded) -> SegmentedImage:
         """The aligner's and the scores' view of an image: normalised features, computed once
         (:meth:`check_finite` first)."""
-        return SegmentedImage(enc.rgb, enc.segments, self.normalise(enc.features), enc.lab, enc.foreground)
+        return self.view(enc.rgb, enc.segments, enc.features, enc.lab, enc.foreground)
+
+    def view(self, rgb: np.ndarray, segments: np.ndarray, features: torch.Tensor, lab: np.ndarray,
+             foreground: np.ndarray | None) -> SegmentedImage:
+        """An image with its normalised features; with a backbone ensemble, ``features`` the
+        primary member's channels and ``parts`` every member's."""
+        x = self.normalise(features)
+        if not self.parts:
+            return SegmentedImage(rgb, segments, x, lab, foreground)
+        parts = split_parts(x, self.parts)
+        return SegmentedImage(rgb, segments, parts[next(iter(parts))], lab, foreground, parts)
 
     def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
         # background, the reference classes and unmatched; or background and foreground
@@ -265,6 +286,7 @@ class SevenFeatureModel(nn.Module):
             class_grid=majority_grid(class_map, grid, num_classes).to(image.features.device),
             num_classes=num_classes,
             foreground=majority_grid(fg.astype(np.int64), grid, 2).bool().to(image.features.device),
+            parts=image.parts,
         )
 
     # -- fit ---------------------------------------------------------------------------------
@@ -333,7 +355,7 @@ class SevenFeatureModel(nn.Module):
                 moved_map = move_labels(labels, mv, s.aspect).numpy()
                 moved_fg = None if fg is None else move_labels(fg, mv, s.aspect).numpy() > 0
                 # rgb/lab stay the shot's: the patch banks read only features and grids
-                view = SegmentedImage(s.rgb, moved_map.astype(np.int32), self.normalise(f), s.lab, moved_fg)
+                view = self.view(s.rgb, moved_map.astype(np.int32), f, s.lab, moved_fg)
                 out.append(self.parse(view, moved_map))
                 owners.append(i)
         return out, owners

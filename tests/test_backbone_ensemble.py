@@ -1,0 +1,126 @@
+"""Backbone ensembles (backbones/ensemble.py): members' features side by side, and patch scores
+that search one member's memory (``backbone_part``)."""
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from locoad.aligners.hungarian import HungarianAligner
+from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
+from locoad.backbones.ensemble import BackboneEnsemble
+from locoad.backbones.handcrafted import HandcraftedBackbone
+from locoad.cache import StageCache
+from locoad.data.datamodule import LocoDataModule
+from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
+from locoad.features.class_aware_patch import ClassAwarePatchScore
+from locoad.features.class_histogram import ClassHistogramScore
+from locoad.features.foreground_patch import ForegroundPatchScore
+from locoad.fusion.loo import LeaveOneOutSum
+from locoad.models.seven_feature.stored import StoredBackbone, stored_backbone
+from locoad.models.seven_feature.torch_model import SevenFeatureModel
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+from tests.conftest import compose_cfg
+
+
+def members(lite2_size: int = 112) -> dict[str, EfficientNetLiteBackbone]:
+    torch.manual_seed(0)  # random weights: no file read
+    return {"lite0": EfficientNetLiteBackbone("lite0", pretrained=False, image_size=112, pool_size=1),
+            "lite2": EfficientNetLiteBackbone("lite2", pretrained=False, image_size=lite2_size, pool_size=1)}
+
+
+@pytest.fixture
+def images(loco_root):
+    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
+    dm.setup()
+    train = dm.dataset("train")
+    return torch.stack([train[i]["image"] for i in range(5)])
+
+
+def test_the_ensemble_puts_each_members_features_on_the_first_grid_side_by_side(images):
+    m = members(lite2_size=96)
+    ens = BackboneEnsemble(m)
+    out = ens(images)
+    assert ens.grid_size == 14 and out.shape == (5, m["lite0"].embed_dim + m["lite2"].embed_dim, 14, 14)
+    a, b = ens.parts["lite0"], ens.parts["lite2"]
+    assert ens.primary == "lite0" and a == (0, m["lite0"].embed_dim) and b[1] == out.shape[1]
+    torch.testing.assert_close(out[:, a[0]:a[1]], m["lite0"](images))
+    lite2 = torch.nn.functional.interpolate(m["lite2"](images), size=(14, 14), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out[:, b[0]:b[1]], lite2)  # the 12x12 member resized to the first grid
+
+
+def model(backbone, feats) -> SevenFeatureModel:
+    return SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), backbone, feats,
+                             LeaveOneOutSum(), work_size=64, shot_augment={"rotations": [90]})
+
+
+def test_a_patch_score_on_a_member_scores_as_that_member_alone(images):
+    """The ensemble's primary scores equal a Lite0-only model's (alignment included), its
+    ``backbone_part: lite2`` scores a Lite2-only model's, leave-one-out and moved copies too."""
+    m = members()
+    ens = model(BackboneEnsemble(m), {
+        "class_agnostic_patch": ClassAgnosticPatchScore(baseline="median"),
+        "class_aware_patch": ClassAwarePatchScore(),
+        "class_histogram": ClassHistogramScore(),
+        "lite2_class_agnostic_patch": ClassAgnosticPatchScore(baseline="median", backbone_part="lite2"),
+        "lite2_foreground_patch": ForegroundPatchScore(backbone_part="lite2"),
+    })
+    alone0 = model(m["lite0"], {"class_agnostic_patch": ClassAgnosticPatchScore(baseline="median"),
+                                "class_aware_patch": ClassAwarePatchScore(), "class_histogram": ClassHistogramScore()})
+    alone2 = model(m["lite2"], {"class_agnostic_patch": ClassAgnosticPatchScore(baseline="median"),
+                                "foreground_patch": ForegroundPatchScore()})
+    scores = {}
+    for name, mdl in (("ens", ens), ("lite0", alone0), ("lite2", alone2)):
+        mdl.fit(mdl.encode(images[:3], shots=True))
+        scores[name] = (mdl.score(mdl.encode(images[3:]))[0], mdl.loo_scores)
+    (ens_s, ens_loo), (s0, loo0), (s2, loo2) = scores["ens"], scores["lite0"], scores["lite2"]
+    for n in ("class_agnostic_patch", "class_aware_patch", "class_histogram"):
+        np.testing.assert_allclose(ens_s[n], s0[n], rtol=1e-5)
+        np.testing.assert_allclose(ens_loo[n], loo0[n], rtol=1e-5)
+    for n, alone in (("lite2_class_agnostic_patch", "class_agnostic_patch"), ("lite2_foreground_patch", "foreground_patch")):
+        np.testing.assert_allclose(ens_s[n], s2[alone], rtol=1e-5)
+        np.testing.assert_allclose(ens_loo[n], loo2[alone], rtol=1e-5)
+    assert not np.allclose(ens_s["lite2_class_agnostic_patch"], ens_s["class_agnostic_patch"])  # two backbones
+
+
+def test_a_patch_score_on_a_missing_member_is_refused_at_build():
+    feats = {"lite2_class_agnostic_patch": ClassAgnosticPatchScore(backbone_part="lite2")}
+    with pytest.raises(ValueError, match="backbone part 'lite2'.*none \\(one backbone\\).*efficientnet_lite0_lite2"):
+        model(HandcraftedBackbone(image_size=112), feats)
+    with pytest.raises(ValueError, match="backbone part 'lite3'.*lite0, lite2"):
+        model(BackboneEnsemble(members()), {"x": ClassAgnosticPatchScore(backbone_part="lite3")})
+
+
+def test_an_ensemble_needs_two_members():
+    with pytest.raises(ValueError, match="at least two members.*single backbone"):
+        BackboneEnsemble({"lite0": HandcraftedBackbone(image_size=112)})
+
+
+def test_an_ensemble_stores_each_members_features_where_the_member_alone_finds_them(images, tmp_path):
+    cache = StageCache(tmp_path / "stages")
+    m = members()
+    ens = stored_backbone(BackboneEnsemble(m), cache)
+    assert isinstance(ens, BackboneEnsemble) and all(isinstance(b, StoredBackbone) for b in ens.members.values())
+    first = ens(images)
+    expected = m["lite2"](images)
+
+    def ran(x):
+        raise AssertionError("the network ran: the ensemble's stored features were not found")
+
+    m["lite2"].extract = m["lite0"].extract = ran
+    torch.testing.assert_close(StoredBackbone(m["lite2"], cache)(images), expected)
+    torch.testing.assert_close(ens(images), first)
+
+
+def test_the_lite0_lite2_experiment_composes_and_builds(tmp_path):
+    cfg = compose_cfg(["experiment=lite0_lite2"], tmp_path)
+    bb = instantiate(cfg.backbone, members={n: {"pretrained": False} for n in cfg.backbone.members})
+    assert isinstance(bb, BackboneEnsemble) and list(bb.parts) == ["lite0", "lite2"]
+    assert [m.variant for m in bb.members.values()] == ["lite0", "lite2"]
+    feats = instantiate(cfg.features)
+    patch = {n for n, f in feats.items() if getattr(f, "backbone_part", None) == "lite2"}
+    assert patch == {"lite2_class_agnostic_patch", "lite2_class_aware_patch", "lite2_foreground_patch"}
+    w = cfg.fusion.weights
+    for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
+        assert w[n] == w[f"lite2_{n}"]  # each backbone at half the single-backbone weight
+    assert (w.class_agnostic_patch, w.class_aware_patch, w.foreground_patch) == (1.0, 0.5, 3.0)
