@@ -124,3 +124,21 @@ def test_the_lite0_lite2_experiment_composes_and_builds(tmp_path):
     for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
         assert w[n] == w[f"lite2_{n}"]  # each backbone at half the single-backbone weight
     assert (w.class_agnostic_patch, w.class_aware_patch, w.foreground_patch) == (1.0, 0.5, 3.0)
+
+
+def test_the_lite0_lite2_fusion_has_measured_one_shot_scales_for_every_score(tmp_path):
+    """At one shot (no leave-one-out) each score is divided by its measured initial scale; a
+    Lite2 patch score left at the 1.0 fallback would count ~6x less than its Lite0 twin."""
+    import json
+
+    from conftest import REPO
+
+    cfg = compose_cfg(["experiment=lite0_lite2"], tmp_path)
+    measured = json.loads((REPO / "benchmarks/results/initial_scales_lite0_lite2.json").read_text())["initial_scales"]
+    assert set(measured) == set(cfg.features)
+    fusion = instantiate(cfg.fusion).fit({n: np.zeros(0) for n in cfg.features})
+    assert fusion.scales == pytest.approx(measured, rel=1e-3)
+    # the primary member's scales are the single-backbone default's (the same features)
+    single = json.loads((REPO / "benchmarks/results/initial_scales.json").read_text())["initial_scales"]
+    for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
+        assert measured[n] == pytest.approx(single[n], rel=1e-3)
