@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from conftest import compose_cfg
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
 from locoad.backbones.ensemble import BackboneEnsemble
@@ -20,7 +21,6 @@ from locoad.fusion.loo import LeaveOneOutSum
 from locoad.models.seven_feature.stored import StoredBackbone, stored_backbone
 from locoad.models.seven_feature.torch_model import SevenFeatureModel
 from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
-from tests.conftest import compose_cfg
 
 
 def members(lite2_size: int = 112) -> dict[str, EfficientNetLiteBackbone]:
