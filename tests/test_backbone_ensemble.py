@@ -41,7 +41,7 @@ def test_the_ensemble_puts_each_members_features_on_the_first_grid_side_by_side(
     m = members(lite2_size=96)
     ens = BackboneEnsemble(m)
     out = ens(images)
-    assert ens.grid_size == 14 and out.shape == (5, m["lite0"].embed_dim + m["lite2"].embed_dim, 14, 14)
+    assert ens.grid_size == 14 and BackboneEnsemble(m, image_size=256).grid_size == 14 and out.shape == (5, m["lite0"].embed_dim + m["lite2"].embed_dim, 14, 14)
     a, b = ens.parts["lite0"], ens.parts["lite2"]
     assert ens.primary == "lite0" and a == (0, m["lite0"].embed_dim) and b[1] == out.shape[1]
     torch.testing.assert_close(out[:, a[0]:a[1]], m["lite0"](images))
@@ -114,6 +114,7 @@ def test_an_ensemble_stores_each_members_features_where_the_member_alone_finds_t
 
 def test_the_lite0_lite2_experiment_composes_and_builds(tmp_path):
     cfg = compose_cfg(["experiment=lite0_lite2"], tmp_path)
+    assert cfg.data.image_size == 296  # data.image_size: ${backbone.image_size}
     bb = instantiate(cfg.backbone, members={n: {"pretrained": False} for n in cfg.backbone.members})
     assert isinstance(bb, BackboneEnsemble) and list(bb.parts) == ["lite0", "lite2"]
     assert [m.variant for m in bb.members.values()] == ["lite0", "lite2"]

@@ -23,20 +23,27 @@ class BackboneEnsemble(Backbone):
 
     normalize = False  # every member normalises its own input
 
-    def __init__(self, members: Mapping[str, nn.Module]):
+    def __init__(self, members: Mapping[str, nn.Module], image_size: int | None = None):
+        """``image_size``: the size the data is read at (``data.image_size`` follows it); every
+        member resizes to its own input size. None: the first member's."""
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"a backbone ensemble needs at least two members, got {len(members)}: "
                              "choose a single backbone (e.g. backbone=efficientnet_lite0) instead")
         self.members = nn.ModuleDict(dict(members))
         first = next(iter(self.members.values()))
-        self.image_size, self.patch_size = first.image_size, first.patch_size
+        self.image_size, self.patch_size = int(image_size or first.image_size), first.patch_size
         self.embed_dim = sum(int(m.embed_dim) for m in self.members.values())
         self.parts: dict[str, tuple[int, int]] = {}
         start = 0
         for name, m in self.members.items():
             self.parts[name] = (start, start + int(m.embed_dim))
             start += int(m.embed_dim)
+
+    @property
+    def grid_size(self) -> int:
+        """The first member's grid, whatever size the data is read at."""
+        return next(iter(self.members.values())).grid_size
 
     @property
     def primary(self) -> str:
