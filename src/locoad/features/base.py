@@ -8,6 +8,7 @@ leave-one-out calibration calls the same two halves on k - 1 shots.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,14 @@ class Feature(ABC):
     def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
         """Score of each held-out shot ``i`` against a memory fitted on the other shots."""
         return np.array([self.score(shots[i], self.fit(shots[:i] + shots[i + 1 :])).value for i in held])
+
+
+def missing_backbone_part(score: str, part: str, have: Iterable[str]) -> ValueError:
+    """The error for a patch score whose ``backbone_part`` the backbone does not have (``have``:
+    the backbone's member names), raised where the model is built or, used alone, where it scores."""
+    names = ", ".join(have) or "none (one backbone)"
+    return ValueError(f"{score} reads backbone part {part!r}, the backbone's parts are {names}: choose an ensemble "
+                      "backbone with that member (e.g. backbone=efficientnet_lite0_lite2) or remove that score")
 
 
 class PatchScore(Feature):
@@ -100,9 +109,7 @@ class PatchScore(Feature):
         if self.backbone_part is None:
             return parsed.features
         if parsed.parts is None or self.backbone_part not in parsed.parts:
-            have = ", ".join(parsed.parts or {}) or "none (one backbone)"
-            raise ValueError(f"{self.name} reads backbone part {self.backbone_part!r}, the backbone's parts are "
-                             f"{have}: choose an ensemble backbone with that member or drop backbone_part")
+            raise missing_backbone_part(self.name, self.backbone_part, parsed.parts or {})
         return parsed.parts[self.backbone_part]
 
     @abstractmethod

@@ -26,7 +26,7 @@ from locoad.backbones.ensemble import split_parts
 from locoad.colour import divide_smooth_light, flatten_light, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
-from locoad.features.base import Feature
+from locoad.features.base import Feature, missing_backbone_part
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
 from locoad.segmenters.base import Segmenter, foreground_segmenter_of
@@ -146,10 +146,7 @@ class SevenFeatureModel(nn.Module):
         for name, feat in self.features.items():
             part = getattr(feat, "backbone_part", None)
             if part is not None and part not in self.parts:
-                have = ", ".join(self.parts) or "none (one backbone)"
-                raise ValueError(f"feature {name} reads backbone part {part!r}, the backbone's parts are {have}: "
-                                 "choose an ensemble backbone with that member (e.g. backbone=efficientnet_lite0_lite2) "
-                                 "or drop the feature")
+                raise missing_backbone_part(f"feature {name}", part, self.parts)
         self.reads_foreground = any(f.reads_foreground for f in self.features.values())
         self.work_size = work_size
         if feature_norm == "auto":
