@@ -104,13 +104,16 @@ def test_gallery_renders_in_headless_chromium(gallery_run, tmp_path):
     assert seen["total"] == 9 and seen["decoded"] == 9 and set(seen["widths"]) == {5 * 128}
 
     shot = tmp_path / "shot.png"
-    _chromium([f"--screenshot={shot}", "--window-size=1000,900", (gallery / "index.html").as_uri()], tmp_path / "p2")
+    # The virtual time budget lets the panels decode before the screenshot, as for the probe
+    # above: without it a busy machine screenshots the page before its images paint.
+    _chromium([f"--screenshot={shot}", "--window-size=1000,900", "--virtual-time-budget=10000",
+               (gallery / "index.html").as_uri()], tmp_path / "p2")
     # Negative control: the same page with its panels gone must not pass the check.
     (gallery / "panels").rename(gallery / "gone")
     try:
         broken = tmp_path / "broken.png"
-        _chromium([f"--screenshot={broken}", "--window-size=1000,900", (gallery / "index.html").as_uri()],
-                  tmp_path / "p3")
+        _chromium([f"--screenshot={broken}", "--window-size=1000,900", "--virtual-time-budget=10000",
+                   (gallery / "index.html").as_uri()], tmp_path / "p3")
     finally:
         (gallery / "gone").rename(gallery / "panels")
     assert _colourful(shot) > 0.015, "the gallery's panels did not render"
