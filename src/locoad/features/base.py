@@ -121,6 +121,11 @@ class PatchScore(Feature):
         """True when the bank is every shot patch (no coreset), so scores can share one bank."""
         return self.coreset_ratio is None and self.coreset_max is None
 
+    def query_labels(self, parsed: ParsedImage, shot_foreground: torch.Tensor) -> torch.Tensor:
+        """(h*w,) group ids of a scored image's patches; ``shot_foreground``: (k, h, w) bool, the
+        foreground of the shots in memory (the moved copies left out). Default: :meth:`labels`."""
+        return self.labels(parsed)
+
     def labels(self, parsed: ParsedImage) -> torch.Tensor:
         """(h*w,) group id of every patch, row-major; -1 for patches in no group."""
         out = torch.full((parsed.class_grid.numel(),), -1, dtype=torch.long, device=parsed.class_grid.device)

@@ -1,9 +1,17 @@
 """Foreground patch score: only patches on segmented parts (background excluded), as in
-AnomalyDINO's masking; the ``anomalydino`` preset is this score with top 1 %."""
+AnomalyDINO's masking; the ``anomalydino`` preset is this score with top 1 %.
+
+``expected``: also score the patches that are foreground in at least that fraction of the shots
+(eroded by ``expected_erode`` patches), wherever the test image has background there. Material
+that is missing (a bite out of an outline, a cut cable, a part gone from where every shot has one)
+is background in the test image, and a score that reads only the test image's foreground never
+sees it.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from locoad.features.base import PatchScore
 from locoad.types import ParsedImage
@@ -14,9 +22,33 @@ class ForegroundPatchScore(PatchScore):
     needs_classes = False
     reads_foreground = True
 
+    def __init__(self, *args, expected: float | None = None, expected_erode: int = 1, **kwargs):
+        if expected is not None and not 0.0 < expected <= 1.0:
+            raise ValueError(f"foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got {expected}")
+        if expected_erode < 0:
+            raise ValueError(f"foreground_patch expected_erode must be >= 0 patches, got {expected_erode}")
+        super().__init__(*args, **kwargs)
+        self.expected = expected
+        self.expected_erode = expected_erode
+
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}
 
     def labels(self, parsed: ParsedImage) -> torch.Tensor:
         fg = parsed.foreground_grid.flatten().to(parsed.class_grid.device)
         return torch.where(fg, 1, -1).long()
+
+    def query_labels(self, parsed: ParsedImage, shot_foreground: torch.Tensor) -> torch.Tensor:
+        if self.expected is None or not len(shot_foreground):
+            return self.labels(parsed)
+        fg = parsed.foreground_grid.to(parsed.class_grid.device)
+        return torch.where((fg | self.expected_region(shot_foreground).to(fg.device)).flatten(), 1, -1).long()
+
+    def expected_region(self, shot_foreground: torch.Tensor) -> torch.Tensor:
+        """(h, w) bool: foreground in at least ``expected`` of the shots, eroded."""
+        region = shot_foreground.float().mean(0) >= self.expected - 1e-6
+        if self.expected_erode:
+            r = self.expected_erode
+            # erosion = not (dilation of the complement); outside the grid counts as foreground
+            region = ~F.max_pool2d((~region).float()[None, None], 2 * r + 1, stride=1, padding=r)[0, 0].bool()
+        return region

@@ -70,6 +70,13 @@ class SharedPatchBank:
         self.bank = normalize_bank(bank, self.half, inplace=True)
         self.labels = {n: lab[order].to(feat0.device) for n, lab in labels.items()}
         self.owner = owner[order].numpy()  # host: only the leave-one-out (fit time) reads it
+        # The foreground of each shot as taken (its first image; moved copies follow it), by owner:
+        # scores that read where the shots have parts (ForegroundPatchScore.expected) get these.
+        first_of: dict[int, ParsedImage] = {}
+        for o, p in zip(owners, shots):
+            first_of.setdefault(o, p)
+        self.shot_owner = np.array(list(first_of))
+        self.shot_foreground = torch.stack([p.foreground_grid for p in first_of.values()]).to(feat0.device)
         self.n_used = int(used.sum())
         if not first.exact and self.n_used:
             # Greedy k-center over the grouped rows (PatchCore); ascending indices keep every
@@ -94,6 +101,7 @@ class SharedPatchBank:
         """Pass every tensor through ``fn`` (the module's ``.to()``): the bank moves with the model."""
         self.bank = apply_keeping_unit_rows(self.bank, fn)
         self.labels = {n: fn(lab) for n, lab in self.labels.items()}
+        self.shot_foreground = fn(self.shot_foreground)
         self.groups = [g.apply(fn) for g in self.groups]
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -103,7 +111,9 @@ class SharedPatchBank:
     def distances_batch(self, parsed: list[ParsedImage], exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per score: (distances (B, h*w), group labels (B, h*w)) of a batch of images, from one
         similarity product for the whole batch."""
-        q_labels = {n: torch.stack([f.labels(p) for p in parsed]) for n, f in self.features.items()}
+        shot_fg = self.shot_foreground if exclude_shot is None else self.shot_foreground[
+            torch.from_numpy(self.shot_owner != exclude_shot).to(self.shot_foreground.device)]
+        q_labels = {n: torch.stack([f.query_labels(p, shot_fg) for p in parsed]) for n, f in self.features.items()}
         exclude = None if exclude_shot is None else torch.from_numpy(self.owner == exclude_shot).to(self.bank.device)
         # The ungrouped tail of the bank is only needed where a score finds no grouped row at all.
         full = len(self.owner)
