@@ -132,27 +132,32 @@ def read_dumps(paths: list[str]) -> tuple[dict, dict]:
 
 
 def prepare_data(variant: str, generator_seed: int, size_factor: float, root: str | None = None,
-                 defect_scale: float = 1.0) -> tuple[str, list[str]]:
-    """Generate a variant's data (kept when complete) and return its folder and categories."""
+                 defect_scale: float = 1.0, test_images: int = 12) -> tuple[str, list[str]]:
+    """Generate a variant's data (kept when complete) and return its folder and categories;
+    ``test_images``: good, logical and structural test images each (the generators' default 12)."""
+    if test_images < 1:
+        raise ValueError(f"--test-images must be >= 1 (images of each test type), got {test_images}")
+    counts = {"n_test_good": test_images, "n_logical": test_images, "n_structural": test_images}
     if defect_scale != 1.0 and variant not in ("clean", "varied"):
         raise ValueError(f"--defect-scale applies to --variant clean / varied, not {variant}; drop it")
     if root is None:  # the clean seed-0 folder keeps its old name (and its stage cache hits)
         name = f"seed{generator_seed}_256px" if variant == "clean" else f"{variant}/seed{generator_seed}_x{size_factor}"
         name += f"_d{defect_scale}" if defect_scale != 1.0 else ""
+        name += f"_t{test_images}" if test_images != 12 else ""
         root = str(REPO / ".cache/synthetic" / name)
     if variant.startswith("heldout"):
         from locoad.data import heldout
 
         heldout.generate_heldout(root, seed=generator_seed, size_factor=size_factor,
-                                 capture="clean" if variant == "heldout_clean" else "photo")
+                                 capture="clean" if variant == "heldout_clean" else "photo", **counts)
         return root, list(heldout.CATEGORIES)
     if variant.startswith("workbench"):
         from locoad.data import workbench
 
         workbench.generate_workbench(root, seed=generator_seed, size_factor=size_factor,
-                                     capture="clean" if variant == "workbench_clean" else "photo")
+                                     capture="clean" if variant == "workbench_clean" else "photo", **counts)
         return root, list(workbench.CATEGORIES)
-    gen = {"seed": generator_seed, "image_size": 256, "defect_scale": defect_scale}
+    gen = {"seed": generator_seed, "image_size": 256, "defect_scale": defect_scale, **counts}
     if variant == "varied":
         gen.update(capture="varied", size_factor=size_factor)
     generate(root, **gen)
@@ -178,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size-factor", type=float, default=0.5, help="varied / heldout* / workbench*: native size x this")
     ap.add_argument("--defect-scale", type=float, default=1.0,
                     help="clean / varied: structural defects' size times this (0.4: small, faint ones)")
+    ap.add_argument("--test-images", type=int, default=12,
+                    help="good, logical and structural test images each (default 12, 3 per logical defect kind): more "
+                         "narrow the paired_bootstrap intervals; a new data folder (..._t<N>)")
     ap.add_argument("--categories", nargs="*", default=None, help="default: every category of the variant")
     ap.add_argument("--shots", nargs="*", type=int, default=[1, 2, 4, 8])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
     torch.manual_seed(0)
     args.root, every = prepare_data(args.variant, args.generator_seed, args.size_factor, args.root,
-                                    args.defect_scale)
+                                    args.defect_scale, args.test_images)
     args.categories = args.categories or every
     dump: dict[str, np.ndarray] = {}
     results: list[dict] = []
@@ -260,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "overrides": args.overrides, "nuisance": args.nuisance,
                                           "variant": args.variant, "generator_seed": args.generator_seed,
                                           "size_factor": size_factor_of(args.variant, args.size_factor),
-                                          "defect_scale": args.defect_scale,
+                                          "defect_scale": args.defect_scale, "test_images": args.test_images,
                                           "results": results}, indent=1))
     print(markdown(results))
     print()

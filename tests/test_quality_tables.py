@@ -30,3 +30,18 @@ def test_grid_file_records_the_size_factor_of_every_variant_that_has_one():
     assert quality_synthetic.size_factor_of("heldout_clean", 0.5) == 0.5
     assert quality_synthetic.size_factor_of("varied", 0.5) == 0.5
     assert quality_synthetic.size_factor_of("clean", 0.5) is None  # 256 px squares
+
+
+def test_test_images_sets_every_family_s_test_counts_and_names_its_folder(tmp_path, monkeypatch):
+    """``--test-images N``: N good, logical and structural test images in every family, in a
+    folder of its own (a grid made with the default 12 is never mixed with it)."""
+    import pytest
+
+    monkeypatch.setattr(quality_synthetic, "REPO", tmp_path)
+    for variant, size in (("clean", 0.5), ("heldout_clean", 0.1), ("workbench_clean", 0.1)):
+        root, cats = quality_synthetic.prepare_data(variant, 0, size, test_images=2)
+        assert root.endswith("_t2")
+        for kind in ("good", "logical_anomalies", "structural_anomalies"):
+            assert len(list((tmp_path.joinpath(root) / cats[0] / "test" / kind).glob("*.png"))) == 2, (variant, kind)
+    with pytest.raises(ValueError, match="--test-images must be >= 1"):
+        quality_synthetic.prepare_data("clean", 0, 0.5, test_images=0)
