@@ -74,6 +74,19 @@ def loco_root(tmp_path: Path) -> Path:
     return make_loco(tmp_path / "loco")
 
 
+def train_images(root: Path, n: int, image_size: int = 112):
+    """The first ``n`` train images of ``widgets`` under ``root`` (a :func:`make_loco` tree), read at
+    ``image_size`` as a run reads them, stacked: (n, 3, image_size, image_size)."""
+    import torch
+
+    from locoad.data.datamodule import LocoDataModule
+
+    dm = LocoDataModule(str(root), "widgets", k_shot=None, image_size=image_size)
+    dm.setup()
+    train = dm.dataset("train")
+    return torch.stack([train[i]["image"] for i in range(n)])
+
+
 def compose_cfg(overrides: list[str], output_dir: Path):
     """Compose the root config as the CLI would, with ${hydra:...} resolvable."""
     from hydra import compose, initialize_config_dir

@@ -6,13 +6,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import compose_cfg
+from conftest import compose_cfg, train_images
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
 from locoad.backbones.ensemble import BackboneEnsemble
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
-from locoad.data.datamodule import LocoDataModule
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
 from locoad.features.class_aware_patch import ClassAwarePatchScore
 from locoad.features.class_histogram import ClassHistogramScore
@@ -31,10 +30,7 @@ def members(lite2_size: int = 112) -> dict[str, EfficientNetLiteBackbone]:
 
 @pytest.fixture
 def images(loco_root):
-    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
-    dm.setup()
-    train = dm.dataset("train")
-    return torch.stack([train[i]["image"] for i in range(5)])
+    return train_images(loco_root, 5)
 
 
 def test_the_ensemble_puts_each_members_features_on_the_first_grid_side_by_side(images):

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_images
+from locoad.aligners.hungarian import HungarianAligner
+from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.features.foreground_patch import ForegroundPatchScore
 from locoad.features.shared_patch_bank import SharedPatchBank
+from locoad.fusion.loo import LeaveOneOutSum
+from locoad.models.seven_feature.torch_model import SevenFeatureModel
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 from locoad.types import ParsedImage
 
 G = 8
@@ -89,16 +95,7 @@ def test_bad_settings_name_the_key(kw: dict, match: str) -> None:
 
 
 def test_the_model_reads_the_region_of_its_shots_not_of_their_moved_copies(loco_root):
-    from locoad.aligners.hungarian import HungarianAligner
-    from locoad.backbones.handcrafted import HandcraftedBackbone
-    from locoad.data.datamodule import LocoDataModule
-    from locoad.fusion.loo import LeaveOneOutSum
-    from locoad.models.seven_feature.torch_model import SevenFeatureModel
-    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
-
-    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
-    dm.setup()
-    images = torch.stack([dm.dataset("train")[i]["image"] for i in range(4)])
+    images = train_images(loco_root, 4)
     f = ForegroundPatchScore(expected=1.0)
     m = SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
                           {"foreground_patch": f}, LeaveOneOutSum(), work_size=64, shot_augment={"rotations": [-8, 8]})

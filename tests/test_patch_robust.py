@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_images
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
@@ -16,7 +17,6 @@ from locoad.colour import (
     white_patch,
 )
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
-from locoad.data.datamodule import LocoDataModule
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
 from locoad.features.class_aware_patch import ClassAwarePatchScore
 from locoad.features.class_histogram import ClassHistogramScore
@@ -37,10 +37,7 @@ def small_model(backbone=None, **kwargs) -> SevenFeatureModel:
 
 @pytest.fixture
 def images(loco_root):
-    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
-    dm.setup()
-    train = dm.dataset("train")
-    return torch.stack([train[i]["image"] for i in range(4)])
+    return train_images(loco_root, 4)
 
 
 # -- photometric ------------------------------------------------------------------------------

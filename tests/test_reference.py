@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import _scene
+from conftest import _scene, train_images
 from locoad.aligners.reference import most_typical
 from locoad.types import SegmentedImage
 
@@ -70,13 +70,9 @@ def test_the_module_reorders_the_shots_true_parts_with_them(loco_root):
 
 def test_the_empty_reference_warning_speaks_of_the_shot_aligned_to(loco_root, caplog):
     """A blank first shot is no reference under ``typical``: no warning then; under ``first`` one."""
-    from locoad.data.datamodule import LocoDataModule
     from test_patch_robust import small_model
 
-    dm = LocoDataModule(str(loco_root), "widgets", k_shot=None, image_size=112)
-    dm.setup()
-    train = dm.dataset("train")
-    images = torch.cat([torch.full((1, 3, 112, 112), 0.4), torch.stack([train[i]["image"] for i in range(3)])])
+    images = torch.cat([torch.full((1, 3, 112, 112), 0.4), train_images(loco_root, 3)])
     for reference, warned in (("typical", False), ("first", True)):
         caplog.clear()
         model = small_model(reference=reference)
