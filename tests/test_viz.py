@@ -84,6 +84,15 @@ def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+def _screenshot(gallery: Path, out: Path) -> Path:
+    """A 1000 x 900 screenshot of the gallery's index page (``out``: its folder, with the profile)."""
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "shot.png"
+    _chromium([f"--screenshot={png}", "--window-size=1000,900", "--virtual-time-budget=10000",
+               (gallery / "index.html").as_uri()], out / "profile")
+    return png
+
+
 def _colourful(png: Path) -> float:
     """Fraction of strongly coloured pixels: the panels' heat maps and label colours; a page
     of text and broken-image icons has almost none."""
@@ -103,21 +112,23 @@ def test_gallery_renders_in_headless_chromium(gallery_run, tmp_path):
     seen = json.loads(found.group(1))
     assert seen["total"] == 9 and seen["decoded"] == 9 and set(seen["widths"]) == {5 * 128}
 
-    shot = tmp_path / "shot.png"
     # The virtual time budget lets the panels decode before the screenshot, as for the probe
-    # above: without it a busy machine screenshots the page before its images paint.
-    _chromium([f"--screenshot={shot}", "--window-size=1000,900", "--virtual-time-budget=10000",
-               (gallery / "index.html").as_uri()], tmp_path / "p2")
+    # above. Even so, a busy machine (a fresh-clone `make test`, two workers) once captured the
+    # page with some panels not yet painted (0.0147 of strongly coloured pixels, 0.0229 on every
+    # quiet run): the page is shot up to three times and the panels must show in one of them.
+    shots = []
+    for attempt in range(3):
+        shots.append(_colourful(_screenshot(gallery, tmp_path / f"shot{attempt}")))
+        if shots[-1] > 0.015:
+            break
     # Negative control: the same page with its panels gone must not pass the check.
     (gallery / "panels").rename(gallery / "gone")
     try:
-        broken = tmp_path / "broken.png"
-        _chromium([f"--screenshot={broken}", "--window-size=1000,900", "--virtual-time-budget=10000",
-                   (gallery / "index.html").as_uri()], tmp_path / "p3")
+        broken = _colourful(_screenshot(gallery, tmp_path / "broken"))
     finally:
         (gallery / "gone").rename(gallery / "panels")
-    assert _colourful(shot) > 0.015, "the gallery's panels did not render"
-    assert _colourful(broken) < 0.005
+    assert shots[-1] > 0.015, f"the gallery's panels did not render (strongly coloured share per try: {shots})"
+    assert broken < 0.005
 
 
 def test_hardest_picks_the_worst_scored_per_type():
