@@ -187,22 +187,48 @@ def test_model_scores_ignore_autocast(loco_root, tmp_path):
 
 
 # -- on a GPU (benchmarks/gpu_suite.sh) ------------------------------------------------------------
-@pytest.mark.gpu
-def test_cuda_end_to_end_matches_cpu_and_reloads(loco_root, tmp_path):
+def cpu_and_gpu_scores(tiny: list[str], tmp_path: Path) -> dict[str, pd.DataFrame]:
+    """scores.csv of one configuration run on the CPU and on the GPU trainer, after checking
+    that every score column agrees."""
     scores = {}
     for name in ("cpu", GPU_TRAINER):
         out = tmp_path / name
-        run(compose_cfg(TINY + [f"data.root={loco_root}", f"trainer={name}", "logger=csv"], out))
+        run(compose_cfg(tiny + [f"trainer={name}", "logger=csv"], out))
         scores[name] = pd.read_csv(out / "scores.csv")
     cols = [c for c in scores["cpu"].columns if c not in ("path", "anomaly_type") and not c.startswith("extra/")]
-    gpu = scores[GPU_TRAINER]
+    assert "fused" in cols
     for c in cols:
-        np.testing.assert_allclose(gpu[c].to_numpy(float), scores["cpu"][c].to_numpy(float), rtol=1e-3, atol=1e-4, err_msg=c)
+        np.testing.assert_allclose(scores[GPU_TRAINER][c].to_numpy(float), scores["cpu"][c].to_numpy(float),
+                                   rtol=1e-3, atol=1e-4, err_msg=c)
+    return scores
+
+
+@pytest.mark.gpu
+def test_cuda_end_to_end_matches_cpu_and_reloads(loco_root, tmp_path):
+    gpu = cpu_and_gpu_scores(TINY + [f"data.root={loco_root}"], tmp_path)[GPU_TRAINER]
     # the crash the issue reports: test a checkpoint on the GPU
     ckpt = next((tmp_path / GPU_TRAINER).rglob("last.ckpt"))
     out = tmp_path / "reload"
     run(compose_cfg(TINY + [f"data.root={loco_root}", f"trainer={GPU_TRAINER}", "train=false", f"ckpt_path={ckpt}"], out))
     pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), gpu)
+
+
+# Options whose fitted state is built beside the default's: the shots' foreground grids
+# (expected foreground) and a second backbone's memories (a random-init Lite2, no weights needed).
+OPTIONS = {
+    "expected_foreground": ["features.foreground_patch.expected=1.0"],
+    "lite0_lite2": ["experiment=lite0_lite2", "backbone.members.lite2.pretrained=false",
+                    "backbone.members.lite0.image_size=112", "backbone.members.lite2.image_size=112"],
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_cuda_options_match_cpu(loco_root, tmp_path, option):
+    tiny = [o for o in TINY if option != "lite0_lite2" or not o.startswith("backbone.")]
+    scores = cpu_and_gpu_scores(tiny + [f"data.root={loco_root}", *OPTIONS[option]], tmp_path)
+    if option == "lite0_lite2":
+        assert "lite2_foreground_patch" in scores["cpu"].columns
 
 
 @pytest.mark.gpu
