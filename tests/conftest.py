@@ -148,3 +148,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def ulsad_overrides(root, accelerator: str = "cpu") -> list[str]:
+    """Tiny ULSAD on the first synthetic category at 64 px: two epochs of one batch, data and
+    outputs under ``root``."""
+    from locoad.data.synthetic import CATEGORIES
+
+    cat = CATEGORIES[0]
+    return ["model=ulsad_tiny", "data=synthetic", "data.synthetic.image_size=64", f"data.category={cat}",
+            f"+data.synthetic.categories=[{cat}]", "data.k_shot=4", "data.num_workers=0",
+            "trainer.max_epochs=2", "trainer.limit_train_batches=1", f"trainer.accelerator={accelerator}",
+            "logger=csv", f"paths.root_dir={root}"]

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_cfg, nn_cosine_distance
+from conftest import compose_cfg, nn_cosine_distance, ulsad_overrides
 from locoad.components.knn import grouped_nn_cosine_distance
 from locoad.run import run
 from locoad.utils import build
@@ -231,6 +231,27 @@ def test_cuda_options_match_cpu(loco_root, tmp_path, option):
     scores = cpu_and_gpu_scores(tiny + [f"data.root={loco_root}", *OPTIONS[option]], tmp_path)
     if option == "lite0_lite2":
         assert "lite2_foreground_patch" in scores["cpu"].columns
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_cuda_ulsad_trains_and_its_checkpoint_scores_alike_on_the_cpu(tmp_path, precision):
+    """ULSAD trained on the GPU: the fitted state is saved, and the checkpoint tested on the CPU
+    gives the GPU's scores (bf16-mixed: the test runs at the same precision on both)."""
+    over = ulsad_overrides(tmp_path, GPU_TRAINER) + [f"++trainer.precision={precision}"]
+    gpu_out, cpu_out = tmp_path / "gpu", tmp_path / "cpu"
+    metrics = run(compose_cfg(over, gpu_out))
+    gpu = pd.read_csv(gpu_out / "scores.csv")
+    assert np.isfinite(gpu[["local", "global", "fused"]].to_numpy()).all() and 0 <= metrics["fused"]["auroc"] <= 1
+    ckpt = gpu_out / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert bool(state["state_dict"]["model.maps_fitted"]) and state["global_step"] == 2
+    run(compose_cfg([o for o in over if not o.startswith("trainer.accelerator=")]
+                    + ["trainer.accelerator=cpu", "train=false", f"ckpt_path={ckpt}"], cpu_out))
+    cpu = pd.read_csv(cpu_out / "scores.csv")
+    tol = dict(rtol=1e-3, atol=1e-4) if precision == "32-true" else dict(rtol=3e-2, atol=1e-2)
+    for c in ("local", "global", "fused"):
+        np.testing.assert_allclose(gpu[c].to_numpy(float), cpu[c].to_numpy(float), err_msg=c, **tol)
 
 
 @pytest.mark.gpu

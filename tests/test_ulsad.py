@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import CONF, compose_cfg
+from conftest import CONF, compose_cfg, ulsad_overrides
 from locoad.backbones.cnn import TimmCNNBackbone
 from locoad.components.blur import gaussian_blur
 from locoad.errors import CheckpointNotFoundError, WeightsUnavailableError
@@ -194,23 +194,13 @@ def test_ulsad_preset_sets_trainer_epochs():
         assert compose("config", overrides=["model=ulsad"]).trainer.max_epochs == 200
 
 
-def synthetic_overrides(root) -> list[str]:
-    from locoad.data.synthetic import CATEGORIES
-
-    cat = CATEGORIES[0]
-    return ["model=ulsad_tiny", "data=synthetic", "data.synthetic.image_size=64", f"data.category={cat}",
-            f"+data.synthetic.categories=[{cat}]", "data.k_shot=4", "data.num_workers=0",
-            "trainer.max_epochs=2", "trainer.limit_train_batches=1", "trainer.accelerator=cpu",
-            "logger=csv", f"paths.root_dir={root}"]
-
-
 @pytest.fixture(scope="module")
 def fitted_run(tmp_path_factory):
     from locoad.run import run
 
     root = tmp_path_factory.mktemp("ulsad")
     out = root / "run"
-    metrics = run(compose_cfg(synthetic_overrides(root), out))
+    metrics = run(compose_cfg(ulsad_overrides(root), out))
     return root, out, metrics
 
 
@@ -245,7 +235,7 @@ def test_planted_defect_raises_the_local_map_where_it_is(fitted_run):
     from locoad.utils import build
 
     root, out, _ = fitted_run
-    cfg = compose_cfg(synthetic_overrides(root), root / "probe")
+    cfg = compose_cfg(ulsad_overrides(root), root / "probe")
     module = build(cfg.model)  # the backbone from the config
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
@@ -270,7 +260,7 @@ def test_test_only_from_checkpoint_gives_identical_scores(fitted_run):
     root, out, _ = fitted_run
     ckpt = out / "checkpoints" / "last.ckpt"
     out2 = root / "reload"
-    run(compose_cfg(synthetic_overrides(root) + ["train=false", f"ckpt_path={ckpt}"], out2))
+    run(compose_cfg(ulsad_overrides(root) + ["train=false", f"ckpt_path={ckpt}"], out2))
     pd.testing.assert_frame_equal(pd.read_csv(out / "scores.csv"), pd.read_csv(out2 / "scores.csv"))
 
 
@@ -279,7 +269,7 @@ def test_resume_continues_training(fitted_run):
 
     root, out, _ = fitted_run
     out3 = root / "resume"
-    cfg = compose_cfg(synthetic_overrides(root) + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], out3)
+    cfg = compose_cfg(ulsad_overrides(root) + ["trainer.max_epochs=3", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], out3)
     run(cfg)
     state = torch.load(out3 / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["epoch"] == 2 and state["global_step"] == 3
