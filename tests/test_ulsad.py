@@ -103,6 +103,25 @@ def test_map_quantiles_and_blur():
 
 
 # -- model --------------------------------------------------------------------------------
+def test_maps_stay_float32_when_the_networks_run_in_bfloat16():
+    """``trainer.precision=bf16-mixed`` runs the networks in bfloat16; the maps, and the image
+    scores ranked from them, are float32. Computed in bfloat16 (as an H200 run found), the
+    global scores of these 8 images tied in 4 pairs."""
+    torch.manual_seed(0)
+    model = ULSADModule(tiny_backbone(), **TINY_KW).model.eval()
+    images = torch.rand(8, 3, 64, 64)
+    model.features.fit([images])
+    model.fit_map_quantiles(*model.raw_maps(images), 0.9, 0.995)
+    want = model.maps(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model.maps(images)
+    for name, amap in got.items():
+        scores = image_score(amap)
+        assert amap.dtype == torch.float32 and len(torch.unique(scores)) == len(images), name
+        # the networks' bfloat16 error only: scores within a few % of the float32 run's
+        torch.testing.assert_close(scores, image_score(want[name]), rtol=0.1, atol=0.02)
+
+
 def test_training_lowers_loss(loco_root):
     from locoad.data.dataset import LocoDataset
     from locoad.data.layout import category_dir, list_split
