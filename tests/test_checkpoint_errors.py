@@ -67,3 +67,21 @@ def test_pretrained_offline_says_what_it_downloads_and_the_offline_fix(monkeypat
     # offline: the official file, its URL and the key
     assert "dinov2_vits14_pretrain.pth" in msg and URL in msg and "backbone.checkpoint=" in msg
     assert "backbone.pretrained=false" in msg
+
+
+def test_cli_prints_one_clean_line_for_a_bad_value(loco_root):
+    """A bad value in a component's config (raised while Hydra builds the model): one [ERROR]
+    line and exit code 2, no Hydra wrapper, no traceback. Input checks raise locoad's ConfigError
+    (a ValueError); run-time ones are covered by test_device's ConfigError checks."""
+    cmd = [sys.executable, "-m", "locoad", "data=mvtec_loco", f"data.root={loco_root}", "data.category=widgets",
+           "data.k_shot=2", "logger=none", "features.foreground_patch.expected=2", f"paths.root_dir={loco_root.parent}",
+           f"hydra.run.dir={loco_root.parent / 'run'}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    env.pop("LOCOAD_TRACEBACK", None)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out and "Error in call to target" not in out and "Error executing job" not in out
+    errors = [line for line in out.splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and errors[0].endswith(
+        "foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got 2"), out[-3000:]

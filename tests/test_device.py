@@ -20,6 +20,7 @@ from torch import nn
 
 from conftest import compose_cfg, nn_cosine_distance, ulsad_overrides
 from locoad.components.knn import grouped_nn_cosine_distance
+from locoad.errors import ConfigError
 from locoad.run import run
 from locoad.utils import build
 
@@ -126,10 +127,18 @@ def test_several_devices_stop_before_any_work(loco_root, tmp_path, monkeypatch):
     monkeypatch.setattr(L.Trainer, "test", no_work)
     out = tmp_path / "run"
     cfg = compose_cfg(TINY + [f"data.root={loco_root}", "trainer=cpu", "trainer.devices=2"], out)
-    with pytest.raises(ValueError, match=r"devices=1") as err:
+    with pytest.raises(ConfigError, match=r"devices=1") as err:  # the CLI's one-line error
         run(cfg)
     assert "\n" not in str(err.value)
     assert not (out / "scores.csv").exists() and not list(out.rglob("*.ckpt"))
+
+
+def test_gpu_trainer_without_cuda_stops_with_the_fix(loco_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"sees no CUDA device.*trainer=cpu") as err:  # one line in the CLI
+        run(compose_cfg(TINY + [f"data.root={loco_root}", "trainer=gpu"], out))
+    assert "\n" not in str(err.value) and not (out / "scores.csv").exists()
 
 
 def test_backbone_convolutions_run_at_float32_and_restore_the_flag():

@@ -73,3 +73,14 @@ def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path):
     run(cfg)
     a, b = pd.read_csv(out / "scores.csv"), pd.read_csv(out2 / "scores.csv")
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("key", ["fusion", "aligner", "segmenter"])
+def test_a_component_key_given_a_name_says_which_group_picks_it(tmp_path, key):
+    """``model.fusion=max`` replaces the whole fusion config with a string (the group is
+    ``fusion=max``); it used to fail later as "'str' object has no attribute 'fit'"."""
+    from locoad.errors import ConfigError
+    from locoad.utils import build
+
+    with pytest.raises(ConfigError, match=rf"model.{key}='x' is a name.*{key}=<name> \(the files in conf/{key}/\)"):
+        build(compose_cfg([f"model.{key}=x", "logger=none"], tmp_path / "run").model)

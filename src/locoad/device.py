@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from locoad.errors import ConfigError
+
 
 def resolve_device(device: str, followed: torch.device | None = None) -> torch.device:
     """``"auto"`` -> the trainer's device when one was followed (a Lightning run), else cuda when
@@ -13,3 +15,14 @@ def resolve_device(device: str, followed: torch.device | None = None) -> torch.d
             return followed
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_accelerator(accelerator: object) -> None:
+    """Raise, before any work, when the trainer asks for a GPU that torch cannot see (Lightning's
+    own error arrives wrapped in Hydra's instantiation error, naming no fix)."""
+    if str(accelerator).lower() in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} (trainer=gpu) but torch {torch.__version__} sees no CUDA device "
+            f"(built for CUDA {torch.version.cuda or 'none: a CPU-only wheel'}): use trainer=default, which takes "
+            "the GPU when there is one, or trainer=cpu"
+        )

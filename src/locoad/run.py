@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from locoad.device import check_accelerator
 from locoad.errors import ConfigError
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from locoad.loggers import build_loggers, finish_loggers
@@ -100,6 +101,7 @@ def run(cfg: DictConfig) -> dict:
     spro_per_score = per_score_spro(cfg)  # a bad value fails before any work
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
+    check_accelerator(cfg.trainer.get("accelerator"))
     loggers = build_loggers(cfg)
     trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     check_single_device(trainer)  # and on a bad device count, before any weights are loaded

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from locoad.aligners.base import Aligner
 from locoad.device import resolve_device
-from locoad.errors import CheckpointMismatchError, checkpoint_missing
+from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing
 from locoad.types import SegmentedImage
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,13 @@ def majority_assignment(
     among reference ids.
     """
     if segments.shape != propagated.shape:
-        raise ValueError(
+        raise ConfigError(
             f"shape mismatch: segments {segments.shape}, propagated {propagated.shape}"
         )
     seg = segments.astype(np.int64).ravel()
     prop = propagated.astype(np.int64).ravel()
     if prop.size and (prop.min() < 0 or prop.max() >= unmatched_id):
-        raise ValueError(f"propagated ids must lie in 0..{unmatched_id - 1}")
+        raise ConfigError(f"propagated ids must lie in 0..{unmatched_id - 1}")
     ids = np.unique(seg[seg > 0])
     if ids.size == 0:
         return {}
@@ -161,12 +161,12 @@ class DeAOTAligner(Aligner):
     ):
         super().__init__()
         if variant not in DEAOT_CHECKPOINTS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}"
             )
         fname, url = DEAOT_CHECKPOINTS[variant]
         if checkpoint is None and not allow_random_weights:
-            raise ValueError(
+            raise ConfigError(
                 f"DeAOTAligner with checkpoint=None runs with random weights; set aligner.checkpoint "
                 f"to {fname} (or allow_random_weights=true in tests)"
             )
@@ -219,7 +219,7 @@ class DeAOTAligner(Aligner):
         super().fit(reference)
         c = reference.num_segments
         if c > self.max_objects:
-            raise ValueError(
+            raise ConfigError(
                 f"reference has {c} segments but DeAOTAligner.max_objects={self.max_objects}; "
                 "raise max_objects (slower) or lower the segmenter's max_segments"
             )

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
-from locoad.errors import CheckpointNotFoundError
+from locoad.errors import CheckpointNotFoundError, ConfigError
 
 
 def _weights_description(model_name: str) -> str:
@@ -50,9 +50,9 @@ class TimmCNNBackbone(Backbone):
     ) -> None:
         super().__init__()
         if pool_size < 1 or pool_size % 2 == 0:
-            raise ValueError(f"pool_size must be a positive odd integer, got {pool_size}")
+            raise ConfigError(f"pool_size must be a positive odd integer, got {pool_size}")
         if image_size <= 0 or patch_size <= 0 or image_size < patch_size:
-            raise ValueError(f"need image_size >= patch_size > 0, got {image_size}, {patch_size}")
+            raise ConfigError(f"need image_size >= patch_size > 0, got {image_size}, {patch_size}")
         self.model_name = model_name
         self.image_size = int(image_size)
         self.patch_size = int(patch_size)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
-from locoad.errors import checkpoint_missing
+from locoad.errors import ConfigError, checkpoint_missing
 
 # variant -> (timm model name, official checkpoint file name)
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -60,16 +60,16 @@ class DinoV2Backbone(Backbone):
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown DINOv2 variant {variant!r}; choose one of {sorted(VARIANTS)}"
             )
         if layer_agg not in ("mean", "concat"):
-            raise ValueError(f"layer_agg must be 'mean' or 'concat', got {layer_agg!r}")
+            raise ConfigError(f"layer_agg must be 'mean' or 'concat', got {layer_agg!r}")
         dtype = _DTYPE_ALIASES.get(dtype, dtype)
         if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if image_size <= 0 or image_size % self.patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"image_size must be a positive multiple of {self.patch_size}, got {image_size}"
             )
 
@@ -99,7 +99,7 @@ class DinoV2Backbone(Backbone):
             self._load_official_checkpoint(path)
 
         if self.model.patch_embed.patch_size[0] != self.patch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"expected patch size {self.patch_size}, model has {self.model.patch_embed.patch_size}"
             )
         depth = len(self.model.blocks)
@@ -107,7 +107,7 @@ class DinoV2Backbone(Backbone):
         if layers is not None:
             wanted = [int(i) for i in layers]
             if not wanted or any(not -depth <= i < depth for i in wanted):
-                raise ValueError(
+                raise ConfigError(
                     f"layers must be non-empty block indices in [-{depth}, {depth}), got {wanted}"
                 )
             self.layers = sorted({i % depth for i in wanted})  # timm returns them in block order

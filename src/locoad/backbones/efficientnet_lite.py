@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from locoad.backbones.cnn import TimmCNNBackbone
-from locoad.errors import CheckpointMismatchError, WeightsUnavailableError
+from locoad.errors import CheckpointMismatchError, ConfigError, WeightsUnavailableError
 
 VARIANTS = ("lite0", "lite1", "lite2")
 
@@ -29,7 +29,7 @@ def _package(variant: str) -> tuple[str, str]:
 
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        raise ConfigError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 
 
 def weights_file(variant: str) -> str:

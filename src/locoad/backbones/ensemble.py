@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from locoad.backbones.base import Backbone
+from locoad.errors import ConfigError
 
 
 class BackboneEnsemble(Backbone):
@@ -28,7 +29,7 @@ class BackboneEnsemble(Backbone):
         member resizes to its own input size. None: the first member's."""
         super().__init__()
         if len(members) < 2:
-            raise ValueError(f"a backbone ensemble needs at least two members, got {len(members)}: "
+            raise ConfigError(f"a backbone ensemble needs at least two members, got {len(members)}: "
                              "choose a single backbone (e.g. backbone=efficientnet_lite0) instead")
         self.members = nn.ModuleDict(dict(members))
         first = next(iter(self.members.values()))
@@ -54,7 +55,7 @@ class BackboneEnsemble(Backbone):
     def preferred_feature_norm(self) -> str:
         norms = {getattr(m, "preferred_feature_norm", "none") for m in self.members.values()}
         if len(norms) > 1:
-            raise ValueError(f"the ensemble's members prefer different feature norms ({', '.join(sorted(norms))}): "
+            raise ConfigError(f"the ensemble's members prefer different feature norms ({', '.join(sorted(norms))}): "
                              "set model.feature_norm explicitly")
         return norms.pop()
 

@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 from locoad.backbones.base import Backbone
+from locoad.errors import ConfigError
 
 # name -> ("module:Class", default kwargs). Classes are imported lazily, so a registered module
 # that is missing or heavy costs nothing until that backbone is actually created.
@@ -16,7 +17,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {}
 def register_backbone(name: str, target: str, **defaults: Any) -> None:
     """Register ``name`` -> ``"package.module:ClassName"`` with default constructor kwargs."""
     if ":" not in target:
-        raise ValueError(f"target must look like 'package.module:ClassName', got {target!r}")
+        raise ConfigError(f"target must look like 'package.module:ClassName', got {target!r}")
     _REGISTRY[name] = (target, defaults)
 
 
@@ -29,7 +30,7 @@ def list_backbones(pattern: str | None = None) -> list[str]:
 def create_backbone(name: str, **kwargs: Any) -> Backbone:
     """Instantiate a registered backbone; ``kwargs`` override the registered defaults."""
     if name not in _REGISTRY:
-        raise ValueError(
+        raise ConfigError(
             f"unknown backbone {name!r}; registered backbones: {', '.join(list_backbones())}"
         )
     target, defaults = _REGISTRY[name]

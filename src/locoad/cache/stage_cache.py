@@ -40,6 +40,7 @@ from locoad.cache.fingerprint import (
     image_hashes,
     segmenter_key,
 )
+from locoad.errors import ConfigError
 from locoad.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,9 @@ class StageCache:
         max_gb: float | None = None,
     ):
         if feature_dtype not in ("float32", "float16"):
-            raise ValueError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
+            raise ConfigError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
         if max_gb is not None and not max_gb > 0:
-            raise ValueError(f"max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
+            raise ConfigError(f"max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
         self.max_gb = max_gb
         self.root = Path(root).expanduser() if root else None
         self.enabled = bool(enabled) and self.root is not None
@@ -140,7 +141,7 @@ class StageCache:
             try:
                 value = self._read(stage, path)
                 if check is not None and not check(value):
-                    raise ValueError("unexpected shape or dtype")
+                    raise ConfigError("unexpected shape or dtype")
                 disk.touch(path)
             except FileNotFoundError:  # pruned by another job between the check and the read
                 value = None
@@ -183,7 +184,7 @@ class StageCache:
         if stage == "features":
             t = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(t, torch.Tensor):
-                raise ValueError(f"not a tensor: {type(t).__name__}")
+                raise ConfigError(f"not a tensor: {type(t).__name__}")
             return t.float()
         if stage == "scores":
             with np.load(path, allow_pickle=False) as z:

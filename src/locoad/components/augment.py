@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from locoad.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class RigidMove:
@@ -54,15 +56,15 @@ def plan_moves(spec: Mapping | None, grid_size: int) -> list[RigidMove]:
         return []
     unknown = set(spec) - {"rotations", "shifts", "flip"}
     if unknown:
-        raise ValueError(f"model.shot_augment: unknown keys {sorted(unknown)}; use rotations, shifts and flip")
+        raise ConfigError(f"model.shot_augment: unknown keys {sorted(unknown)}; use rotations, shifts and flip")
     moves = []
     for angle in spec.get("rotations") or ():
         if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not -180 <= angle <= 180 or angle == 0:
-            raise ValueError(f"model.shot_augment.rotations: {angle!r} is not a non-zero angle in degrees within ±180")
+            raise ConfigError(f"model.shot_augment.rotations: {angle!r} is not a non-zero angle in degrees within ±180")
         moves.append(RigidMove(angle=float(angle)))
     for shift in spec.get("shifts") or ():
         if not isinstance(shift, Sequence) or len(shift) != 2 or not all(isinstance(v, (int, float)) for v in shift):
-            raise ValueError(f"model.shot_augment.shifts: {shift!r} is not a [dy, dx] pair in patches, e.g. [0.5, 0.5]")
+            raise ConfigError(f"model.shot_augment.shifts: {shift!r} is not a [dy, dx] pair in patches, e.g. [0.5, 0.5]")
         moves.append(RigidMove(dy=float(shift[0]) / grid_size, dx=float(shift[1]) / grid_size))
     if spec.get("flip"):
         moves.append(RigidMove(flip=True))
@@ -75,7 +77,7 @@ def _grid(move: RigidMove, n: int, h: int, w: int, device: torch.device,
     the images are the captures, h / w)."""
     aspects = [h / w] * n if aspects is None else [float(a) for a in aspects]
     if len(aspects) != n or not all(a > 0 and math.isfinite(a) for a in aspects):
-        raise ValueError(f"aspects: need {n} positive capture height / width ratios, got {aspects}")
+        raise ConfigError(f"aspects: need {n} positive capture height / width ratios, got {aspects}")
     theta = torch.stack([move.theta(a, 1.0) for a in aspects])
     return F.affine_grid(theta.to(device), [n, 1, h, w], align_corners=False)
 

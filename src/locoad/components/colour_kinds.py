@@ -18,6 +18,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
 
 from locoad.colour import cast_and_level, flat_cast_and_level, gray_world, rgb_to_lab
+from locoad.errors import ConfigError
 from locoad.types import ParsedImage
 
 # white_balance name -> per-image balance of (H, W, 3) RGB in [0, 1] (None: the image as it is)
@@ -29,7 +30,7 @@ def merge_distances(merge_distance: float | Sequence[float], owner: str) -> list
     """The cuts of ``merge_distance`` (a number or a list of numbers) as floats, for ``fit_levels``."""
     distances = [merge_distance] if isinstance(merge_distance, (int, float)) else list(merge_distance)
     if not distances:
-        raise ValueError(f"{owner} merge_distance must be a number or a non-empty list of numbers")
+        raise ConfigError(f"{owner} merge_distance must be a number or a non-empty list of numbers")
     return [float(d) for d in distances]
 
 
@@ -46,9 +47,9 @@ class ColourKinds:
         owner: str = "colour kinds",
     ):
         if n_colours < 2:
-            raise ValueError(f"{owner} n_colours must be >= 2, got {n_colours}")
+            raise ConfigError(f"{owner} n_colours must be >= 2, got {n_colours}")
         if sample_stride < 1:
-            raise ValueError(f"{owner} sample_stride must be >= 1, got {sample_stride}")
+            raise ConfigError(f"{owner} sample_stride must be >= 1, got {sample_stride}")
         self.n_colours = n_colours
         self.lightness_weight = lightness_weight
         self.sample_stride = sample_stride
@@ -56,7 +57,7 @@ class ColourKinds:
         if isinstance(white_balance, bool):  # configs before the choice existed
             white_balance = "gray_world" if white_balance else "none"
         if white_balance not in WHITE_BALANCES:
-            raise ValueError(f"{owner} white_balance must be one of {', '.join(WHITE_BALANCES)}, got {white_balance!r}")
+            raise ConfigError(f"{owner} white_balance must be one of {', '.join(WHITE_BALANCES)}, got {white_balance!r}")
         self.white_balance = white_balance
         self.merge_distance = merge_distance
         self.seed = seed

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from locoad.errors import ConfigError
 from locoad.io import atomic_write_bytes
 
 MARKER = ".complete.json"  # per category folder, written when it is complete
@@ -102,12 +103,12 @@ def family_params(family: str, label: str, sizes: dict, categories: Iterable[str
     names = list(categories or sizes)
     unknown = sorted(set(names) - set(sizes))
     if unknown:
-        raise ValueError(f"unknown {label} categories {unknown}; choose from {list(sizes)}")
+        raise ConfigError(f"unknown {label} categories {unknown}; choose from {list(sizes)}")
     if capture not in ("photo", "clean"):
-        raise ValueError(f"{label} capture must be 'photo' or 'clean', got {capture!r}")
+        raise ConfigError(f"{label} capture must be 'photo' or 'clean', got {capture!r}")
     smallest = min(min(sizes[n]) for n in names)
     if not smallest * size_factor >= 64:
-        raise ValueError(f"size_factor={size_factor} makes images smaller than 64 px; "
+        raise ConfigError(f"size_factor={size_factor} makes images smaller than 64 px; "
                          f"use >= {math.ceil(64 / smallest * 100) / 100}")
     return names, {"family": family, **params, "size_factor": float(size_factor), "capture": capture}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from locoad.errors import LocoadError
+from locoad.errors import ConfigError, LocoadError
 
 LOCO_CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
 ANOMALY_TYPES = ("logical_anomalies", "structural_anomalies")
@@ -107,7 +107,7 @@ def list_split(cdir: Path, split: str) -> list[Sample]:
             raise DataLayoutError(f"missing folder {folder}: the LOCO layout needs <category>/train/good")
         return [Sample(p, split, "good", part_labels=_part_label(cdir, split, "good", p)) for p in _images(folder)]
     if split not in EVAL_SPLITS:
-        raise ValueError(f"unknown split {split!r}; use train, validation, test or tune")
+        raise ConfigError(f"unknown split {split!r}; use train, validation, test or tune")
     folder = cdir / split
     if not folder.is_dir():
         if split == "tune":

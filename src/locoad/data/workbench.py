@@ -67,6 +67,7 @@ from locoad.data.generated import (
     write_json,
     write_png,
 )
+from locoad.errors import ConfigError
 
 FAMILY = "locoad.data.workbench"
 VERSION = 1
@@ -465,7 +466,7 @@ def _sdf(s: dict, X, Y):
     elif k == "below":
         d = s["y"] - Y
     else:
-        raise ValueError(f"unknown shape kind {k!r}")
+        raise ConfigError(f"unknown shape kind {k!r}")
     for q in s.get("clip", ()):
         d = np.maximum(d, _sdf(q, X, Y))
     for q in s.get("cut", ()):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from locoad.components.knn import group_median, worst_group_top_percent
+from locoad.errors import ConfigError
 from locoad.types import BACKGROUND, ParsedImage
 
 
@@ -87,11 +88,11 @@ class PatchScore(Feature):
         backbone_part: str | None = None,
     ):
         if baseline not in ("none", "median"):
-            raise ValueError(f"{self.name} baseline must be 'none' or 'median', got {baseline!r}")
+            raise ConfigError(f"{self.name} baseline must be 'none' or 'median', got {baseline!r}")
         if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
-            raise ValueError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
+            raise ConfigError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
         if coreset_max is not None and coreset_max < 1:
-            raise ValueError(f"coreset_max must be >= 1 or null, got {coreset_max}")
+            raise ConfigError(f"coreset_max must be >= 1 or null, got {coreset_max}")
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
@@ -184,7 +185,7 @@ class VectorScore(Feature):
 
     def __init__(self, scale: float = 1.0, reduce: str = "mean"):
         if reduce not in ("mean", "max"):
-            raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+            raise ConfigError(f"reduce must be 'mean' or 'max', got {reduce!r}")
         self.scale = scale
         self.reduce = reduce
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from locoad.errors import ConfigError
 from locoad.features.base import VectorScore
 from locoad.types import ParsedImage
 
@@ -18,7 +19,7 @@ class ClassColourScore(VectorScore):
 
     def __init__(self, mode: str = "ab", eps: float = 1.0, scale: float = 20.0, reduce: str = "mean"):
         if mode not in ("ab", "ratio"):
-            raise ValueError(f"class_colour mode must be 'ab' or 'ratio', got {mode!r}")
+            raise ConfigError(f"class_colour mode must be 'ab' or 'ratio', got {mode!r}")
         super().__init__(scale=scale, reduce=reduce)
         self.mode = mode
         self.eps = eps

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import label as connected_regions
 
+from locoad.errors import ConfigError
 from locoad.features.base import VectorScore, _pad
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -53,7 +54,7 @@ class ClassHistogramScore(VectorScore):
     def __init__(self, mode: str = "area", count_weight: float = 0.01, min_pixels: int = 1,
                  loo_floor: float | None = None):
         if mode not in MODES:
-            raise ValueError(f"class_histogram mode must be one of {MODES}, got {mode!r}")
+            raise ConfigError(f"class_histogram mode must be one of {MODES}, got {mode!r}")
         super().__init__()  # its own distance (an L1 over classes): no per-class scale or reduce
         self.mode = mode
         self.count_weight = count_weight

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from locoad.errors import ConfigError
 from locoad.features.base import VectorScore
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -23,9 +24,9 @@ class ClassLocationScore(VectorScore):
 
     def __init__(self, mode: str = "centroid", scale: float = 0.1, reduce: str = "mean", frame: str = "image"):
         if mode not in ("centroid", "radial"):
-            raise ValueError(f"class_location mode must be 'centroid' or 'radial', got {mode!r}")
+            raise ConfigError(f"class_location mode must be 'centroid' or 'radial', got {mode!r}")
         if frame not in ("image", "foreground"):
-            raise ValueError(f"class_location frame must be 'image' or 'foreground', got {frame!r}")
+            raise ConfigError(f"class_location frame must be 'image' or 'foreground', got {frame!r}")
         super().__init__(scale=scale, reduce=reduce)
         self.mode = mode
         self.frame = frame

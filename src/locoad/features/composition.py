@@ -49,6 +49,7 @@ from scipy import ndimage
 from scipy.stats import chi2
 
 from locoad.components.colour_kinds import ColourKinds, merge_distances
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -102,11 +103,11 @@ class CompositionScore(Feature):
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
-            raise ValueError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
+            raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
         if top_n < 1:
-            raise ValueError(f"composition top_n must be >= 1, got {top_n}")
+            raise ConfigError(f"composition top_n must be >= 1, got {top_n}")
         if speckle < 0:
-            raise ValueError(f"composition speckle must be >= 0 (times min_piece; 0: off), got {speckle}")
+            raise ConfigError(f"composition speckle must be >= 0 (times min_piece; 0: off), got {speckle}")
         self.classes = classes
         self.needs_classes = classes == "aligned"
         self.min_piece = min_piece

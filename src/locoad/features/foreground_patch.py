@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from locoad.errors import ConfigError
 from locoad.features.base import PatchScore
 from locoad.types import ParsedImage
 
@@ -24,9 +25,9 @@ class ForegroundPatchScore(PatchScore):
 
     def __init__(self, *args, expected: float | None = None, expected_erode: int = 1, **kwargs):
         if expected is not None and not 0.0 < expected <= 1.0:
-            raise ValueError(f"foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got {expected}")
+            raise ConfigError(f"foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got {expected}")
         if expected_erode < 0:
-            raise ValueError(f"foreground_patch expected_erode must be >= 0 patches, got {expected_erode}")
+            raise ConfigError(f"foreground_patch expected_erode must be >= 0 patches, got {expected_erode}")
         super().__init__(*args, **kwargs)
         self.expected = expected
         self.expected_erode = expected_erode

@@ -43,6 +43,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from locoad.components.colour_kinds import ColourKinds
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import ParsedImage
 
@@ -124,15 +125,15 @@ class InstanceSetScore(Feature):
         seed: int = 0,
     ):
         if n_nearest < 1:
-            raise ValueError(f"instance_set n_nearest must be >= 1, got {n_nearest}")
+            raise ConfigError(f"instance_set n_nearest must be >= 1, got {n_nearest}")
         if offset < 0:
-            raise ValueError(f"instance_set offset must be >= 0, got {offset}")
+            raise ConfigError(f"instance_set offset must be >= 0, got {offset}")
         if not 0.0 < tolerance_quantile <= 1.0:
-            raise ValueError(f"instance_set tolerance_quantile must be in (0, 1], got {tolerance_quantile}")
+            raise ConfigError(f"instance_set tolerance_quantile must be in (0, 1], got {tolerance_quantile}")
         if not 0.0 <= merge_cost <= 1.0:
-            raise ValueError(f"instance_set merge_cost must be in [0, 1] (an unmatched instance costs 1), got {merge_cost}")
+            raise ConfigError(f"instance_set merge_cost must be in [0, 1] (an unmatched instance costs 1), got {merge_cost}")
         if min(size_floor, shape_floor, position_floor, chroma_floor) <= 0:
-            raise ValueError("instance_set size/shape/position/chroma floors must be > 0 (they divide differences)")
+            raise ConfigError("instance_set size/shape/position/chroma floors must be > 0 (they divide differences)")
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
                                  merge_distance, seed, owner="instance_set")
         self.min_area = min_area

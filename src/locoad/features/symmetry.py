@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from locoad.components.colour_kinds import ColourKinds, merge_distances
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import ParsedImage
 
@@ -61,12 +62,12 @@ class SymmetryScore(Feature):
         seed: int = 0,
     ):
         if measure not in ("area", "pieces"):
-            raise ValueError(f"symmetry measure must be 'area' or 'pieces', got {measure!r}")
+            raise ConfigError(f"symmetry measure must be 'area' or 'pieces', got {measure!r}")
         self.measure = measure
         if floor <= 0:
-            raise ValueError(f"symmetry floor must be > 0 (pieces; typical pieces with measure=area), got {floor}")
+            raise ConfigError(f"symmetry floor must be > 0 (pieces; typical pieces with measure=area), got {floor}")
         if min_shots < 1:
-            raise ValueError(f"symmetry min_shots must be >= 1, got {min_shots}")
+            raise ConfigError(f"symmetry min_shots must be >= 1, got {min_shots}")
         self.merge_distances = merge_distances(merge_distance, "symmetry")
         self.min_piece = min_piece
         self.floor = floor

@@ -11,6 +11,8 @@ import logging
 
 import numpy as np
 
+from locoad.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +46,7 @@ class Fusion:
         self.full_weight_shots = {n: int(v) for n, v in (full_weight_shots or {}).items()}
         bad = {n: v for n, v in self.full_weight_shots.items() if v < 1}
         if bad:
-            raise ValueError(f"fusion.full_weight_shots must be shot counts >= 1, got {bad}")
+            raise ConfigError(f"fusion.full_weight_shots must be shot counts >= 1, got {bad}")
         self.initial_scales = dict(initial_scales or {})
         self.default_initial_scale = default_initial_scale
         self.min_scale = min_scale
@@ -74,7 +76,7 @@ class Fusion:
                 )
                 scale = initial
             if scale < self.min_scale:
-                raise ValueError(
+                raise ConfigError(
                     f"fusion.initial_scales.{name}={scale} (or default_initial_scale): a divisor must "
                     f"be >= {self.min_scale}"
                 )

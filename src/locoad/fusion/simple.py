@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from locoad.errors import ConfigError
 from locoad.fusion.base import Fusion
 
 
@@ -38,9 +39,9 @@ class MeanRank(Fusion):
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         used = {n: s for n, s in scores.items() if self.weights.get(n, 1.0) != 0}
         if not used:
-            raise ValueError("fusion.weights switch off every feature; give at least one a non-zero weight")
+            raise ConfigError("fusion.weights switch off every feature; give at least one a non-zero weight")
         w = np.array([self.weights.get(n, 1.0) for n in used], dtype=np.float64)
         if (w < 0).any():
-            raise ValueError(f"fusion=rank needs non-negative fusion.weights, got {self.weights}")
+            raise ConfigError(f"fusion=rank needs non-negative fusion.weights, got {self.weights}")
         ranks = np.array([rankdata(np.asarray(s, np.float64)) / len(s) for s in used.values()])
         return (w[:, None] * ranks).sum(axis=0) / w.sum()

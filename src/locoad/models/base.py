@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from locoad.data.ground_truth import LocoGroundTruth
+from locoad.errors import ConfigError
 from locoad.metrics import image_metrics, pixel_auroc
 from locoad.metrics.loco import loco_au_spro, per_defect_auroc
 
@@ -71,7 +72,7 @@ def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
 def check_single_device(trainer: L.Trainer) -> None:
     """locoad runs on one device: raise, before any work, when the trainer has several."""
     if trainer.world_size > 1:
-        raise ValueError(
+        raise ConfigError(
             f"the trainer uses {trainer.world_size} devices (trainer.devices x trainer.num_nodes), but locoad "
             "runs on one: each process would fit on its share of the shots and the test rows would not be "
             "gathered. Set trainer.devices=1 (trainer.devices=[<index>] picks the GPU)."

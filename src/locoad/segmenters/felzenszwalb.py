@@ -29,6 +29,7 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.segmentation import felzenszwalb
 
+from locoad.errors import ConfigError
 from locoad.segmenters.base import Segmenter, to_size, to_work_size
 
 
@@ -49,7 +50,7 @@ class FelzenszwalbSegmenter(Segmenter):
     ):
         super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
         if merge not in ("components", "hierarchical"):
-            raise ValueError(f"merge must be 'components' or 'hierarchical', got {merge!r}")
+            raise ConfigError(f"merge must be 'components' or 'hierarchical', got {merge!r}")
         self.merge = merge
         self.strip_width = strip_width
         self.foreground_strip_width = foreground_strip_width

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from locoad.device import resolve_device
-from locoad.errors import checkpoint_missing
+from locoad.errors import ConfigError, checkpoint_missing
 from locoad.segmenters.base import Segmenter
 
 # Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
@@ -77,14 +77,14 @@ class SamSegmenter(Segmenter):
         )
         known = [*SAM_CHECKPOINTS, TEST_MODEL_TYPE]
         if model_type not in known:
-            raise ValueError(f"unknown SAM model_type {model_type!r}; expected one of {known}")
+            raise ConfigError(f"unknown SAM model_type {model_type!r}; expected one of {known}")
         if (checkpoint is None or model_type == TEST_MODEL_TYPE) and not allow_random_weights:
             what = (
                 "the test-only architecture 'vit_tiny'"
                 if model_type == TEST_MODEL_TYPE
                 else "checkpoint=None"
             )
-            raise ValueError(
+            raise ConfigError(
                 f"SamSegmenter with {what} runs with random weights; set "
                 f"segmenter.checkpoint to {SAM_CHECKPOINTS.get(model_type, 'the official SAM file')} "
                 "(or allow_random_weights=true in tests)"

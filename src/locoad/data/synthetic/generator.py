@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from locoad.data.generated import ensure_complete, write_json, write_png
+from locoad.errors import ConfigError
 
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
@@ -544,28 +545,28 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
     names = list(categories) if categories is not None else list(CATEGORIES)
     unknown = sorted(set(names) - set(CATEGORIES))
     if unknown:
-        raise ValueError(f"unknown categories {unknown}; choose from {list(CATEGORIES)}")
+        raise ConfigError(f"unknown categories {unknown}; choose from {list(CATEGORIES)}")
     if seed < 0 or image_size < 64:
-        raise ValueError("seed must be >= 0 and image_size >= 64")
+        raise ConfigError("seed must be >= 0 and image_size >= 64")
     if capture not in CAPTURES:
-        raise ValueError(f"capture={capture!r}; use one of {', '.join(CAPTURES)}")
+        raise ConfigError(f"capture={capture!r}; use one of {', '.join(CAPTURES)}")
     params = {"generator": GENERATOR, "version": VERSION, "seed": seed,
               "image_size": image_size, "n_train": n_train, "n_validation": n_validation,
               "n_test_good": n_test_good, "n_logical": n_logical, "n_structural": n_structural}
     if capture != "clean":
         smallest = min(min(NATIVE_SIZES[n]) for n in names) * size_factor
         if not smallest >= 64:
-            raise ValueError(f"size_factor={size_factor} makes the shortest image side {smallest:.0f} "
+            raise ConfigError(f"size_factor={size_factor} makes the shortest image side {smallest:.0f} "
                              "px; use size_factor >= 0.08 (64 px at the smallest native size)")
         params.update(capture=capture, size_factor=float(size_factor))
     if not 0.1 <= defect_scale <= 2.0:
-        raise ValueError(f"defect_scale={defect_scale} is out of range; use 0.1-2.0 (1.0: the default sizes)")
+        raise ConfigError(f"defect_scale={defect_scale} is out of range; use 0.1-2.0 (1.0: the default sizes)")
     if defect_scale != 1.0:  # absent at 1: data sets made before the option stay complete
         params["defect_scale"] = float(defect_scale)
     tune = {"n_tune_good": n_tune_good, "n_tune_logical": n_tune_logical,
             "n_tune_structural": n_tune_structural}
     if min(tune.values()) < 0:
-        raise ValueError(f"n_tune_* must be >= 0, got {tune}")
+        raise ConfigError(f"n_tune_* must be >= 0, got {tune}")
     if any(tune.values()):
         params.update(tune)
     return ensure_complete(root, names, params, ("generator", GENERATOR),

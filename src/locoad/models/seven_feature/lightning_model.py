@@ -10,6 +10,7 @@ import torch
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
 from locoad.cache import StageCache
+from locoad.errors import ConfigError
 from locoad.features.base import Feature
 from locoad.fusion.base import Fusion
 from locoad.metrics.alignment import alignment_accuracy, foreground_iou, reference_part_lut
@@ -38,6 +39,11 @@ class SevenFeatureModule(AnomalyModule):
         reference: str = "first",
     ):
         super().__init__()
+        for group, part in (("segmenter", segmenter), ("aligner", aligner), ("backbone", backbone),
+                            ("features", features), ("fusion", fusion)):
+            if isinstance(part, str):  # e.g. model.fusion=max: the key holds the group's whole config
+                raise ConfigError(f"model.{group}={part!r} is a name, not a {group}: choose one with its config group, "
+                                  f"{group}=<name> (the files in conf/{group}/), e.g. {group}={part}")
         self.cache = cache if cache is not None and cache.enabled else None  # on-disk stage cache
         if self.cache is not None:  # stored stages wrap the model's, which only compute
             segmenter, backbone = StoredSegmenter(segmenter, self.cache), stored_backbone(backbone, self.cache)
@@ -127,7 +133,7 @@ class SevenFeatureModule(AnomalyModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         st = checkpoint.get(STATE_KEY)
         if st is None:
-            raise ValueError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
+            raise ConfigError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
         augmented = st.get("augmented")
         # checkpoints written before captures' aspects were kept moved the square as it is (1.0)
         aspect = st.get("aspect")

@@ -26,6 +26,7 @@ from locoad.backbones.ensemble import split_parts
 from locoad.colour import divide_smooth_light, flatten_light, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, missing_backbone_part
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
@@ -121,15 +122,15 @@ class SevenFeatureModel(nn.Module):
     ):
         super().__init__()
         if reference not in ("first", "typical"):
-            raise ValueError(f"model.reference must be first or typical; got {reference!r}")
+            raise ConfigError(f"model.reference must be first or typical; got {reference!r}")
         # The alignment reference: the first shot (the seed), or the most typical one
         # (aligners/reference.py); ``shot_order``: the shots as given, reference first.
         self.reference = reference
         self.shot_order: list[int] = []
         if photometric not in PHOTOMETRIC:
-            raise ValueError(f"model.photometric must be one of {', '.join(PHOTOMETRIC)}; got {photometric!r}")
+            raise ConfigError(f"model.photometric must be one of {', '.join(PHOTOMETRIC)}; got {photometric!r}")
         if not features:
-            raise ValueError("features is empty: choose a feature set, e.g. features=all7")
+            raise ConfigError("features is empty: choose a feature set, e.g. features=all7")
         self.segmenter = segmenter
         self.aligner = aligner
         self.backbone = backbone
@@ -152,7 +153,7 @@ class SevenFeatureModel(nn.Module):
         if feature_norm == "auto":
             feature_norm = getattr(backbone, "preferred_feature_norm", "none")
         if feature_norm not in ("none", "center", "standardize"):
-            raise ValueError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
+            raise ConfigError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
         self.max_loo = max_loo
         self.photometric = photometric
@@ -300,7 +301,7 @@ class SevenFeatureModel(nn.Module):
 
     def _fit_memory(self, shots: list[Encoded]) -> None:
         if not shots:
-            raise ValueError("no training shots")
+            raise ConfigError("no training shots")
         self.check_finite(shots)
         if self.feature_norm != "none":
             allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
@@ -342,7 +343,7 @@ class SevenFeatureModel(nn.Module):
         out, owners = [], []
         for i, (s, m) in enumerate(zip(shots, maps)):
             if s.augmented is None or len(s.augmented) != len(self.moves):
-                raise ValueError(
+                raise ConfigError(
                     f"shot {i} has {0 if s.augmented is None else len(s.augmented)} moved copies, "
                     f"model.shot_augment asks for {len(self.moves)}: encode shots with encode(images, shots=True) "
                     "(a checkpoint keeps the setting it was fitted with)")

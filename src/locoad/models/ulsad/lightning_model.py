@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from locoad.backbones.base import Backbone
+from locoad.errors import ConfigError
 from locoad.models.base import AnomalyModule, ScoreOutput
 from locoad.models.ulsad.torch_model import ULSADModel, image_score
 
@@ -91,7 +92,7 @@ class ULSADModule(AnomalyModule):
 
     def _check_size(self, images: torch.Tensor) -> None:
         if images.shape[-1] != self.image_size:
-            raise ValueError(
+            raise ConfigError(
                 f"ULSAD was built for {self.image_size}px images but got {images.shape[-1]}px; "
                 "set data.image_size and model.image_size to the same value"
             )
@@ -154,7 +155,7 @@ class ULSADModule(AnomalyModule):
             local.append(maps[0].cpu())
             global_.append(maps[1].cpu())
         if not local:
-            raise ValueError("ULSAD: no images to fit the map normalisation on")
+            raise ConfigError("ULSAD: no images to fit the map normalisation on")
         self.model.fit_map_quantiles(torch.cat(local), torch.cat(global_), self.hparams.q_low, self.hparams.q_high)
         self.model.train(was_training)
         log.info("ULSAD map quantiles: local %s, global %s", self.model.q_local.tolist(), self.model.q_global.tolist())

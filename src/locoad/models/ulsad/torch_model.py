@@ -95,7 +95,7 @@ class PatchFeatures(nn.Module):
             s1 = s1 + f.sum(dim=(0, 2, 3))
             s2 = s2 + f.pow(2).sum(dim=(0, 2, 3))
         if n == 0:
-            raise ValueError("no images to fit the feature statistics on")
+            raise ConfigError("no images to fit the feature statistics on")
         mean = s1 / n
         # clamp: channels that are constant on the training images (dead ReLUs) must not divide by 0
         std = (s2 / n - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-6)
@@ -150,7 +150,7 @@ class GlobalBranch(nn.Module):
     def __init__(self, image_size: int = 256, out_dim: int = 384, width: int = 64) -> None:
         super().__init__()
         if image_size < 32:
-            raise ValueError(f"ULSAD's global branch needs image_size >= 32, got {image_size}")
+            raise ConfigError(f"ULSAD's global branch needs image_size >= 32, got {image_size}")
 
         def bn(ch: int) -> nn.BatchNorm2d:
             return nn.BatchNorm2d(ch, eps=1e-4, affine=False)
