@@ -34,10 +34,12 @@ def test_missing_checkpoint_is_locoad_error_not_hydra_wrapper(tmp_path):
         pytest.fail("no error for a missing checkpoint")
 
 
-def test_cli_prints_one_clean_line(loco_root):
+def cli_error_line(loco_root, *overrides: str) -> str:
+    """Run ``python -m locoad`` on the tiny data with ``overrides``; assert it stops with exit
+    code 2 and exactly one [ERROR] line, no Hydra wrapper and no traceback; return that line."""
     cmd = [sys.executable, "-m", "locoad", "data=mvtec_loco", f"data.root={loco_root}", "data.category=widgets",
-           "data.k_shot=2", "backbone=dinov2_vits14", "backbone.checkpoint=/nope.pth", "logger=none",
-           f"paths.root_dir={loco_root.parent}", f"hydra.run.dir={loco_root.parent / 'run'}"]
+           "data.k_shot=2", "logger=none", *overrides, f"paths.root_dir={loco_root.parent}",
+           f"hydra.run.dir={loco_root.parent / 'run'}"]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
     env.pop("LOCOAD_TRACEBACK", None)
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -46,7 +48,11 @@ def test_cli_prints_one_clean_line(loco_root):
     assert "Traceback" not in out and "Error in call to target" not in out and "Error executing job" not in out
     errors = [line for line in out.splitlines() if "[ERROR]" in line]
     assert len(errors) == 1, out[-3000:]
-    assert errors[0].endswith(
+    return errors[0]
+
+
+def test_cli_prints_one_clean_line(loco_root):
+    assert cli_error_line(loco_root, "backbone=dinov2_vits14", "backbone.checkpoint=/nope.pth").endswith(
         f"DINOv2 checkpoint not found: /nope.pth. Download dinov2_vits14_pretrain.pth from {URL} and put it "
         "at that path, or set backbone.checkpoint=<path to the file>."
     )
@@ -70,18 +76,8 @@ def test_pretrained_offline_says_what_it_downloads_and_the_offline_fix(monkeypat
 
 
 def test_cli_prints_one_clean_line_for_a_bad_value(loco_root):
-    """A bad value in a component's config (raised while Hydra builds the model): one [ERROR]
-    line and exit code 2, no Hydra wrapper, no traceback. Input checks raise locoad's ConfigError
-    (a ValueError); run-time ones are covered by test_device's ConfigError checks."""
-    cmd = [sys.executable, "-m", "locoad", "data=mvtec_loco", f"data.root={loco_root}", "data.category=widgets",
-           "data.k_shot=2", "logger=none", "features.foreground_patch.expected=2", f"paths.root_dir={loco_root.parent}",
-           f"hydra.run.dir={loco_root.parent / 'run'}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    env.pop("LOCOAD_TRACEBACK", None)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out[-3000:]
-    assert "Traceback" not in out and "Error in call to target" not in out and "Error executing job" not in out
-    errors = [line for line in out.splitlines() if "[ERROR]" in line]
-    assert len(errors) == 1 and errors[0].endswith(
-        "foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got 2"), out[-3000:]
+    """A bad value in a component's config (raised while Hydra builds the model). Input checks
+    raise locoad's ConfigError (a ValueError); run-time ones are covered by test_device's
+    ConfigError checks."""
+    assert cli_error_line(loco_root, "features.foreground_patch.expected=2").endswith(
+        "foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got 2")
