@@ -18,30 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, save_json  # noqa: E402
+from common import RESULTS, machine, run_cli, save_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ALIGNERS = "hungarian,nearest"
 FUSIONS = "loo,gated,rank"
 N_JOBS = 2 * 3
-
-
-def run_cli(args: list[str], env: dict) -> float:
-    cmd = [sys.executable, "-m", "locoad", *args]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    return wall
 
 
 def count_entries(cache_dir: Path) -> dict:

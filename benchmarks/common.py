@@ -7,6 +7,8 @@ import json
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from PIL import Image
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict[str, Any]:
@@ -92,3 +95,16 @@ def save_json(name: str, payload: dict) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path
+
+
+def run_cli(args: list[str], env: dict | None = None) -> float:
+    """Run ``python -m locoad <args>`` in the repository; its wall time in seconds. A failure
+    prints the end of its output and stops the benchmark."""
+    cmd = [sys.executable, "-m", "locoad", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    return wall
