@@ -70,13 +70,13 @@ def majority_assignment(
     among reference ids.
     """
     if segments.shape != propagated.shape:
-        raise ConfigError(
+        raise ValueError(
             f"shape mismatch: segments {segments.shape}, propagated {propagated.shape}"
         )
     seg = segments.astype(np.int64).ravel()
     prop = propagated.astype(np.int64).ravel()
     if prop.size and (prop.min() < 0 or prop.max() >= unmatched_id):
-        raise ConfigError(f"propagated ids must lie in 0..{unmatched_id - 1}")
+        raise ValueError(f"propagated ids must lie in 0..{unmatched_id - 1}")
     ids = np.unique(seg[seg > 0])
     if ids.size == 0:
         return {}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from locoad.errors import CheckpointMismatchError, ConfigError, WeightsUnavailableError
+from locoad.errors import CheckpointMismatchError, WeightsUnavailableError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +38,7 @@ class Backbone(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ConfigError(f"backbone expects (B, 3, H, W) images, got {tuple(images.shape)}")
+            raise ValueError(f"backbone expects (B, 3, H, W) images, got {tuple(images.shape)}")
         # Lightning moves batches itself; plain torch callers (benchmarks, notebooks) may not.
         weight = next(self.parameters(), None)
         if weight is None:

@@ -141,7 +141,7 @@ class StageCache:
             try:
                 value = self._read(stage, path)
                 if check is not None and not check(value):
-                    raise ConfigError("unexpected shape or dtype")
+                    raise ValueError("unexpected shape or dtype")
                 disk.touch(path)
             except FileNotFoundError:  # pruned by another job between the check and the read
                 value = None
@@ -184,7 +184,7 @@ class StageCache:
         if stage == "features":
             t = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(t, torch.Tensor):
-                raise ConfigError(f"not a tensor: {type(t).__name__}")
+                raise ValueError(f"not a tensor: {type(t).__name__}")
             return t.float()
         if stage == "scores":
             with np.load(path, allow_pickle=False) as z:

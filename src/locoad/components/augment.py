@@ -77,7 +77,7 @@ def _grid(move: RigidMove, n: int, h: int, w: int, device: torch.device,
     the images are the captures, h / w)."""
     aspects = [h / w] * n if aspects is None else [float(a) for a in aspects]
     if len(aspects) != n or not all(a > 0 and math.isfinite(a) for a in aspects):
-        raise ConfigError(f"aspects: need {n} positive capture height / width ratios, got {aspects}")
+        raise ValueError(f"aspects: need {n} positive capture height / width ratios, got {aspects}")
     theta = torch.stack([move.theta(a, 1.0) for a in aspects])
     return F.affine_grid(theta.to(device), [n, 1, h, w], align_corners=False)
 

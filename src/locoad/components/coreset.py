@@ -12,20 +12,18 @@ import math
 
 import torch
 
-from locoad.errors import ConfigError
-
 
 def coreset_size(total: int, ratio: float | None = None, n: int | None = None, max_n: int | None = None) -> int:
     """Number of rows to keep from ``total``: ``n`` or ``ceil(ratio * total)``, capped by
     ``max_n`` and ``total``, at least 1 (0 for an empty bank)."""
     if (ratio is None) == (n is None):
-        raise ConfigError("give exactly one of ratio and n")
+        raise ValueError("give exactly one of ratio and n")
     if ratio is not None and not 0.0 < ratio <= 1.0:
-        raise ConfigError(f"ratio must be in (0, 1], got {ratio}")
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     if n is not None and n < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+        raise ValueError(f"n must be >= 1, got {n}")
     if max_n is not None and max_n < 1:
-        raise ConfigError(f"max_n must be >= 1, got {max_n}")
+        raise ValueError(f"max_n must be >= 1, got {max_n}")
     size = n if n is not None else math.ceil(ratio * total)  # type: ignore[operator]
     if max_n is not None:
         size = min(size, max_n)
@@ -65,7 +63,7 @@ def greedy_coreset(
     """
     total = bank.shape[0]
     if total == 0:
-        raise ConfigError("empty memory bank")
+        raise ValueError("empty memory bank")
     size = coreset_size(total, ratio, n, max_n)
     if size >= total:
         return torch.arange(total, device=bank.device)

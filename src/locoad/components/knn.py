@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from locoad.errors import ConfigError
-
 # Banks known to have unit rows (made by normalize_bank), keyed by id: the search
 # skips re-normalising them on every query. Weak values, so a freed bank leaves the registry
 # and a new tensor reusing its id is not mistaken for it (the identity check below).
@@ -143,19 +141,19 @@ def grouped_nn_cosine_distance(
     waits for the host. Products run at :func:`compute_dtype`, never under autocast.
     """
     if len(query_labels) != len(bank_labels):
-        raise ConfigError("query_labels and bank_labels must have one entry per labelling")
+        raise ValueError("query_labels and bank_labels must have one entry per labelling")
     if chunk_size < 1:
-        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if exclude is not None:
         # Leave-one-out (fit time): host checks are cheap here.
         if not any(bool((ql >= 0).any()) for ql in query_labels):
             return [torch.full((queries.shape[0],), float("nan"), device=queries.device) for _ in query_labels]
         if bool(exclude.all()):
-            raise ConfigError("empty memory bank")
+            raise ValueError("empty memory bank")
     if bank.shape[0] == 0:
-        raise ConfigError("empty memory bank")
+        raise ValueError("empty memory bank")
     if queries.shape[-1] != bank.shape[-1]:
-        raise ConfigError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
+        raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
     groups = [LabelGroups.of(bl) for bl in bank_labels] if groups is None else list(groups)
     with own_precision():
         return _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half)

@@ -67,7 +67,6 @@ from locoad.data.generated import (
     write_json,
     write_png,
 )
-from locoad.errors import ConfigError
 
 FAMILY = "locoad.data.workbench"
 VERSION = 1
@@ -466,7 +465,7 @@ def _sdf(s: dict, X, Y):
     elif k == "below":
         d = s["y"] - Y
     else:
-        raise ConfigError(f"unknown shape kind {k!r}")
+        raise ValueError(f"unknown shape kind {k!r}")
     for q in s.get("clip", ()):
         d = np.maximum(d, _sdf(q, X, Y))
     for q in s.get("cut", ()):

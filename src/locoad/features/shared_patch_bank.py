@@ -37,9 +37,9 @@ class SharedPatchBank:
         """``owners``: the shot each image came from (default: each its own), so that the
         leave-one-out of a shot also leaves out its moved copies (``model.shot_augment``)."""
         if not features:
-            raise ConfigError("no patch scores to share a bank")
+            raise ValueError("no patch scores to share a bank")
         if not shots:
-            raise ConfigError("no training shots")
+            raise ValueError("no training shots")
         first = next(iter(features.values()))
         if any(bank_settings(f) != bank_settings(first) for f in features.values()):
             raise ConfigError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
@@ -49,7 +49,7 @@ class SharedPatchBank:
         if owners is None:
             owners = list(range(len(shots)))
         if len(owners) != len(shots):
-            raise ConfigError(f"{len(owners)} owners for {len(shots)} shot images")
+            raise ValueError(f"{len(owners)} owners for {len(shots)} shot images")
         owner = torch.cat([torch.full((p.class_grid.numel(),), o, dtype=torch.long) for o, p in zip(owners, shots)])
         used = torch.stack([lab >= 0 for lab in labels.values()]).any(0)
         # Row order: rows some score groups first, then by each score's labels, so that every

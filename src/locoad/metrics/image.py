@@ -12,8 +12,6 @@ import warnings
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from locoad.errors import ConfigError
-
 GOOD = "good"
 TYPES = {"logical": "logical_anomalies", "structural": "structural_anomalies"}
 
@@ -22,9 +20,9 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     labels = np.asarray(labels).astype(int).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if labels.shape != scores.shape:
-        raise ConfigError(f"labels {labels.shape} and scores {scores.shape} differ in length")
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in length")
     if not np.isfinite(scores).all():
-        raise ConfigError("scores contain NaN or inf; fix the score that produced them")
+        raise ValueError("scores contain NaN or inf; fix the score that produced them")
     if len(np.unique(labels)) < 2:
         warnings.warn("only one class present: F1-max/AUROC undefined, returning NaN", stacklevel=3)
         return None

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from locoad.data.ground_truth import LocoGroundTruth
-from locoad.errors import ConfigError
 from locoad.metrics.image import TYPES, auroc
 from locoad.metrics.spro import LIMITS, Region, limit_key, spro_curves
 
@@ -69,7 +68,7 @@ def loco_au_spro(maps: Sequence[np.ndarray], gt: LocoGroundTruth,
     "mean" averages the types present. None when no test image has ground truth.
     """
     if len(maps) != len(gt):
-        raise ConfigError(f"{len(maps)} anomaly maps for {len(gt)} ground-truth samples")
+        raise ValueError(f"{len(maps)} anomaly maps for {len(gt)} ground-truth samples")
     subsets = type_subsets(gt)
     if not subsets:
         return None

@@ -8,8 +8,6 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from locoad.errors import ConfigError
-
 
 def pixel_auroc(masks: np.ndarray | torch.Tensor, maps: np.ndarray | torch.Tensor, max_pixels: int = 2_000_000) -> float:
     """AUROC of anomaly maps against binary ground-truth masks, both (N, H, W).
@@ -20,7 +18,7 @@ def pixel_auroc(masks: np.ndarray | torch.Tensor, maps: np.ndarray | torch.Tenso
     y = np.asarray(masks).reshape(-1) > 0
     s = np.asarray(maps, dtype=np.float32).reshape(-1)
     if y.shape != s.shape:
-        raise ConfigError(f"masks {np.asarray(masks).shape} and maps {np.asarray(maps).shape} differ")
+        raise ValueError(f"masks {np.asarray(masks).shape} and maps {np.asarray(maps).shape} differ")
     if y.size > max_pixels:
         stride = int(np.ceil(y.size / max_pixels))
         y, s = y[::stride], s[::stride]

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from locoad.errors import ConfigError
-
 LIMITS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.3, 1.0)
 
 
@@ -87,7 +85,7 @@ def area_up_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:
     with linear interpolation.
     """
     if not 0 < limit <= 1:
-        raise ConfigError(f"integration limit must lie in (0, 1], got {limit}")
+        raise ValueError(f"integration limit must lie in (0, 1], got {limit}")
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     end = min(int(np.searchsorted(x, limit, side="right")) + 1, len(x))  # x is sorted
     x, y = x[:end], y[:end]
@@ -178,12 +176,12 @@ ImageItem = tuple[np.ndarray, Sequence[Region]]
 def _check(i: int, amap: np.ndarray, regions: Sequence[Region]) -> np.ndarray:
     amap = np.asarray(amap, dtype=np.float32)
     if amap.ndim != 2:
-        raise ConfigError(f"image {i}: anomaly map must be (H, W), got shape {amap.shape}")
+        raise ValueError(f"image {i}: anomaly map must be (H, W), got shape {amap.shape}")
     if not np.isfinite(amap).all():
-        raise ConfigError(f"image {i}: anomaly map holds NaN or inf; fix the score that produced it")
+        raise ValueError(f"image {i}: anomaly map holds NaN or inf; fix the score that produced it")
     for r in regions:
         if r.mask.shape != amap.shape:
-            raise ConfigError(
+            raise ValueError(
                 f"image {i}: region mask {r.mask.shape} and anomaly map {amap.shape} differ; "
                 "resize the map to the ground truth's resolution first"
             )
@@ -210,7 +208,7 @@ def spro_curves(images: Sequence[ImageItem], subsets: Mapping[str, Sequence[int]
         for r in regions:
             if r.mask.any():
                 if not r.saturation > 0:
-                    raise ConfigError(f"image {i}: saturation threshold must be > 0, got {r.saturation}")
+                    raise ValueError(f"image {i}: saturation threshold must be > 0, got {r.saturation}")
                 vals = amap[r.mask]
                 for name in members[i]:
                     scores[name].append(vals)

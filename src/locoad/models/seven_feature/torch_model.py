@@ -301,7 +301,7 @@ class SevenFeatureModel(nn.Module):
 
     def _fit_memory(self, shots: list[Encoded]) -> None:
         if not shots:
-            raise ConfigError("no training shots")
+            raise ValueError("no training shots")
         self.check_finite(shots)
         if self.feature_norm != "none":
             allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
@@ -343,7 +343,7 @@ class SevenFeatureModel(nn.Module):
         out, owners = [], []
         for i, (s, m) in enumerate(zip(shots, maps)):
             if s.augmented is None or len(s.augmented) != len(self.moves):
-                raise ConfigError(
+                raise ValueError(
                     f"shot {i} has {0 if s.augmented is None else len(s.augmented)} moved copies, "
                     f"model.shot_augment asks for {len(self.moves)}: encode shots with encode(images, shots=True) "
                     "(a checkpoint keeps the setting it was fitted with)")
