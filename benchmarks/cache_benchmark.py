@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, run_cli, save_json  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 ALIGNERS = "hungarian,nearest"
 FUSIONS = "loo,gated,rank"
 N_JOBS = 2 * 3
