@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from conftest import compose_cfg, train_images
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
-from locoad.backbones.ensemble import BackboneEnsemble
+from locoad.backbones.ensemble import BackboneEnsemble, split_parts
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
@@ -20,6 +20,7 @@ from locoad.fusion.loo import LeaveOneOutSum
 from locoad.models.seven_feature.stored import StoredBackbone, stored_backbone
 from locoad.models.seven_feature.torch_model import SevenFeatureModel
 from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+from locoad.types import ParsedImage
 
 
 def members(lite2_size: int = 112) -> dict[str, EfficientNetLiteBackbone]:
@@ -77,6 +78,20 @@ def test_a_patch_score_on_a_member_scores_as_that_member_alone(images):
         np.testing.assert_allclose(ens_s[n], s2[alone], rtol=1e-5)
         np.testing.assert_allclose(ens_loo[n], loo2[alone], rtol=1e-5)
     assert not np.allclose(ens_s["lite2_class_agnostic_patch"], ens_s["class_agnostic_patch"])  # two backbones
+
+
+def test_moving_an_ensemble_image_moves_the_primary_members_features_once():
+    """``features`` is the primary member's entry of ``parts``: a model's ``.to()`` must keep it
+    so, or every stored shot holds the primary's features twice on the device."""
+    x = torch.randn(5, 4, 4)
+    parts = split_parts(x, {"lite0": (0, 3), "lite2": (3, 5)})
+    parsed = ParsedImage(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.int64),
+                         parts["lite0"], torch.zeros(4, 4, dtype=torch.long), 2, parts=parts)
+    moved = []
+    parsed.apply(lambda t: moved.append(t) or t.clone())
+    assert parsed.features is parsed.parts["lite0"] and len(moved) == 3  # class grid and two members
+    torch.testing.assert_close(parsed.parts["lite2"], x[3:])
+    torch.testing.assert_close(parsed.features, x[:3])
 
 
 def test_a_patch_score_on_a_missing_member_is_refused_at_build():

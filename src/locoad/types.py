@@ -76,11 +76,16 @@ class ParsedImage:
 
     def apply(self, fn) -> None:
         """Pass every tensor through ``fn`` in place (the model's ``.to()``)."""
-        self.features, self.class_grid = fn(self.features), fn(self.class_grid)
+        self.class_grid = fn(self.class_grid)
         if self.foreground is not None:
             self.foreground = fn(self.foreground)
-        if self.parts is not None:
-            self.parts = {n: fn(t) for n, t in self.parts.items()}
+        if self.parts is None:
+            self.features = fn(self.features)
+            return
+        # ``features`` is the primary member's entry of ``parts``: moved once, it stays that entry
+        primary = next((n for n, t in self.parts.items() if t is self.features), None)
+        self.parts = {n: fn(t) for n, t in self.parts.items()}
+        self.features = self.parts[primary] if primary is not None else fn(self.features)
 
     @property
     def foreground_grid(self) -> torch.Tensor:
