@@ -23,9 +23,9 @@ from locoad.fusion.loo import LeaveOneOutSum
 from locoad.metrics import image_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO  # noqa: E402
 from quality_synthetic import read_dumps  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 PATCH = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
 _DEFAULT = yaml.safe_load((REPO / "conf/fusion/loo_patch_weighted.yaml").read_text())
 DEFAULT_NAME = "default (conf/fusion/loo_patch_weighted.yaml), no histogram"

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import REPO
 from hydra import compose, initialize_config_dir
 
 from locoad.data.dataset import LocoDataset
@@ -37,7 +38,6 @@ from locoad.data.layout import category_dir, list_split
 from locoad.data.synthetic import CATEGORIES, generate
 from locoad.utils import build
 
-REPO = Path(__file__).resolve().parents[1]
 FUSIONS = ["loo", "max", "gated"]
 BEGIN, END = "# >>> initial_scales", "# <<< initial_scales"
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import REPO
 from hydra import compose, initialize_config_dir
 
 from locoad.data.datamodule import LocoDataModule, select_shots
@@ -45,7 +46,6 @@ from locoad.metrics.loco import per_defect_auroc
 from locoad.models.seven_feature.torch_model import resize_nearest
 from locoad.utils import build
 
-REPO = Path(__file__).resolve().parents[1]
 # Generator seeds kept for reporting how the method generalises: never tune on these.
 HELD_OUT_GENERATOR_SEEDS = (101,)
 

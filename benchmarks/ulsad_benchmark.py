@@ -18,12 +18,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from common import REPO
 
 from locoad.backbones.cnn import TimmCNNBackbone
 from locoad.data.datamodule import LocoDataModule
 from locoad.models.ulsad import ULSADModule
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class EpochTimer(L.Callback):
