@@ -5,10 +5,12 @@ The expensive stages (backbone, segmenter) run once per image: every training im
 encoded once and each (k, data.seed) shot set is drawn from them exactly as ``select_shots``
 draws it, and every aligner / fusion variant reuses the encodings. Fitting and scoring are the
 same ``SevenFeatureModel`` calls ``locoad`` makes. Few-shot results vary a lot with which shots
-are drawn, so results are averaged over several ``data.seed`` values.
+are drawn, so results are averaged over several ``data.seed`` values. ``--device cuda`` runs the
+models on the GPU (the segmenter and the class scores stay on the host; every score as on the CPU
+within 1e-3, a ``gpu`` test in tests/test_device.py).
 
     .venv/bin/python benchmarks/quality_synthetic.py [--categories ...] [--shots 1 2 4 8] [--seeds 0 1 2]
-        [--variant clean|varied] [--generator-seed N] [--size-factor F]
+        [--variant clean|varied] [--generator-seed N] [--size-factor F] [--device cuda]
 
 ``--variant varied`` generates photo-like captures (native LOCO sizes, not square, camera and
 lighting variation, a new layout per generator seed; ``generate(capture="varied")``).
@@ -56,8 +58,12 @@ def compose_config(overrides: list[str], hydra: bool = False):
                        return_hydra_config=hydra)
 
 
-def compose_model(overrides: list[str]):
-    return build(compose_config(overrides).model).model  # the torch model inside the LightningModule
+def compose_model(overrides: list[str], device: torch.device | str = "cpu"):
+    """The torch model inside the LightningModule, on ``device`` with its components following
+    (as the Lightning module does on a trainer's device)."""
+    model = build(compose_config(overrides).model).model.to(device)
+    model.follow(torch.device(device))
+    return model
 
 
 # Nuisance variation that real captures have and the generator does not: per-image exposure
@@ -98,14 +104,14 @@ def shift_labels(parts: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return out
 
 
-def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = None):
+def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = None, device: str = "cpu"):
     enc, meta = [], {"label": [], "type": [], "parts": []}
     for i, batch in enumerate(torch.utils.data.DataLoader(dm.dataset(split), batch_size=8)):
         images, parts = batch["image"], list(batch["parts"].numpy())
-        if nuisance is not None:
+        if nuisance is not None:  # drawn on the host: the same images on every device
             images, shifts = perturb(images, nuisance, zlib.crc32(f"{split}/{i}".encode()))
             parts = [shift_labels(p, dy, dx) if (p >= 0).all() else p for p, (dy, dx) in zip(parts, shifts)]
-        enc += model.encode(images, shots=split == "train", aspects=batch["aspect"])  # as training_step encodes shots
+        enc += model.encode(images.to(device), shots=split == "train", aspects=batch["aspect"])  # as training_step encodes shots
         meta["label"] += batch["label"].tolist()
         meta["type"] += list(batch["anomaly_type"])
         meta["parts"] += parts
@@ -195,9 +201,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
                     help="perturb every image (exposure, illumination gradient, noise, shift)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/quality_synthetic.json"))
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the models, e.g. cuda (the segmenter and the class scores stay on the host)")
     ap.add_argument("--dump", default=None,
                     help="also write every run's raw per-feature test and LOO scores to this .npz (fusion studies)")
     args = ap.parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch sees no CUDA device here; drop --device (the CPU) or run on a GPU machine")
     # Hydra resolves the defaults list (and --overrides), so "the default" stays the default.
     args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
     torch.manual_seed(0)
@@ -208,12 +218,12 @@ def main(argv: list[str] | None = None) -> None:
     results: list[dict] = []
     for cat in args.categories:
         t0 = time.time()
-        encoder = compose_model(args.overrides)
+        encoder = compose_model(args.overrides, args.device)
         # Images are read at the backbone's input size, as ``data.image_size`` does in a run.
         dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=getattr(encoder.backbone, "image_size", 518))
         dm.setup()
-        train, train_meta = encode_split(encoder, dm, "train", NUISANCE[args.nuisance])
-        test, meta = encode_split(encoder, dm, "test", NUISANCE[args.nuisance])
+        train, train_meta = encode_split(encoder, dm, "train", NUISANCE[args.nuisance], args.device)
+        test, meta = encode_split(encoder, dm, "test", NUISANCE[args.nuisance], args.device)
         labels, types = np.array(meta["label"]), np.array(meta["type"])
         # The defects in each test image (defects_config.json names the ground truth's pixel
         # values; the test dataset and the ground truth list the same samples in one order).
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
             for fusion in args.fusions:
                 for k, seed in ((k, s) for k in args.shots for s in args.seeds):
                     idx = select_shots(list(range(len(train))), k, seed)
-                    model = compose_model([f"aligner={aligner}", f"fusion={fusion}", *args.overrides])
+                    model = compose_model([f"aligner={aligner}", f"fusion={fusion}", *args.overrides], args.device)
                     model.fit([train[i] for i in idx])
                     scores, _, class_maps = model.score(test)
                     scores["fused"] = model.fuse(scores)
@@ -269,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "variant": args.variant, "generator_seed": args.generator_seed,
                                           "size_factor": size_factor_of(args.variant, args.size_factor),
                                           "defect_scale": args.defect_scale, "test_images": args.test_images,
+                                          "device": args.device,
                                           "results": results}, indent=1))
     print(markdown(results))
     print()

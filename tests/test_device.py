@@ -234,6 +234,27 @@ OPTIONS = {
 
 
 @pytest.mark.gpu
+def test_cuda_quality_benchmark_scores_as_on_the_cpu(tmp_path):
+    """benchmarks/quality_synthetic.py --device cuda (encoding, fitting and scoring on the GPU)
+    dumps every score as the CPU does."""
+    import quality_synthetic
+
+    dumps = {}
+    for device in ("cpu", GPU_DEVICE):
+        dumps[device] = tmp_path / f"{device}.npz"
+        quality_synthetic.main(["--root", str(tmp_path / "data"), "--test-images", "2", "--categories", "juice_bottle",
+                                "--shots", "2", "--seeds", "0", "--aligners", "hungarian", "--device", device,
+                                "--out", str(tmp_path / f"{device}.json"), "--dump", str(dumps[device]), "--overrides",
+                                "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64",
+                                "model.cache.enabled=false"])
+    cpu, gpu = np.load(dumps["cpu"]), np.load(dumps[GPU_DEVICE])
+    scores = [k for k in cpu.files if "/score/" in k]
+    assert sorted(cpu.files) == sorted(gpu.files) and any(k.endswith("/score/foreground_patch") for k in scores)
+    for k in scores:
+        np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_cuda_options_match_cpu(loco_root, tmp_path, option):
     tiny = [o for o in TINY if option != "lite0_lite2" or not o.startswith("backbone.")]

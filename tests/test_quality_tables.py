@@ -45,3 +45,14 @@ def test_test_images_sets_every_family_s_test_counts_and_names_its_folder(tmp_pa
             assert len(list((tmp_path.joinpath(root) / cats[0] / "test" / kind).glob("*.png"))) == 2, (variant, kind)
     with pytest.raises(ValueError, match="--test-images must be >= 1"):
         quality_synthetic.prepare_data("clean", 0, 0.5, test_images=0)
+
+
+def test_device_cuda_without_cuda_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as info:
+        quality_synthetic.main(["--root", str(tmp_path / "data"), "--device", "cuda"])
+    assert info.value.code == 2 and not (tmp_path / "data").exists()
+    assert "--device cuda: torch sees no CUDA device here; drop --device" in capsys.readouterr().err
