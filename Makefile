@@ -17,8 +17,10 @@ help: ## Show this help
 
 # Re-runs only when pyproject.toml or the Makefile changed (the stamp is newer otherwise).
 # torch pinned: these wheels lie on the build machines' disk (see DEVELOPERS.md). uv installs in
-# parallel and compiles no bytecode (Python writes the .pyc of what it imports on first use): a
-# fresh install takes ~40 s instead of pip's ~2 min. uv reads no pip configuration, so pip's
+# parallel: a fresh install takes ~40 s instead of pip's ~2 min. The bytecode is compiled last,
+# on every core: where PYTHONDONTWRITEBYTECODE is set (the build machines) Python never writes
+# the .pyc of what it imports, and every process (each CLI test, each sweep job) would compile
+# ~5,000 modules again (import locoad.run 25 s -> 10 s, make test 7.8 -> 5 min; DEVELOPERS.md). uv reads no pip configuration, so pip's
 # index, extra indexes, find-links and constraints (where build machines point at their local
 # wheels) are handed to it; pip does the install where uv fails.
 PIPCONF = $$($(PIP) config get global.$(1) 2>/dev/null)
@@ -32,6 +34,9 @@ $(STAMP): pyproject.toml Makefile
 	$(UV) $(REQS) || $(PIP) install -q --no-compile $(REQS)
 	# deaotpy without its deps: spatial-correlation-sampler does not build; it falls back to PyTorch.
 	$(PIP) install -q --no-compile --no-deps 'deaotpy>=1.11'
+	# A file that fails to compile (torch ships Python 3.12-only test helpers) is left to import
+	# time, where it is compiled or fails as it would anyway.
+	$(PY) -m compileall -q -j 0 $(VENV)/lib src > /dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install locoad (no-op when up to date)
