@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --no-cache-dir
 STAMP := $(VENV)/.installed
 ARGS ?=
+# Where PYTHONDONTWRITEBYTECODE is set (the build machines), Python never writes the .pyc of what
+# it imports and every process compiles ~5,000 modules again: import locoad.run 25 s instead of
+# 10 s, in each CLI test and sweep job. The targets below let the first import write them.
+unexport PYTHONDONTWRITEBYTECODE
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-all lint format sweep report benchmark clean
@@ -17,12 +21,10 @@ help: ## Show this help
 
 # Re-runs only when pyproject.toml or the Makefile changed (the stamp is newer otherwise).
 # torch pinned: these wheels lie on the build machines' disk (see DEVELOPERS.md). uv installs in
-# parallel: a fresh install takes ~40 s instead of pip's ~2 min. The bytecode is compiled last,
-# on every core: where PYTHONDONTWRITEBYTECODE is set (the build machines) Python never writes
-# the .pyc of what it imports, and every process (each CLI test, each sweep job) would compile
-# ~5,000 modules again (import locoad.run 25 s -> 10 s, make test 7.8 -> 5 min; DEVELOPERS.md). uv reads no pip configuration, so pip's
-# index, extra indexes, find-links and constraints (where build machines point at their local
-# wheels) are handed to it; pip does the install where uv fails.
+# parallel and compiles no bytecode (the first import does): a fresh install takes ~40 s instead
+# of pip's ~2 min. uv reads no pip configuration, so pip's index, extra indexes, find-links and
+# constraints (where build machines point at their local wheels) are handed to it; pip does the
+# install where uv fails.
 PIPCONF = $$($(PIP) config get global.$(1) 2>/dev/null)
 UV := UV_INDEX_URL="$(call PIPCONF,index-url)" UV_EXTRA_INDEX_URL="$(call PIPCONF,extra-index-url)" \
 	UV_FIND_LINKS="$$(echo $(call PIPCONF,find-links) | tr ' ' ',')" UV_CONSTRAINT="$(call PIPCONF,constraint)" \
@@ -34,9 +36,6 @@ $(STAMP): pyproject.toml Makefile
 	$(UV) $(REQS) || $(PIP) install -q --no-compile $(REQS)
 	# deaotpy without its deps: spatial-correlation-sampler does not build; it falls back to PyTorch.
 	$(PIP) install -q --no-compile --no-deps 'deaotpy>=1.11'
-	# A file that fails to compile (torch ships Python 3.12-only test helpers) is left to import
-	# time, where it is compiled or fails as it would anyway.
-	$(PY) -m compileall -q -j 0 $(VENV)/lib src > /dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install locoad (no-op when up to date)
