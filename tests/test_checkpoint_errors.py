@@ -81,3 +81,31 @@ def test_cli_prints_one_clean_line_for_a_bad_value(loco_root):
     ConfigError checks."""
     assert cli_error_line(loco_root, "features.foreground_patch.expected=2").endswith(
         "foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got 2")
+
+
+def test_an_unreadable_image_read_in_a_dataloader_worker_prints_one_clean_line(loco_root):
+    """torch re-raises a worker's error with the worker's traceback as its message: the CLI still
+    prints the error's own line (data.num_workers: 2 in data=mvtec_loco)."""
+    bad = sorted((loco_root / "widgets" / "test" / "good").glob("*.png"))[0]
+    bad.write_bytes(b"")
+    line = cli_error_line(loco_root, "data.num_workers=1", "backbone.image_size=112", "model.work_size=64",
+                          "segmenter.work_size=64", "model.cache.enabled=false")
+    assert line.endswith(f"cannot read image {bad}: cannot identify image file '{bad}'. Replace or delete the file "
+                         "(re-export it as PNG/JPEG).")
+
+
+def test_a_worker_error_s_message_is_its_own_line_again():
+    from torch._utils import ExceptionWrapper
+
+    from locoad.data.image_io import ImageReadError
+    from locoad.errors import user_message
+
+    try:
+        raise ImageReadError("cannot read image a.png: truncated. Replace or delete the file.")
+    except ImageReadError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(ImageReadError) as info:
+        wrapped.reraise()
+    assert "Traceback" in str(info.value)  # what torch makes of it
+    assert user_message(info.value) == "cannot read image a.png: truncated. Replace or delete the file."
+    assert user_message(ImageReadError("one line")) == "one line"

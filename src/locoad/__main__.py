@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from locoad.errors import unwrap_user_error
+from locoad.errors import unwrap_user_error, user_message
 
 log = logging.getLogger("locoad")
 # An absolute path works for `python -m locoad` and the `locoad` console script alike.
@@ -52,7 +52,7 @@ def main(cfg: DictConfig) -> float | None:
         user_error = unwrap_user_error(e)
         if user_error is None or os.environ.get("LOCOAD_TRACEBACK") == "1":
             raise
-        log.error("%s", user_error)  # Hydra's handlers put it on the console and in run.log
+        log.error("%s", user_message(user_error))  # Hydra's handlers: the console and run.log
         sys.exit(2)
     return metric_value(metrics, cfg.get("optimized_metric"))
 

@@ -42,3 +42,14 @@ def unwrap_user_error(err: BaseException) -> LocoadError | None:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
+
+
+def user_message(err: LocoadError) -> str:
+    """The one line a user error prints. Raised in a DataLoader worker, it comes back re-raised by
+    torch with the worker's traceback as its message ("Caught ... in DataLoader worker process 0.",
+    the traceback, then "<module>.<class>: <message>"): that last line's message."""
+    lines = str(err).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        prefix = f"{type(err).__module__}.{type(err).__qualname__}: "
+        return lines[-1].removeprefix(prefix)
+    return str(err)
