@@ -6,6 +6,7 @@ from PIL import Image
 from locoad.data.datamodule import LocoDataModule, select_shots
 from locoad.data.image_io import ImageReadError, read_rgb
 from locoad.data.layout import DataLayoutError, category_dir, list_categories, list_split
+from locoad.errors import ConfigError
 
 
 def test_layout_lists_splits_types_and_masks(loco_root):
@@ -61,6 +62,13 @@ def test_k_shot_below_one_is_rejected_not_full_shot(loco_root, k):
     samples = list_split(category_dir(loco_root, "widgets"), "train")
     with pytest.raises(DataLayoutError, match="k_shot"):
         select_shots(samples, k, seed=0)
+
+
+@pytest.mark.parametrize("key, value", [("image_size", -5), ("image_size", 0), ("image_size", 224.5),
+                                        ("batch_size", 0), ("num_workers", -1)])
+def test_loader_settings_out_of_range_stop_before_any_image_is_read(loco_root, key, value):
+    with pytest.raises(ConfigError, match=rf"data.{key} must be a whole number >= [01], got {value}"):
+        LocoDataModule(str(loco_root), "widgets", **{key: value})
 
 
 def test_missing_root_says_where_and_how(tmp_path):

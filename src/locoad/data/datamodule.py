@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from locoad.data.dataset import LocoDataset
 from locoad.data.ground_truth import LocoGroundTruth
 from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_dir, list_split
+from locoad.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ class LocoDataModule(L.LightningDataModule):
                 "tuning split, for choosing hyper-parameters)"
             )
         check_k_shot(k_shot)  # before any data is generated or read
+        # Else a DataLoader worker fails on the first image, with a traceback
+        for key, value, low in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
+                                ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"data.{key} must be a whole number >= {low}, got {value!r}")
         self.eval_split = eval_split
         if shot_draw not in SHOT_DRAWS:
             raise DataLayoutError(f"data.shot_draw={shot_draw!r}; use one of {', '.join(SHOT_DRAWS)}")
