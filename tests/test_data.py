@@ -71,6 +71,19 @@ def test_loader_settings_out_of_range_stop_before_any_image_is_read(loco_root, k
         LocoDataModule(str(loco_root), "widgets", **{key: value})
 
 
+def test_masks_of_another_shape_stop_at_setup_and_scaled_ones_pass(loco_root):
+    from PIL import Image
+
+    mask = next((loco_root / "widgets" / "ground_truth" / "logical_anomalies").glob("*/000.png"))
+    full = np.asarray(Image.open(mask))
+    h, w = full.shape[:2]
+    Image.fromarray(full[::2, ::2]).save(mask)  # half size, same aspect ratio: the map is resized onto it
+    LocoDataModule(str(loco_root), "widgets").setup()
+    Image.fromarray(full[:, : w // 2]).save(mask)  # half the width: no map can be laid on it
+    with pytest.raises(DataLayoutError, match=rf"masks of .* are {w // 2}x{h} px, the image {w}x{h} px: another aspect ratio"):
+        LocoDataModule(str(loco_root), "widgets").setup()
+
+
 def test_missing_root_says_where_and_how(tmp_path):
     with pytest.raises(DataLayoutError, match="does not exist.*mvtec.*data=synthetic"):
         LocoDataModule(str(tmp_path / "nope"), "breakfast_box").setup()

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from locoad.data.dataset import LocoDataset
-from locoad.data.ground_truth import LocoGroundTruth
+from locoad.data.ground_truth import LocoGroundTruth, check_mask_sizes
 from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_dir, list_split
 from locoad.errors import ConfigError
 
@@ -139,6 +139,7 @@ class LocoDataModule(L.LightningDataModule):
                 "test": list_split(cdir, self.eval_split),
             }
             warn_missing_ground_truth(self._splits["test"])
+            check_mask_sizes(self._splits["test"])  # before any model work, not at the metrics
             log.info(
                 "data %s/%s: %d shots, %d validation, %d %s",
                 self.root, self.category, len(self._splits["train"]), len(self._splits["validation"]),

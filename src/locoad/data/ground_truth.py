@@ -103,6 +103,29 @@ def read_channel(path: Path, defects: dict[int, DefectType] | None) -> Channel:
     return Channel(a > 0, value, defect)
 
 
+def check_mask_sizes(samples: list[Sample], tolerance: float = 0.01) -> None:
+    """Every sample's masks share one size, of its image's aspect ratio (within ``tolerance``):
+    an anomaly map is resized onto its masks, so masks of another shape (exported from another
+    crop, or mixed up) would silently misplace every region. Reads file headers only."""
+    for s in samples:
+        if not s.masks:
+            continue
+        sizes = set()
+        for m in s.masks:
+            with Image.open(m) as im:
+                sizes.add(im.size)
+        if len(sizes) > 1:
+            raise DataLayoutError(f"ground-truth masks of {s.path} differ in size {sorted(sizes)}; re-export them")
+        (mw, mh), = sizes
+        with Image.open(s.path) as im:
+            iw, ih = im.size
+        if abs(mw / mh - iw / ih) > tolerance * iw / ih:
+            raise DataLayoutError(
+                f"ground-truth masks of {s.path} are {mw}x{mh} px, the image {iw}x{ih} px: another aspect ratio, "
+                f"so no anomaly map can be laid on them; re-export the masks at the image's size ({s.masks[0].parent})"
+            )
+
+
 class LocoGroundTruth:
     """Ground truth of an evaluation split's samples, read lazily and kept bit-packed.
 
