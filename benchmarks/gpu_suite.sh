@@ -16,6 +16,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline WANDB_SILENT=true
+# Each step is a new Python process: with PYTHONDONTWRITEBYTECODE set each would compile every
+# module it imports again (as the Makefile, let the first import write the .pyc).
+unset PYTHONDONTWRITEBYTECODE
 
 DRY=0
 case "${1:-}" in
