@@ -22,22 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from locoad.models.base import flatten_metrics
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, run_cli, save_json  # noqa: E402
 
 NOT_SCORES = ("path", "label", "anomaly_type")
-
-
-def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """metrics.json as {"fused/logical/auroc": value, ...} (numbers only)."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "/"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = float(v)
-    return out
 
 
 def compare(a: Path, b: Path) -> dict:
@@ -50,7 +40,7 @@ def compare(a: Path, b: Path) -> dict:
     for c in (c for c in sa.columns if c not in NOT_SCORES and not c.startswith("extra/")):
         x, y = sa[c].to_numpy(float), sb[c].to_numpy(float)
         columns[c] = float((np.abs(y - x) / np.maximum(np.abs(x), 1e-12)).max())
-    ma, mb = (flatten(json.loads((d / "metrics.json").read_text())) for d in (a, b))
+    ma, mb = (flatten_metrics(json.loads((d / "metrics.json").read_text()), prefix="") for d in (a, b))
     common = sorted(set(ma) & set(mb))
     # fusion/scales are the fitted divisors, not metrics
     pixel = [k for k in common if "/pixel" in k or k.startswith("pixel")]

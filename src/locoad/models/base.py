@@ -58,10 +58,10 @@ class TestResults:
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
-    """{"a": {"b": 1}} -> {"test/a/b": 1.0}, skipping non-numeric leaves."""
+    """{"a": {"b": 1}} -> {"test/a/b": 1.0} ({"a/b": 1.0} with ``prefix=""``), skipping non-numeric leaves."""
     out: dict[str, float] = {}
     for k, v in metrics.items():
-        key = f"{prefix}/{k}"
+        key = f"{prefix}/{k}" if prefix else str(k)
         if isinstance(v, dict):
             out.update(flatten_metrics(v, key))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
