@@ -47,11 +47,16 @@ def select_shots(samples: list[Sample], k_shot: int | None, seed: int, draw: str
     return [samples[i] for i in order]
 
 
+def is_whole_number(value: object, low: int) -> bool:
+    """An int (not a bool) >= ``low``: what a count or a size in the data config must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 def check_k_shot(k_shot: int | None) -> None:
     """``k_shot`` is a whole number >= 1 or ``None``; 0 must not silently mean full-shot."""
     if k_shot is None:
         return
-    if isinstance(k_shot, bool) or not isinstance(k_shot, int) or k_shot < 1:
+    if not is_whole_number(k_shot, 1):
         raise DataLayoutError(
             f"data.k_shot must be a whole number >= 1 (shots per category) or null for full-shot "
             f"(every training image), got {k_shot!r}"
@@ -103,7 +108,7 @@ class LocoDataModule(L.LightningDataModule):
         # Else a DataLoader worker fails on the first image, with a traceback
         for key, value, low in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
                                 ("num_workers", num_workers, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_whole_number(value, low):
                 raise ConfigError(f"data.{key} must be a whole number >= {low}, got {value!r}")
         self.eval_split = eval_split
         if shot_draw not in SHOT_DRAWS:
