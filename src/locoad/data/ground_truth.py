@@ -103,6 +103,19 @@ def read_channel(path: Path, defects: dict[int, DefectType] | None) -> Channel:
     return Channel(a > 0, value, defect)
 
 
+def header_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header."""
+    with Image.open(path) as im:
+        return im.height, im.width
+
+
+def one_mask_size(sizes: set[tuple[int, int]], image: Path) -> tuple[int, int]:
+    """The one (height, width) of ``image``'s masks (``sizes`` not empty)."""
+    if len(sizes) > 1:
+        raise DataLayoutError(f"ground-truth masks of {image} differ in size {sorted(sizes)}; re-export them")
+    return next(iter(sizes))
+
+
 def check_mask_sizes(samples: list[Sample], tolerance: float = 0.01) -> None:
     """Every sample's masks share one size, of its image's aspect ratio (within ``tolerance``):
     an anomaly map is resized onto its masks, so masks of another shape (exported from another
@@ -110,15 +123,8 @@ def check_mask_sizes(samples: list[Sample], tolerance: float = 0.01) -> None:
     for s in samples:
         if not s.masks:
             continue
-        sizes = set()
-        for m in s.masks:
-            with Image.open(m) as im:
-                sizes.add(im.size)
-        if len(sizes) > 1:
-            raise DataLayoutError(f"ground-truth masks of {s.path} differ in size {sorted(sizes)}; re-export them")
-        (mw, mh), = sizes
-        with Image.open(s.path) as im:
-            iw, ih = im.size
+        mh, mw = one_mask_size({header_size(m) for m in s.masks}, s.path)
+        ih, iw = header_size(s.path)
         if abs(mw / mh - iw / ih) > tolerance * iw / ih:
             raise DataLayoutError(
                 f"ground-truth masks of {s.path} are {mw}x{mh} px, the image {iw}x{ih} px: another aspect ratio, "
@@ -152,14 +158,7 @@ class LocoGroundTruth:
         if i not in self._packed:
             s = self.samples[i]
             channels = [read_channel(p, self.defects) for p in s.masks]
-            shapes = {c.mask.shape for c in channels}
-            if len(shapes) > 1:
-                raise DataLayoutError(f"ground-truth masks of {s.path} differ in size {sorted(shapes)}; re-export them")
-            if shapes:
-                size = shapes.pop()
-            else:
-                with Image.open(s.path) as im:
-                    size = (im.height, im.width)
+            size = one_mask_size({c.mask.shape for c in channels}, s.path) if channels else header_size(s.path)
             self._packed[i] = (size, [(np.packbits(c.mask), c.pixel_value) for c in channels])
         return self._packed[i]
 
