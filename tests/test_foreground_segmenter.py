@@ -128,3 +128,12 @@ def test_parts_and_foreground_share_one_graph_segmentation_per_image(images, mon
         assert np.array_equal(seg(x), parts) and np.array_equal(fg(x), foreground)
     assert len(calls) == len(rgbs)
     assert not np.array_equal(rgbs[0], rgbs[1])  # two images: the second is segmented, not reused
+
+
+def test_segmenter_given_a_non_rgb_array_raises_a_plain_value_error():
+    # the data module hands over read_rgb's (H, W, 3) uint8: another array is a caller's bug
+    from locoad.errors import ConfigError
+
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8") as err:
+        FelzenszwalbSegmenter()(np.zeros((8, 8), np.float32))
+    assert not isinstance(err.value, ConfigError)

@@ -178,3 +178,13 @@ def test_grouped_with_no_labelled_query_needs_no_bank() -> None:
     (d,) = grouped_nn_cosine_distance(torch.randn(3, 2), torch.randn(4, 2), [torch.full((3,), -1)], [torch.zeros(4, dtype=torch.long)],
                                       exclude=torch.ones(4, dtype=torch.bool))
     assert torch.isnan(d).all()
+
+
+def test_shared_bank_of_unlike_settings_is_a_bug_not_a_setting() -> None:
+    # share_patch_banks groups by bank_settings, so only a caller's bug reaches this check: a plain
+    # ValueError keeps its traceback (a ConfigError would print one line and hide where it came from)
+    from locoad.errors import ConfigError
+
+    with pytest.raises(ValueError, match="same half") as err:
+        SharedPatchBank({"a": ClassAgnosticPatchScore(), "b": ForegroundPatchScore(half=True)}, [parsed(0)])
+    assert not isinstance(err.value, ConfigError)

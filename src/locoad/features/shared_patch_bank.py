@@ -25,7 +25,6 @@ from locoad.components.knn import (
     normalize_bank,
     subset_unit_rows,
 )
-from locoad.errors import ConfigError
 from locoad.features.base import FeatureScore, PatchScore
 from locoad.types import ParsedImage
 
@@ -42,7 +41,8 @@ class SharedPatchBank:
             raise ValueError("no training shots")
         first = next(iter(features.values()))
         if any(bank_settings(f) != bank_settings(first) for f in features.values()):
-            raise ConfigError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
+            # groups are formed by bank_settings (share_banks), so only a bug gets here
+            raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
         self.features = dict(features)
         self.half, self.chunk_size = first.half, first.chunk_size
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}

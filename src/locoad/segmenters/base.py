@@ -7,8 +7,6 @@ from abc import ABC, abstractmethod
 import numpy as np
 from PIL import Image
 
-from locoad.errors import ConfigError
-
 
 def to_work_size(rgb: np.ndarray, work_size: int | None) -> np.ndarray:
     """``rgb`` resized (bilinear) so its longer side is ``work_size``; unchanged when None or already so.
@@ -107,7 +105,9 @@ class Segmenter(ABC):
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (H, W) int32 label map, 0 = background, 1..S by decreasing area."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ConfigError(f"segmenter expects an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+            # the data module always hands over read_rgb's output: only a bug (or a caller of the
+            # Python API) gets here, so it keeps its traceback
+            raise ValueError(f"segmenter expects an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
         masks = self.propose(rgb)
         if isinstance(masks, np.ndarray) and masks.ndim == 2:
             return label_map_to_label_map(masks, self.min_area, self.drop_background, self.max_segments)
