@@ -422,10 +422,13 @@ class SevenFeatureModel(nn.Module):
                     on_device[n] = v
                     for i in range(len(encoded)):
                         patch_maps[i][n] = m[i]
-            for n, f in self.features.items():  # vector scores (every patch score is in a bank)
+            for n, f in self.features.items():  # the scores outside the banks
                 if n not in on_device:
                     for i, p in enumerate(parsed):
-                        values[n][i] = f.score(p, self.states[n]).value
+                        result = f.score(p, self.states[n])
+                        values[n][i] = result.value
+                        if result.anomaly_map is not None:  # e.g. local_patch: its map joins the fused map
+                            patch_maps[i][n] = result.anomaly_map
             if on_device:  # one host copy for the batch's patch scores
                 host = torch.stack(list(on_device.values())).double().cpu().numpy()
                 for n, row in zip(on_device, host):

@@ -1,0 +1,57 @@
+"""Local patch score: each patch against the shots' patches near the same place.
+
+The class-agnostic score searches every shot patch, so a patch that is normal *somewhere* is
+normal: a part missing from its place (the background there matches background elsewhere), a
+part moved to a wrong place or two parts swapped go unseen. Here a patch at grid cell (y, x) is
+compared only with the shots' patches within ``radius`` cells of (y, x), which the capture's
+shift and rotation between images stay within; the mean of the ``top_percent`` most distant
+patches is the score (after the image's median distance, as the other patch scores).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from locoad.errors import ConfigError
+from locoad.features.base import Feature, FeatureScore
+from locoad.types import ParsedImage
+
+
+def local_nn_distance(query: torch.Tensor, bank: torch.Tensor, radius: int) -> torch.Tensor:
+    """(h, w) cosine distance of each patch of ``query`` (D, h, w) to its nearest patch of
+    ``bank`` (K, D, h, w) within ``radius`` cells (a square window, clipped at the border)."""
+    q = F.normalize(query.float(), dim=0)
+    b = F.pad(F.normalize(bank.float(), dim=1), (radius,) * 4)  # zero vectors: similarity 0 outside
+    h, w = q.shape[-2:]
+    best = torch.full((h, w), -1.0, device=q.device)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            sim = torch.einsum("dhw,kdhw->khw", q, b[:, :, dy:dy + h, dx:dx + w]).amax(0)
+            best = torch.maximum(best, sim)
+    return (1.0 - best).clamp_min(0.0)
+
+
+class LocalPatchScore(Feature):
+    name = "local_patch"
+    needs_classes = False
+
+    def __init__(self, radius: int = 3, top_percent: float = 1.0, baseline: str = "median"):
+        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+            raise ConfigError(f"local_patch radius must be a whole number >= 0 (grid cells), got {radius!r}")
+        if not 0.0 < top_percent <= 100.0:
+            raise ConfigError(f"local_patch top_percent must be in (0, 100], got {top_percent}")
+        if baseline not in ("none", "median"):
+            raise ConfigError(f"local_patch baseline must be 'none' or 'median', got {baseline!r}")
+        self.radius, self.top_percent, self.baseline = radius, top_percent, baseline
+
+    def fit(self, shots: list[ParsedImage]) -> torch.Tensor:
+        return torch.stack([p.features for p in shots])
+
+    def score(self, parsed: ParsedImage, state: torch.Tensor) -> FeatureScore:
+        dist = local_nn_distance(parsed.features, state.to(parsed.features.device), self.radius)
+        flat = dist.flatten()
+        if self.baseline == "median":
+            flat = (flat - flat.median()).clamp_min(0.0)
+        n = max(1, round(flat.numel() * self.top_percent / 100.0))
+        return FeatureScore(float(flat.topk(n).values.mean()), flat.view_as(dist))
