@@ -17,6 +17,11 @@ feature space): re-run this after changing the default backbone, segmenter or fe
     .venv/bin/python benchmarks/initial_scales.py --no-write --pairs 2 --categories pushpins
     .venv/bin/python benchmarks/initial_scales.py --overrides experiment=lite0_lite2 \
         --fusion loo_patch_weighted_lite0_lite2 --out benchmarks/results/initial_scales_lite0_lite2.json
+    .venv/bin/python benchmarks/initial_scales.py --only local_patch --overrides features=local_patch
+
+``--only`` adds (or re-measures) the named features and keeps every other shipped scale as it is,
+so a new option does not move the default's 1-shot divisors; the block and the JSON name both
+commands.
 """
 
 from __future__ import annotations
@@ -104,6 +109,19 @@ def write_yaml(path: Path, block: str) -> None:
     path.write_text(text)
 
 
+def shipped_scales(fusion: str) -> tuple[dict[str, float], str]:
+    """The initial scales in conf/fusion/<fusion>.yaml and their block's source lines."""
+    text = (REPO / "conf" / "fusion" / f"{fusion}.yaml").read_text()
+    block = re.search(rf"^{re.escape(BEGIN)}.*?^{re.escape(END)}$", text, re.S | re.M)
+    if block is None:
+        raise SystemExit(f"conf/fusion/{fusion}.yaml has no {BEGIN} block to add to: measure every feature first")
+    lines = block.group(0).splitlines()
+    at = lines.index("initial_scales:")
+    source = "\n".join(lines[2:at]).removeprefix("# 2-shot LOO max on synthetic train images, ").removesuffix(".")
+    scales = {k.strip(): float(v) for k, v in (line.split(":") for line in lines[at + 1 : -1])}
+    return scales, source
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=1, help="generator seed (not 0, the evaluation data)")
@@ -113,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-write", action="store_true", help="print only; leave conf/ and the JSON alone")
     ap.add_argument("--fusion", nargs="+", default=FUSIONS, help="conf/fusion/<name>.yaml files to write")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/initial_scales.json"))
+    ap.add_argument("--only", nargs="+", default=None, metavar="FEATURE",
+                    help="write only these features' scales, keeping the others shipped")
     argv = sys.argv[1:] if argv is None else argv
     args = ap.parse_args(argv)
     if args.seed == 0:
@@ -127,6 +147,25 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["benchmarks/initial_scales.py", *argv])
     source = (f"generator seed {args.seed}, {len(args.categories)} categories x {args.pairs} pairs,\n"
               f"# {stack}; re-measure with `{command}`")
+    if args.only is not None:
+        missing = sorted(set(args.only) - set(result["initial_scales"]))
+        if missing:
+            raise SystemExit(f"--only {' '.join(missing)}: not among the measured features; add them with --overrides features=...")
+        added = {n: result["initial_scales"][n] for n in args.only}
+        blocks = []
+        for name in args.fusion:
+            scales, old_source = shipped_scales(name)
+            blocks.append((name, yaml_block({**scales, **added}, f"{old_source};\n# {', '.join(args.only)}: {source}")))
+        print(blocks[0][1])
+        if args.no_write:
+            return
+        for name, block in blocks:
+            write_yaml(REPO / "conf" / "fusion" / f"{name}.yaml", block)
+        shipped = json.loads(Path(args.out).read_text())
+        shipped["initial_scales"].update(added)
+        shipped.setdefault("added", []).append({"command": command, "features": args.only, **result})
+        Path(args.out).write_text(json.dumps(shipped, indent=1) + "\n")
+        return
     block = yaml_block(result["initial_scales"], source)
     print(block)
     if args.no_write:

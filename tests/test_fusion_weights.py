@@ -177,3 +177,35 @@ def test_model_ramps_by_its_shots_not_by_the_shots_held_out(loco_root):
     model.fit(model.encode(shots, shots=True))
     assert len(model.loo_scores["foreground_patch"]) == 2
     assert fusion.weights["foreground_patch"] == 3.0  # 4 shots: full weight (2 held out would give 1.5)
+
+
+def test_initial_scales_only_adds_a_feature_and_keeps_the_shipped_scales(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import initial_scales as script
+    from omegaconf import OmegaConf
+
+    from conftest import REPO
+
+    (tmp_path / "conf" / "fusion").mkdir(parents=True)
+    for name in script.FUSIONS:
+        shutil.copy(REPO / "conf" / "fusion" / f"{name}.yaml", tmp_path / "conf" / "fusion")
+    out = tmp_path / "scales.json"
+    shutil.copy(REPO / "benchmarks" / "results" / "initial_scales.json", out)
+    shipped = dict(OmegaConf.load(tmp_path / "conf" / "fusion" / "loo.yaml").initial_scales)
+    measured = json.loads(out.read_text())["initial_scales"]
+    monkeypatch.setattr(script, "REPO", tmp_path)
+    monkeypatch.setattr(script, "generate", lambda *a, **k: None)
+    # the measured stack also gives a shipped feature another value: --only must not write it
+    monkeypatch.setattr(script, "measure", lambda *a: {"initial_scales": {"new_score": 0.25, "class_histogram": 9.0},
+                                                       "per_category_median": {}})
+    script.main(["--only", "new_score", "--out", str(out)])
+    for name in script.FUSIONS:
+        scales = dict(OmegaConf.load(tmp_path / "conf" / "fusion" / f"{name}.yaml").initial_scales)
+        assert scales == {**shipped, "new_score": 0.25}
+    saved = json.loads(out.read_text())
+    assert saved["initial_scales"]["new_score"] == 0.25 and saved["initial_scales"] == {**measured, "new_score": 0.25}
+    assert saved["added"][-1]["features"] == ["new_score"]
+    with pytest.raises(SystemExit, match="not among the measured"):
+        script.main(["--only", "unmeasured", "--out", str(out)])
