@@ -59,7 +59,7 @@ def test_bad_settings_say_which(kwargs, match) -> None:
         LocalPatchScore(**kwargs)
 
 
-def test_its_map_joins_the_fused_map(loco_root) -> None:
+def test_its_map_joins_the_fused_map_and_its_memory_moves_with_the_model(loco_root) -> None:
     from locoad.aligners.hungarian import HungarianAligner
     from locoad.backbones.handcrafted import HandcraftedBackbone
     from locoad.data.datamodule import LocoDataModule
@@ -81,3 +81,7 @@ def test_its_map_joins_the_fused_map(loco_root) -> None:
     flat = maps["local_patch"][0].flatten()
     n = max(1, round(flat.numel() / 100))
     assert flat.topk(n).values.mean().item() == pytest.approx(scores["local_patch"][0], rel=1e-5)
+    # its memory moves with the model, as the patch banks do
+    assert model.states["local_patch"].dtype == torch.float32
+    model.double()
+    assert model.states["local_patch"].dtype == torch.float64

@@ -188,6 +188,8 @@ class SevenFeatureModel(nn.Module):
         for name, state in self.states.items():
             if isinstance(state, dict):  # a patch score's own banks (coreset): group -> bank
                 self.states[name] = {g: apply_keeping_unit_rows(t, fn) for g, t in state.items()}
+            elif isinstance(state, torch.Tensor):  # e.g. local_patch's stack of shot features
+                self.states[name] = fn(state)
         return self
 
     def follow(self, device: torch.device) -> None:
