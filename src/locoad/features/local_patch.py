@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from locoad.components.knn import group_median, worst_group_top_percent
 from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import ParsedImage
@@ -50,8 +51,9 @@ class LocalPatchScore(Feature):
 
     def score(self, parsed: ParsedImage, state: torch.Tensor) -> FeatureScore:
         dist = local_nn_distance(parsed.features, state.to(parsed.features.device), self.radius)
-        flat = dist.flatten()
+        flat = dist.flatten()[None]
+        one = torch.zeros_like(flat, dtype=torch.long)  # every patch in one group, as the other patch scores count them
         if self.baseline == "median":
-            flat = (flat - flat.median()).clamp_min(0.0)
-        n = max(1, round(flat.numel() * self.top_percent / 100.0))
-        return FeatureScore(float(flat.topk(n).values.mean()), flat.view_as(dist))
+            flat = (flat - group_median(flat, one, 1)).clamp_min(0.0)
+        value = worst_group_top_percent(flat, one, 1, self.top_percent)
+        return FeatureScore(float(value[0]), flat.view_as(dist))

@@ -41,7 +41,7 @@ class SharedPatchBank:
             raise ValueError("no training shots")
         first = next(iter(features.values()))
         if any(bank_settings(f) != bank_settings(first) for f in features.values()):
-            # groups are formed by bank_settings (share_banks), so only a bug gets here
+            # share_patch_banks groups the scores by bank_settings, so only a bug gets here
             raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
         self.features = dict(features)
         self.half, self.chunk_size = first.half, first.chunk_size
