@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> None:
         blocks = []
         for name in args.fusion:
             scales, old_source = shipped_scales(name)
-            blocks.append((name, yaml_block({**scales, **added}, f"{old_source};\n# {', '.join(args.only)}: {source}")))
+            label = f"{', '.join(args.only)}: "
+            # a re-measured feature's earlier source goes: one line of provenance per addition
+            kept = [part for part in old_source.split(";\n# ") if not part.startswith(label)]
+            blocks.append((name, yaml_block({**scales, **added}, ";\n# ".join([*kept, label + source]))))
         print(blocks[0][1])
         if args.no_write:
             return

@@ -200,7 +200,9 @@ def test_initial_scales_only_adds_a_feature_and_keeps_the_shipped_scales(tmp_pat
     # the measured stack also gives a shipped feature another value: --only must not write it
     monkeypatch.setattr(script, "measure", lambda *a: {"initial_scales": {"new_score": 0.25, "class_histogram": 9.0},
                                                        "per_category_median": {}})
-    script.main(["--only", "new_score", "--out", str(out)])
+    for _ in range(2):  # measured again: its provenance line is replaced, not repeated
+        script.main(["--only", "new_score", "--out", str(out)])
+    assert (tmp_path / "conf" / "fusion" / "loo.yaml").read_text().count("# new_score: ") == 1
     for name in script.FUSIONS:
         scales = dict(OmegaConf.load(tmp_path / "conf" / "fusion" / f"{name}.yaml").initial_scales)
         assert scales == {**shipped, "new_score": 0.25}
