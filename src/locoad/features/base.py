@@ -87,8 +87,7 @@ class PatchScore(Feature):
         baseline: str = "none",
         backbone_part: str | None = None,
     ):
-        if baseline not in ("none", "median"):
-            raise ConfigError(f"{self.name} baseline must be 'none' or 'median', got {baseline!r}")
+        check_baseline(self.name, baseline)
         if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
             raise ConfigError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
         if coreset_max is not None and coreset_max < 1:
@@ -155,21 +154,34 @@ class PatchScore(Feature):
         return FeatureScore(float(value[0]), amap.view(h, w))
 
     def aggregate_batch(self, dist: torch.Tensor, labels: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image scores (B,) and anomaly maps (B, n) from per-patch distances (B, n) and group
-        labels (B, n) (ids below ``num_groups``, the parsed images' ``num_classes``): the mean of
-        the ``top_percent`` most distant patches of each group, worst group wins. Device ops only."""
-        inside = labels >= 0
-        num_groups = max(num_groups, 2)
-        if self.baseline == "median":
-            med = group_median(dist, labels, num_groups).nan_to_num(0.0)
-            dist = (dist - med.gather(1, labels.clamp(0, num_groups - 1))).clamp_min(0.0)
-        amap = torch.where(inside, dist, torch.zeros_like(dist))
-        best = worst_group_top_percent(dist, labels, num_groups, self.top_percent)
-        # No patch of this kind in the image (e.g. no foreground found): the image lacks
-        # everything the shots had, which is maximally anomalous for a cosine distance of
-        # unit vectors with non-negative similarity.
-        value = torch.where(torch.isinf(best), torch.ones_like(best), best.clamp_min(0.0))
-        return value, amap
+        """:func:`aggregate_patch_distances` at this score's ``top_percent`` and ``baseline``."""
+        return aggregate_patch_distances(dist, labels, num_groups, self.top_percent, self.baseline)
+
+
+def check_baseline(score: str, baseline: str) -> None:
+    """A patch score's ``baseline`` is ``"none"`` or ``"median"``."""
+    if baseline not in ("none", "median"):
+        raise ConfigError(f"{score} baseline must be 'none' or 'median', got {baseline!r}")
+
+
+def aggregate_patch_distances(dist: torch.Tensor, labels: torch.Tensor, num_groups: int, top_percent: float,
+                              baseline: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image scores (B,) and anomaly maps (B, n) from per-patch distances (B, n) and group
+    labels (B, n) (ids below ``num_groups``, the parsed images' ``num_classes``; < 0: in no group):
+    the mean of the ``top_percent`` most distant patches of each group (after the group's median
+    with ``baseline="median"``), worst group wins. Device ops only."""
+    inside = labels >= 0
+    num_groups = max(num_groups, 2)
+    if baseline == "median":
+        med = group_median(dist, labels, num_groups).nan_to_num(0.0)
+        dist = (dist - med.gather(1, labels.clamp(0, num_groups - 1))).clamp_min(0.0)
+    amap = torch.where(inside, dist, torch.zeros_like(dist))
+    best = worst_group_top_percent(dist, labels, num_groups, top_percent)
+    # No patch of this kind in the image (e.g. no foreground found): the image lacks
+    # everything the shots had, which is maximally anomalous for a cosine distance of
+    # unit vectors with non-negative similarity.
+    value = torch.where(torch.isinf(best), torch.ones_like(best), best.clamp_min(0.0))
+    return value, amap
 
 
 class VectorScore(Feature):

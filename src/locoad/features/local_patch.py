@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from locoad.components.knn import group_median, worst_group_top_percent
 from locoad.errors import ConfigError
-from locoad.features.base import Feature, FeatureScore
+from locoad.features.base import Feature, FeatureScore, aggregate_patch_distances, check_baseline
 from locoad.types import ParsedImage
 
 
@@ -42,8 +41,7 @@ class LocalPatchScore(Feature):
             raise ConfigError(f"local_patch radius must be a whole number >= 0 (grid cells), got {radius!r}")
         if not 0.0 < top_percent <= 100.0:
             raise ConfigError(f"local_patch top_percent must be in (0, 100], got {top_percent}")
-        if baseline not in ("none", "median"):
-            raise ConfigError(f"local_patch baseline must be 'none' or 'median', got {baseline!r}")
+        check_baseline(self.name, baseline)
         self.radius, self.top_percent, self.baseline = radius, top_percent, baseline
 
     def fit(self, shots: list[ParsedImage]) -> torch.Tensor:
@@ -52,8 +50,6 @@ class LocalPatchScore(Feature):
     def score(self, parsed: ParsedImage, state: torch.Tensor) -> FeatureScore:
         dist = local_nn_distance(parsed.features, state.to(parsed.features.device), self.radius)
         flat = dist.flatten()[None]
-        one = torch.zeros_like(flat, dtype=torch.long)  # every patch in one group, as the other patch scores count them
-        if self.baseline == "median":
-            flat = (flat - group_median(flat, one, 1)).clamp_min(0.0)
-        value = worst_group_top_percent(flat, one, 1, self.top_percent)
-        return FeatureScore(float(value[0]), flat.view_as(dist))
+        one_group = torch.zeros_like(flat, dtype=torch.long)  # every patch, as the class-agnostic score
+        value, amap = aggregate_patch_distances(flat, one_group, 1, self.top_percent, self.baseline)
+        return FeatureScore(float(value[0]), amap.view_as(dist))
