@@ -11,6 +11,11 @@ class ConfigError(LocoadError, ValueError):
     """Config values that cannot work together; the message names the key to change."""
 
 
+def is_whole_number(value: object, low: int) -> bool:
+    """An int (not a bool) >= ``low``: what a count, a size or a radius in the config must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 class CheckpointNotFoundError(LocoadError, FileNotFoundError):
     """A model checkpoint file is missing; the message says which file and where to get it."""
 

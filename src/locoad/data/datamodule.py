@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from locoad.data.dataset import LocoDataset
 from locoad.data.ground_truth import LocoGroundTruth, check_mask_sizes
 from locoad.data.layout import EVAL_SPLITS, DataLayoutError, Sample, category_dir, list_split
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ def select_shots(samples: list[Sample], k_shot: int | None, seed: int, draw: str
     else:
         order = np.random.default_rng(seed).permutation(len(samples))[:k_shot]
     return [samples[i] for i in order]
-
-
-def is_whole_number(value: object, low: int) -> bool:
-    """An int (not a bool) >= ``low``: what a count or a size in the data config must be."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def check_k_shot(k_shot: int | None) -> None:

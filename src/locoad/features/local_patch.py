@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_whole_number
 from locoad.features.base import Feature, FeatureScore, aggregate_patch_distances, check_baseline
 from locoad.types import ParsedImage
 
@@ -37,7 +37,7 @@ class LocalPatchScore(Feature):
     needs_classes = False
 
     def __init__(self, radius: int = 3, top_percent: float = 1.0, baseline: str = "median"):
-        if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        if not is_whole_number(radius, 0):
             raise ConfigError(f"local_patch radius must be a whole number >= 0 (grid cells), got {radius!r}")
         if not 0.0 < top_percent <= 100.0:
             raise ConfigError(f"local_patch top_percent must be in (0, 100], got {top_percent}")
