@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from common import REPO
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from locoad.data.dataset import LocoDataset
 from locoad.data.layout import category_dir, list_split
@@ -118,7 +119,7 @@ def shipped_scales(fusion: str) -> tuple[dict[str, float], str]:
     lines = block.group(0).splitlines()
     at = lines.index("initial_scales:")
     source = "\n".join(lines[2:at]).removeprefix("# 2-shot LOO max on synthetic train images, ").removesuffix(".")
-    scales = {k.strip(): float(v) for k, v in (line.split(":") for line in lines[at + 1 : -1])}
+    scales = {str(k): float(v) for k, v in OmegaConf.create(block.group(0)).initial_scales.items()}
     return scales, source
 
 
@@ -147,37 +148,32 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(["benchmarks/initial_scales.py", *argv])
     source = (f"generator seed {args.seed}, {len(args.categories)} categories x {args.pairs} pairs,\n"
               f"# {stack}; re-measure with `{command}`")
-    if args.only is not None:
+    if args.only is None:
+        blocks = {name: yaml_block(result["initial_scales"], source) for name in args.fusion}
+    else:
         missing = sorted(set(args.only) - set(result["initial_scales"]))
         if missing:
             raise SystemExit(f"--only {' '.join(missing)}: not among the measured features; add them with --overrides features=...")
         added = {n: result["initial_scales"][n] for n in args.only}
-        blocks = []
+        label = f"{', '.join(args.only)}: "
+        blocks = {}
         for name in args.fusion:
             scales, old_source = shipped_scales(name)
-            label = f"{', '.join(args.only)}: "
             # a re-measured feature's earlier source goes: one line of provenance per addition
             kept = [part for part in old_source.split(";\n# ") if not part.startswith(label)]
-            blocks.append((name, yaml_block({**scales, **added}, ";\n# ".join([*kept, label + source]))))
-        print(blocks[0][1])
-        if args.no_write:
-            return
-        for name, block in blocks:
-            write_yaml(REPO / "conf" / "fusion" / f"{name}.yaml", block)
-        shipped = json.loads(Path(args.out).read_text())
-        shipped["initial_scales"].update(added)
-        shipped.setdefault("added", []).append({"command": command, "features": args.only, **result})
-        Path(args.out).write_text(json.dumps(shipped, indent=1) + "\n")
-        return
-    block = yaml_block(result["initial_scales"], source)
-    print(block)
+            blocks[name] = yaml_block({**scales, **added}, ";\n# ".join([*kept, label + source]))
+    print(next(iter(blocks.values())))
     if args.no_write:
         return
-    for name in args.fusion:
+    for name, block in blocks.items():
         write_yaml(REPO / "conf" / "fusion" / f"{name}.yaml", block)
-    Path(args.out).write_text(json.dumps({"command": command, "seed": args.seed, "pairs": args.pairs,
-                                          "overrides": args.overrides, **result}, indent=1) + "\n")
-
+    if args.only is None:
+        saved = {"command": command, "seed": args.seed, "pairs": args.pairs, "overrides": args.overrides, **result}
+    else:
+        saved = json.loads(Path(args.out).read_text())
+        saved["initial_scales"].update(added)
+        saved.setdefault("added", []).append({"command": command, "features": args.only, **result})
+    Path(args.out).write_text(json.dumps(saved, indent=1) + "\n")
 
 if __name__ == "__main__":
     main()
