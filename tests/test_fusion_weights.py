@@ -211,3 +211,34 @@ def test_initial_scales_only_adds_a_feature_and_keeps_the_shipped_scales(tmp_pat
     assert saved["added"][-1]["features"] == ["new_score"]
     with pytest.raises(SystemExit, match="not among the measured"):
         script.main(["--only", "unmeasured", "--out", str(out)])
+
+
+@pytest.mark.parametrize("rule", ["loo", "gated"])
+def test_scale_statistic_median_divides_by_the_loo_median(rule, caplog):
+    # One odd shot sets a LOO maximum; fusion.scale_statistic={f: median} divides f by the median
+    # of its LOO scores instead, the other features keep the maximum; 1 shot keeps the initial scale.
+    from locoad.fusion.gated import GatedSum
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    cls = {"loo": LeaveOneOutSum, "gated": GatedSum}[rule]
+    fusion = cls(scale_statistic={"comp": "median", "absent": "median"}, initial_scales={"comp": 7.0})
+    with caplog.at_level("WARNING"):
+        fusion.fit({"comp": np.array([1.0, 2.0, 3.0, 30.0]), "patch": np.array([1.0, 2.0, 3.0, 30.0])})
+    assert fusion.scales == {"comp": 2.5, "patch": 30.0}
+    assert any("absent" in r.getMessage() for r in caplog.records)
+    fusion.fit({"comp": np.array([]), "patch": np.array([])})
+    assert fusion.scales["comp"] == 7.0
+    with pytest.raises(ValueError, match="scale_statistic must be one of"):
+        cls(scale_statistic={"comp": "mean"})
+
+
+def test_scale_statistic_is_a_fusion_setting(tmp_path):
+    # The shipped loo rules accept the override (and leave every feature at the maximum by default).
+    from conftest import compose_cfg
+    from locoad.utils import build
+
+    default = build(compose_cfg(["logger=none"], tmp_path / "a").fusion)
+    median = build(compose_cfg(["logger=none", "+fusion.scale_statistic.composition=median"], tmp_path / "b").fusion)
+    loo = {"composition": np.array([1.0, 1.0, 9.0]), "foreground_patch": np.array([1.0, 1.0, 9.0])}
+    assert default.fit(loo).scales == {"composition": 9.0, "foreground_patch": 9.0}
+    assert median.fit(loo).scales == {"composition": 1.0, "foreground_patch": 9.0}
