@@ -9,11 +9,15 @@ the shots' draw, which the runs already vary, is held fixed and only the test im
 Printed per pair and for the mean over the pairs (each resampled independently): the mean fused
 AUROC of both sides over the runs, their difference and its 95 % interval, and the share of draws
 in which the candidate is higher. A difference whose interval straddles 0 is within the test
-images' noise. ``--per-type`` also prints each category's logical and structural AUROC of both
+images' noise. Each side also gets its *lowest part per seed*: per shot draw (k, seed) the lowest
+logical or structural AUROC of any category, averaged over the draws (the weakest cell a single run
+shows; the project's rules ask that a change not lower it). A side may be several dumps joined by
+``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides features=<name>
+--dump``) joins, or replaces, the scores of the dumps before it. ``--per-type`` also prints each category's logical and structural AUROC of both
 sides (mean over the runs) with its own 95 % interval; ``--seeds`` keeps only those shot draws
 (``--seeds 0``: one draw, as a single run of ``locoad`` with ``data.seed=0`` sees).
 
-    .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz NEW2.npz ...]
+    .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz BASE2.npz+FEATURE2.npz ...]
         [--overrides ...] [--new-overrides ...] [-B 1000] [--seed 0] [--seeds 0 ...] [--per-type]
 """
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from locoad.metrics import image_metrics
 from locoad.metrics.image import GOOD, TYPES
 from locoad.utils import build
 
@@ -35,8 +40,9 @@ from quality_synthetic import compose_config, read_dumps  # noqa: E402
 
 def fused_runs(path: str, fusion_cfg, seeds: list[int] | None = None) -> tuple[dict[tuple, np.ndarray], dict[str, dict]]:
     """Each run's fused test scores (run key -> (n,)) and the categories' labels and types;
+    ``path``: one dump or several joined by "+" (later ones add or replace features);
     ``seeds``: only the runs of those shot draws."""
-    runs, data = read_dumps([path])
+    runs, data = read_dumps(path.split("+"))
     runs = {key: run for key, run in runs.items() if seeds is None or key[4] in seeds}
     if not runs:
         raise ValueError(f"{path}: no dumped runs{'' if seeds is None else f' of --seeds {seeds}'}; "
@@ -110,6 +116,16 @@ def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
     return out
 
 
+def lowest_part(runs: dict[tuple, np.ndarray], data: dict[str, dict]) -> float:
+    """Per shot draw (k, seed), the lowest logical or structural AUROC of any category (mean over
+    the category's runs of that draw), averaged over the draws."""
+    per_draw: dict[tuple, list[float]] = {}
+    for (cat, *_, k, seed), score in runs.items():
+        m = image_metrics(score, data[cat]["labels"], data[cat]["types"])
+        per_draw.setdefault((k, seed), []).extend(m[t]["auroc"] for t in TYPES if t in m)
+    return float(np.mean([min(v) for v in per_draw.values()]))
+
+
 def summary(means: np.ndarray) -> str:
     """One line from (B + 1, 2) base / candidate means (row 0 as measured)."""
     diff = means[1:, 1] - means[1:, 0]
@@ -140,10 +156,12 @@ def main(argv: list[str] | None = None) -> None:
         check_paired(*sides, (base, new))
         pairs.append(sides)
     means = bootstrap(pairs, args.B, args.seed)
+    lowest = np.array([[lowest_part(*side) for side in pair] for pair in pairs])  # (pairs, 2)
     for j, (base, new) in enumerate(zip(args.dumps[::2], args.dumps[1::2])):
-        print(f"{base} -> {new}: {summary(means[:, j])}")
+        print(f"{base} -> {new}: {summary(means[:, j])}  lowest part per seed {lowest[j, 0]:.4f} -> {lowest[j, 1]:.4f}")
     if len(pairs) > 1:
-        print(f"mean over the {len(pairs)} pairs: {summary(means.mean(axis=1))}")
+        print(f"mean over the {len(pairs)} pairs: {summary(means.mean(axis=1))}  "
+              f"lowest part per seed {lowest[:, 0].mean():.4f} -> {lowest[:, 1].mean():.4f}")
     if args.per_type:
         rng = np.random.default_rng(args.seed)
         for (base, new), ((runs_a, data), (runs_b, _)) in zip(zip(args.dumps[::2], args.dumps[1::2]), pairs):

@@ -101,3 +101,31 @@ def test_per_type_figures_and_the_seeds_filter(tmp_path, capsys):
     assert "widgets                logical    base" in out and "structural" in out
     with pytest.raises(ValueError, match="no dumped runs of --seeds"):
         paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "--seeds", "7"])
+
+
+def test_lowest_part_per_seed_is_the_weakest_type_averaged_over_the_draws(tmp_path, capsys):
+    # Seed 0 separates both types; seed 1 ranks the structural images below every good one.
+    good, logical, structural = np.zeros(8), np.ones(4), np.ones(4)
+    seed0 = np.concatenate([good, logical, structural])
+    seed1 = np.concatenate([good, logical, -structural])
+    path = _dump(tmp_path / "a.npz", [seed0, seed1])
+    runs = paired_bootstrap.fused_runs(path, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    assert paired_bootstrap.lowest_part(*runs) == pytest.approx((1.0 + 0.0) / 2)
+    paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "-B", "20"])
+    assert "lowest part per seed 0.5000 -> 0.5000" in capsys.readouterr().out
+
+
+def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):
+    # BASE+FEATURE: the second dump's feature joins each run of the first (a feature run alone).
+    rng = np.random.default_rng(3)
+    noise = [rng.normal(0, 1.0, 16) for _ in range(2)]
+    base = _dump(tmp_path / "base.npz", [0.3 * LABELS + n for n in noise])
+    extra = {f"widgets/hungarian/loo/4/{seed}/{kind}/class_location": v
+             for seed in range(2) for kind, v in (("score", 5.0 * LABELS.astype(float)), ("loo", np.ones(4)))}
+    np.savez(tmp_path / "feature.npz", **extra)
+    joined = f"{base}+{tmp_path / 'feature.npz'}"
+    runs, _ = paired_bootstrap.fused_runs(joined, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    np.testing.assert_allclose(runs["widgets", "hungarian", "loo", 4, 0], 0.3 * LABELS + noise[0] + 5.0 * LABELS)
+    paired_bootstrap.main([base, joined, "--overrides", "fusion=loo", "-B", "50"])
+    out = capsys.readouterr().out
+    assert "new 1.0000" in out and "lowest part per seed" in out
