@@ -13,8 +13,9 @@ images' noise. Each side also gets its *lowest part per seed*: per shot draw (k,
 logical or structural AUROC of any category, averaged over the draws (the weakest cell a single run
 shows; the project's rules ask that a change not lower it). A side may be several dumps joined by
 ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides features=<name>
---dump``) joins, or replaces, the scores of the dumps before it. ``--per-type`` also prints each category's logical and structural AUROC of both
-sides (mean over the runs) with its own 95 % interval; ``--seeds`` keeps only those shot draws
+--dump``) joins, or replaces, the scores of the dumps before it. ``--per-type`` also prints each
+category's logical and structural AUROC of both sides (mean over the runs) with its own 95 %
+interval; ``--seeds`` keeps only those shot draws
 (``--seeds 0``: one draw, as a single run of ``locoad`` with ``data.seed=0`` sees).
 
     .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz BASE2.npz+FEATURE2.npz ...]

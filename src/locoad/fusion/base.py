@@ -83,7 +83,7 @@ class Fusion:
                 # by ~1e6 and make this one feature the whole fused score; its 1-shot initial
                 # scale (a typical normal value, measured) is the prior the shots failed to refine.
                 log.warning(
-                    "fusion: the leave-one-out max of %s is %.3g (the shots agree exactly); dividing "
+                    "fusion: the leave-one-out scale of %s is %.3g (the shots agree exactly); dividing "
                     "by its initial scale %.3g instead", name, scale, initial,
                 )
                 scale = initial
