@@ -9,9 +9,9 @@ the shots' draw, which the runs already vary, is held fixed and only the test im
 Printed per pair and for the mean over the pairs (each resampled independently): the mean fused
 AUROC of both sides over the runs, their difference and its 95 % interval, and the share of draws
 in which the candidate is higher. A difference whose interval straddles 0 is within the test
-images' noise. Each side also gets its *lowest part per seed*: per shot draw (k, seed) the lowest
-logical or structural AUROC of any category, averaged over the draws (the weakest cell a single run
-shows; the project's rules ask that a change not lower it). A side may be several dumps joined by
+images' noise. The same is printed for the *lowest part per seed*: per shot draw (k, seed) the
+lowest logical or structural AUROC of any category, averaged over the draws (the weakest cell a
+single run shows; the project's rules ask that a change not lower it). A side may be several dumps joined by
 ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides features=<name>
 --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type`` also prints each
 category's logical and structural AUROC of both sides (mean over the runs) with its own 95 %
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from locoad.metrics import image_metrics
 from locoad.metrics.image import GOOD, TYPES
 from locoad.utils import build
 
@@ -90,13 +89,31 @@ def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> np.nda
     """(b + 1, pairs, 2) mean AUROC over the runs of base and candidate per pair: row 0 on the
     test images as they are, then ``b`` paired resamples (one per category for every run and
     both sides)."""
+    return bootstrap_stats(pairs, b, seed)["mean"]
+
+
+def bootstrap_stats(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """{"mean": mean AUROC over the runs, "lowest": lowest part per seed}, each (b + 1, pairs, 2)
+    for base and candidate per pair: row 0 on the test images as they are, then ``b`` paired
+    resamples (one per category for every run, both types and both sides). The lowest part per
+    seed: per shot draw (k, seed) the lowest logical or structural AUROC of any category,
+    averaged over the draws."""
     rng = np.random.default_rng(seed)
-    out = np.empty((b + 1, len(pairs), 2))
+    out = {stat: np.empty((b + 1, len(pairs), 2)) for stat in ("mean", "lowest")}
     for j, ((runs_a, data), (runs_b, _)) in enumerate(pairs):
         idx = {cat: draws(np.asarray(d["types"]), b, rng) for cat, d in sorted(data.items())}
         for side, runs in enumerate((runs_a, runs_b)):
-            out[:, j, side] = np.mean([drawn_auroc(score, data[key[0]]["labels"], idx[key[0]])
-                                       for key, score in runs.items()], axis=0)
+            out["mean"][:, j, side] = np.mean([drawn_auroc(score, data[key[0]]["labels"], idx[key[0]])
+                                               for key, score in runs.items()], axis=0)
+            lowest: dict[tuple, np.ndarray] = {}  # (k, seed) -> (b + 1,) lowest part so far
+            for (cat, *_, k, seed_), score in runs.items():
+                column_types = np.asarray(data[cat]["types"])[idx[cat][0]]  # every row has the same strata
+                for folder in TYPES.values():
+                    cols = np.flatnonzero((column_types == GOOD) | (column_types == folder))
+                    if (column_types[cols] == folder).any():
+                        a = drawn_auroc(score, data[cat]["labels"], idx[cat][:, cols])
+                        lowest[k, seed_] = np.minimum(lowest.get((k, seed_), a), a)
+            out["lowest"][:, j, side] = np.mean(list(lowest.values()), axis=0)
     return out
 
 
@@ -115,16 +132,6 @@ def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
             out[cat, short] = np.mean([drawn_auroc(score, data[cat]["labels"], idx)
                                        for key, score in runs.items() if key[0] == cat], axis=0)
     return out
-
-
-def lowest_part(runs: dict[tuple, np.ndarray], data: dict[str, dict]) -> float:
-    """Per shot draw (k, seed), the lowest logical or structural AUROC of any category (mean over
-    the category's runs of that draw), averaged over the draws."""
-    per_draw: dict[tuple, list[float]] = {}
-    for (cat, *_, k, seed), score in runs.items():
-        m = image_metrics(score, data[cat]["labels"], data[cat]["types"])
-        per_draw.setdefault((k, seed), []).extend(m[t]["auroc"] for t in TYPES if t in m)
-    return float(np.mean([min(v) for v in per_draw.values()]))
 
 
 def summary(means: np.ndarray) -> str:
@@ -156,13 +163,13 @@ def main(argv: list[str] | None = None) -> None:
         sides = fused_runs(base, cfg_a, args.seeds), fused_runs(new, cfg_b, args.seeds)
         check_paired(*sides, (base, new))
         pairs.append(sides)
-    means = bootstrap(pairs, args.B, args.seed)
-    lowest = np.array([[lowest_part(*side) for side in pair] for pair in pairs])  # (pairs, 2)
+    stats = bootstrap_stats(pairs, args.B, args.seed)
     for j, (base, new) in enumerate(zip(args.dumps[::2], args.dumps[1::2])):
-        print(f"{base} -> {new}: {summary(means[:, j])}  lowest part per seed {lowest[j, 0]:.4f} -> {lowest[j, 1]:.4f}")
+        print(f"{base} -> {new}: {summary(stats['mean'][:, j])}")
+        print(f"  lowest part per seed: {summary(stats['lowest'][:, j])}")
     if len(pairs) > 1:
-        print(f"mean over the {len(pairs)} pairs: {summary(means.mean(axis=1))}  "
-              f"lowest part per seed {lowest[:, 0].mean():.4f} -> {lowest[:, 1].mean():.4f}")
+        print(f"mean over the {len(pairs)} pairs: {summary(stats['mean'].mean(axis=1))}")
+        print(f"  lowest part per seed: {summary(stats['lowest'].mean(axis=1))}")
     if args.per_type:
         rng = np.random.default_rng(args.seed)
         for (base, new), ((runs_a, data), (runs_b, _)) in zip(zip(args.dumps[::2], args.dumps[1::2]), pairs):

@@ -108,11 +108,15 @@ def test_lowest_part_per_seed_is_the_weakest_type_averaged_over_the_draws(tmp_pa
     good, logical, structural = np.zeros(8), np.ones(4), np.ones(4)
     seed0 = np.concatenate([good, logical, structural])
     seed1 = np.concatenate([good, logical, -structural])
-    path = _dump(tmp_path / "a.npz", [seed0, seed1])
-    runs = paired_bootstrap.fused_runs(path, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
-    assert paired_bootstrap.lowest_part(*runs) == pytest.approx((1.0 + 0.0) / 2)
-    paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "-B", "20"])
-    assert "lowest part per seed 0.5000 -> 0.5000" in capsys.readouterr().out
+    base = _dump(tmp_path / "a.npz", [seed0, seed1])
+    better = _dump(tmp_path / "b.npz", [seed0, seed0])
+    cfg = paired_bootstrap.compose_config(["fusion=loo"]).model.fusion
+    pair = (paired_bootstrap.fused_runs(base, cfg), paired_bootstrap.fused_runs(better, cfg))
+    lowest = paired_bootstrap.bootstrap_stats([pair], 200)["lowest"][:, 0]
+    assert tuple(lowest[0]) == pytest.approx((0.5, 1.0))  # as measured: (1 + 0) / 2 and (1 + 1) / 2
+    assert np.all(lowest[1:, 1] >= lowest[1:, 0])  # every resample keeps the order of this gain
+    paired_bootstrap.main([base, better, "--overrides", "fusion=loo", "-B", "20"])
+    assert "lowest part per seed: base 0.5000  new 1.0000  difference +0.5000" in capsys.readouterr().out
 
 
 def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):
@@ -128,4 +132,4 @@ def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):
     np.testing.assert_allclose(runs["widgets", "hungarian", "loo", 4, 0], 0.3 * LABELS + noise[0] + 5.0 * LABELS)
     paired_bootstrap.main([base, joined, "--overrides", "fusion=loo", "-B", "50"])
     out = capsys.readouterr().out
-    assert "new 1.0000" in out and "lowest part per seed" in out
+    assert "new 1.0000" in out and "lowest part per seed: base" in out
