@@ -11,12 +11,12 @@ AUROC of both sides over the runs, their difference and its 95 % interval, and t
 in which the candidate is higher. A difference whose interval straddles 0 is within the test
 images' noise. The same is printed for the *lowest part per seed*: per shot draw (k, seed) the
 lowest logical or structural AUROC of any category, averaged over the draws (the weakest cell a
-single run shows; the project's rules ask that a change not lower it). A side may be several dumps joined by
-``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides features=<name>
---dump``) joins, or replaces, the scores of the dumps before it. ``--per-type`` also prints each
-category's logical and structural AUROC of both sides (mean over the runs) with its own 95 %
-interval; ``--seeds`` keeps only those shot draws
-(``--seeds 0``: one draw, as a single run of ``locoad`` with ``data.seed=0`` sees).
+single run shows; the project's rules ask that a change not lower it). A side may be several
+dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides
+features=<name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
+also prints each category's logical and structural AUROC of both sides (mean over the runs) with
+its own 95 % interval; ``--seeds`` keeps only those shot draws (``--seeds 0``: one draw, as a
+single run of ``locoad`` with ``data.seed=0`` sees).
 
     .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz BASE2.npz+FEATURE2.npz ...]
         [--overrides ...] [--new-overrides ...] [-B 1000] [--seed 0] [--seeds 0 ...] [--per-type]
@@ -85,14 +85,7 @@ def draws(types: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([np.concatenate(strata)[None], drawn])
 
 
-def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> np.ndarray:
-    """(b + 1, pairs, 2) mean AUROC over the runs of base and candidate per pair: row 0 on the
-    test images as they are, then ``b`` paired resamples (one per category for every run and
-    both sides)."""
-    return bootstrap_stats(pairs, b, seed)["mean"]
-
-
-def bootstrap_stats(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[str, np.ndarray]:
+def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[str, np.ndarray]:
     """{"mean": mean AUROC over the runs, "lowest": lowest part per seed}, each (b + 1, pairs, 2)
     for base and candidate per pair: row 0 on the test images as they are, then ``b`` paired
     resamples (one per category for every run, both types and both sides). The lowest part per
@@ -102,17 +95,20 @@ def bootstrap_stats(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> 
     out = {stat: np.empty((b + 1, len(pairs), 2)) for stat in ("mean", "lowest")}
     for j, ((runs_a, data), (runs_b, _)) in enumerate(pairs):
         idx = {cat: draws(np.asarray(d["types"]), b, rng) for cat, d in sorted(data.items())}
+        # Each type's drawn images with the good ones: every row of a draw has the same strata.
+        typed = {}
+        for cat, rows in idx.items():
+            column_types = np.asarray(data[cat]["types"])[rows[0]]
+            typed[cat] = [rows[:, (column_types == GOOD) | (column_types == folder)]
+                          for folder in TYPES.values() if (column_types == folder).any()]
         for side, runs in enumerate((runs_a, runs_b)):
             out["mean"][:, j, side] = np.mean([drawn_auroc(score, data[key[0]]["labels"], idx[key[0]])
                                                for key, score in runs.items()], axis=0)
             lowest: dict[tuple, np.ndarray] = {}  # (k, seed) -> (b + 1,) lowest part so far
             for (cat, *_, k, seed_), score in runs.items():
-                column_types = np.asarray(data[cat]["types"])[idx[cat][0]]  # every row has the same strata
-                for folder in TYPES.values():
-                    cols = np.flatnonzero((column_types == GOOD) | (column_types == folder))
-                    if (column_types[cols] == folder).any():
-                        a = drawn_auroc(score, data[cat]["labels"], idx[cat][:, cols])
-                        lowest[k, seed_] = np.minimum(lowest.get((k, seed_), a), a)
+                for rows in typed[cat]:
+                    a = drawn_auroc(score, data[cat]["labels"], rows)
+                    lowest[k, seed_] = np.minimum(lowest.get((k, seed_), a), a)
             out["lowest"][:, j, side] = np.mean(list(lowest.values()), axis=0)
     return out
 
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         sides = fused_runs(base, cfg_a, args.seeds), fused_runs(new, cfg_b, args.seeds)
         check_paired(*sides, (base, new))
         pairs.append(sides)
-    stats = bootstrap_stats(pairs, args.B, args.seed)
+    stats = bootstrap(pairs, args.B, args.seed)
     for j, (base, new) in enumerate(zip(args.dumps[::2], args.dumps[1::2])):
         print(f"{base} -> {new}: {summary(stats['mean'][:, j])}")
         print(f"  lowest part per seed: {summary(stats['lowest'][:, j])}")

@@ -28,14 +28,14 @@ GRIDS = {
     "workbench": "quality_default_workbench_grid.json",
     "workbench_clean": "quality_default_workbench_clean_grid.json",
 }
+NAMES = sorted(p.name.removeprefix("default_k4_").removesuffix(".npz") for p in DUMPS.glob("default_k4_*.npz"))
 
 
 def test_every_dump_names_its_grid():
-    names = sorted(p.name[len("default_k4_"):-len(".npz")] for p in DUMPS.glob("default_k4_*.npz"))
-    assert names and set(names) <= set(GRIDS), names
+    assert NAMES and set(NAMES) <= set(GRIDS), NAMES
 
 
-@pytest.mark.parametrize("name", sorted(p.name[len("default_k4_"):-len(".npz")] for p in DUMPS.glob("default_k4_*.npz")))
+@pytest.mark.parametrize("name", NAMES)
 def test_a_dump_fused_by_the_default_gives_its_grid_rows(name):
     grid = json.loads((REPO / "benchmarks/results" / GRIDS[name]).read_text())
     rows = {(r["category"], r["seed"]): r["metrics"]["fused"]["auroc"]

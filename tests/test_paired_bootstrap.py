@@ -57,12 +57,12 @@ def test_a_real_gain_clears_the_interval_and_noise_does_not(tmp_path, capsys):
     runs_weak = paired_bootstrap.fused_runs(weak, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
     runs_strong = paired_bootstrap.fused_runs(strong, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
     runs_jitter = paired_bootstrap.fused_runs(jitter, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
-    gain = paired_bootstrap.bootstrap([(runs_weak, runs_strong)], 300)[:, 0]
+    gain = paired_bootstrap.bootstrap([(runs_weak, runs_strong)], 300)["mean"][:, 0]
     diff = gain[1:, 1] - gain[1:, 0]
     assert gain[0, 1] > gain[0, 0] and np.percentile(diff, 2.5) > 0  # the gain is outside the noise
     # row 0 is the plain mean AUROC of the runs
     assert gain[0, 0] == pytest.approx(np.mean([roc_auc_score(LABELS, 0.3 * LABELS + n) for n in noise]))
-    same = paired_bootstrap.bootstrap([(runs_weak, runs_jitter)], 300)[:, 0]
+    same = paired_bootstrap.bootstrap([(runs_weak, runs_jitter)], 300)["mean"][:, 0]
     lo, hi = np.percentile(same[1:, 1] - same[1:, 0], [2.5, 97.5])
     assert lo < 0 < hi  # a change that only re-jitters the scores stays inside it
     paired_bootstrap.main([weak, strong, weak, jitter, "--overrides", "fusion=loo", "-B", "100"])
@@ -112,7 +112,7 @@ def test_lowest_part_per_seed_is_the_weakest_type_averaged_over_the_draws(tmp_pa
     better = _dump(tmp_path / "b.npz", [seed0, seed0])
     cfg = paired_bootstrap.compose_config(["fusion=loo"]).model.fusion
     pair = (paired_bootstrap.fused_runs(base, cfg), paired_bootstrap.fused_runs(better, cfg))
-    lowest = paired_bootstrap.bootstrap_stats([pair], 200)["lowest"][:, 0]
+    lowest = paired_bootstrap.bootstrap([pair], 200)["lowest"][:, 0]
     assert tuple(lowest[0]) == pytest.approx((0.5, 1.0))  # as measured: (1 + 0) / 2 and (1 + 1) / 2
     assert np.all(lowest[1:, 1] >= lowest[1:, 0])  # every resample keeps the order of this gain
     paired_bootstrap.main([base, better, "--overrides", "fusion=loo", "-B", "20"])
