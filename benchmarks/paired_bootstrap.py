@@ -16,7 +16,8 @@ dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``
 features=<name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
 also prints each category's logical and structural AUROC of both sides (mean over the runs) with
 its own 95 % interval; ``--seeds`` keeps only those shot draws (``--seeds 0``: one draw, as a
-single run of ``locoad`` with ``data.seed=0`` sees).
+single run of ``locoad`` with ``data.seed=0`` sees). Runs pair by category, aligner, k and seed:
+two configurations with fusions of their own pair too (``--new-overrides fusion=<its fusion>``).
 
     .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz BASE2.npz+FEATURE2.npz ...]
         [--overrides ...] [--new-overrides ...] [-B 1000] [--seed 0] [--seeds 0 ...] [--per-type]
@@ -39,15 +40,22 @@ from quality_synthetic import compose_config, read_dumps  # noqa: E402
 
 
 def fused_runs(path: str, fusion_cfg, seeds: list[int] | None = None) -> tuple[dict[tuple, np.ndarray], dict[str, dict]]:
-    """Each run's fused test scores (run key -> (n,)) and the categories' labels and types;
-    ``path``: one dump or several joined by "+" (later ones add or replace features);
-    ``seeds``: only the runs of those shot draws."""
+    """Each run's fused test scores ((category, aligner, k, seed) -> (n,)) and the categories'
+    labels and types; ``path``: one dump or several joined by "+" (later ones add or replace
+    features); ``seeds``: only the runs of those shot draws. The fusion a dump was run with is
+    not part of the key: ``fusion_cfg`` fuses every run, so dumps of two configurations with
+    fusions of their own (``experiment=lite0_lite2``) pair run by run."""
     runs, data = read_dumps(path.split("+"))
     runs = {key: run for key, run in runs.items() if seeds is None or key[4] in seeds}
     if not runs:
         raise ValueError(f"{path}: no dumped runs{'' if seeds is None else f' of --seeds {seeds}'}; "
                          "pass a file written by quality_synthetic.py --dump")
-    return {key: build(fusion_cfg).fit(run["loo"]).fuse(run["score"]) for key, run in runs.items()}, data
+    fusions = sorted({key[2] for key in runs})
+    if len(fusions) > 1:
+        raise ValueError(f"{path} holds runs of several fusions ({', '.join(fusions)}), whose scores are the same; "
+                         "dump one fusion per file (quality_synthetic.py --fusions NAME)")
+    return {(cat, aligner, k, seed): build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
+            for (cat, aligner, _, k, seed), run in runs.items()}, data
 
 
 def check_paired(base: tuple, new: tuple, names: tuple[str, str]) -> None:

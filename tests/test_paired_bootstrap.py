@@ -11,14 +11,16 @@ TYPES = np.array(["good"] * 8 + ["logical_anomalies"] * 4 + ["structural_anomali
 LABELS = (TYPES != "good").astype(int)
 
 
-def _dump(path, scores_per_seed: list[np.ndarray], types=TYPES) -> str:
-    """A quality_synthetic.py-style dump of one category, one run per seed; the single
-    feature's LOO scores are ones, so the fused score (fusion=loo) is the score itself."""
+def _dump(path, scores_per_seed: list[np.ndarray], types=TYPES, fusions=("loo",)) -> str:
+    """A quality_synthetic.py-style dump of one category, one run per seed (under each name in
+    ``fusions``); the single feature's LOO scores are ones, so the fused score (fusion=loo) is
+    the score itself."""
     arrays = {"widgets/labels": (types != "good").astype(int), "widgets/types": types,
               "widgets/defects": np.array([""] * len(types))}
     for seed, score in enumerate(scores_per_seed):
-        arrays[f"widgets/hungarian/loo/4/{seed}/score/foreground_patch"] = score
-        arrays[f"widgets/hungarian/loo/4/{seed}/loo/foreground_patch"] = np.ones(4)
+        for fusion in fusions:
+            arrays[f"widgets/hungarian/{fusion}/4/{seed}/score/foreground_patch"] = score
+            arrays[f"widgets/hungarian/{fusion}/4/{seed}/loo/foreground_patch"] = np.ones(4)
     np.savez(path, **arrays)
     return str(path)
 
@@ -83,13 +85,28 @@ def test_unpaired_dumps_and_an_odd_count_are_clear_errors(tmp_path, capsys):
     assert "pass them in pairs" in capsys.readouterr().err
 
 
+def test_dumps_run_with_other_fusions_pair_run_by_run(tmp_path, capsys):
+    # experiment=lite0_lite2 dumps its runs under its own fusion's name; each side is fused by
+    # its own config, so the runs pair by category, aligner, k and seed.
+    rng = np.random.default_rng(3)
+    base = _dump(tmp_path / "a.npz", [LABELS + rng.normal(0, 0.8, LABELS.size) for _ in range(3)])
+    other = _dump(tmp_path / "b.npz", [LABELS + rng.normal(0, 0.8, LABELS.size) for _ in range(3)],
+                  fusions=("loo_patch_weighted",))
+    paired_bootstrap.main([base, other, "--overrides", "fusion=loo", "-B", "20"])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "difference" in line and "different runs" not in line
+    both = _dump(tmp_path / "c.npz", [LABELS + 0.5] * 3, fusions=("loo", "sum"))
+    with pytest.raises(ValueError, match="several fusions"):
+        paired_bootstrap.main([base, both, "--overrides", "fusion=loo"])
+
+
 def test_per_type_figures_and_the_seeds_filter(tmp_path, capsys):
     rng = np.random.default_rng(3)
     scores = [LABELS * np.r_[np.zeros(8), np.full(4, 2.0), np.full(4, 0.2)] + rng.normal(0, 1.0, 16) for _ in range(3)]
     path = _dump(tmp_path / "a.npz", scores)
     cfg = paired_bootstrap.compose_config(["fusion=loo"]).model.fusion
     runs, data = paired_bootstrap.fused_runs(path, cfg, seeds=[0])
-    assert [key[4] for key in runs] == [0]
+    assert [key[3] for key in runs] == [0]  # (category, aligner, k, seed)
     typed = paired_bootstrap.per_type(runs, data, 200, np.random.default_rng(0))
     assert set(typed) == {("widgets", "logical"), ("widgets", "structural")}
     good_or_logical = TYPES != "structural_anomalies"
@@ -129,7 +146,7 @@ def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):
     np.savez(tmp_path / "feature.npz", **extra)
     joined = f"{base}+{tmp_path / 'feature.npz'}"
     runs, _ = paired_bootstrap.fused_runs(joined, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
-    np.testing.assert_allclose(runs["widgets", "hungarian", "loo", 4, 0], 0.3 * LABELS + noise[0] + 5.0 * LABELS)
+    np.testing.assert_allclose(runs["widgets", "hungarian", 4, 0], 0.3 * LABELS + noise[0] + 5.0 * LABELS)
     paired_bootstrap.main([base, joined, "--overrides", "fusion=loo", "-B", "50"])
     out = capsys.readouterr().out
     assert "new 1.0000" in out and "lowest part per seed: base" in out
