@@ -52,7 +52,7 @@ def fused_runs(path: str, fusion_cfg, seeds: list[int] | None = None) -> tuple[d
                          "pass a file written by quality_synthetic.py --dump")
     fusions = sorted({key[2] for key in runs})
     if len(fusions) > 1:
-        raise ValueError(f"{path} holds runs of several fusions ({', '.join(fusions)}), whose scores are the same; "
+        raise ValueError(f"{path} holds runs of several fusions ({', '.join(fusions)}): runs pair without the fusion name; "
                          "dump one fusion per file (quality_synthetic.py --fusions NAME)")
     return {(cat, aligner, k, seed): build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
             for (cat, aligner, _, k, seed), run in runs.items()}, data
