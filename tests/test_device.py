@@ -74,15 +74,21 @@ def assert_all_on_meta(module) -> None:
     assert not left, f"{len(left)} tensors did not follow module.to('meta'): {left[:8]}"
 
 
-def test_fitted_state_follows_module_to(loco_root, tmp_path):
-    _, _, module, _ = fit_module(loco_root, tmp_path)
+# A backbone ensemble adds each member's features to every parsed image (``parts``).
+BACKBONES = [[], ["experiment=lite0_lite2"]]
+
+
+@pytest.mark.parametrize("backbone", BACKBONES, ids=["one_backbone", "ensemble"])
+def test_fitted_state_follows_module_to(loco_root, tmp_path, backbone):
+    _, _, module, _ = fit_module(loco_root, tmp_path, backbone)
     assert module.model.is_fitted
     module.to("meta")
     assert_all_on_meta(module)
 
 
-def test_checkpoint_reload_through_trainer_scores_identically_and_follows(loco_root, tmp_path):
-    cfg, dm, module, trainer = fit_module(loco_root, tmp_path)
+@pytest.mark.parametrize("backbone", BACKBONES, ids=["one_backbone", "ensemble"])
+def test_checkpoint_reload_through_trainer_scores_identically_and_follows(loco_root, tmp_path, backbone):
+    cfg, dm, module, trainer = fit_module(loco_root, tmp_path, backbone)
     first = module.test_results.table
     trainer.save_checkpoint(tmp_path / "fitted.ckpt")
     fresh = build(cfg.model)

@@ -32,9 +32,9 @@ class Aligner(ABC):
         return self.num_reference_classes + 1
 
     def fit(self, reference: SegmentedImage) -> Aligner:
-        # Kept without its features: aligning reads what fit derived from them, and a kept
-        # tensor would stay on the device the aligner was fitted on.
-        self.reference = dataclasses.replace(reference, features=None)
+        # Kept without its features (nor a backbone ensemble's per-member ones): aligning reads
+        # what fit derived from them, and a kept tensor would stay on the device of the fit.
+        self.reference = dataclasses.replace(reference, features=None, parts=None)
         return self
 
     def follow(self, device: torch.device) -> None:
