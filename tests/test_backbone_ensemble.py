@@ -4,9 +4,10 @@ that search one member's memory (``backbone_part``)."""
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import compose_cfg, train_images
+from conftest import CONF, compose_cfg, train_images
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
 from locoad.backbones.ensemble import BackboneEnsemble, split_parts
@@ -154,3 +155,22 @@ def test_the_lite0_lite2_fusion_has_measured_one_shot_scales_for_every_score(tmp
     single = json.loads((REPO / "benchmarks/results/initial_scales.json").read_text())["initial_scales"]
     for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
         assert measured[n] == pytest.approx(single[n], rel=1e-3)
+
+
+def choices(overrides: list[str]) -> tuple[str, str, str]:
+    """(backbone, features, fusion) that the root config composes to."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        chosen = compose("config", overrides=overrides, return_hydra_config=True).hydra.runtime.choices
+    return chosen.backbone, chosen.features, chosen.fusion
+
+
+def test_the_ensemble_backbone_brings_its_patch_scores_and_weights():
+    """`backbone=efficientnet_lite0_lite2` alone is `experiment=lite0_lite2`; a single backbone
+    brings the single-backbone scores back; a features= or fusion= given with it still wins."""
+    ensemble = ("efficientnet_lite0_lite2", "robust_lite0_lite2", "loo_patch_weighted_lite0_lite2")
+    assert choices(["backbone=efficientnet_lite0_lite2"]) == ensemble
+    assert choices(["experiment=lite0_lite2"]) == ensemble
+    assert choices(["experiment=lite0_lite2", "backbone=efficientnet_lite2"]) == (
+        "efficientnet_lite2", "robust", "loo_patch_weighted")
+    assert choices(["backbone=efficientnet_lite0_lite2", "features=competition", "fusion=loo"]) == (
+        "efficientnet_lite0_lite2", "competition", "loo")
