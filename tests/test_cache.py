@@ -18,8 +18,9 @@ from locoad.run import run
 from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 from stage_jobs import N_IMAGES, ROUNDS, stage_job, stage_run, writer
 
+# one backbone: the stage counts below are per image (an ensemble's members: test_backbone_ensemble.py)
 TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
-        "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=csv"]
+        "backbone=efficientnet_lite0", "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "logger=csv"]
 
 
 def _images(n: int = 3, size: int = 56) -> torch.Tensor:

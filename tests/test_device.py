@@ -75,7 +75,7 @@ def assert_all_on_meta(module) -> None:
 
 
 # A backbone ensemble adds each member's features to every parsed image (``parts``).
-BACKBONES = [[], ["experiment=lite0_lite2"]]
+BACKBONES = [["backbone=efficientnet_lite0"], ["backbone=efficientnet_lite0_lite2"]]
 
 
 @pytest.mark.parametrize("backbone", BACKBONES, ids=["one_backbone", "ensemble"])

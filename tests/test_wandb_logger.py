@@ -53,7 +53,7 @@ def test_ulsad_run_is_named_and_tagged_after_its_own_groups(tmp_path):
     assert list(wb.tags) == ["juice_bottle", "k4", "ulsad_tiny", "resnet18"] and list(wb.extra_tags) == ["mine"]
     lg = LocoadWandbLogger(save_dir=str(tmp_path), name=wb.name, tags=list(wb.tags), extra_tags=["mine", "k4"])
     assert lg._wandb_init["tags"] == ["juice_bottle", "k4", "ulsad_tiny", "resnet18", "mine"]
-    seven = compose_cfg(["logger=wandb"], tmp_path / "s").logger.wandb
+    seven = compose_cfg(["logger=wandb", "backbone=efficientnet_lite0"], tmp_path / "s").logger.wandb
     assert seven.name.endswith("-felzenszwalb-hungarian-efficientnet_lite0-robust-loo_patch_weighted") and "hungarian" in seven.tags
 
 
