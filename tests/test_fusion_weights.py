@@ -76,6 +76,21 @@ def test_zero_loo_max_falls_back_to_the_initial_scale(caplog):
         LeaveOneOutSum(initial_scales={"hist": 0.0}).fit({"hist": np.zeros(2)})
 
 
+def test_one_shot_without_a_measured_scale_warns(caplog):
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    with caplog.at_level("WARNING"):
+        fusion = LeaveOneOutSum(initial_scales={"a": 0.2}).fit({"a": np.zeros(0), "b": np.zeros(0)})
+    assert fusion.scales == {"a": 0.2, "b": 1.0}
+    said = [r.getMessage() for r in caplog.records if "no 1-shot initial scale" in r.getMessage()]
+    assert len(said) == 1 and "for b;" in said[0] and "--only b" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        LeaveOneOutSum(initial_scales={"a": 0.2}).fit({"a": np.zeros(0)})  # every score measured
+        LeaveOneOutSum().fit({"b": np.array([0.1, 0.2])})  # two shots: the LOO max, no initial scale
+    assert not [r for r in caplog.records if "no 1-shot initial scale" in r.getMessage()]
+
+
 @pytest.mark.parametrize("rule", ["loo", "max", "gated", "loo_patch_weighted"])
 def test_one_shot_uses_measured_initial_scales(rule, tmp_path):
     # initial_scales: {} made every 1-shot divisor 1.0: a raw sum of scores whose ranges differ
@@ -90,9 +105,12 @@ def test_one_shot_uses_measured_initial_scales(rule, tmp_path):
     cfg = compose_cfg([f"fusion={rule}", "backbone=efficientnet_lite0", "logger=none"], tmp_path / "run")
     measured = json.loads((REPO / "benchmarks/results/initial_scales.json").read_text())["initial_scales"]
     shipped = dict(cfg.fusion.initial_scales)
-    # every feature any preset can select has a measured 1-shot divisor, not the 1.0 fallback
+    # every feature any preset can select has a measured 1-shot divisor, not the 1.0 fallback,
+    # and so do the Lite2 member's patch scores that backbone=efficientnet_lite0_lite2 brings
     every_feature = {p.stem for p in (REPO / "conf" / "feature_defaults").glob("*.yaml")}
-    assert set(shipped) == set(measured) == every_feature >= set(cfg.features)
+    members = set(compose_cfg(["backbone=efficientnet_lite0_lite2"], tmp_path / "ens").features) - every_feature
+    assert members == {"lite2_class_agnostic_patch", "lite2_class_aware_patch", "lite2_foreground_patch"}
+    assert set(shipped) == set(measured) == every_feature | members >= set(cfg.features)
     for name, value in shipped.items():
         assert value == pytest.approx(measured[name], rel=1e-3) and value > 0
     fusion = build(cfg.fusion).fit({n: np.zeros(0) for n in cfg.features})  # 1 shot: no LOO scores

@@ -73,6 +73,13 @@ class Fusion:
         for name, n in self.full_weight_shots.items():
             if name in loo_scores:
                 self.weights[name] = self.base_weights.get(name, 1.0) * min(k, n) / n
+        unmeasured = sorted(n for n, s in loo_scores.items() if not np.size(s) and n not in self.initial_scales)
+        if unmeasured:
+            # One shot, no LOO: a score without its measured scale is divided by a constant, so its
+            # weight against the others is arbitrary (a patch distance of ~0.15 counts ~7x less).
+            log.warning("fusion: no 1-shot initial scale for %s; dividing by default_initial_scale=%s. "
+                        "Measure them with benchmarks/initial_scales.py --only %s",
+                        ", ".join(unmeasured), self.default_initial_scale, " ".join(unmeasured))
         for name, s in loo_scores.items():
             s = np.asarray(s, dtype=np.float64)
             initial = float(self.initial_scales.get(name, self.default_initial_scale))
