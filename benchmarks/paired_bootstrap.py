@@ -9,8 +9,8 @@ the shots' draw, which the runs already vary, is held fixed and only the test im
 Printed per pair and for the mean over the pairs (each resampled independently): the mean fused
 AUROC of both sides over the runs, their difference and its 95 % interval, and the share of draws
 in which the candidate is higher. A difference whose interval straddles 0 is within the test
-images' noise. The same is printed for the *lowest part per seed*: per shot draw (k, seed) the
-lowest logical or structural AUROC of any category, averaged over the draws (the weakest cell a
+images' noise. The same is printed for the *lowest part per seed*: per aligner and shot draw
+(k, seed) the lowest logical or structural AUROC of any category, averaged over them (the weakest cell a
 single run shows; the project's rules ask that a change not lower it). A side may be several
 dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides
 features=<name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
@@ -97,8 +97,8 @@ def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[s
     """{"mean": mean AUROC over the runs, "lowest": lowest part per seed}, each (b + 1, pairs, 2)
     for base and candidate per pair: row 0 on the test images as they are, then ``b`` paired
     resamples (one per category for every run, both types and both sides). The lowest part per
-    seed: per shot draw (k, seed) the lowest logical or structural AUROC of any category,
-    averaged over the draws."""
+    seed: per aligner and shot draw (k, seed) the lowest logical or structural AUROC of any
+    category, averaged over them."""
     rng = np.random.default_rng(seed)
     out = {stat: np.empty((b + 1, len(pairs), 2)) for stat in ("mean", "lowest")}
     for j, ((runs_a, data), (runs_b, _)) in enumerate(pairs):
@@ -112,11 +112,12 @@ def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[s
         for side, runs in enumerate((runs_a, runs_b)):
             out["mean"][:, j, side] = np.mean([drawn_auroc(score, data[key[0]]["labels"], idx[key[0]])
                                                for key, score in runs.items()], axis=0)
-            lowest: dict[tuple, np.ndarray] = {}  # (k, seed) -> (b + 1,) lowest part so far
-            for (cat, *_, k, seed_), score in runs.items():
+            # (aligner, k, seed) -> (b + 1,) lowest part so far: two aligners are two configurations
+            lowest: dict[tuple, np.ndarray] = {}
+            for (cat, *draw), score in runs.items():
                 for rows in typed[cat]:
                     a = drawn_auroc(score, data[cat]["labels"], rows)
-                    lowest[k, seed_] = np.minimum(lowest.get((k, seed_), a), a)
+                    lowest[tuple(draw)] = np.minimum(lowest.get(tuple(draw), a), a)
             out["lowest"][:, j, side] = np.mean(list(lowest.values()), axis=0)
     return out
 

@@ -136,6 +136,21 @@ def test_lowest_part_per_seed_is_the_weakest_type_averaged_over_the_draws(tmp_pa
     assert "lowest part per seed: base 0.5000  new 1.0000  difference +0.5000" in capsys.readouterr().out
 
 
+def test_lowest_part_per_seed_keeps_two_aligners_apart(tmp_path):
+    # One shot draw, two aligners: hungarian separates both types, nearest ranks the structural
+    # images below every good one. Each aligner's lowest part counts: (1 + 0) / 2, not min = 0.
+    good, anomalous = np.zeros(8), np.ones(4)
+    arrays = {"widgets/labels": LABELS, "widgets/types": TYPES, "widgets/defects": np.array([""] * 16)}
+    for aligner, structural in (("hungarian", anomalous), ("nearest", -anomalous)):
+        arrays[f"widgets/{aligner}/loo/4/0/score/foreground_patch"] = np.concatenate([good, anomalous, structural])
+        arrays[f"widgets/{aligner}/loo/4/0/loo/foreground_patch"] = np.ones(4)
+    np.savez(tmp_path / "two.npz", **arrays)
+    runs = paired_bootstrap.fused_runs(str(tmp_path / "two.npz"), paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    assert len(runs[0]) == 2
+    lowest = paired_bootstrap.bootstrap([(runs, runs)], 20)["lowest"][0, 0]
+    assert tuple(lowest) == pytest.approx((0.5, 0.5))
+
+
 def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):
     # BASE+FEATURE: the second dump's feature joins each run of the first (a feature run alone).
     rng = np.random.default_rng(3)
