@@ -1,6 +1,8 @@
-"""The default's raw scores under benchmarks/results/dumps/ are those of the README's k = 4 grid
-rows: fused with today's default fusion they give each row's AUROC. A fusion change without a
-re-run of the tables, or a dump of another default, fails here (docs/ablations.md)."""
+"""The raw scores under benchmarks/results/dumps/ are those of their result files' k = 4 rows:
+the default's (``default_k4_*``, the README's grids) and ``experiment=lite0_lite2``'s
+(``lite0_lite2_k4_*``), each fused with today's fusion of its configuration, give each row's
+AUROC. A fusion change without a re-run of the tables, or a dump of another configuration, fails
+here (docs/ablations.md)."""
 
 from __future__ import annotations
 
@@ -28,19 +30,28 @@ GRIDS = {
     "workbench": "quality_default_workbench_grid.json",
     "workbench_clean": "quality_default_workbench_clean_grid.json",
 }
-NAMES = sorted(p.name.removeprefix("default_k4_").removesuffix(".npz") for p in DUMPS.glob("default_k4_*.npz"))
+# dump prefix -> (the overrides its runs were made with, dump name -> its result file)
+CONFIGS = {
+    "default": ([], GRIDS),
+    "lite0_lite2": (["experiment=lite0_lite2"], {n: f"quality_lite0_lite2_{n}_k4.json" for n in GRIDS}),
+}
+DUMPED = [(prefix, p.name.removeprefix(f"{prefix}_k4_").removesuffix(".npz"))
+          for prefix in CONFIGS for p in sorted(DUMPS.glob(f"{prefix}_k4_*.npz"))]
 
 
-def test_every_dump_names_its_grid():
-    assert NAMES and set(NAMES) <= set(GRIDS), NAMES
+@pytest.mark.parametrize("prefix", list(CONFIGS))
+def test_every_dump_names_its_grid(prefix):
+    names = [name for p, name in DUMPED if p == prefix]
+    assert names and set(names) <= set(CONFIGS[prefix][1]), names
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_a_dump_fused_by_the_default_gives_its_grid_rows(name):
-    grid = json.loads((REPO / "benchmarks/results" / GRIDS[name]).read_text())
+@pytest.mark.parametrize(("prefix", "name"), DUMPED)
+def test_a_dump_fused_by_its_configuration_gives_its_grid_rows(prefix, name):
+    overrides, files = CONFIGS[prefix]
+    grid = json.loads((REPO / "benchmarks/results" / files[name]).read_text())
     rows = {(r["category"], r["seed"]): r["metrics"]["fused"]["auroc"]
             for r in grid["results"] if r["k"] == 4 and r["aligner"] == "hungarian"}
-    runs, data = fused_runs(str(DUMPS / f"default_k4_{name}.npz"), compose_config([]).model.fusion)
+    runs, data = fused_runs(str(DUMPS / f"{prefix}_k4_{name}.npz"), compose_config(overrides).model.fusion)
     mine = {(cat, seed): image_metrics(score, data[cat]["labels"], data[cat]["types"])["auroc"]
             for (cat, _, k, seed), score in runs.items() if k == 4}
     assert set(mine) == set(rows)
