@@ -133,10 +133,21 @@ def test_the_lite0_lite2_experiment_composes_and_builds(tmp_path):
     feats = instantiate(cfg.features)
     patch = {n for n, f in feats.items() if getattr(f, "backbone_part", None) == "lite2"}
     assert patch == {"lite2_class_agnostic_patch", "lite2_class_aware_patch", "lite2_foreground_patch"}
-    w = cfg.fusion.weights
-    for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
-        assert w[n] == w[f"lite2_{n}"]  # each backbone at half the single-backbone weight
-    assert (w.class_agnostic_patch, w.class_aware_patch, w.foreground_patch) == (1.0, 0.5, 3.0)
+    # each backbone's patch scores at half the single-backbone weight (fusion.shared_weights)
+    fusion = instantiate(cfg.fusion).fit({n: np.ones(4) for n in feats})
+    patch_scores = ("class_agnostic_patch", "class_aware_patch", "foreground_patch")
+    assert [fusion.weights[n] for n in patch_scores] == [fusion.weights[f"lite2_{n}"] for n in patch_scores] == [1.0, 0.5, 3.0]
+    # the same features without the Lite2 copies (features= given with the ensemble): full weight
+    fusion.fit({n: np.ones(4) for n in feats if not n.startswith("lite2_")})
+    assert [fusion.weights[n] for n in patch_scores] == [2.0, 1.0, 6.0]
+
+
+def test_a_copy_weighted_on_its_own_is_a_clear_error():
+    from locoad.errors import ConfigError
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    with pytest.raises(ConfigError, match="fusion.weights sets lite2_a.*weight the score it copies"):
+        LeaveOneOutSum(weights={"lite2_a": 2.0}, shared_weights={"a": ["lite2_a"]})
 
 
 def test_the_lite0_lite2_fusion_has_measured_one_shot_scales_for_every_score(tmp_path):
@@ -167,7 +178,7 @@ def choices(overrides: list[str]) -> tuple[str, str, str]:
 def test_the_ensemble_backbone_brings_its_patch_scores_and_weights():
     """`backbone=efficientnet_lite0_lite2` alone is `experiment=lite0_lite2`; a single backbone
     brings the single-backbone scores back; a features= or fusion= given with it still wins."""
-    ensemble = ("efficientnet_lite0_lite2", "robust_lite0_lite2", "loo_patch_weighted_lite0_lite2")
+    ensemble = ("efficientnet_lite0_lite2", "robust_lite0_lite2", "loo_patch_weighted")
     assert choices(["backbone=efficientnet_lite0_lite2"]) == ensemble
     assert choices(["experiment=lite0_lite2"]) == ensemble
     assert choices(["experiment=lite0_lite2", "backbone=efficientnet_lite2"]) == (

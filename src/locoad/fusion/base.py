@@ -35,7 +35,10 @@ class Fusion:
     at k shots, for a score whose normal spread only the shots can tell (one shot shows none).
     ``scale_statistic[f] = "median"``: f's divisor is the median of its LOO scores instead of their
     maximum, for a score whose LOO maximum one odd shot sets (composition's is 3-5 times its LOO
-    median on the development data, the patch scores' 1.3-1.5 times)."""
+    median on the development data, the patch scores' 1.3-1.5 times). ``shared_weights[f] =
+    [copies]``: f's weight is split evenly over f and those of its copies that are scored (a
+    backbone ensemble's member scores, ``lite2_<f>``), so the evidence weighs the same with one
+    backbone or several."""
 
     transductive = False  # True: needs the whole test set at once (e.g. ranks)
 
@@ -47,8 +50,15 @@ class Fusion:
         min_scale: float = 1e-6,
         full_weight_shots: dict[str, int] | None = None,
         scale_statistic: dict[str, str] | None = None,
+        shared_weights: dict[str, list[str]] | None = None,
     ):
         self.base_weights = dict(weights or {})
+        self.shared_weights = {n: list(c) for n, c in (shared_weights or {}).items()}
+        own = sorted(c for copies in self.shared_weights.values() for c in copies if c in self.base_weights)
+        if own:
+            raise ConfigError(f"fusion.weights sets {', '.join(own)}, which share(s) a weight "
+                              "(fusion.shared_weights): weight the score it copies instead, or drop "
+                              "it from fusion.shared_weights")
         self.weights = dict(self.base_weights)  # at the fitted shot count (fit)
         self.full_weight_shots = {n: int(v) for n, v in (full_weight_shots or {}).items()}
         bad = {n: v for n, v in self.full_weight_shots.items() if v < 1}
@@ -73,6 +83,10 @@ class Fusion:
         for name, n in self.full_weight_shots.items():
             if name in loo_scores:
                 self.weights[name] = self.base_weights.get(name, 1.0) * min(k, n) / n
+        for name, copies in self.shared_weights.items():
+            scored = [n for n in (name, *copies) if n in loo_scores]
+            share = self.weights.get(name, 1.0) / max(len(scored), 1)
+            self.weights.update(dict.fromkeys(scored, share))
         unmeasured = sorted(n for n, s in loo_scores.items() if not np.size(s) and n not in self.initial_scales)
         if unmeasured:
             # One shot, no LOO: a score without its measured scale is divided by a constant, so its
