@@ -185,3 +185,14 @@ def test_the_ensemble_backbone_brings_its_patch_scores_and_weights():
         "efficientnet_lite2", "robust", "loo_patch_weighted")
     assert choices(["backbone=efficientnet_lite0_lite2", "features=competition", "fusion=loo"]) == (
         "efficientnet_lite0_lite2", "competition", "loo")
+
+
+@pytest.mark.parametrize("fusion", ["loo_patch_weighted", "loo", "max", "gated", "sum", "rank"])
+def test_every_fusion_shares_a_patch_weight_with_its_ensemble_copy(fusion, tmp_path):
+    cfg = compose_cfg(["backbone=efficientnet_lite0_lite2", f"fusion={fusion}"], tmp_path)
+    scores = {n: np.ones(4) for n in cfg.features}
+    weights = instantiate(cfg.fusion).fit(scores).weights
+    single = compose_cfg(["backbone=efficientnet_lite0", f"fusion={fusion}"], tmp_path / "one")
+    alone = instantiate(single.fusion).fit({n: np.ones(4) for n in single.features}).weights
+    for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
+        assert weights[n] == weights[f"lite2_{n}"] == alone.get(n, 1.0) / 2
