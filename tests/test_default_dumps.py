@@ -46,6 +46,17 @@ def test_every_dump_names_its_grid(prefix):
 
 
 @pytest.mark.parametrize(("prefix", "name"), DUMPED)
+def test_a_dump_holds_its_configurations_scores(prefix, name):
+    """A dump of another backbone or feature set fuses to nearly the same rows when the fusions
+    agree on the scores they share; its scores' names give it away."""
+    with np.load(DUMPS / f"{prefix}_k4_{name}.npz") as dump:
+        scored = {key.rsplit("/", 1)[1] for key in dump.files if "/score/" in key} - {"fused"}
+    assert scored == set(compose_config(CONFIGS[prefix][0]).features), (
+        f"{prefix}_k4_{name}.npz scores {sorted(scored)}, not the features of {CONFIGS[prefix][0] or 'the default'}: "
+        "re-run its set (README, Results) and replace the dump")
+
+
+@pytest.mark.parametrize(("prefix", "name"), DUMPED)
 def test_a_dump_fused_by_its_configuration_gives_its_grid_rows(prefix, name):
     overrides, files = CONFIGS[prefix]
     grid = json.loads((REPO / "benchmarks/results" / files[name]).read_text())
