@@ -7,7 +7,7 @@ import json
 import statistics
 
 import pytest
-from quality_synthetic import markdown_fused
+from quality_synthetic import compose_config, markdown_fused
 
 from conftest import REPO
 
@@ -164,3 +164,14 @@ def test_readme_defect_size_table_matches_the_result_files(label):
     default, small = (REPO / "benchmarks" / "results" / f for f in DEFECT_ROWS[label])
     want = [f"{grid_means(default)[4]:.3f}", f"{grid_means(small)[4]:.3f}", lowest_part(small, "structural")]
     assert cells[:3] == want, f"README row {label!r} says {cells[:3]}; the files hold {want}"
+
+
+def test_the_readmes_default_tables_are_runs_of_the_default():
+    """Every file the default's tables read holds runs of the default's scores: a switch of the
+    default's backbone or features without re-run tables fails here."""
+    want = set(compose_config([]).features) | {"fused"}
+    files = {*ROWS.values(), *PER_CATEGORY.values(), *(f for pair in (*SIZE_ROWS.values(), *DEFECT_ROWS.values()) for f in pair)}
+    for name in sorted(files):
+        results = json.loads((REPO / "benchmarks" / "results" / name).read_text())["results"]
+        scored = {frozenset(r["metrics"]) for r in results}
+        assert scored == {frozenset(want)}, f"{name} holds runs of {sorted(set().union(*scored) - {'fused'})}, not the default's features"
