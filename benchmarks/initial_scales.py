@@ -15,8 +15,8 @@ feature space): re-run this after changing the default backbone, segmenter or fe
 
     .venv/bin/python benchmarks/initial_scales.py            # measure, write the YAMLs and the JSON
     .venv/bin/python benchmarks/initial_scales.py --no-write --pairs 2 --categories pushpins
-    .venv/bin/python benchmarks/initial_scales.py --overrides experiment=lite0_lite2 \
-        --fusion loo_patch_weighted_lite0_lite2 --out benchmarks/results/initial_scales_lite0_lite2.json
+    .venv/bin/python benchmarks/initial_scales.py --only lite2_class_agnostic_patch \
+        lite2_class_aware_patch lite2_foreground_patch --overrides experiment=lite0_lite2
     .venv/bin/python benchmarks/initial_scales.py --only local_patch --overrides features=local_patch
 
 ``--only`` adds (or re-measures) the named features and keeps every other shipped scale as it is,
