@@ -142,6 +142,19 @@ def test_the_lite0_lite2_experiment_composes_and_builds(tmp_path):
     assert [fusion.weights[n] for n in patch_scores] == [2.0, 1.0, 6.0]
 
 
+def test_the_ensembles_image_size_is_every_members_input_size(tmp_path):
+    """`backbone.image_size=N` with the ensemble moves both members' inputs, as it moves a single
+    backbone's (the data were read at N while the members kept 296 px); one member can differ."""
+    def sizes(overrides):
+        cfg = compose_cfg(["backbone=efficientnet_lite0_lite2", *overrides], tmp_path)
+        bb = instantiate(cfg.backbone, members={n: {"pretrained": False} for n in cfg.backbone.members})
+        return cfg.data.image_size, [m.image_size for m in bb.members.values()]
+
+    assert sizes([]) == (296, [296, 296])
+    assert sizes(["backbone.image_size=448"]) == (448, [448, 448])
+    assert sizes(["backbone.members.lite2.image_size=352"]) == (296, [296, 352])
+
+
 def test_a_copy_weighted_on_its_own_is_a_clear_error():
     from locoad.errors import ConfigError
     from locoad.fusion.loo import LeaveOneOutSum
