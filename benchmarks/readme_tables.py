@@ -73,7 +73,11 @@ def results(name: str) -> tuple[dict, ...]:
 
 
 def mean_auroc(name: str, k: int) -> float:
-    return statistics.mean(r["metrics"]["fused"]["auroc"] for r in results(name) if r["k"] == k)
+    values = [r["metrics"]["fused"]["auroc"] for r in results(name) if r["k"] == k]
+    if not values:
+        raise ValueError(f"{name} has no k = {k} rows, which the README's table shows: run them and merge "
+                         "them in (benchmarks/merge_runs.py)")
+    return statistics.mean(values)
 
 
 def part_aurocs(name: str, k: int = 4, seed: int | None = None) -> dict[tuple[str, str], float]:

@@ -28,6 +28,15 @@ def test_a_row_without_a_result_file_is_refused():
         readme_tables.with_cells(table, readme_tables.GRID_ROWS, readme_tables.grid_cells)
 
 
+def test_a_file_without_a_column_of_the_table_is_named(tmp_path, monkeypatch):
+    (tmp_path / "k4.json").write_text(json.dumps({"results": [{"k": 4, "metrics": {"fused": {"auroc": 0.9}}}]}))
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    readme_tables.results.cache_clear()
+    with pytest.raises(ValueError, match="k4.json has no k = 8 rows"):
+        readme_tables.mean_auroc("k4.json", 8)
+    readme_tables.results.cache_clear()
+
+
 def test_a_stale_cell_is_found():
     text = (REPO / "README.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| clean (generator seed 0"))
