@@ -13,6 +13,7 @@ from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
 from locoad.backbones.ensemble import BackboneEnsemble, split_parts
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
+from locoad.errors import ConfigError
 from locoad.features.class_agnostic_patch import ClassAgnosticPatchScore
 from locoad.features.class_aware_patch import ClassAwarePatchScore
 from locoad.features.class_histogram import ClassHistogramScore
@@ -22,6 +23,7 @@ from locoad.models.seven_feature.stored import StoredBackbone, stored_backbone
 from locoad.models.seven_feature.torch_model import SevenFeatureModel
 from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 from locoad.types import ParsedImage
+from locoad.utils import build
 
 
 def members(lite2_size: int = 112) -> dict[str, EfficientNetLiteBackbone]:
@@ -140,6 +142,14 @@ def test_the_lite0_lite2_experiment_composes_and_builds(tmp_path):
     # the same features without the Lite2 copies (features= given with the ensemble): full weight
     fusion.fit({n: np.ones(4) for n in feats if not n.startswith("lite2_")})
     assert [fusion.weights[n] for n in patch_scores] == [2.0, 1.0, 6.0]
+
+
+def test_a_single_backbones_key_on_an_ensemble_says_where_it_belongs(tmp_path):
+    """model=ulsad sets backbone.layers for its one CNN: with the ensemble it was a TypeError
+    ("unexpected keyword argument 'layers'") from inside Hydra's instantiate."""
+    cfg = compose_cfg(["model=ulsad", "backbone=efficientnet_lite0_lite2"], tmp_path)
+    with pytest.raises(ConfigError, match=r"ensemble has no layers, patch_size, pool_size: .*backbone.members.<name>.layers.*model=ulsad"):
+        build(cfg.backbone, members={n: {"pretrained": False} for n in cfg.backbone.members})
 
 
 def test_the_ensembles_image_size_is_every_members_input_size(tmp_path):

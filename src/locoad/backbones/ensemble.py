@@ -24,9 +24,14 @@ class BackboneEnsemble(Backbone):
 
     normalize = False  # every member normalises its own input
 
-    def __init__(self, members: Mapping[str, nn.Module], image_size: int | None = None):
+    def __init__(self, members: Mapping[str, nn.Module], image_size: int | None = None, **single: object):
         """``image_size``: the size the data is read at (``data.image_size`` follows it); every
-        member resizes to its own input size. None: the first member's."""
+        member resizes to its own input size. None: the first member's. ``single``: keys of a
+        single backbone (``layers``, ``pool_size``, ...), refused with where they belong."""
+        if single:
+            keys = ", ".join(sorted(single))
+            raise ConfigError(f"a backbone ensemble has no {keys}: its members have (backbone.members.<name>.{sorted(single)[0]}=...); "
+                              "a model that sets them for one backbone (model=ulsad) needs a single one, e.g. backbone=efficientnet_lite0")
         super().__init__()
         if len(members) < 2:
             raise ConfigError(f"a backbone ensemble needs at least two members, got {len(members)}: "
