@@ -16,6 +16,7 @@ from conftest import compose_cfg, make_loco
 from locoad.data.ground_truth import LocoGroundTruth, load_defects_config, read_channel
 from locoad.data.layout import DataLayoutError, category_dir, list_split
 from locoad.errors import ConfigError
+from locoad.metrics.loco import loco_au_spro, loco_au_spro_maps
 from locoad.run import per_score_spro, run
 
 SIZE = (72, 96)  # (H, W): not square, so "original resolution" is tested
@@ -160,3 +161,16 @@ def test_per_score_spro_off_evaluates_the_fused_map_only(tmp_path):
     assert not [name for name, m in metrics.items() if isinstance(m, dict) and "pixel" in m and name != "pixel"]
     with pytest.raises(ConfigError, match="evaluation.per_score_spro='no' must be true or false"):
         per_score_spro(compose_cfg(["evaluation.per_score_spro=no"], tmp_path / "bad"))
+
+
+def test_several_scores_maps_evaluated_side_by_side_as_one_by_one(tmp_path):
+    """loco_au_spro_maps runs the scores' sPRO in threads: the same numbers as one at a time."""
+    root = make_unseen(tmp_path / "loco")
+    cdir = category_dir(root, "widgets")
+    gt = LocoGroundTruth(list_split(cdir, "test"), cdir)
+    rng = np.random.default_rng(0)
+    maps = {name: [rng.random((9, 12)).astype(np.float32) for _ in range(len(gt))] for name in ("", "a", "b")}
+    one_by_one = {name: loco_au_spro(m, LocoGroundTruth(list_split(cdir, "test"), cdir)) for name, m in maps.items()}
+    assert loco_au_spro_maps(maps, gt, workers=3) == one_by_one
+    assert len({json.dumps(s, sort_keys=True) for s in one_by_one.values()}) == 3  # three different maps
+    assert loco_au_spro_maps({}, gt, workers=2) == {}

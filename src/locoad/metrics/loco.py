@@ -8,7 +8,8 @@ mean, with anomaly maps resized to each image's ground-truth resolution; per-def
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -77,6 +78,18 @@ def loco_au_spro(maps: Sequence[np.ndarray], gt: LocoGroundTruth,
                for lim in limits} for t, c in curves.items()}
     out["mean"] = {k: float(np.mean([out[t][k] for t in subsets])) for k in out[next(iter(subsets))]}
     return out
+
+
+def loco_au_spro_maps(maps: Mapping[str, Sequence[np.ndarray]], gt: LocoGroundTruth, workers: int = 1,
+                      limits: Sequence[float] = LIMITS) -> dict[str, dict[str, dict[str, float]] | None]:
+    """:func:`loco_au_spro` of several scores' maps (name -> maps in ``gt``'s order), ``workers``
+    at a time: numpy's sorts and binary searches, its cost at LOCO resolution, release the GIL."""
+    if not maps:
+        return {}
+    for i in range(len(gt)):
+        gt.size(i)  # every mask read once, before threads share the ground truth's cache
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(maps)))) as pool:
+        return dict(zip(maps, pool.map(lambda m: loco_au_spro(m, gt, limits), maps.values())))
 
 
 def per_defect_auroc(scores: np.ndarray, labels: np.ndarray, defects: Sequence[Sequence[str]]) -> dict[str, dict]:

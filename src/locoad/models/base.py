@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from locoad.data.ground_truth import LocoGroundTruth
 from locoad.errors import ConfigError
 from locoad.metrics import image_metrics, pixel_auroc
-from locoad.metrics.loco import loco_au_spro, per_defect_auroc
+from locoad.metrics.loco import loco_au_spro_maps, per_defect_auroc
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +200,8 @@ class AnomalyModule(L.LightningModule):
                 names[i] = gt.defect_names(j)
             for name, values in scores.items():
                 metrics[name]["per_defect"] = per_defect_auroc(values, labels, names)
-        for name, maps in self._native.items():
-            if len(maps) != len(order):
-                continue
-            spro = loco_au_spro([maps[i] for i in order], gt)
+        native = {name: [maps[i] for i in order] for name, maps in self._native.items() if len(maps) == len(order)}
+        for name, spro in loco_au_spro_maps(native, gt, workers=torch.get_num_threads()).items():
             if spro is None:
                 return  # no test image has ground truth
             if name == "":
