@@ -7,7 +7,8 @@ with two regions), and one 37 x 37 anomaly map per image (the seven-feature mode
 It then times what a run does after testing: read the ground truth, resize every map to
 1600 x 1100 and compute AU-sPRO of logical and structural (``locoad.metrics.loco.loco_au_spro``),
 once for the first map (ground truth read from disk) and once more (ground truth cached, as for
-every further score's map in the same run).
+every further score's map in the same run); then ``--maps`` maps, as a run evaluates the fused map
+and each score's, one at a time and side by side (``loco_au_spro_maps``, ``--threads`` at once).
 
     .venv/bin/python benchmarks/spro_benchmark.py            # --threads 2 --size 1100 1600
 """
@@ -30,7 +31,7 @@ from common import machine, max_rss_gib, save_json  # noqa: E402
 
 from locoad.data.ground_truth import LocoGroundTruth  # noqa: E402
 from locoad.data.layout import list_split  # noqa: E402
-from locoad.metrics.loco import loco_au_spro  # noqa: E402
+from locoad.metrics.loco import loco_au_spro, loco_au_spro_maps  # noqa: E402
 
 DEFECTS = [
     {"defect_name": "missing_part", "pixel_value": 255, "saturation_threshold": 1.0, "relative_saturation": True},
@@ -90,6 +91,7 @@ def main() -> None:
     p.add_argument("--images", type=int, nargs=3, default=(34, 33, 33), metavar=("GOOD", "LOGICAL", "STRUCT"))
     p.add_argument("--grid", type=int, default=37)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--maps", type=int, default=4, help="maps of one run (the fused map and three patch scores')")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     shape = tuple(args.size)
@@ -106,6 +108,13 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         loco_au_spro([m * 1.01 + 0.1 for m in maps], gt)
         t_again, c_again = time.perf_counter() - t0, time.process_time() - c0
+        several = {f"map{j}": [m * (1 + 0.01 * j) for m in maps] for j in range(args.maps)}
+        t0 = time.perf_counter()
+        loco_au_spro_maps(several, gt, workers=1)
+        t_serial = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        loco_au_spro_maps(several, gt, workers=args.threads)
+        t_side = time.perf_counter() - t0
         n_region_pixels = sum(int(r.mask.sum()) for i in range(len(gt)) for r in gt.regions(i))
     payload = {
         "machine": machine(),
@@ -115,6 +124,9 @@ def main() -> None:
         # CPU seconds of this process (all its threads): the wall time minus waiting for the
         # other jobs on a shared machine
         "first_map_cpu_s": round(c_first, 2), "further_map_cpu_s": round(c_again, 2),
+        f"{args.maps}_maps_one_at_a_time_s": round(t_serial, 2),
+        f"{args.maps}_maps_side_by_side_s": round(t_side, 2),
+        "side_by_side_speedup": round(t_serial / t_side, 2),
         "peak_rss_gib": round(max_rss_gib(), 2),
         "au_spro_0.05": {k: round(v["0.05"], 4) for k, v in first.items()},
     }
