@@ -188,3 +188,23 @@ def test_shared_bank_of_unlike_settings_is_a_bug_not_a_setting() -> None:
     with pytest.raises(ValueError, match="same half") as err:
         SharedPatchBank({"a": ClassAgnosticPatchScore(), "b": ForegroundPatchScore(half=True)}, [parsed(0)])
     assert not isinstance(err.value, ConfigError)
+
+
+def test_a_foreground_only_bank_searches_only_the_foreground_patches(monkeypatch) -> None:
+    """On a CPU the background patches of a bank that only foreground scores share stay out of the
+    similarity product (their distance is NaN either way); every score stays the reference's."""
+    import locoad.features.shared_patch_bank as spb
+
+    searched = []
+    real = spb.grouped_nn_cosine_distance
+    monkeypatch.setattr(spb, "grouped_nn_cosine_distance", lambda q, *a, **kw: searched.append(len(q)) or real(q, *a, **kw))
+    shots, test = SHOT_SETS["plain"], TESTS[0]
+    f = ForegroundPatchScore(top_percent=10.0)
+    shared = SharedPatchBank({"foreground_patch": f}, shots).score(test)["foreground_patch"]
+    assert searched == [int(f.groups(test)[1].sum())] and 0 < searched[0] < G * G
+    value, amap = reference_score(f, shots, test)
+    assert shared.value == pytest.approx(value, abs=1e-5)
+    torch.testing.assert_close(shared.anomaly_map, amap, atol=1e-5, rtol=0)
+    searched.clear()
+    SharedPatchBank(all_three(), shots).score(test)  # the class-agnostic score groups every patch
+    assert searched == [G * G]
