@@ -199,23 +199,32 @@ def choices(overrides: list[str]) -> tuple[str, str, str]:
 
 
 def test_the_ensemble_backbone_brings_its_patch_scores_and_weights():
-    """`backbone=efficientnet_lite0_lite2` alone is `experiment=lite0_lite2`; a single backbone
-    brings the single-backbone scores back; a features= or fusion= given with it still wins."""
-    ensemble = ("efficientnet_lite0_lite2", "robust_lite0_lite2", "loo_patch_weighted")
-    assert choices(["backbone=efficientnet_lite0_lite2"]) == ensemble
-    assert choices(["experiment=lite0_lite2"]) == ensemble
+    """`backbone=efficientnet_lite0_lite2` alone brings Lite2's foreground copy and
+    `experiment=lite0_lite2` all three copies; a single backbone brings the single-backbone scores
+    back; a features= or fusion= given with it still wins."""
+    assert choices(["backbone=efficientnet_lite0_lite2"]) == (
+        "efficientnet_lite0_lite2", "robust_lite2_foreground", "loo_patch_weighted")
+    assert choices(["experiment=lite0_lite2"]) == ("efficientnet_lite0_lite2", "robust_lite0_lite2", "loo_patch_weighted")
+    assert choices(["backbone=efficientnet_lite2"]) == ("efficientnet_lite2", "robust", "loo_patch_weighted")
+    # the experiment names its features: on one backbone their Lite2 copies are refused at build (above)
     assert choices(["experiment=lite0_lite2", "backbone=efficientnet_lite2"]) == (
-        "efficientnet_lite2", "robust", "loo_patch_weighted")
+        "efficientnet_lite2", "robust_lite0_lite2", "loo_patch_weighted")
     assert choices(["backbone=efficientnet_lite0_lite2", "features=competition", "fusion=loo"]) == (
         "efficientnet_lite0_lite2", "competition", "loo")
 
 
 @pytest.mark.parametrize("fusion", ["loo_patch_weighted", "loo", "max", "gated", "sum", "rank"])
 def test_every_fusion_shares_a_patch_weight_with_its_ensemble_copy(fusion, tmp_path):
-    cfg = compose_cfg(["backbone=efficientnet_lite0_lite2", f"fusion={fusion}"], tmp_path)
-    scores = {n: np.ones(4) for n in cfg.features}
-    weights = instantiate(cfg.fusion).fit(scores).weights
     single = compose_cfg(["backbone=efficientnet_lite0", f"fusion={fusion}"], tmp_path / "one")
     alone = instantiate(single.fusion).fit({n: np.ones(4) for n in single.features}).weights
+    # all three copies (experiment=lite0_lite2): every patch weight halved
+    cfg = compose_cfg(["experiment=lite0_lite2", f"fusion={fusion}"], tmp_path)
+    weights = instantiate(cfg.fusion).fit({n: np.ones(4) for n in cfg.features}).weights
     for n in ("class_agnostic_patch", "class_aware_patch", "foreground_patch"):
         assert weights[n] == weights[f"lite2_{n}"] == alone.get(n, 1.0) / 2
+    # the backbone alone (only the foreground copy): the foreground weight halved, the others whole
+    cfg = compose_cfg(["backbone=efficientnet_lite0_lite2", f"fusion={fusion}"], tmp_path / "fg")
+    weights = instantiate(cfg.fusion).fit({n: np.ones(4) for n in cfg.features}).weights
+    assert weights["foreground_patch"] == weights["lite2_foreground_patch"] == alone.get("foreground_patch", 1.0) / 2
+    for n in ("class_agnostic_patch", "class_aware_patch"):
+        assert weights[n] == alone.get(n, 1.0) and f"lite2_{n}" not in weights

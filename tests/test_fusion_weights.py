@@ -106,9 +106,9 @@ def test_one_shot_uses_measured_initial_scales(rule, tmp_path):
     measured = json.loads((REPO / "benchmarks/results/initial_scales.json").read_text())["initial_scales"]
     shipped = dict(cfg.fusion.initial_scales)
     # every feature any preset can select has a measured 1-shot divisor, not the 1.0 fallback,
-    # and so do the Lite2 member's patch scores that backbone=efficientnet_lite0_lite2 brings
+    # and so do the Lite2 member's patch scores that experiment=lite0_lite2 scores
     every_feature = {p.stem for p in (REPO / "conf" / "feature_defaults").glob("*.yaml")}
-    members = set(compose_cfg(["backbone=efficientnet_lite0_lite2"], tmp_path / "ens").features) - every_feature
+    members = set(compose_cfg(["experiment=lite0_lite2"], tmp_path / "ens").features) - every_feature
     assert members == {"lite2_class_agnostic_patch", "lite2_class_aware_patch", "lite2_foreground_patch"}
     assert set(shipped) == set(measured) == every_feature | members >= set(cfg.features)
     for name, value in shipped.items():
