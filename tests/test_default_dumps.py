@@ -1,7 +1,7 @@
 """The raw scores under benchmarks/results/dumps/ are those of their result files' k = 4 rows:
-the default's (``default_k4_*``, the README's grids) and ``experiment=lite0_lite2``'s
-(``lite0_lite2_k4_*``), each fused with today's fusion of its configuration, give each row's
-AUROC. A fusion change without a re-run of the tables, or a dump of another configuration, fails
+the default's (``default_k4_*``, the README's grids), ``experiment=lite0_lite2``'s
+(``lite0_lite2_k4_*``) and Lite2's foreground copy's (``lite0_lite2fg_k4_*``), each fused with
+today's fusion of its configuration, give each row's AUROC. A fusion change without a re-run of the tables, or a dump of another configuration, fails
 here (docs/ablations.md)."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ GRIDS = {
 CONFIGS = {
     "default": ([], GRIDS),
     "lite0_lite2": (["experiment=lite0_lite2"], {n: f"quality_lite0_lite2_{n}_k4.json" for n in GRIDS}),
+    "lite0_lite2fg": (["backbone=efficientnet_lite0_lite2", "features=robust_lite2_foreground"],
+                      {n: f"quality_lite0_lite2fg_{n}_k4.json" for n in GRIDS}),
 }
 DUMPED = [(prefix, p.name.removeprefix(f"{prefix}_k4_").removesuffix(".npz"))
           for prefix in CONFIGS for p in sorted(DUMPS.glob(f"{prefix}_k4_*.npz"))]
