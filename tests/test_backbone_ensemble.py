@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from conftest import CONF, compose_cfg, train_images
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.backbones.efficientnet_lite import EfficientNetLiteBackbone
-from locoad.backbones.ensemble import BackboneEnsemble, split_parts
+from locoad.backbones.ensemble import BackboneEnsemble, members_read, split_parts
 from locoad.backbones.handcrafted import HandcraftedBackbone
 from locoad.cache import StageCache
 from locoad.errors import ConfigError
@@ -228,3 +228,23 @@ def test_every_fusion_shares_a_patch_weight_with_its_ensemble_copy(fusion, tmp_p
     assert weights["foreground_patch"] == weights["lite2_foreground_patch"] == alone.get("foreground_patch", 1.0) / 2
     for n in ("class_agnostic_patch", "class_aware_patch"):
         assert weights[n] == alone.get(n, 1.0) and f"lite2_{n}" not in weights
+
+
+@pytest.mark.parametrize(("features", "members"), [("robust_lite2_foreground", ["lite0", "lite2"]), ("competition", None)])
+def test_a_member_no_score_reads_is_not_run(features, members, tmp_path):
+    """`backbone=efficientnet_lite0_lite2 features=competition` reads Lite0 alone: the model runs
+    Lite0 alone (the ensemble ran Lite2 for nothing), and scores as the single backbone does."""
+    cfg = compose_cfg(["backbone=efficientnet_lite0_lite2", f"features={features}", "model.cache.enabled=false"], tmp_path)
+    module = build(cfg.model, backbone={"members": {n: {"pretrained": False} for n in cfg.backbone.members}})
+    bb = module.model.backbone
+    if members is None:
+        assert isinstance(bb, EfficientNetLiteBackbone) and bb.variant == "lite0" and module.model.parts == {}
+    else:
+        assert isinstance(bb, BackboneEnsemble) and list(bb.members) == members
+
+
+def test_members_read_keeps_the_primary_and_refuses_nothing():
+    ens = BackboneEnsemble(members())
+    assert members_read(ens, {"lite2"}) is ens
+    assert members_read(ens, set()) is ens.members["lite0"]
+    assert members_read(ens, {"lite3"}) is ens  # the model names the missing member

@@ -86,3 +86,19 @@ class BackboneEnsemble(Backbone):
 def split_parts(features: torch.Tensor, parts: Mapping[str, tuple[int, int]] | None) -> dict[str, torch.Tensor]:
     """(D, h, w) ensemble features -> name -> that member's (D_i, h, w) channels (views)."""
     return {n: features[a:b] for n, (a, b) in (parts or {}).items()}
+
+
+def members_read(backbone: nn.Module, parts: set[str]) -> nn.Module:
+    """``backbone`` without the ensemble members that no score reads (``parts``: the members the
+    scores name; the first, primary one is always read): a member nothing reads would run for
+    nothing (``backbone=efficientnet_lite0_lite2 features=competition``); one left is itself.
+    A name that is no member leaves the ensemble whole, for the model to refuse."""
+    if not isinstance(backbone, BackboneEnsemble) or not parts <= set(backbone.members):
+        return backbone
+    keep = {n: m for i, (n, m) in enumerate(backbone.members.items()) if i == 0 or n in parts}
+    if len(keep) == len(backbone.members):
+        return backbone
+    if len(keep) == 1:
+        return next(iter(keep.values()))
+    return BackboneEnsemble(keep, image_size=backbone.image_size)
+

@@ -9,6 +9,7 @@ import torch
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import Backbone
+from locoad.backbones.ensemble import members_read
 from locoad.cache import StageCache
 from locoad.errors import ConfigError
 from locoad.features.base import Feature
@@ -45,6 +46,7 @@ class SevenFeatureModule(AnomalyModule):
                 raise ConfigError(f"model.{group}={part!r} is a name, not a {group}: choose one with its config group, "
                                   f"{group}=<name> (the files in conf/{group}/), e.g. {group}={part}")
         self.cache = cache if cache is not None and cache.enabled else None  # on-disk stage cache
+        backbone = members_read(backbone, {p for f in features.values() if (p := getattr(f, "backbone_part", None))})
         if self.cache is not None:  # stored stages wrap the model's, which only compute
             segmenter, backbone = StoredSegmenter(segmenter, self.cache), stored_backbone(backbone, self.cache)
         self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo,
