@@ -37,6 +37,14 @@ def _metrics(score, cat: dict, per_defect: bool) -> dict:
     return metrics
 
 
+def dumped_run(row: dict, runs: dict, data: dict) -> tuple[dict, dict]:
+    """(the dumped scores of a grid row's run, its category's labels, types and defects)."""
+    key = row_key(row)
+    if key not in runs:
+        raise KeyError(f"no dumped scores for {key}; pass the --dump file of the run that made this row")
+    return runs[key], data[row["category"]]
+
+
 def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[str] = frozenset()) -> dict:
     """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule. A score
     dumped by another run (a feature run alone, e.g. ``--overrides features=<new>``, whose dump is
@@ -44,10 +52,7 @@ def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[s
     when its name is in ``rescored`` (a re-run replaced the grid's own scores)."""
     rows = []
     for row in grid["results"]:
-        key = row_key(row)
-        if key not in runs:
-            raise KeyError(f"no dumped scores for {key}; pass the --dump file of the run that made this row")
-        run, cat = runs[key], data[row["category"]]
+        run, cat = dumped_run(row, runs, data)
         per_defect = "per_defect" in row["metrics"]["fused"]
         fused = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
         added = {n: _metrics(s, cat, per_defect) for n, s in run["score"].items()

@@ -23,7 +23,7 @@ from locoad.utils import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_synthetic import compose_config, read_dumps  # noqa: E402
-from refuse_grid import _metrics  # noqa: E402
+from refuse_grid import _metrics, dumped_run  # noqa: E402
 from replace_grid_rows import row_key  # noqa: E402
 
 
@@ -40,9 +40,7 @@ def subset(grid: dict, dump_path: str, overrides: list[str]) -> tuple[dict, dict
     rows = []
     for row in grid["results"]:
         key = row_key(row)
-        if key not in runs:
-            raise KeyError(f"no dumped scores for {key}; pass the --dump file of the run that made this row")
-        run, cat = runs[key], data[row["category"]]
+        run, cat = dumped_run(row, runs, data)
         score = {n: s for n, s in run["score"].items() if n in want}
         fused[key] = build(cfg.model.fusion).fit({n: s for n, s in run["loo"].items() if n in want}).fuse(score)
         per_defect = "per_defect" in row["metrics"]["fused"]
