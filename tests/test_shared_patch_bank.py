@@ -193,11 +193,11 @@ def test_shared_bank_of_unlike_settings_is_a_bug_not_a_setting() -> None:
 def test_a_foreground_only_bank_searches_only_the_foreground_patches(monkeypatch) -> None:
     """On a CPU the background patches of a bank that only foreground scores share stay out of the
     similarity product (their distance is NaN either way); every score stays the reference's."""
-    import locoad.features.shared_patch_bank as spb
+    import locoad.components.knn as knn
 
     searched = []
-    real = spb.grouped_nn_cosine_distance
-    monkeypatch.setattr(spb, "grouped_nn_cosine_distance", lambda q, *a, **kw: searched.append(len(q)) or real(q, *a, **kw))
+    real = knn._grouped_search
+    monkeypatch.setattr(knn, "_grouped_search", lambda q, *a, **kw: searched.append(len(q)) or real(q, *a, **kw))
     shots, test = SHOT_SETS["plain"], TESTS[0]
     f = ForegroundPatchScore(top_percent=10.0)
     shared = SharedPatchBank({"foreground_patch": f}, shots).score(test)["foreground_patch"]

@@ -101,4 +101,3 @@ def members_read(backbone: nn.Module, parts: set[str]) -> nn.Module:
     if len(keep) == 1:
         return next(iter(keep.values()))
     return BackboneEnsemble(keep, image_size=backbone.image_size)
-

@@ -121,31 +121,16 @@ class SharedPatchBank:
         m = self.n_used if self._prefix_suffices(q_labels, exclude_shot) else full
         source = next(iter(self.features.values()))  # every score of a bank reads the same part
         flat = torch.cat([source.features_of(p).flatten(1).T for p in parsed])
-        q_flat = [lab.flatten() for lab in q_labels.values()]
-        rows = None
-        if flat.device.type == "cpu":
-            # A test patch that no score of this bank groups (the background, where only foreground
-            # scores share it) is NaN whatever the search finds: on a CPU it stays out of the
-            # product. A GPU takes every row, which keeps its search free of host synchronisation.
-            active = torch.stack(q_flat).ge(0).any(0)
-            if not bool(active.all()):
-                rows = active.nonzero().squeeze(1)
-                flat, q_flat = flat.index_select(0, rows), [lab.index_select(0, rows) for lab in q_flat]
-        if rows is not None and not len(rows):
-            dists = [torch.full((len(active),), float("nan")) for _ in q_flat]
-        else:
-            dists = grouped_nn_cosine_distance(
-                flat,
-                self.bank[:m] if m < full else self.bank,
-                q_flat,
-                [lab[:m] for lab in self.labels.values()],
-                exclude=None if exclude is None else exclude[:m],
-                chunk_size=self.chunk_size,
-                half=self.half,
-                groups=self.groups,  # grouped rows all lie in the prefix: the same groups for any m
-            )
-            if rows is not None:
-                dists = [torch.full((len(active),), float("nan"), dtype=d.dtype).index_copy_(0, rows, d) for d in dists]
+        dists = grouped_nn_cosine_distance(
+            flat,
+            self.bank[:m] if m < full else self.bank,
+            [lab.flatten() for lab in q_labels.values()],
+            [lab[:m] for lab in self.labels.values()],
+            exclude=None if exclude is None else exclude[:m],
+            chunk_size=self.chunk_size,
+            half=self.half,
+            groups=self.groups,  # grouped rows all lie in the prefix: the same groups for any m
+        )
         return {n: (d.view(len(parsed), -1), q_labels[n]) for n, d in zip(self.features, dists)}
 
     def _prefix_suffices(self, q_labels: dict[str, torch.Tensor], exclude_shot: int | None) -> bool:
