@@ -1,8 +1,8 @@
 """The raw scores under benchmarks/results/dumps/ are those of their result files' k = 4 rows:
-the default's (``default_k4_*``, the README's grids), ``experiment=lite0_lite2``'s
-(``lite0_lite2_k4_*``) and Lite2's foreground copy's (``lite0_lite2fg_k4_*``), each fused with
-today's fusion of its configuration, give each row's AUROC. A fusion change without a re-run of the tables, or a dump of another configuration, fails
-here (docs/ablations.md)."""
+the default's (``default_k4_*``, the README's grids), Lite0 alone's (``lite0_k4_*``) and
+``experiment=lite0_lite2``'s (``lite0_lite2_k4_*``), each fused with today's fusion of its
+configuration, give each row's AUROC. A fusion change without a re-run of the tables, or a dump of
+another configuration, fails here (docs/ablations.md)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ GRIDS = {
 CONFIGS = {
     "default": ([], GRIDS),
     "lite0_lite2": (["experiment=lite0_lite2"], {n: f"quality_lite0_lite2_{n}_k4.json" for n in GRIDS}),
-    "lite0_lite2fg": (["backbone=efficientnet_lite0_lite2", "features=robust_lite2_foreground"],
-                      {n: f"quality_lite0_lite2fg_{n}_k4.json" for n in GRIDS}),
+    "lite0": (["backbone=efficientnet_lite0"], {n: v.replace("quality_default_", "quality_lite0_") for n, v in GRIDS.items()}),
 }
 DUMPED = [(prefix, p.name.removeprefix(f"{prefix}_k4_").removesuffix(".npz"))
           for prefix in CONFIGS for p in sorted(DUMPS.glob(f"{prefix}_k4_*.npz"))]
