@@ -37,8 +37,8 @@ GRID_ROWS = {
     "workbench family, clean": "quality_default_workbench_clean_grid.json",
 }
 # The capture-size table: row label -> (the × 0.5 grid, the × 1.0 file). Cells: × 0.5 and × 1.0
-# at k = 4, then the lowest part at × 1.0, k = 4 (over the seeds / seed 0).
-SIZE_HEADER = "| data | × 0.5, k = 4 | × 1.0, k = 4 |"
+# at k = 4, the same at k = 8, then the lowest part at × 1.0, k = 4 (over the seeds / seed 0).
+SIZE_HEADER = "| data | × 0.5, k = 4 | × 1.0, k = 4 | × 0.5, k = 8 | × 1.0, k = 8 |"
 SIZE_ROWS = {
     "varied captures (development)": ("quality_default_varied_grid.json", "quality_default_varied_x1.0.json"),
     "held-out family, photo-like": ("quality_default_heldout_grid.json", "quality_default_heldout_x1.0.json"),
@@ -107,8 +107,8 @@ def grid_cells(name: str) -> list[str]:
 
 def size_cells(files: tuple[str, str]) -> list[str]:
     half, full = files
-    return [f"{mean_auroc(half, 4):.3f}", f"{mean_auroc(full, 4):.3f}",
-            f"{lowest_cell(full)} / {lowest_cell(full, seed=0)}"]
+    return [f"{mean_auroc(f, k):.3f}" for k in (4, 8) for f in (half, full)] + \
+        [f"{lowest_cell(full)} / {lowest_cell(full, seed=0)}"]
 
 
 def defect_cells(files: tuple[str, str]) -> list[str]:
