@@ -155,23 +155,24 @@ def grouped_nn_cosine_distance(
     if queries.shape[-1] != bank.shape[-1]:
         raise ValueError(f"feature dims differ: queries {queries.shape[-1]}, bank {bank.shape[-1]}")
     groups = [LabelGroups.of(bl) for bl in bank_labels] if groups is None else list(groups)
+    rows = None
     if queries.device.type == "cpu" and query_labels:
         # A query no labelling groups (the background, where only foreground scores share a bank)
         # is NaN whatever the search finds: on a CPU it stays out of the product. A GPU takes
         # every row, which keeps its search free of host synchronisation.
-        active = torch.stack([ql.to(queries.device) for ql in query_labels]).ge(0).any(0)
+        query_labels = [ql.to(queries.device) for ql in query_labels]
+        active = torch.stack(query_labels).ge(0).any(0)
         if not bool(active.all()):
             rows = active.nonzero().squeeze(1)
-            out = [torch.full((queries.shape[0],), float("nan")) for _ in query_labels]
-            if len(rows):
-                with own_precision():
-                    found = _grouped_search(queries.index_select(0, rows), bank,
-                                            [ql.to(queries.device).index_select(0, rows) for ql in query_labels],
-                                            groups, exclude, chunk_size, half)
-                out = [o.to(d.dtype).index_copy_(0, rows, d) for o, d in zip(out, found)]
-            return out
+            if not len(rows):
+                return [torch.full((queries.shape[0],), float("nan")) for _ in query_labels]
+            query_labels = [ql.index_select(0, rows) for ql in query_labels]
     with own_precision():
-        return _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half)
+        found = _grouped_search(queries if rows is None else queries.index_select(0, rows), bank, query_labels,
+                                groups, exclude, chunk_size, half)
+    if rows is None:
+        return found
+    return [torch.full((queries.shape[0],), float("nan"), dtype=d.dtype).index_copy_(0, rows, d) for d in found]
 
 
 def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half) -> list[torch.Tensor]:
