@@ -7,10 +7,11 @@ scores, fuses its dumped test scores and rewrites the fused metrics (per type an
 The per-feature metrics, F1 floors and alignment accuracies are kept. A feature added to the
 default, or one whose code changed, can be scored alone on the same grid (``--overrides
 features=<name> --dump new.npz``) and its dump passed after the grid's own: its scores join (or
-replace) each run's, and its metrics are computed afresh.
+replace) each run's, and its metrics are computed afresh. ``--shots``: re-fuse only the rows of
+these k (a change that moves no score at the other k, whose runs need no dumps); the rest are kept.
 
     .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]
-        [--overrides fusion=loo ...]
+        [--overrides fusion=loo ...] [--shots 4]
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ def dumped_run(row: dict, runs: dict, data: dict) -> tuple[dict, dict]:
     return runs[key], data[row["category"]]
 
 
-def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[str] = frozenset()) -> dict:
+def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[str] = frozenset(),
+           shots: frozenset[int] | None = None) -> dict:
     """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule. A score
     dumped by another run (a feature run alone, e.g. ``--overrides features=<new>``, whose dump is
     passed after the grid's own) is fused in; its metrics are computed when the row has none or
-    when its name is in ``rescored`` (a re-run replaced the grid's own scores)."""
+    when its name is in ``rescored`` (a re-run replaced the grid's own scores). ``shots``: only
+    the rows of these k are re-fused (None: every row)."""
     rows = []
     for row in grid["results"]:
+        if shots is not None and row["k"] not in shots:
+            rows.append(row)
+            continue
         run, cat = dumped_run(row, runs, data)
         per_defect = "per_defect" in row["metrics"]["fused"]
         fused = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
@@ -67,11 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("dumps", nargs="+")
     ap.add_argument("--out", default=None, help="default: overwrite GRID")
     ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides that pick the fusion")
+    ap.add_argument("--shots", nargs="*", type=int, default=None, help="re-fuse only the rows of these k (default: all)")
     args = ap.parse_args(argv)
     grid = json.loads(Path(args.grid).read_text())
     runs, data = read_dumps(args.dumps)
     rescored = frozenset(n for r in read_dumps(args.dumps[1:])[0].values() for n in r["score"])  # the later dumps'
-    out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion, rescored)
+    shots = None if args.shots is None else frozenset(args.shots)
+    out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion, rescored, shots)
     out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
     print(f"{args.out or args.grid}: {len(out['results'])} rows re-fused")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import refuse_grid
 
 from locoad.fusion.loo import LeaveOneOutSum
@@ -80,3 +81,18 @@ def test_refuse_grid_recomputes_the_metrics_of_a_score_that_a_later_dump_replace
     after = json.loads((tmp_path / "b.json").read_text())["results"][0]["metrics"]
     assert after["composition"]["auroc"] == 1.0 and after["fused"]["auroc"] == 1.0
     assert after["composition"]["per_defect"]["extra"]["auroc"] == 1.0
+
+
+def test_refuse_grid_keeps_the_rows_of_other_shots(tmp_path):
+    """--shots 4: a k = 8 row, whose run has no dump, is kept as it is; without it, it is an error."""
+    _grid_and_two_dumps(tmp_path, {"composition": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))}, {},
+                        {"composition": {"auroc": 1.0}, "fused": {"auroc": 0.0, "per_defect": {}}})
+    grid = json.loads((tmp_path / "grid.json").read_text())
+    other = {**grid["results"][0], "k": 8}
+    (tmp_path / "grid.json").write_text(json.dumps({**grid, "results": [grid["results"][0], other]}))
+    args = [str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), "--out", str(tmp_path / "b.json"), "--overrides", "fusion=loo"]
+    with pytest.raises(KeyError, match="no dumped scores"):
+        refuse_grid.main(args)
+    refuse_grid.main([*args, "--shots", "4"])
+    four, eight = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert four["metrics"]["fused"]["auroc"] == 1.0 and eight == other

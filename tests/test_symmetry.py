@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from locoad.features.symmetry import SymmetryScore
+from locoad.features.symmetry import SymmetryScore, balance_chance
 from locoad.types import ParsedImage
 from test_composition import BOX, PIN, pair  # two connectors with n poles each
 
@@ -31,7 +31,25 @@ def test_no_rule_where_a_shot_is_unbalanced_or_from_one_shot():
     for state in (loose, one):
         assert not state.rules.any()
         assert f.score(pair(2, 4, seed=9), state).value == 1.0
-    assert SymmetryScore(n_colours=3, min_shots=2).fit(SHOTS[:2]).rules.any()
+    # with the chance test off (two shots of 4 and 8 poles balance by chance 1 time in 10)
+    assert SymmetryScore(n_colours=3, min_shots=2, max_chance=None).fit(SHOTS[:2]).rules.any()
+    assert not SymmetryScore(n_colours=3, min_shots=2).fit(SHOTS[:2]).rules.any()
+
+
+def test_loose_pairs_that_balance_by_chance_carry_no_rule():
+    """One pole a side (a pair of loose parts) balances by chance 1 time in 2: four shots agree
+    1 time in 16, too often for a rule that good images then break; eight shots agree 1 time in 256."""
+    f = SymmetryScore(n_colours=3)
+    pairs = [pair(1, 1, seed=s) for s in range(8)]
+    assert not f.fit(pairs[:4]).rules.any()
+    assert SymmetryScore(n_colours=3, max_chance=None).fit(pairs[:4]).rules.any()  # the old rule
+    assert f.fit(pairs).rules.any()
+    assert f.fit(SHOTS).rules.any()  # 4 + 8 + 4 + 8 poles: 1 time in 95
+
+
+def test_balance_chance_is_the_central_binomial_mass():
+    assert balance_chance(np.array([2, 4, 3, 0, np.nan]), 0.5) == pytest.approx([0.5, 0.375, 0.0, 1.0, 1.0])
+    assert balance_chance(np.array([3]), 1.0) == pytest.approx([0.75])  # within one piece: 1 - 2 / 8
 
 
 def test_bad_settings_say_which():
@@ -39,6 +57,8 @@ def test_bad_settings_say_which():
         SymmetryScore(floor=0)
     with pytest.raises(ValueError, match="min_shots"):
         SymmetryScore(min_shots=0)
+    with pytest.raises(ValueError, match="max_chance"):
+        SymmetryScore(max_chance=0)
     with pytest.raises(ValueError, match="merge_distance"):
         SymmetryScore(merge_distance=[])
 

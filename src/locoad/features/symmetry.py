@@ -9,7 +9,10 @@ of the kind's pieces whose centre lies on one side of the foreground's centroid 
 on the other side. A balance that holds in every shot (within ``floor`` pieces, in at least
 ``min_shots`` shots, for a kind of at least ``min_units`` typical pieces, with no piece of the kind
 near the centre line in any shot: such a piece falls to either side by chance) is a learnt rule;
-loose parts (screws in a bag) break it in some shot and are never scored.
+loose parts (screws in a bag) break it in some shot and are never scored. A few shots of loose
+pairs can all balance by chance (one piece a side, one time in two per shot), so a rule also
+needs the shots' balance to be unlikely by chance (``max_chance``): were each piece to fall to
+either side at random, every shot would balance with at most that probability.
 
 ``measure="area"`` reads the kind's area instead, in units of its typical piece in the shots: at
 a low work size the anti-aliased edges of small parts move their area by up to a piece from
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import binom
 
 from locoad.components.colour_kinds import ColourKinds, merge_distances
 from locoad.errors import ConfigError
@@ -59,8 +63,12 @@ class SymmetryScore(Feature):
         min_shots: int = 3,
         min_units: float = 2.0,
         measure: str = "pieces",
+        max_chance: float | None = 0.05,
         seed: int = 0,
     ):
+        if max_chance is not None and not 0 < max_chance <= 1:
+            raise ConfigError(f"symmetry max_chance must be in (0, 1] or null (off), got {max_chance}")
+        self.max_chance = max_chance
         if measure not in ("area", "pieces"):
             raise ConfigError(f"symmetry measure must be 'area' or 'pieces', got {measure!r}")
         self.measure = measure
@@ -77,10 +85,11 @@ class SymmetryScore(Feature):
                                  self.merge_distances[0], seed, owner="symmetry")
 
     def describe(self, parsed: ParsedImage, levels: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """Per kind of every level: (sum K, 7) area, left minus right and top minus bottom of the
+        """Per kind of every level: (sum K, 8) area, left minus right and top minus bottom of the
         foreground's centroid (pixels), whether a piece lies near the vertical / horizontal
-        centre line (within one piece's width: its share of either side is then chance), and the
-        pieces left minus right and above minus below; and (sum K,) median piece (pixels; NaN: no piece)."""
+        centre line (within one piece's width: its share of either side is then chance), the
+        pieces left minus right and above minus below, and the number of pieces; and (sum K,)
+        median piece (pixels; NaN: no piece)."""
         out, piece = [], []
         eight = np.ones((3, 3), dtype=bool)
         min_px = self.min_piece * parsed.lab.shape[0] * parsed.lab.shape[1]
@@ -94,7 +103,7 @@ class SymmetryScore(Feature):
             sx = np.broadcast_to(np.sign(np.arange(kinds.shape[1]) - cx)[None, :], kinds.shape)
             sy = np.broadcast_to(np.sign(np.arange(kinds.shape[0]) - cy)[:, None], kinds.shape)
             flat = kinds.ravel()
-            d = np.full((n, 7), np.nan)
+            d = np.full((n, 8), np.nan)
             d[:, 0] = np.bincount(flat, minlength=n)[:n]
             d[:, 1] = -np.bincount(flat, weights=sx.ravel(), minlength=n)[:n]
             d[:, 2] = -np.bincount(flat, weights=sy.ravel(), minlength=n)[:n]
@@ -107,6 +116,7 @@ class SymmetryScore(Feature):
                 if not keep.any():
                     continue
                 med[c] = np.median(sizes[keep])
+                d[c, 7] = np.count_nonzero(keep)
                 reach = np.sqrt(med[c])  # about one piece's width
                 for sl, kept in zip(ndimage.find_objects(pieces), keep):
                     if kept:
@@ -139,6 +149,13 @@ class SymmetryScore(Feature):
         with np.errstate(invalid="ignore"):
             big = np.all(desc[..., 0] / unit >= self.min_units, axis=0)  # area in typical pieces
         rules = holds & big[:, None] & (len(shots) >= self.min_shots)
+        if self.max_chance is not None:
+            # How likely the shots balance by chance if the kind's pieces fell to either side at
+            # random (a fair coin each): n pieces balance within the floor with the central
+            # binomial probability, and every shot must. Loose pairs in a bag balance in four
+            # shots one time in sixteen, per kind and axis: a chance rule that good images break.
+            chance = np.prod(balance_chance(desc[..., 7], self.floor), axis=0)
+            rules &= (chance <= self.max_chance)[:, None]
         return SymmetryState(levels, unit, rules)
 
     def score(self, parsed: ParsedImage, state: SymmetryState) -> FeatureScore:
@@ -148,3 +165,10 @@ class SymmetryScore(Feature):
         balance = np.abs(self._balance(desc, state.unit))[state.rules]
         balance = balance[np.isfinite(balance)]
         return FeatureScore(float(max(1.0, balance.max(initial=0.0) / self.floor)))
+
+
+def balance_chance(pieces: np.ndarray, floor: float) -> np.ndarray:
+    """P(|left - right| <= floor) for ``pieces`` pieces (any shape; NaN: none) that each fall
+    to either side with probability 1/2: the binomial mass between (n -/+ floor) / 2."""
+    n = np.nan_to_num(pieces, nan=0.0)
+    return binom.cdf(np.floor((n + floor) / 2), n, 0.5) - binom.cdf(np.ceil((n - floor) / 2) - 1, n, 0.5)
