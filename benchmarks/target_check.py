@@ -1,0 +1,76 @@
+"""Check quality result files against a mean and a per-part floor, one shot draw at a time.
+
+The project's targets are stated per shot draw: at k shots and one ``data.seed``, the mean fused
+AUROC over the categories must reach ``--mean`` and no category's logical or structural fused
+AUROC may fall below ``--floor``. Averages over seeds hide a draw that misses, so this reports
+every (file, aligner, fusion, k, seed) draw, whether it passes, and how many of them pass. Run it on
+result files of fresh data (``quality_synthetic.py --generator-seed N``, one file per draw) to
+estimate how often data never seen would pass.
+
+    .venv/bin/python benchmarks/target_check.py benchmarks/results/<file>.json ... \\
+        [--shots 4] [--seeds 0] [--mean 0.80] [--floor 0.65]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PARTS = ("logical", "structural")
+
+
+def draws(grid: dict, shots: set[int] | None = None, seeds: set[int] | None = None) -> list[dict]:
+    """One summary per (aligner, fusion, k, seed) of a result file: the mean fused AUROC over its
+    categories and its lowest part (category, part, AUROC)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in grid["results"]:
+        if (shots is None or row["k"] in shots) and (seeds is None or row["seed"] in seeds):
+            groups.setdefault((row["aligner"], row["fusion"], row["k"], row["seed"]), []).append(row)
+    out = []
+    for (aligner, fusion, k, seed), rows in sorted(groups.items()):
+        parts = [(r["metrics"]["fused"][p]["auroc"], r["category"], p) for r in rows for p in PARTS
+                 if p in r["metrics"]["fused"]]
+        if not parts:
+            raise ValueError(f"{aligner}/{fusion} k={k} seed={seed}: no logical or structural fused AUROC "
+                             "in the rows; re-run quality_synthetic.py on data with anomaly types")
+        low = min(parts)
+        out.append({"aligner": aligner, "fusion": fusion, "k": k, "seed": seed, "categories": len(rows),
+                    "mean": sum(r["metrics"]["fused"]["auroc"] for r in rows) / len(rows),
+                    "lowest": {"auroc": low[0], "category": low[1], "part": low[2]}})
+    return out
+
+
+def passes(draw: dict, mean: float, floor: float) -> bool:
+    return draw["mean"] >= mean and draw["lowest"]["auroc"] >= floor
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+", help="quality_synthetic.py result files (.json)")
+    ap.add_argument("--shots", nargs="*", type=int, default=[4], help="k to check (default 4; none given: every k)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=None, help="data.seed values (default: every seed)")
+    ap.add_argument("--mean", type=float, default=0.85, help="target for the mean fused AUROC over categories")
+    ap.add_argument("--floor", type=float, default=0.70, help="target for every logical / structural fused AUROC")
+    args = ap.parse_args(argv)
+    shots = set(args.shots) if args.shots else None
+    seeds = None if args.seeds is None else set(args.seeds)
+    n = ok = 0
+    for f in args.files:
+        path = Path(f)
+        if not path.is_file():
+            ap.error(f"{f}: no such result file (quality_synthetic.py --out writes them)")
+        for d in draws(json.loads(path.read_text()), shots, seeds):
+            good = passes(d, args.mean, args.floor)
+            n, ok = n + 1, ok + good
+            low = d["lowest"]
+            print(f"{path.name:40s} {d['aligner']:>9s} k={d['k']} seed={d['seed']}  mean {d['mean']:.3f}  "
+                  f"lowest {low['auroc']:.2f} {low['category']} {low['part']}  {'pass' if good else 'MISS'}")
+    if not n:
+        ap.error("no rows match --shots / --seeds in these files")
+    print(f"{ok} of {n} draws pass (mean >= {args.mean}, every part >= {args.floor})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""benchmarks/target_check.py: every shot draw against the mean and the per-part floor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import target_check
+
+
+def _row(category: str, seed: int, auroc: float, logical: float, structural: float, k: int = 4) -> dict:
+    fused = {"auroc": auroc, "logical": {"auroc": logical}, "structural": {"auroc": structural}}
+    return {"category": category, "aligner": "hungarian", "fusion": "loo", "k": k, "seed": seed,
+            "metrics": {"fused": fused}}
+
+
+def test_a_draw_misses_on_its_lowest_part_though_the_mean_over_seeds_passes(tmp_path, capsys):
+    rows = [_row("a", 0, 0.95, 0.96, 0.94), _row("b", 0, 0.90, 0.91, 0.89),  # seed 0 passes
+            _row("a", 1, 0.95, 0.96, 0.94), _row("b", 1, 0.80, 0.62, 0.98),  # seed 1: b's logical part
+            _row("a", 1, 0.10, 0.10, 0.10, k=8)]  # another k: not checked at --shots 4
+    (tmp_path / "g.json").write_text(json.dumps({"results": rows}))
+    draws = target_check.draws(json.loads((tmp_path / "g.json").read_text()), {4})
+    assert [round(d["mean"], 3) for d in draws] == [0.925, 0.875]
+    assert draws[1]["lowest"] == {"auroc": 0.62, "category": "b", "part": "logical"}
+    assert [target_check.passes(d, 0.85, 0.70) for d in draws] == [True, False]
+    target_check.main([str(tmp_path / "g.json"), "--mean", "0.85", "--floor", "0.70"])
+    out = capsys.readouterr().out
+    assert "1 of 2 draws pass" in out and "MISS" in out
+    target_check.main([str(tmp_path / "g.json"), "--seeds", "0"])
+    assert "1 of 1 draws pass" in capsys.readouterr().out
+
+
+def test_no_matching_rows_or_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "g.json").write_text(json.dumps({"results": [_row("a", 0, 0.9, 0.9, 0.9)]}))
+    with pytest.raises(SystemExit):
+        target_check.main([str(tmp_path / "g.json"), "--shots", "8"])
+    assert "no rows match --shots / --seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        target_check.main([str(tmp_path / "missing.json")])
+    assert "no such result file" in capsys.readouterr().err
