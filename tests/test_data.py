@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from locoad.data.datamodule import LocoDataModule, select_shots
-from locoad.data.image_io import ImageReadError, read_rgb
+from locoad.data.image_io import ImageReadError, read_rgb, read_size
 from locoad.data.layout import DataLayoutError, category_dir, list_categories, list_split
 from locoad.errors import ConfigError
 
@@ -144,3 +144,20 @@ def test_items_carry_the_captures_aspect(tmp_path):
     assert item["image"].shape == (3, 32, 32) and item["aspect"] == pytest.approx(0.4)
     batch = torch.utils.data.default_collate([item, item])
     assert batch["aspect"].tolist() == pytest.approx([0.4, 0.4])
+
+
+def test_an_exif_turned_photo_is_read_as_a_viewer_shows_it(tmp_path):
+    """A phone or camera JPEG keeps the sensor's pixels and tags the turn (EXIF orientation 6: turn
+    90 degrees clockwise to view): read upright, so it matches masks drawn on the shown image."""
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, :10] = 255  # a bright band on the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(p, exif=exif, quality=95)
+    rgb = read_rgb(p)
+    assert rgb.shape == (60, 40, 3)  # upright: the stored width is the height
+    assert rgb[:10].mean() > 200 and rgb[20:].mean() < 30  # the left band is now on top
+    assert read_size(p) == (60, 40)
+    Image.fromarray(stored).save(tmp_path / "plain.jpg")
+    assert read_rgb(tmp_path / "plain.jpg").shape == (40, 60, 3) and read_size(tmp_path / "plain.jpg") == (40, 60)

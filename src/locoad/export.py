@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image
 
+from locoad.data.image_io import read_size
 from locoad.io import atomic_write_bytes
 from locoad.metrics.loco import resize_map
 from locoad.models.base import TestResults
@@ -38,8 +38,7 @@ def export_anomaly_maps(out_dir: str | Path, results: TestResults, category: str
         if path in size_of:
             size = gt.size(size_of[path])
         else:
-            with Image.open(path) as im:
-                size = (im.height, im.width)
+            size = read_size(path)
         buf = io.BytesIO()
         tifffile.imwrite(buf, resize_map(amap, size).astype(np.float32))
         atomic_write_bytes(root / category / split / str(kind) / f"{Path(path).stem}.tiff", buf.getvalue())

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from locoad.data.image_io import read_mask_values
+from locoad.data.image_io import read_mask_values, read_size
 from locoad.data.layout import DataLayoutError, Sample
 from locoad.metrics.spro import Region, saturation_pixels
 
@@ -103,12 +102,6 @@ def read_channel(path: Path, defects: dict[int, DefectType] | None) -> Channel:
     return Channel(a > 0, value, defect)
 
 
-def header_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, from its header."""
-    with Image.open(path) as im:
-        return im.height, im.width
-
-
 def one_mask_size(sizes: set[tuple[int, int]], image: Path) -> tuple[int, int]:
     """The one (height, width) of ``image``'s masks (``sizes`` not empty)."""
     if len(sizes) > 1:
@@ -123,8 +116,8 @@ def check_mask_sizes(samples: list[Sample], tolerance: float = 0.01) -> None:
     for s in samples:
         if not s.masks:
             continue
-        mh, mw = one_mask_size({header_size(m) for m in s.masks}, s.path)
-        ih, iw = header_size(s.path)
+        mh, mw = one_mask_size({read_size(m) for m in s.masks}, s.path)
+        ih, iw = read_size(s.path)
         if abs(mw / mh - iw / ih) > tolerance * iw / ih:
             raise DataLayoutError(
                 f"ground-truth masks of {s.path} are {mw}x{mh} px, the image {iw}x{ih} px: another aspect ratio, "
@@ -158,7 +151,7 @@ class LocoGroundTruth:
         if i not in self._packed:
             s = self.samples[i]
             channels = [read_channel(p, self.defects) for p in s.masks]
-            size = one_mask_size({c.mask.shape for c in channels}, s.path) if channels else header_size(s.path)
+            size = one_mask_size({c.mask.shape for c in channels}, s.path) if channels else read_size(s.path)
             self._packed[i] = (size, [(np.packbits(c.mask), c.pixel_value) for c in channels])
         return self._packed[i]
 

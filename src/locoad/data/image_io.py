@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from locoad.errors import LocoadError
 
@@ -29,10 +29,26 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(a, 0, 255).round().astype(np.uint8)
 
 
+def _upright(im: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: a camera's EXIF orientation tag applied (phones and some
+    cameras store the sensor's pixels and only tag the turn; masks drawn on the shown image, and
+    every other capture of the product, are upright)."""
+    return ImageOps.exif_transpose(im)
+
+
+def read_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image as :func:`read_rgb` returns it, without decoding the pixels."""
+    with Image.open(path) as im:
+        w, h = im.size
+        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations with a quarter turn
+    return (w, h) if turned else (h, w)
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Read any PIL-readable image as (H, W, 3) uint8 RGB.
 
-    Grayscale is replicated to 3 channels, alpha is composited on black (industrial
+    An EXIF orientation tag is applied (the image as a viewer shows it). Grayscale is replicated
+    to 3 channels, alpha is composited on black (industrial
     images with alpha are rare; a transparent background then reads as background),
     16-bit images are scaled to 8 bits. Corrupt or truncated files raise ImageReadError.
     """
@@ -40,6 +56,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
+            im = _upright(im)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
                 rgba = np.asarray(im, dtype=np.float64) / 255.0
@@ -68,7 +85,7 @@ def read_mask_values(path: str | Path) -> np.ndarray:
     """A ground-truth mask's pixel values as (H, W) (colour masks: the channels' maximum)."""
     try:
         with Image.open(path) as im:
-            a = np.asarray(im)
+            a = np.asarray(_upright(im))
     except (UnidentifiedImageError, OSError) as e:
         raise ImageReadError(f"cannot read ground-truth mask {path}: {e}. Re-export it as a PNG.") from e
     return a[..., :3].max(axis=2) if a.ndim == 3 else a
