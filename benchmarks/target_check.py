@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             good = passes(d, args.mean, args.floor)
             n, ok = n + 1, ok + good
             low = d["lowest"]
-            print(f"{path.name:40s} {d['aligner']:>9s} k={d['k']} seed={d['seed']}  mean {d['mean']:.3f}  "
+            print(f"{path.name:40s} {d['aligner']:>9s} k={d['k']} seed={d['seed']}  {d['categories']} categories  mean {d['mean']:.3f}  "
                   f"lowest {low['auroc']:.2f} {low['category']} {low['part']}  {'pass' if good else 'MISS'}")
     if not n:
         ap.error("no rows match --shots / --seeds in these files")
