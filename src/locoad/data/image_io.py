@@ -48,9 +48,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
     """Read any PIL-readable image as (H, W, 3) uint8 RGB.
 
     An EXIF orientation tag is applied (the image as a viewer shows it). Grayscale is replicated
-    to 3 channels, alpha is composited on black (industrial
-    images with alpha are rare; a transparent background then reads as background),
-    16-bit images are scaled to 8 bits. Corrupt or truncated files raise ImageReadError.
+    to 3 channels, alpha is composited on black (industrial images with alpha are rare; a
+    transparent background then reads as background), 16-bit images are scaled to 8 bits.
+    Corrupt or truncated files raise ImageReadError.
     """
     path = Path(path)
     try:
