@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import ExifTags, Image
 
 from locoad.data.datamodule import LocoDataModule, select_shots
 from locoad.data.image_io import ImageReadError, read_rgb, read_size
@@ -152,7 +152,7 @@ def test_an_exif_turned_photo_is_read_as_a_viewer_shows_it(tmp_path):
     stored = np.zeros((40, 60, 3), np.uint8)
     stored[:, :10] = 255  # a bright band on the stored image's left edge
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[ExifTags.Base.Orientation] = 6
     p = tmp_path / "phone.jpg"
     Image.fromarray(stored).save(p, exif=exif, quality=95)
     rgb = read_rgb(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from locoad.errors import LocoadError
 
@@ -29,18 +29,24 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(a, 0, 255).round().astype(np.uint8)
 
 
+def _orientation(im: Image.Image) -> int:
+    """The image's EXIF orientation tag (1: stored upright, also where there is none)."""
+    return im.getexif().get(ExifTags.Base.Orientation, 1)
+
+
 def _upright(im: Image.Image) -> Image.Image:
     """The image as a viewer shows it: a camera's EXIF orientation tag applied (phones and some
     cameras store the sensor's pixels and only tag the turn; masks drawn on the shown image, and
-    every other capture of the product, are upright)."""
-    return ImageOps.exif_transpose(im)
+    every other capture of the product, are upright). Untagged images come back as they are, not
+    copied."""
+    return im if _orientation(im) == 1 else ImageOps.exif_transpose(im)
 
 
 def read_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of an image as :func:`read_rgb` returns it, without decoding the pixels."""
     with Image.open(path) as im:
         w, h = im.size
-        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations with a quarter turn
+        turned = _orientation(im) in (5, 6, 7, 8)  # the orientations with a quarter turn
     return (w, h) if turned else (h, w)
 
 
