@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(f)
         if not path.is_file():
             ap.error(f"{f}: no such result file (quality_synthetic.py --out writes them)")
-        for d in draws(json.loads(path.read_text()), shots, seeds):
+        try:
+            found = draws(json.loads(path.read_text()), shots, seeds)
+        except (ValueError, KeyError) as err:  # not JSON, no "results", or rows without anomaly types
+            ap.error(f"{f}: not a quality_synthetic.py result file with fused logical / structural AUROCs ({err})")
+        for d in found:
             good = passes(d, args.mean, args.floor)
             n, ok = n + 1, ok + good
             low = d["lowest"]

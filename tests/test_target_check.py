@@ -38,3 +38,8 @@ def test_no_matching_rows_or_file_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         target_check.main([str(tmp_path / "missing.json")])
     assert "no such result file" in capsys.readouterr().err
+    (tmp_path / "untyped.json").write_text(json.dumps({"results": [{**_row("a", 0, 0.9, 0.9, 0.9),
+                                                                   "metrics": {"fused": {"auroc": 0.9}}}]}))
+    with pytest.raises(SystemExit):
+        target_check.main([str(tmp_path / "untyped.json")])
+    assert "untyped.json: not a quality_synthetic.py result file" in capsys.readouterr().err
