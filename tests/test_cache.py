@@ -447,3 +447,11 @@ def test_concurrent_jobs_fill_one_cache_as_a_serial_run_does(tmp_path):
         else:
             assert shared[k] == v, k
     assert not list((tmp_path / "shared").rglob("*.tmp"))  # no temp file left behind
+
+
+def test_the_default_cache_is_bounded(tmp_path):
+    """Unbounded, a sweep's cache fills the disk; the default prunes to a finite size."""
+    from hydra.utils import instantiate
+
+    cache = instantiate(compose_cfg([], tmp_path).model.cache)
+    assert cache.max_gb is not None and 0 < cache.max_gb < float("inf")
