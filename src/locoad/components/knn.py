@@ -123,6 +123,7 @@ def grouped_nn_cosine_distance(
     chunk_size: int = 4096,
     half: bool = False,
     groups: Sequence[LabelGroups] | None = None,
+    bank_scale: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Nearest-neighbour cosine distance under several labellings, from one similarity product.
 
@@ -139,6 +140,10 @@ def grouped_nn_cosine_distance(
     ``groups`` (:meth:`LabelGroups.of` of each ``bank_labels``, kept with the bank) makes the
     search free of host synchronisation: every step is a device op, so a CUDA search never
     waits for the host. Products run at :func:`compute_dtype`, never under autocast.
+
+    ``bank_scale`` (M,): each bank row's own distance scale (e.g. its distance to the other
+    shots, :func:`nearest_other_shot`); the search then returns min over rows of
+    (distance - scale), which can be negative, instead of the plain nearest distance.
     """
     if len(query_labels) != len(bank_labels):
         raise ValueError("query_labels and bank_labels must have one entry per labelling")
@@ -169,13 +174,13 @@ def grouped_nn_cosine_distance(
             query_labels = [ql.index_select(0, rows) for ql in query_labels]
     with own_precision():
         found = _grouped_search(queries if rows is None else queries.index_select(0, rows), bank, query_labels,
-                                groups, exclude, chunk_size, half)
+                                groups, exclude, chunk_size, half, bank_scale)
     if rows is None:
         return found
     return [torch.full((queries.shape[0],), float("nan"), dtype=d.dtype).index_copy_(0, rows, d) for d in found]
 
 
-def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half) -> list[torch.Tensor]:
+def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, half, bank_scale=None) -> list[torch.Tensor]:
     m, n = bank.shape[0], queries.shape[0]
     dev = queries.device
     keep = None if exclude is None else ~exclude.to(bank.device)
@@ -199,6 +204,8 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
             # (bank rows x queries): a bank group is a band of whole rows, so its maximum reads
             # contiguous memory (a band of columns would stride through every row).
             sim = (bj @ q[r : r + q_block].T).float()
+            if bank_scale is not None:
+                sim.add_(bank_scale[j:e, None])  # max of (similarity + scale) = min of (distance - scale)
             if keep is not None:
                 sim.masked_fill_(~keep[j:e][:, None], float("-inf"))
             if need_whole:
@@ -227,7 +234,8 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
         labelled = best.amax(dim=1) if lg.labels else whole
         labelled = torch.where(torch.isinf(labelled), whole, labelled)
         sim_best = torch.where((pos >= 0) & ~torch.isinf(own), own, labelled)
-        d = (1.0 - sim_best).clamp_min(0.0)
+        d = 1.0 - sim_best
+        d = d if bank_scale is not None else d.clamp_min(0.0)
         out.append(torch.where(ql >= 0, d, torch.full_like(d, float("nan"))))
     return out
 
@@ -273,3 +281,23 @@ def group_median(values: torch.Tensor, groups: torch.Tensor, num_groups: int) ->
     hi = (start + counts // 2).clamp_max(len(sv) - 1)
     med = torch.where(counts > 0, (sv[lo] + sv[hi]) / 2, torch.full_like(start, float("nan"), dtype=sv.dtype))
     return med[:-1].view(values.shape[0], num_groups).to(values.dtype)
+
+
+def nearest_other_shot(bank: torch.Tensor, owner: torch.Tensor, copy: torch.Tensor, half: bool = False) -> torch.Tensor:
+    """(M, S) best cosine similarity of every bank row to the rows of each shot 0..S-1 that are
+    the same copy (``copy``: 0 the shot as taken, j its j-th moved copy); -inf for the row's own
+    shot (``owner``) and for shots without such a copy. One product per pair of shots and copy."""
+    owner, copy = owner.to(bank.device), copy.to(bank.device)
+    n_shots = int(owner.max()) + 1 if len(owner) else 0
+    best = torch.full((bank.shape[0], n_shots), float("-inf"), device=bank.device)
+    dtype = compute_dtype(bank.device, half)
+    unit = has_unit_rows(bank)
+    for c in torch.unique(copy).tolist():
+        rows = {s: ((copy == c) & (owner == s)).nonzero().squeeze(1) for s in range(n_shots)}
+        x = {s: bank.index_select(0, r) for s, r in rows.items() if len(r)}
+        x = {s: (v if unit else F.normalize(v.float(), dim=-1)).to(dtype) for s, v in x.items()}
+        for s, xs in x.items():
+            for t, xt in x.items():
+                if t != s:
+                    best[rows[s], t] = (xs @ xt.T).float().amax(dim=1)
+    return best

@@ -73,6 +73,12 @@ class PatchScore(Feature):
 
     ``backbone_part`` (with a backbone ensemble, ``backbones/ensemble.py``): the member whose
     features this score searches; None: the primary member's (the only one without an ensemble).
+
+    ``local_scale``: a patch's distance is taken to the memory patch that minimises the distance
+    minus that memory patch's own distance to the nearest patch of the *other* shots (the same
+    moved copy): where the shots differ among themselves (loose parts that touch anew in every
+    bag) a new patch is expected and counts less, where they agree it counts more. Needs at least
+    three shots (two, once one is held out); below that the plain distance.
     """
 
     def __init__(
@@ -86,12 +92,16 @@ class PatchScore(Feature):
         coreset_seed: int = 0,
         baseline: str = "none",
         backbone_part: str | None = None,
+        local_scale: bool = False,
     ):
         check_baseline(self.name, baseline)
         if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
             raise ConfigError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
         if coreset_max is not None and coreset_max < 1:
             raise ConfigError(f"coreset_max must be >= 1 or null, got {coreset_max}")
+        if local_scale and (coreset_ratio is not None or coreset_max is not None):
+            raise ConfigError(f"{self.name}: local_scale compares every shot patch with every other shot's, which a "
+                              "coreset bank is too large for; set coreset_ratio and coreset_max to null or local_scale=false")
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
@@ -103,6 +113,7 @@ class PatchScore(Feature):
         self.coreset_seed = coreset_seed
         self.baseline = baseline
         self.backbone_part = backbone_part
+        self.local_scale = bool(local_scale)
 
     def features_of(self, parsed: ParsedImage) -> torch.Tensor:
         """The (D, h, w) patch features this score searches (``backbone_part``)."""

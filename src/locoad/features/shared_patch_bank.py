@@ -22,6 +22,7 @@ from locoad.components.knn import (
     LabelGroups,
     apply_keeping_unit_rows,
     grouped_nn_cosine_distance,
+    nearest_other_shot,
     normalize_bank,
     subset_unit_rows,
 )
@@ -79,6 +80,23 @@ class SharedPatchBank:
         self.shot_owner = np.array(list(first_of))
         self.shot_foreground = torch.stack([p.foreground_grid for p in first_of.values()]).to(feat0.device)
         self.n_used = int(used.sum())
+        # local_scale: each grouped row's best similarity to every other shot's rows of the same
+        # copy (the shot as taken, or its j-th moved copy: images of one owner come in move
+        # order); the ungrouped tail (a fallback only) keeps no scale.
+        self.other_best = None
+        if first.local_scale and len(set(owners)) >= 3:
+            seen: dict[int, int] = {}
+            copies = []
+            for o, p in zip(owners, shots):
+                copies.append(torch.full((p.class_grid.numel(),), seen.get(o, 0), dtype=torch.long))
+                seen[o] = seen.get(o, 0) + 1
+            copy = torch.cat(copies)[order]
+            self.scale_shots, shot_index = np.unique(self.owner, return_inverse=True)  # columns of other_best
+            shot_index = torch.from_numpy(shot_index)
+            used_rows = slice(0, self.n_used)
+            self.other_best = torch.full((len(order), len(self.scale_shots)), float("-inf"), device=self.bank.device)
+            self.other_best[used_rows] = nearest_other_shot(self.bank[used_rows], shot_index[used_rows],
+                                                            copy[used_rows], self.half)
         if not first.exact and self.n_used:
             # Greedy k-center over the grouped rows (PatchCore); ascending indices keep every
             # group a contiguous run. The ungrouped tail stays whole (fallback only).
@@ -89,8 +107,9 @@ class SharedPatchBank:
                               torch.arange(self.n_used, len(self.owner), device=self.bank.device)])
             self.bank = subset_unit_rows(self.bank, keep)
             self.labels = {n: lab[keep.to(lab.device)] for n, lab in self.labels.items()}
-            self.owner = self.owner[keep.cpu().numpy()]
+            self.owner = self.owner[keep.cpu().numpy()]  # (no local_scale with a coreset: PatchScore)
             self.n_used = int((keep < self.n_used).sum())
+        self._scale = None  # bank_scale() without a held-out shot, once computed
         # Host copies and the bank rows of every group, found once: the search plans nothing
         # per image (no host synchronisation on a GPU).
         self._host_labels = {n: lab.cpu().numpy() for n, lab in self.labels.items()}
@@ -104,6 +123,25 @@ class SharedPatchBank:
         self.labels = {n: fn(lab) for n, lab in self.labels.items()}
         self.shot_foreground = fn(self.shot_foreground)
         self.groups = [g.apply(fn) for g in self.groups]
+        if self.other_best is not None:
+            self.other_best = fn(self.other_best)
+        self._scale = None
+
+    def bank_scale(self, exclude_shot: int | None = None) -> torch.Tensor | None:
+        """(M,) each row's distance to the nearest row of another shot (``local_scale``), the
+        held-out shot left out too; 0 where no other shot is left; None without local_scale."""
+        if self.other_best is None:
+            return None
+        if exclude_shot is None and self._scale is not None:
+            return self._scale
+        best = self.other_best
+        if exclude_shot is not None:
+            best = best[:, torch.from_numpy(self.scale_shots != exclude_shot).to(best.device)]
+        top = best.amax(dim=1)
+        scale = torch.where(torch.isinf(top), torch.zeros_like(top), 1.0 - top)
+        if exclude_shot is None:
+            self._scale = scale
+        return scale
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per score: (per-patch distance (h*w,), per-patch group label (h*w,))."""
@@ -119,6 +157,7 @@ class SharedPatchBank:
         # The ungrouped tail of the bank is only needed where a score finds no grouped row at all.
         full = len(self.owner)
         m = self.n_used if self._prefix_suffices(q_labels, exclude_shot) else full
+        scale = self.bank_scale(exclude_shot)
         source = next(iter(self.features.values()))  # every score of a bank reads the same part
         flat = torch.cat([source.features_of(p).flatten(1).T for p in parsed])
         dists = grouped_nn_cosine_distance(
@@ -130,6 +169,7 @@ class SharedPatchBank:
             chunk_size=self.chunk_size,
             half=self.half,
             groups=self.groups,  # grouped rows all lie in the prefix: the same groups for any m
+            bank_scale=None if scale is None else scale[:m],
         )
         return {n: (d.view(len(parsed), -1), q_labels[n]) for n, d in zip(self.features, dists)}
 
@@ -167,7 +207,7 @@ class SharedPatchBank:
 def bank_settings(f: PatchScore) -> tuple:
     """Patch scores with equal settings can share one bank."""
     return (f.half, f.chunk_size, f.coreset_ratio, f.coreset_max, f.coreset_projection_dim, f.coreset_seed,
-            f.backbone_part)
+            f.backbone_part, f.local_scale)
 
 
 def share_patch_banks(features: dict[str, object], shots: list[ParsedImage],
