@@ -210,41 +210,47 @@ def test_a_foreground_only_bank_searches_only_the_foreground_patches(monkeypatch
     assert searched == [G * G]
 
 
-def local_scale_reference(shots: list[ParsedImage], owners: list[int], test: ParsedImage, held: int | None = None) -> torch.Tensor:
+def local_scale_reference(shots: list[ParsedImage], owners: list[int], test: ParsedImage, mode: str,
+                          held: int | None = None) -> torch.Tensor:
     """Per test patch: min over memory patches m of (distance - r(m)), r(m) the distance of m to
-    the nearest patch of another shot's same copy (the held-out shot left out everywhere)."""
+    the nearest patch of another shot's same copy (``nearest``), or to each other shot's nearest
+    patch averaged over those shots (``mean``); the held-out shot left out everywhere."""
     copy = [owners[:i].count(o) for i, o in enumerate(owners)]
     keep = [i for i, o in enumerate(owners) if o != held]
     x = {i: F.normalize(shots[i].features.flatten(1).T.double(), dim=-1) for i in keep}
     mem, scale = [], []
     for i in keep:
         others = [x[j] for j in keep if owners[j] != owners[i] and copy[j] == copy[i]]
-        r = 1.0 - (x[i] @ torch.cat(others).T).max(dim=1).values if others else torch.zeros(len(x[i]), dtype=torch.double)
+        per_shot = torch.stack([1.0 - (x[i] @ o.T).max(dim=1).values for o in others])
+        r = per_shot.min(dim=0).values if mode == "nearest" else per_shot.mean(dim=0)
         mem.append(x[i])
         scale.append(r)
     q = F.normalize(test.features.flatten(1).T.double(), dim=-1)
     return (1.0 - (q @ torch.cat(mem).T + torch.cat(scale)[None]).max(dim=1).values).float()
 
 
-def test_local_scale_subtracts_each_memory_patch_distance_to_the_other_shots() -> None:
-    """Three shots and a moved copy of each (owners), the copies compared only with copies; the
+@pytest.mark.parametrize("mode", ["nearest", "mean"])
+def test_local_scale_subtracts_each_memory_patch_distance_to_the_other_shots(mode: str) -> None:
+    """Four shots and a moved copy of each (owners), the copies compared only with copies; the
     leave-one-out recomputes the scale without the held-out shot; two shots: the plain distance."""
-    shots = [parsed(30 + i) for i in range(6)]
-    owners = [0, 1, 2, 0, 1, 2]  # the shots as taken, then one moved copy of each, as the model orders them
-    scored = {"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0, local_scale=True)}
+    shots = [parsed(30 + i) for i in range(8)]
+    owners = [0, 1, 2, 3, 0, 1, 2, 3]  # the shots as taken, then one moved copy of each, as the model orders them
+    scored = {"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0, local_scale=mode)}
     bank = SharedPatchBank(scored, shots, owners)
     d, _ = bank.distances(TESTS[0])["class_agnostic_patch"]
-    torch.testing.assert_close(d, local_scale_reference(shots, owners, TESTS[0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d, local_scale_reference(shots, owners, TESTS[0], mode), atol=1e-5, rtol=0)
     assert (d < 0).any()  # below the scale of its nearest memory patch: no clamp at 0
     d1, _ = bank.distances(TESTS[0], exclude_shot=1)["class_agnostic_patch"]
-    torch.testing.assert_close(d1, local_scale_reference(shots, owners, TESTS[0], held=1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d1, local_scale_reference(shots, owners, TESTS[0], mode, held=1), atol=1e-5, rtol=0)
 
     plain = SharedPatchBank({"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0)}, shots[:2])
-    two = SharedPatchBank({"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0, local_scale=True)}, shots[:2])
+    two = SharedPatchBank({"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0, local_scale=mode)}, shots[:2])
     torch.testing.assert_close(two.distances(TESTS[0])["class_agnostic_patch"][0],
                                plain.distances(TESTS[0])["class_agnostic_patch"][0])
 
 
 def test_local_scale_with_a_coreset_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="local_scale.*coreset"):
-        ClassAgnosticPatchScore(local_scale=True, coreset_ratio=0.1)
+        ClassAgnosticPatchScore(local_scale="mean", coreset_ratio=0.1)
+    with pytest.raises(ValueError, match="local_scale must be one of"):
+        ClassAgnosticPatchScore(local_scale="median")

@@ -58,6 +58,9 @@ def missing_backbone_part(score: str, part: str, have: Iterable[str]) -> ValueEr
                       "backbone with that member (e.g. backbone=efficientnet_lite0_lite2) or remove that score")
 
 
+LOCAL_SCALES = ("none", "nearest", "mean")
+
+
 class PatchScore(Feature):
     """kNN cosine distance of patches to a memory bank, per group of patches.
 
@@ -74,11 +77,14 @@ class PatchScore(Feature):
     ``backbone_part`` (with a backbone ensemble, ``backbones/ensemble.py``): the member whose
     features this score searches; None: the primary member's (the only one without an ensemble).
 
-    ``local_scale``: a patch's distance is taken to the memory patch that minimises the distance
-    minus that memory patch's own distance to the nearest patch of the *other* shots (the same
-    moved copy): where the shots differ among themselves (loose parts that touch anew in every
-    bag) a new patch is expected and counts less, where they agree it counts more. Needs at least
-    three shots (two, once one is held out); below that the plain distance.
+    ``local_scale`` (``nearest`` | ``mean``; ``none``: off): a patch's distance is taken to the
+    memory patch that minimises the distance minus that memory patch's own distance to the other
+    shots (the same moved copy): to the nearest patch of any other shot (``nearest``), or to each
+    other shot's nearest patch, averaged over the shots (``mean``: the same whether a shot is held
+    out or not, so the leave-one-out calibration sees the scale the test images see). Where the
+    shots differ among themselves (loose parts that touch anew in every bag) a new patch is
+    expected and counts less, where they agree it counts more. Needs at least three shots (two,
+    once one is held out); below that the plain distance.
     """
 
     def __init__(
@@ -92,16 +98,18 @@ class PatchScore(Feature):
         coreset_seed: int = 0,
         baseline: str = "none",
         backbone_part: str | None = None,
-        local_scale: bool = False,
+        local_scale: str = "none",
     ):
         check_baseline(self.name, baseline)
         if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
             raise ConfigError(f"coreset_ratio must be in (0, 1] or null, got {coreset_ratio}")
         if coreset_max is not None and coreset_max < 1:
             raise ConfigError(f"coreset_max must be >= 1 or null, got {coreset_max}")
-        if local_scale and (coreset_ratio is not None or coreset_max is not None):
+        if local_scale not in LOCAL_SCALES:
+            raise ConfigError(f"{self.name} local_scale must be one of {LOCAL_SCALES}, got {local_scale!r}")
+        if local_scale != "none" and (coreset_ratio is not None or coreset_max is not None):
             raise ConfigError(f"{self.name}: local_scale compares every shot patch with every other shot's, which a "
-                              "coreset bank is too large for; set coreset_ratio and coreset_max to null or local_scale=false")
+                              "coreset bank is too large for; set coreset_ratio and coreset_max to null or local_scale=none")
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
@@ -113,7 +121,7 @@ class PatchScore(Feature):
         self.coreset_seed = coreset_seed
         self.baseline = baseline
         self.backbone_part = backbone_part
-        self.local_scale = bool(local_scale)
+        self.local_scale = local_scale
 
     def features_of(self, parsed: ParsedImage) -> torch.Tensor:
         """The (D, h, w) patch features this score searches (``backbone_part``)."""

@@ -45,7 +45,7 @@ class SharedPatchBank:
             # share_patch_banks groups the scores by bank_settings, so only a bug gets here
             raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
         self.features = dict(features)
-        self.half, self.chunk_size = first.half, first.chunk_size
+        self.half, self.chunk_size, self.local_mode = first.half, first.chunk_size, first.local_scale
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
         if owners is None:
             owners = list(range(len(shots)))
@@ -84,7 +84,7 @@ class SharedPatchBank:
         # copy (the shot as taken, or its j-th moved copy: images of one owner come in move
         # order); the ungrouped tail (a fallback only) keeps no scale.
         self.other_best = None
-        if first.local_scale and len(set(owners)) >= 3:
+        if first.local_scale != "none" and len(set(owners)) >= 3:
             seen: dict[int, int] = {}
             copies = []
             for o, p in zip(owners, shots):
@@ -128,8 +128,9 @@ class SharedPatchBank:
         self._scale = None
 
     def bank_scale(self, exclude_shot: int | None = None) -> torch.Tensor | None:
-        """(M,) each row's distance to the nearest row of another shot (``local_scale``), the
-        held-out shot left out too; 0 where no other shot is left; None without local_scale."""
+        """(M,) each row's distance to the other shots (``local_scale``: the nearest row of any, or
+        the mean over the shots of each one's nearest row), the held-out shot left out too; 0
+        where no other shot is left; None without local_scale."""
         if self.other_best is None:
             return None
         if exclude_shot is None and self._scale is not None:
@@ -137,8 +138,12 @@ class SharedPatchBank:
         best = self.other_best
         if exclude_shot is not None:
             best = best[:, torch.from_numpy(self.scale_shots != exclude_shot).to(best.device)]
-        top = best.amax(dim=1)
-        scale = torch.where(torch.isinf(top), torch.zeros_like(top), 1.0 - top)
+        if self.local_mode == "mean":
+            other = ~torch.isinf(best)
+            scale = torch.where(other, 1.0 - best, torch.zeros_like(best)).sum(1) / other.sum(1).clamp_min(1)
+        else:
+            top = best.amax(dim=1)
+            scale = torch.where(torch.isinf(top), torch.zeros_like(top), 1.0 - top)
         if exclude_shot is None:
             self._scale = scale
         return scale
