@@ -43,7 +43,7 @@ class SharedPatchBank:
         first = next(iter(features.values()))
         if any(bank_settings(f) != bank_settings(first) for f in features.values()):
             # share_patch_banks groups the scores by bank_settings, so only a bug gets here
-            raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings and backbone_part")
+            raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings, backbone_part and local_scale")
         self.features = dict(features)
         self.half, self.chunk_size, self.local_mode = first.half, first.chunk_size, first.local_scale
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
