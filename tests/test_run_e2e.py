@@ -84,3 +84,17 @@ def test_a_component_key_given_a_name_says_which_group_picks_it(tmp_path, key):
 
     with pytest.raises(ConfigError, match=rf"model.{key}='x' is a name.*{key}=<name> \(the files in conf/{key}/\)"):
         build(compose_cfg([f"model.{key}=x", "logger=none"], tmp_path / "run").model)
+
+
+def test_a_run_log_has_no_lightning_advertisement(caplog):
+    """Lightning logs a "💡 Tip" for its cloud logger at every Trainer; a run's log leaves it out."""
+    import logging
+
+    import lightning as L
+
+    import locoad.run  # noqa: F401  (installs the filter)
+
+    with caplog.at_level(logging.INFO):
+        L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+    assert caplog.records  # the Trainer logs (GPU available: ...), only the tip is gone
+    assert "litlogger" not in caplog.text

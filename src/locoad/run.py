@@ -19,6 +19,14 @@ from locoad.utils import build
 
 log = logging.getLogger(__name__)
 
+
+def _no_promotion(record: logging.LogRecord) -> bool:
+    """Lightning logs an advertisement ("💡 Tip: ... litlogger") at every Trainer it builds."""
+    return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_promotion)
+
 # Keys that may differ between a finished job and its re-run without invalidating the result.
 RESUME_IGNORED_KEYS = ("skip_if_done", "logger")
 
