@@ -281,6 +281,10 @@ def main(argv: list[str] | None = None) -> None:
                                           "defect_scale": args.defect_scale, "test_images": args.test_images,
                                           "device": args.device,
                                           "results": results}, indent=1))
+    # The models wrote their stages to the stage cache: keep it within model.cache.max_gb, as a run does.
+    cache = build(compose_config(args.overrides).model.cache)
+    if cache.enabled:
+        cache.prune()
     print(markdown(results))
     print()
     print(markdown_by_category(results))

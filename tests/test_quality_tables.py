@@ -56,3 +56,17 @@ def test_device_cuda_without_cuda_stops_before_any_work(tmp_path, monkeypatch, c
         quality_synthetic.main(["--root", str(tmp_path / "data"), "--device", "cuda"])
     assert info.value.code == 2 and not (tmp_path / "data").exists()
     assert "--device cuda: torch sees no CUDA device here; drop --device" in capsys.readouterr().err
+
+
+def test_the_benchmark_keeps_the_stage_cache_within_its_bound(tmp_path):
+    """quality_synthetic.py writes features and label maps to the stage cache; like a run, it
+    prunes the cache to model.cache.max_gb at the end (unbounded, benchmark grids fill a disk)."""
+    stages = tmp_path / "cache" / "stages"
+    args = ["--root", str(tmp_path / "data"), "--test-images", "1", "--categories", "juice_bottle", "--shots", "1",
+            "--seeds", "0", "--aligners", "hungarian", "--out", str(tmp_path / "out.json"), "--overrides",
+            "backbone=handcrafted", "features=robust", "backbone.image_size=112", "model.work_size=64",
+            "segmenter.work_size=64", f"paths.cache_dir={tmp_path / 'cache'}"]
+    quality_synthetic.main(args)
+    assert any(p.suffix in (".pt", ".npy") for p in stages.rglob("*"))  # it did write entries
+    quality_synthetic.main([*args, "model.cache.max_gb=1e-9"])
+    assert not [p for p in stages.rglob("*") if p.is_file()]
