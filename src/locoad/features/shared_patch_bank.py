@@ -51,7 +51,10 @@ class SharedPatchBank:
             owners = list(range(len(shots)))
         if len(owners) != len(shots):
             raise ValueError(f"{len(owners)} owners for {len(shots)} shot images")
-        owner = torch.cat([torch.full((p.class_grid.numel(),), o, dtype=torch.long) for o, p in zip(owners, shots)])
+        def per_row(values: list[int]) -> torch.Tensor:  # one value per shot image -> one per patch row
+            return torch.cat([torch.full((p.class_grid.numel(),), v, dtype=torch.long) for v, p in zip(values, shots)])
+
+        owner = per_row(owners)
         used = torch.stack([lab >= 0 for lab in labels.values()]).any(0)
         # Row order: rows some score groups first, then by each score's labels, so that every
         # group (all patches, the foreground, each class) is a contiguous run of rows and the
@@ -85,12 +88,7 @@ class SharedPatchBank:
         # order); the ungrouped tail (a fallback only) keeps no scale.
         self.other_best = None
         if first.local_scale != "none" and len(set(owners)) >= 3:
-            seen: dict[int, int] = {}
-            copies = []
-            for o, p in zip(owners, shots):
-                copies.append(torch.full((p.class_grid.numel(),), seen.get(o, 0), dtype=torch.long))
-                seen[o] = seen.get(o, 0) + 1
-            copy = torch.cat(copies)[order]
+            copy = per_row([owners[:i].count(o) for i, o in enumerate(owners)])[order]
             self.scale_shots, shot_index = np.unique(self.owner, return_inverse=True)  # columns of other_best
             shot_index = torch.from_numpy(shot_index)
             used_rows = slice(0, self.n_used)
@@ -109,7 +107,6 @@ class SharedPatchBank:
             self.labels = {n: lab[keep.to(lab.device)] for n, lab in self.labels.items()}
             self.owner = self.owner[keep.cpu().numpy()]  # (no local_scale with a coreset: PatchScore)
             self.n_used = int((keep < self.n_used).sum())
-        self._scale = None  # bank_scale() without a held-out shot, once computed
         # Host copies and the bank rows of every group, found once: the search plans nothing
         # per image (no host synchronisation on a GPU).
         self._host_labels = {n: lab.cpu().numpy() for n, lab in self.labels.items()}
@@ -125,7 +122,6 @@ class SharedPatchBank:
         self.groups = [g.apply(fn) for g in self.groups]
         if self.other_best is not None:
             self.other_best = fn(self.other_best)
-        self._scale = None
 
     def bank_scale(self, exclude_shot: int | None = None) -> torch.Tensor | None:
         """(M,) each row's distance to the other shots (``local_scale``: the nearest row of any, or
@@ -133,8 +129,6 @@ class SharedPatchBank:
         where no other shot is left; None without local_scale."""
         if self.other_best is None:
             return None
-        if exclude_shot is None and self._scale is not None:
-            return self._scale
         best = self.other_best
         if exclude_shot is not None:
             best = best[:, torch.from_numpy(self.scale_shots != exclude_shot).to(best.device)]
@@ -144,8 +138,6 @@ class SharedPatchBank:
         else:
             top = best.amax(dim=1)
             scale = torch.where(torch.isinf(top), torch.zeros_like(top), 1.0 - top)
-        if exclude_shot is None:
-            self._scale = scale
         return scale
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
