@@ -211,10 +211,11 @@ def test_a_foreground_only_bank_searches_only_the_foreground_patches(monkeypatch
 
 
 def local_scale_reference(shots: list[ParsedImage], owners: list[int], test: ParsedImage, mode: str,
-                          held: int | None = None) -> torch.Tensor:
+                          held: int | None = None, cap: float | None = None) -> torch.Tensor:
     """Per test patch: min over memory patches m of (distance - r(m)), r(m) the distance of m to
     the nearest patch of another shot's same copy (``nearest``), or to each other shot's nearest
-    patch averaged over those shots (``mean``); the held-out shot left out everywhere."""
+    patch averaged over those shots (``mean``), capped at its ``cap`` quantile; the held-out shot
+    left out everywhere."""
     copy = [owners[:i].count(o) for i, o in enumerate(owners)]
     keep = [i for i, o in enumerate(owners) if o != held]
     x = {i: F.normalize(shots[i].features.flatten(1).T.double(), dim=-1) for i in keep}
@@ -225,8 +226,11 @@ def local_scale_reference(shots: list[ParsedImage], owners: list[int], test: Par
         r = per_shot.min(dim=0).values if mode == "nearest" else per_shot.mean(dim=0)
         mem.append(x[i])
         scale.append(r)
+    scale = torch.cat(scale)
+    if cap is not None:
+        scale = scale.clamp_max(torch.quantile(scale, cap))
     q = F.normalize(test.features.flatten(1).T.double(), dim=-1)
-    return (1.0 - (q @ torch.cat(mem).T + torch.cat(scale)[None]).max(dim=1).values).float()
+    return (1.0 - (q @ torch.cat(mem).T + scale[None]).max(dim=1).values).float()
 
 
 @pytest.mark.parametrize("mode", ["nearest", "mean"])
@@ -247,6 +251,24 @@ def test_local_scale_subtracts_each_memory_patch_distance_to_the_other_shots(mod
     two = SharedPatchBank({"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0, local_scale=mode)}, shots[:2])
     torch.testing.assert_close(two.distances(TESTS[0])["class_agnostic_patch"][0],
                                plain.distances(TESTS[0])["class_agnostic_patch"][0])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "mean"])
+def test_local_scale_cap_clips_each_scale_at_a_quantile_of_the_searched_rows(mode: str) -> None:
+    """The cap's quantile is taken over the rows searched: without the held-out shot's in the
+    leave-one-out; a cap moves the distances (the check can fail)."""
+    shots = [parsed(30 + i) for i in range(8)]
+    owners = [0, 1, 2, 3, 0, 1, 2, 3]
+    capped = SharedPatchBank({"class_agnostic_patch": ClassAgnosticPatchScore(
+        top_percent=10.0, local_scale=mode, local_scale_cap=0.5)}, shots, owners)
+    d, _ = capped.distances(TESTS[0])["class_agnostic_patch"]
+    torch.testing.assert_close(d, local_scale_reference(shots, owners, TESTS[0], mode, cap=0.5), atol=1e-5, rtol=0)
+    assert not torch.allclose(d, local_scale_reference(shots, owners, TESTS[0], mode), atol=1e-4)
+    d1, _ = capped.distances(TESTS[0], exclude_shot=2)["class_agnostic_patch"]
+    torch.testing.assert_close(d1, local_scale_reference(shots, owners, TESTS[0], mode, held=2, cap=0.5),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="local_scale_cap must be a quantile"):
+        ClassAgnosticPatchScore(local_scale=mode, local_scale_cap=1.5)
 
 
 def test_local_scale_with_a_coreset_is_a_config_error() -> None:

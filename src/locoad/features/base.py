@@ -84,7 +84,10 @@ class PatchScore(Feature):
     out or not, so the leave-one-out calibration sees the scale the test images see). Where the
     shots differ among themselves (loose parts that touch anew in every bag) a new patch is
     expected and counts less, where they agree it counts more. Needs at least three shots (two,
-    once one is held out); below that the plain distance.
+    once one is held out); below that the plain distance. ``local_scale_cap`` (a quantile in (0, 1),
+    null: none) caps every memory patch's scale at that quantile of the bank's: a memory patch
+    unlike every other shot's (a unique arrangement of loose parts) then cannot become the nearest
+    of every novel patch by its large scale alone.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class PatchScore(Feature):
         baseline: str = "none",
         backbone_part: str | None = None,
         local_scale: str = "none",
+        local_scale_cap: float | None = None,
     ):
         check_baseline(self.name, baseline)
         if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
@@ -110,6 +114,8 @@ class PatchScore(Feature):
         if local_scale != "none" and (coreset_ratio is not None or coreset_max is not None):
             raise ConfigError(f"{self.name}: local_scale compares every shot patch with every other shot's, which a "
                               "coreset bank is too large for; set coreset_ratio and coreset_max to null or local_scale=none")
+        if local_scale_cap is not None and not 0.0 < local_scale_cap < 1.0:
+            raise ConfigError(f"{self.name} local_scale_cap must be a quantile in (0, 1) or null, got {local_scale_cap}")
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
@@ -122,6 +128,7 @@ class PatchScore(Feature):
         self.baseline = baseline
         self.backbone_part = backbone_part
         self.local_scale = local_scale
+        self.local_scale_cap = local_scale_cap
 
     def features_of(self, parsed: ParsedImage) -> torch.Tensor:
         """The (D, h, w) patch features this score searches (``backbone_part``)."""

@@ -43,9 +43,10 @@ class SharedPatchBank:
         first = next(iter(features.values()))
         if any(bank_settings(f) != bank_settings(first) for f in features.values()):
             # share_patch_banks groups the scores by bank_settings, so only a bug gets here
-            raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings, backbone_part and local_scale")
+            raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings, backbone_part and local_scale (cap)")
         self.features = dict(features)
         self.half, self.chunk_size, self.local_mode = first.half, first.chunk_size, first.local_scale
+        self.local_cap = first.local_scale_cap
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
         if owners is None:
             owners = list(range(len(shots)))
@@ -126,7 +127,8 @@ class SharedPatchBank:
     def bank_scale(self, exclude_shot: int | None = None) -> torch.Tensor | None:
         """(M,) each row's distance to the other shots (``local_scale``: the nearest row of any, or
         the mean over the shots of each one's nearest row), the held-out shot left out too; 0
-        where no other shot is left; None without local_scale."""
+        where no other shot is left; capped at ``local_scale_cap``'s quantile of the searched rows'
+        scales; None without local_scale."""
         if self.other_best is None:
             return None
         best = self.other_best
@@ -138,6 +140,11 @@ class SharedPatchBank:
         else:
             top = best.amax(dim=1)
             scale = torch.where(torch.isinf(top), torch.zeros_like(top), 1.0 - top)
+        if self.local_cap is not None:  # the quantile of the searched grouped rows' scales
+            searched = self.owner[: self.n_used] != exclude_shot
+            pool = scale[: self.n_used][torch.from_numpy(searched).to(scale.device)]
+            if len(pool):
+                scale = scale.clamp_max(torch.quantile(pool, self.local_cap))
         return scale
 
     def distances(self, parsed: ParsedImage, exclude_shot: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -204,7 +211,7 @@ class SharedPatchBank:
 def bank_settings(f: PatchScore) -> tuple:
     """Patch scores with equal settings can share one bank."""
     return (f.half, f.chunk_size, f.coreset_ratio, f.coreset_max, f.coreset_projection_dim, f.coreset_seed,
-            f.backbone_part, f.local_scale)
+            f.backbone_part, f.local_scale, f.local_scale_cap)
 
 
 def share_patch_banks(features: dict[str, object], shots: list[ParsedImage],
