@@ -269,6 +269,8 @@ def test_local_scale_cap_clips_each_scale_at_a_quantile_of_the_searched_rows(mod
                                atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="local_scale_cap must be a quantile"):
         ClassAgnosticPatchScore(local_scale=mode, local_scale_cap=1.5)
+    with pytest.raises(ValueError, match="local_scale_cap caps the local scale, which is off"):
+        ClassAgnosticPatchScore(local_scale_cap=0.5)
 
 
 def test_local_scale_with_a_coreset_is_a_config_error() -> None:

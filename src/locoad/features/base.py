@@ -116,6 +116,9 @@ class PatchScore(Feature):
                               "coreset bank is too large for; set coreset_ratio and coreset_max to null or local_scale=none")
         if local_scale_cap is not None and not 0.0 < local_scale_cap < 1.0:
             raise ConfigError(f"{self.name} local_scale_cap must be a quantile in (0, 1) or null, got {local_scale_cap}")
+        if local_scale_cap is not None and local_scale == "none":
+            raise ConfigError(f"{self.name}: local_scale_cap caps the local scale, which is off; set local_scale=nearest|mean "
+                              "or local_scale_cap=null")
         self.top_percent = top_percent
         self.chunk_size = chunk_size
         self.half = half
