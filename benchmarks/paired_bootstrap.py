@@ -12,8 +12,8 @@ in which the candidate is higher. A difference whose interval straddles 0 is wit
 images' noise. The same is printed for the *lowest part per seed*: per aligner and shot draw
 (k, seed) the lowest logical or structural AUROC of any category, averaged over them (the weakest cell a
 single run shows; the project's rules ask that a change not lower it). A side may be several
-dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``--overrides
-features=<name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
+dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``quality_synthetic.py
+--only <name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
 also prints each category's logical and structural AUROC of both sides (mean over the runs) with
 its own 95 % interval; ``--seeds`` keeps only those shot draws (``--seeds 0``: one draw, as a
 single run of ``locoad`` with ``data.seed=0`` sees). Runs pair by category, aligner, k and seed:

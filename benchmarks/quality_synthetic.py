@@ -58,6 +58,18 @@ def compose_config(overrides: list[str], hydra: bool = False):
                        return_hydra_config=hydra)
 
 
+def only_features(overrides: list[str], names: list[str]) -> list[str]:
+    """Hydra overrides that leave only the features ``names`` in the config ``overrides`` compose:
+    a feature scored alone on a grid's images, its dump joined to the grid's own dumps with
+    ``benchmarks/refuse_grid.py`` (each feature's score depends only on its own settings)."""
+    present = list(compose_config(overrides).features)
+    unknown = sorted(set(names) - set(present))
+    if unknown:
+        raise ValueError(f"--only {' '.join(unknown)}: not among this config's features ({', '.join(present)}); "
+                         "name features the config composes, or add them with --overrides")
+    return [f"~features.{n}" for n in present if n not in names]
+
+
 def compose_model(overrides: list[str], device: torch.device | str = "cpu"):
     """The torch model inside the LightningModule, on ``device`` with its components following
     (as the Lightning module does on a trainer's device)."""
@@ -198,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--aligners", nargs="*", default=["hungarian", "nearest"])
     ap.add_argument("--fusions", nargs="*", default=None, help="default: the one the config picks")
     ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides, e.g. features=competition")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="score only these features (the others left out): a feature run alone, its --dump joined "
+                         "to a grid's dumps with benchmarks/refuse_grid.py")
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
                     help="perturb every image (exposure, illumination gradient, noise, shift)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/quality_synthetic.json"))
@@ -208,6 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: torch sees no CUDA device here; drop --device (the CPU) or run on a GPU machine")
+    if args.only:
+        try:
+            args.overrides = [*args.overrides, *only_features(args.overrides, args.only)]
+        except ValueError as err:
+            ap.error(str(err))
     # Hydra resolves the defaults list (and --overrides), so "the default" stays the default.
     args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
     torch.manual_seed(0)

@@ -5,9 +5,10 @@ feature score as it was, so the grid files of ``benchmarks/quality_synthetic.py`
 re-scored: this fits the fusion that the config composes now on each run's dumped leave-one-out
 scores, fuses its dumped test scores and rewrites the fused metrics (per type and per defect).
 The per-feature metrics, F1 floors and alignment accuracies are kept. A feature added to the
-default, or one whose code changed, can be scored alone on the same grid (``--overrides
-features=<name> --dump new.npz``) and its dump passed after the grid's own: its scores join (or
-replace) each run's, and its metrics are computed afresh. ``--shots``: re-fuse only the rows of
+default, or one whose code or settings changed, can be scored alone on the same grid
+(``quality_synthetic.py --only <name> [--overrides features.<name>.<key>=...] --dump new.npz``)
+and its dump passed after the grid's own: its scores join (or replace) each run's, and its
+metrics are computed afresh. ``--shots``: re-fuse only the rows of
 these k (a change that moves no score at the other k, whose runs need no dumps); the rest are kept.
 
     .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import quality_synthetic
 
 
@@ -48,7 +49,6 @@ def test_test_images_sets_every_family_s_test_counts_and_names_its_folder(tmp_pa
 
 
 def test_device_cuda_without_cuda_stops_before_any_work(tmp_path, monkeypatch, capsys):
-    import pytest
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -70,3 +70,14 @@ def test_the_benchmark_keeps_the_stage_cache_within_its_bound(tmp_path):
     assert any(p.suffix in (".pt", ".npy") for p in stages.rglob("*"))  # it did write entries
     quality_synthetic.main([*args, "model.cache.max_gb=1e-9"])
     assert not [p for p in stages.rglob("*") if p.is_file()]
+
+
+def test_only_leaves_the_named_features_and_names_unknown_ones(capsys):
+    """--only scores one feature alone (its dump then joins a grid's with refuse_grid.py)."""
+    cfg = quality_synthetic.compose_config(quality_synthetic.only_features([], ["lite2_foreground_patch"]))
+    assert list(cfg.features) == ["lite2_foreground_patch"]
+    assert cfg.features.lite2_foreground_patch.backbone_part == "lite2"  # its settings kept
+    with pytest.raises(SystemExit) as info:
+        quality_synthetic.main(["--only", "no_such_feature"])
+    assert info.value.code == 2
+    assert "--only no_such_feature: not among this config's features" in capsys.readouterr().err
