@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as err:
             ap.error(str(err))
     # Hydra resolves the defaults list (and --overrides), so "the default" stays the default.
-    args.fusions = args.fusions or [compose_config(args.overrides, hydra=True).hydra.runtime.choices.fusion]
+    cfg = compose_config(args.overrides, hydra=True)
+    args.fusions = args.fusions or [cfg.hydra.runtime.choices.fusion]
     torch.manual_seed(0)
     args.root, every = prepare_data(args.variant, args.generator_seed, args.size_factor, args.root,
                                     args.defect_scale, args.test_images)
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "device": args.device,
                                           "results": results}, indent=1))
     # The models wrote their stages to the stage cache: keep it within model.cache.max_gb, as a run does.
-    cache = build(compose_config(args.overrides).model.cache)
+    cache = build(cfg.model.cache)
     if cache.enabled:
         cache.prune()
     print(markdown(results))
