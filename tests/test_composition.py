@@ -1,11 +1,14 @@
 """Composition score: a missing, extra or resized piece of a part kind raises it, with colour
 classes fitted on the shots (no segmenter/aligner) and with the aligner's classes."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from skimage.color import rgb2lab
 
+from locoad.components.capture_jitter import CaptureJitter
 from locoad.components.colour_kinds import ColourKinds
 from locoad.features.composition import CompositionScore
 from locoad.types import ParsedImage
@@ -229,3 +232,38 @@ def test_a_kind_whose_smallest_piece_is_speckle_in_the_shots_scores_no_smallest_
     assert on.score(small, plain).value > 3.0
     with pytest.raises(ValueError, match="speckle"):
         CompositionScore(speckle=-1.0)
+
+
+def jittered(p: ParsedImage, seed: int) -> ParsedImage:
+    rgb = CaptureJitter()(p.rgb, np.random.default_rng(seed))
+    return replace(p, rgb=rgb, lab=rgb2lab(rgb).astype(np.float32))
+
+
+def test_capture_jitter_is_another_capture_of_the_same_scene():
+    p = scene(PINS)
+    a, b = (CaptureJitter()(p.rgb, np.random.default_rng(3)) for _ in range(2))
+    assert a.shape == p.rgb.shape and a.dtype == np.uint8 and np.array_equal(a, b)
+    diff = np.abs(a.astype(int) - p.rgb.astype(int))
+    assert diff.mean() > 1.0  # moved, lit and cast differently ...
+    assert abs(float(a.mean()) - float(p.rgb.mean())) < 0.2 * float(p.rgb.mean())  # ... but the same scene
+
+
+def test_capture_copies_discount_what_a_capture_change_moves_and_keep_a_missing_piece():
+    """Each shot's jittered copies show how far an entry moves under light, focus and a few
+    degrees: a good image captured differently scores lower, a missing pin (which no capture
+    change makes) still scores its full count evidence. The copies depend on the shot's pixels,
+    not on its place among the shots."""
+    shots = [scene(PINS, seed=i, shift=i) for i in range(4)]
+    plain = CompositionScore(n_colours=3, top_n=1)
+    copies = CompositionScore(n_colours=3, top_n=1, capture_copies=4)
+    ps, cs = plain.fit(shots), copies.fit(shots)
+    assert np.all(cs.floor_std >= ps.floor_std - 1e-12) and np.any(cs.floor_std > 1.05 * ps.floor_std)
+    for s in range(6):
+        good = jittered(scene(PINS, seed=7 + s, shift=1), s)
+        assert copies.score(good, cs).value < plain.score(good, ps).value
+    missing = scene(PINS[:-1], seed=7)
+    assert copies.score(missing, cs).value == pytest.approx(2.0 * np.sqrt(4))  # one pin / (half a pin / sqrt(4))
+    np.testing.assert_allclose(copies.fit(shots[::-1]).floor_std, cs.floor_std)
+    for bad in ({"capture_copies": -1}, {"capture_copies": 2, "classes": "aligned"}):
+        with pytest.raises(ValueError, match="capture_copies"):
+            CompositionScore(**bad)

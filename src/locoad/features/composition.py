@@ -41,13 +41,16 @@ noise fragments): its smallest-piece entry is not scored. The image score is the
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 from scipy.stats import chi2
 
+from locoad.colour import rgb_to_lab
+from locoad.components.capture_jitter import CaptureJitter
 from locoad.components.colour_kinds import ColourKinds, merge_distances
 from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
@@ -100,6 +103,7 @@ class CompositionScore(Feature):
         units: bool = True,
         balance: bool = False,
         speckle: float = 3.0,
+        capture_copies: int = 0,
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
@@ -108,6 +112,11 @@ class CompositionScore(Feature):
             raise ConfigError(f"composition top_n must be >= 1, got {top_n}")
         if speckle < 0:
             raise ConfigError(f"composition speckle must be >= 0 (times min_piece; 0: off), got {speckle}")
+        if capture_copies < 0 or (capture_copies and classes != "colour"):
+            raise ConfigError(f"composition capture_copies must be >= 0 and needs classes=colour (a copy is not "
+                              f"segmented again), got {capture_copies} with classes={classes!r}")
+        self.capture_copies = capture_copies
+        self.seed = seed
         self.classes = classes
         self.needs_classes = classes == "aligned"
         self.min_piece = min_piece
@@ -230,7 +239,41 @@ class CompositionScore(Feature):
             dof = np.maximum(seen - 1, 1)
             std = std * np.sqrt(dof / chi2.ppf(1.0 - self.std_confidence, dof))
         # The floor is added in quadrature: jitter below it is never evidence.
-        return CompositionState(levels, mean, np.hypot(std, self._floors(mean, seen)), unit)
+        scale = np.hypot(std, self._floors(mean, seen))
+        if self.capture_copies:
+            scale = np.hypot(scale, self._capture_std(shots, levels, unit, stack.shape[1]))
+        return CompositionState(levels, mean, scale, unit)
+
+    def _capture_std(self, shots: list[ParsedImage], levels, unit: np.ndarray, n: int) -> np.ndarray:
+        """(K, columns) how far each entry moves when a shot is captured again (its jittered
+        copies, :class:`CaptureJitter`): the std over a shot and its copies, averaged over the
+        shots in quadrature. Shots taken under one setup agree on entries that a change of light or
+        focus moves (a shade that fragments, a part that merges with its neighbour under blur)."""
+        var = []
+        for p in shots:
+            copies = [p, *self._copies(p)]
+            desc = np.stack([_pad_rows(self.describe_levels(c, levels), n) for c in copies])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # entries absent from every copy
+                var.append(np.nanvar(self.in_units(desc, unit), axis=0, ddof=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nan_to_num(np.sqrt(np.nanmean(var, axis=0)))
+
+    def _copies(self, parsed: ParsedImage) -> list[ParsedImage]:
+        """``capture_copies`` jittered copies of a shot, drawn from its own pixels' checksum (the
+        same copies whichever other shots it is fitted with) and kept on it for the leave-one-out fits."""
+        key = f"_capture_copies_{self.capture_copies}_{self.seed}"
+        cached = getattr(parsed, key, None)
+        if cached is None:
+            rng = np.random.default_rng([self.seed, zlib.crc32(np.ascontiguousarray(parsed.rgb[::7, ::7]).tobytes())])
+            jitter = CaptureJitter()
+            cached = []
+            for _ in range(self.capture_copies):
+                rgb = jitter(parsed.rgb, rng)
+                cached.append(replace(parsed, rgb=rgb, lab=rgb_to_lab(rgb)))
+            object.__setattr__(parsed, key, cached)
+        return cached
 
     def score(self, parsed: ParsedImage, state: CompositionState) -> FeatureScore:
         x = self.describe_levels(parsed, state.levels)
