@@ -267,3 +267,24 @@ def test_capture_copies_discount_what_a_capture_change_moves_and_keep_a_missing_
     for bad in ({"capture_copies": -1}, {"capture_copies": 2, "classes": "aligned"}):
         with pytest.raises(ValueError, match="capture_copies"):
             CompositionScore(**bad)
+
+
+def test_adapted_centres_keep_a_surface_that_light_moves_toward_another_shade_in_one_kind():
+    """A surface lit unevenly runs from its own shade (a = 0) to past the midpoint toward a
+    neighbouring shade (a = 8, which a patch beside it has): the plain nearest-centre map cuts
+    the surface in two kinds; centres that follow their pixels (at most 3 units) keep it whole,
+    and the patch keeps its kind."""
+    h, w = 40, 40
+    lab = np.zeros((h, w, 3), np.float32)
+    lab[..., 0] = 60.0
+    lab[:, :30, 1] = np.linspace(0.0, 4.8, 30)[None]  # the surface
+    lab[:, 30:, 1] = 8.0  # the neighbouring shade's patch
+    p = ParsedImage(np.zeros((h, w, 3), np.uint8), lab, np.zeros((h, w), np.int64), torch.zeros(1, 4, 4),
+                    torch.zeros(4, 4, dtype=torch.long), 4)
+    centres = np.array([[30.0, 0.0, 0.0], [30.0, 8.0, 0.0]], np.float32)  # scaled: L x 0.5
+    plain = ColourKinds(white_balance="none").kind_map(p, centres)
+    adapted = ColourKinds(white_balance="none", adapt_centres=3.0).kind_map(p, centres)
+    assert (plain[:, :30] == 0).mean() < 0.9 and (adapted[:, :30] == 0).mean() > 0.95
+    assert (plain[:, 30:] == 1).all() and (adapted[:, 30:] == 1).all()
+    with pytest.raises(ValueError, match="adapt_centres"):
+        CompositionScore(adapt_centres=-1.0)

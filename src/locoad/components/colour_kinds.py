@@ -34,6 +34,17 @@ def merge_distances(merge_distance: float | Sequence[float], owner: str) -> list
     return [float(d) for d in distances]
 
 
+# adapt_centres: Lloyd steps per image, and the pixels a centre needs to move
+ADAPT_STEPS = 2
+ADAPT_MIN_PIXELS = 50
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(N,) index of the nearest of ``centres`` (K, 3) for every row of ``x`` (N, 3)."""
+    d = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]
+    return d.argmin(1)
+
+
 class ColourKinds:
     def __init__(
         self,
@@ -45,6 +56,7 @@ class ColourKinds:
         merge_distance: float = 12.0,
         seed: int = 0,
         owner: str = "colour kinds",
+        adapt_centres: float = 0.0,
     ):
         if n_colours < 2:
             raise ConfigError(f"{owner} n_colours must be >= 2, got {n_colours}")
@@ -58,7 +70,10 @@ class ColourKinds:
             white_balance = "gray_world" if white_balance else "none"
         if white_balance not in WHITE_BALANCES:
             raise ConfigError(f"{owner} white_balance must be one of {', '.join(WHITE_BALANCES)}, got {white_balance!r}")
+        if adapt_centres < 0:
+            raise ConfigError(f"{owner} adapt_centres must be >= 0 (scaled CIELAB units; 0: off), got {adapt_centres}")
         self.white_balance = white_balance
+        self.adapt_centres = adapt_centres
         self.merge_distance = merge_distance
         self.seed = seed
 
@@ -107,10 +122,24 @@ class ColourKinds:
                          for g in np.unique(groups)]).astype(np.float32)
 
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray) -> np.ndarray:
-        """(H, W) index of the nearest centre of every pixel."""
+        """(H, W) index of the nearest centre of every pixel (with ``adapt_centres``, of the
+        centres adapted to this image)."""
         x = self.scaled_lab(parsed)
-        d = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None]
-        return d.argmin(1).reshape(parsed.lab.shape[:2])
+        nearest = _nearest(x, centres)
+        if self.adapt_centres > 0:
+            # A capture's light can move a whole surface across the border between two shades;
+            # centres that follow their own pixels a little keep it one kind. The step is
+            # bounded (half the finest merge cut by default), so no centre takes another's colour.
+            moved = centres.astype(np.float32)
+            for _ in range(ADAPT_STEPS):
+                counts = np.bincount(nearest, minlength=len(centres))
+                sums = np.stack([np.bincount(nearest, weights=x[:, c], minlength=len(centres)) for c in range(3)], 1)
+                target = np.where(counts[:, None] >= ADAPT_MIN_PIXELS, sums / np.maximum(counts, 1)[:, None], moved)
+                shift = target - centres
+                norm = np.linalg.norm(shift, axis=1, keepdims=True)
+                moved = (centres + shift * np.minimum(1.0, self.adapt_centres / np.maximum(norm, 1e-9))).astype(np.float32)
+                nearest = _nearest(x, moved)
+        return nearest.reshape(parsed.lab.shape[:2])
 
     @staticmethod
     def border_share(kinds: np.ndarray, n: int) -> np.ndarray:

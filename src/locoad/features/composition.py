@@ -104,6 +104,7 @@ class CompositionScore(Feature):
         balance: bool = False,
         speckle: float = 3.0,
         capture_copies: int = 0,
+        adapt_centres: float = 0.0,
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
@@ -134,7 +135,8 @@ class CompositionScore(Feature):
         self.merge_distances = merge_distances(merge_distance, "composition")
         # Colour classes, white balance and background: shared with instance_set.
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
-                                 self.merge_distances[0], seed, owner="composition")
+                                 self.merge_distances[0], seed, owner="composition",
+                                 adapt_centres=adapt_centres)
 
     # -- part kinds ------------------------------------------------------------------------------
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray | None) -> tuple[np.ndarray, int]:
