@@ -127,9 +127,10 @@ class ColourKinds:
         x = self.scaled_lab(parsed)
         nearest = _nearest(x, centres)
         if self.adapt_centres > 0:
-            # A capture's light can move a whole surface across the border between two shades;
-            # centres that follow their own pixels a little keep it one kind. The step is
-            # bounded (half the finest merge cut by default), so no centre takes another's colour.
+            # A capture's uneven light can move part of a surface across the border between two
+            # shades; centres that follow their own pixels a little keep it one kind (a surface
+            # that crosses whole still changes kind). The shift is bounded, so no centre takes
+            # another's colour.
             moved = centres.astype(np.float32)
             for _ in range(ADAPT_STEPS):
                 counts = np.bincount(nearest, minlength=len(centres))

@@ -36,6 +36,10 @@ the more; ``position_floor``; ``chroma_floor``). A kind whose smallest piece ave
 below ``speckle`` times ``min_piece`` in the shots has speckle for its smallest piece (shading and
 noise fragments): its smallest-piece entry is not scored. The image score is the mean of the
 ``top_n`` largest z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
+
+Two options, off by default (docs/ablations.md has their measurements): ``capture_copies`` also
+describes each shot under random capture changes and adds how far an entry moves among them to its
+denominator; ``adapt_centres`` lets the colour centres follow each image's own pixels a bounded step.
 """
 
 from __future__ import annotations
@@ -246,7 +250,8 @@ class CompositionScore(Feature):
             scale = np.hypot(scale, self._capture_std(shots, levels, unit, stack.shape[1]))
         return CompositionState(levels, mean, scale, unit)
 
-    def _capture_std(self, shots: list[ParsedImage], levels, unit: np.ndarray, n: int) -> np.ndarray:
+    def _capture_std(self, shots: list[ParsedImage], levels: list[tuple[np.ndarray | None, np.ndarray | None]],
+                     unit: np.ndarray, n: int) -> np.ndarray:
         """(K, columns) how far each entry moves when a shot is captured again (its jittered
         copies, :class:`CaptureJitter`): the std over a shot and its copies, averaged over the
         shots in quadrature. Shots taken under one setup agree on entries that a change of light or
