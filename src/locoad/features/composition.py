@@ -247,24 +247,23 @@ class CompositionScore(Feature):
         # The floor is added in quadrature: jitter below it is never evidence.
         scale = np.hypot(std, self._floors(mean, seen))
         if self.capture_copies:
-            scale = np.hypot(scale, self._capture_std(shots, levels, unit, stack.shape[1]))
+            scale = np.hypot(scale, self._capture_std(shots, stack, levels, unit))
         return CompositionState(levels, mean, scale, unit)
 
-    def _capture_std(self, shots: list[ParsedImage], levels: list[tuple[np.ndarray | None, np.ndarray | None]],
-                     unit: np.ndarray, n: int) -> np.ndarray:
+    def _capture_std(self, shots: list[ParsedImage], described: np.ndarray,
+                     levels: list[tuple[np.ndarray | None, np.ndarray | None]], unit: np.ndarray) -> np.ndarray:
         """(K, columns) how far each entry moves when a shot is captured again (its jittered
         copies, :class:`CaptureJitter`): the std over a shot and its copies, averaged over the
-        shots in quadrature. Shots taken under one setup agree on entries that a change of light or
-        focus moves (a shade that fragments, a part that merges with its neighbour under blur)."""
-        var = []
-        for p in shots:
-            copies = [p, *self._copies(p)]
-            desc = np.stack([_pad_rows(self.describe_levels(c, levels), n) for c in copies])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # entries absent from every copy
-                var.append(np.nanvar(self.in_units(desc, unit), axis=0, ddof=1))
+        shots in quadrature; ``described``: the shots' own descriptors (k, K, columns), in units.
+        Shots taken under one setup agree on entries that a change of light or focus moves (a
+        shade that fragments, a part that merges with its neighbour under blur)."""
+        n = described.shape[1]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # entries absent from every copy
+            var = []
+            for p, own in zip(shots, described):
+                copies = np.stack([_pad_rows(self.describe_levels(c, levels), n) for c in self._copies(p)])
+                var.append(np.nanvar(np.concatenate([own[None], self.in_units(copies, unit)]), axis=0, ddof=1))
             return np.nan_to_num(np.sqrt(np.nanmean(var, axis=0)))
 
     def _copies(self, parsed: ParsedImage) -> list[ParsedImage]:
