@@ -288,3 +288,31 @@ def test_adapted_centres_keep_a_surface_that_light_moves_toward_another_shade_in
     assert (plain[:, 30:] == 1).all() and (adapted[:, 30:] == 1).all()
     with pytest.raises(ValueError, match="adapt_centres"):
         CompositionScore(adapt_centres=-1.0)
+
+
+@pytest.mark.parametrize("spread, members", [("seed", [(3, 0), (3, 1), (3, 2)]), ("colours", [(4, 0), (3, 0), (5, 0)])])
+def test_several_fits_average_the_scores_of_fits_that_differ_as_configured(spread, members):
+    """fits=3: the score is the mean of three single fits configured with the member's n_colours
+    and seed, on test images and leave-one-out fits alike."""
+    shots = [scene(PINS, seed=i, shift=i) for i in range(3)]
+    n_colours = members[0][0]
+    fits = CompositionScore(n_colours=n_colours, fits=3, fit_spread=spread)
+    assert [(k.n_colours, k.seed) for k in fits.members] == members
+    singles = [CompositionScore(n_colours=n, seed=s) for n, s in members]
+    for image in (scene(PINS, seed=7, shift=1), scene(PINS[:-1], seed=7)):
+        want = np.mean([f.score(image, f.fit(shots)).value for f in singles])
+        assert fits.score(image, fits.fit(shots)).value == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(fits.loo_scores(shots, [0, 2]),
+                               np.mean([f.loo_scores(shots, [0, 2]) for f in singles], axis=0), rtol=1e-12)
+    assert fits.score(scene(PINS[:-1], seed=7), fits.fit(shots)).value > 2 * fits.score(scene(PINS, seed=7, shift=1), fits.fit(shots)).value
+
+
+def test_bad_fit_options_name_the_fix():
+    with pytest.raises(ValueError, match="fits must be >= 1"):
+        CompositionScore(fits=0)
+    with pytest.raises(ValueError, match="needs classes=colour"):
+        CompositionScore(classes="aligned", fits=2)
+    with pytest.raises(ValueError, match="fit_spread must be one of seed, colours"):
+        CompositionScore(fits=2, fit_spread="random")
+    with pytest.raises(ValueError, match="raise n_colours or lower fits"):
+        CompositionScore(n_colours=3, fits=5, fit_spread="colours")

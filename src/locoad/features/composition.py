@@ -44,6 +44,7 @@ denominator; ``adapt_centres`` lets the colour centres follow each image's own p
 
 from __future__ import annotations
 
+import copy
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -72,6 +73,8 @@ _CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
 # balance whichever variant the image shows; a connector with another count unbalances it.
 BALANCE = ("left_right", "top_bottom")
 _BALANCE = slice(len(COLUMNS), None)  # their columns, after COLUMNS
+# With ``fits`` above 1, how the colour-kind fits differ: the k-means seed or the number of colours.
+FIT_SPREADS = ("seed", "colours")
 
 
 @dataclass
@@ -109,6 +112,8 @@ class CompositionScore(Feature):
         speckle: float = 3.0,
         capture_copies: int = 0,
         adapt_centres: float = 0.0,
+        fits: int = 1,
+        fit_spread: str = "seed",
         seed: int = 0,
     ):
         if classes not in ("colour", "aligned"):
@@ -120,6 +125,14 @@ class CompositionScore(Feature):
         if capture_copies < 0 or (capture_copies and classes != "colour"):
             raise ConfigError(f"composition capture_copies must be >= 0 and needs classes=colour (a copy is not "
                               f"segmented again), got {capture_copies} with classes={classes!r}")
+        if fits < 1 or (fits > 1 and classes != "colour"):
+            raise ConfigError(f"composition fits must be >= 1 and above 1 needs classes=colour (the aligner's classes "
+                              f"are one partition), got {fits} with classes={classes!r}")
+        if fit_spread not in FIT_SPREADS:
+            raise ConfigError(f"composition fit_spread must be one of {', '.join(FIT_SPREADS)}, got {fit_spread!r}")
+        if fit_spread == "colours" and n_colours - fits // 2 < 2:
+            raise ConfigError(f"composition fit_spread=colours with {fits} fits goes down to "
+                              f"{n_colours - fits // 2} colours; raise n_colours or lower fits")
         self.capture_copies = capture_copies
         self.seed = seed
         self.classes = classes
@@ -141,6 +154,17 @@ class CompositionScore(Feature):
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
                                  self.merge_distances[0], seed, owner="composition",
                                  adapt_centres=adapt_centres)
+        self.members = [self._member(i, fit_spread) for i in range(fits)]
+
+    def _member(self, i: int, spread: str) -> ColourKinds:
+        """The colour kinds of fit ``i``: fit 0 as configured, the others with the k-means seed
+        counted up (``seed``) or n_colours one fewer, one more, two fewer, ... (``colours``)."""
+        kinds = copy.copy(self.kinds)
+        if spread == "seed":
+            kinds.seed = self.kinds.seed + i
+        else:
+            kinds.n_colours = self.kinds.n_colours + (i + 1) // 2 * (-1 if i % 2 else 1)
+        return kinds
 
     # -- part kinds ------------------------------------------------------------------------------
     def kind_map(self, parsed: ParsedImage, centres: np.ndarray | None) -> tuple[np.ndarray, int]:
@@ -223,11 +247,14 @@ class CompositionScore(Feature):
                 out[..., _BALANCE] = np.where(np.isfinite(b), b, np.nan)
         return out
 
-    def fit(self, shots: list[ParsedImage]) -> CompositionState:
-        if self.classes == "colour":
-            levels = self.kinds.fit_levels(shots, self.merge_distances)
-        else:
-            levels = [(None, None)]
+    def fit(self, shots: list[ParsedImage]) -> CompositionState | list[CompositionState]:
+        """The shots' statistics; with ``fits`` above 1, one state per colour-kind fit."""
+        if self.classes != "colour":
+            return self._fit(shots, [(None, None)])
+        states = [self._fit(shots, kinds.fit_levels(shots, self.merge_distances)) for kinds in self.members]
+        return states[0] if len(states) == 1 else states
+
+    def _fit(self, shots: list[ParsedImage], levels: list[tuple[np.ndarray | None, np.ndarray | None]]) -> CompositionState:
         desc = [self.describe_levels(p, levels) for p in shots]
         n = max(len(d) for d in desc)
         stack = np.stack([_pad_rows(d, n) for d in desc])  # (k, K, D)
@@ -281,7 +308,12 @@ class CompositionScore(Feature):
             object.__setattr__(parsed, key, cached)
         return cached
 
-    def score(self, parsed: ParsedImage, state: CompositionState) -> FeatureScore:
+    def score(self, parsed: ParsedImage, state: CompositionState | list[CompositionState]) -> FeatureScore:
+        if isinstance(state, list):  # several colour-kind fits: a boundary artefact of one fit is diluted
+            return FeatureScore(float(np.mean([self._score(parsed, s) for s in state])))
+        return FeatureScore(self._score(parsed, state))
+
+    def _score(self, parsed: ParsedImage, state: CompositionState) -> float:
         x = self.describe_levels(parsed, state.levels)
         n = max(len(x), len(state.mean))
         x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
@@ -295,9 +327,8 @@ class CompositionScore(Feature):
         # area / count entries still say so; NaN entries (no position of an absent kind) drop out.
         z = z[np.isfinite(z)]
         if not z.size:
-            return FeatureScore(0.0)
-        top = np.sort(z)[-self.top_n :]
-        return FeatureScore(float(top.mean()))
+            return 0.0
+        return float(np.sort(z)[-self.top_n :].mean())
 
 
 def _pad_rows(a: np.ndarray, n: int, fill: float = np.nan) -> np.ndarray:
