@@ -248,6 +248,21 @@ def test_capture_jitter_is_another_capture_of_the_same_scene():
     assert abs(float(a.mean()) - float(p.rgb.mean())) < 0.2 * float(p.rgb.mean())  # ... but the same scene
 
 
+def test_capture_jitter_leaves_out_a_change_whose_range_is_zero_and_gamma_bends_the_tones():
+    ramp = np.repeat(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], 3, axis=2).repeat(8, axis=0)
+    still = CaptureJitter(rotation=0, blur=0, gradient=0, gain=0, noise=0)
+    assert np.array_equal(still(ramp, np.random.default_rng(0)), ramp)
+    toned = CaptureJitter(rotation=0, blur=0, gradient=0, gain=0, noise=0, gamma=0.3)
+    out = [toned(ramp, np.random.default_rng(s)).astype(int) for s in range(6)]
+    for o in out:  # black and white stay, the mid-tones move one way (an exponent, not a gain)
+        assert o[0, 0, 0] == 0 and o[0, -1, 0] == 255
+        d = o[0, 1:-1, 0] - ramp[0, 1:-1, 0].astype(int)
+        assert np.all(d >= -1) or np.all(d <= 1)
+    assert max(np.abs(o - ramp.astype(int)).max() for o in out) > 10
+    with pytest.raises(ValueError, match="capture_jitter takes rotation, blur"):
+        CompositionScore(capture_copies=2, capture_jitter={"tilt": 3.0})
+
+
 def test_capture_copies_discount_what_a_capture_change_moves_and_keep_a_missing_piece():
     """Each shot's jittered copies show how far an entry moves under light, focus and a few
     degrees: a good image captured differently scores lower, a missing pin (which no capture

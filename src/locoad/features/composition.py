@@ -111,6 +111,7 @@ class CompositionScore(Feature):
         balance: bool = False,
         speckle: float = 3.0,
         capture_copies: int = 0,
+        capture_jitter: dict | None = None,
         adapt_centres: float = 0.0,
         fits: int = 1,
         fit_spread: str = "seed",
@@ -134,6 +135,11 @@ class CompositionScore(Feature):
             raise ConfigError(f"composition fit_spread=colours with {fits} fits goes down to "
                               f"{n_colours - fits // 2} colours; raise n_colours or lower fits")
         self.capture_copies = capture_copies
+        try:
+            self.jitter = CaptureJitter(**(capture_jitter or {}))
+        except TypeError as e:
+            raise ConfigError(f"composition capture_jitter takes {', '.join(CaptureJitter.__dataclass_fields__)}; "
+                              f"got {sorted(capture_jitter)}") from e
         self.seed = seed
         self.classes = classes
         self.needs_classes = classes == "aligned"
@@ -296,14 +302,13 @@ class CompositionScore(Feature):
     def _copies(self, parsed: ParsedImage) -> list[ParsedImage]:
         """``capture_copies`` jittered copies of a shot, drawn from its own pixels' checksum (the
         same copies whichever other shots it is fitted with) and kept on it for the leave-one-out fits."""
-        key = f"_capture_copies_{self.capture_copies}_{self.seed}"
+        key = f"_capture_copies_{self.capture_copies}_{self.seed}_{self.jitter}"
         cached = getattr(parsed, key, None)
         if cached is None:
             rng = np.random.default_rng([self.seed, zlib.crc32(np.ascontiguousarray(parsed.rgb[::7, ::7]).tobytes())])
-            jitter = CaptureJitter()
             cached = []
             for _ in range(self.capture_copies):
-                rgb = jitter(parsed.rgb, rng)
+                rgb = self.jitter(parsed.rgb, rng)
                 cached.append(replace(parsed, rgb=rgb, lab=rgb_to_lab(rgb)))
             object.__setattr__(parsed, key, cached)
         return cached
