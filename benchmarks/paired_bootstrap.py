@@ -15,12 +15,13 @@ single run shows; the project's rules ask that a change not lower it). A side ma
 dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``quality_synthetic.py
 --only <name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
 also prints each category's logical and structural AUROC of both sides (mean over the runs) with
-its own 95 % interval; ``--seeds`` keeps only those shot draws (``--seeds 0``: one draw, as a
+its own 95 % interval; ``--floor`` (0.65) counts, per side, the runs whose lower part is below it
+(the project's adoption rules ask that a change add none); ``--seeds`` keeps only those shot draws (``--seeds 0``: one draw, as a
 single run of ``locoad`` with ``data.seed=0`` sees). Runs pair by category, aligner, k and seed:
 two configurations with fusions of their own pair too (``--new-overrides fusion=<its fusion>``).
 
     .venv/bin/python benchmarks/paired_bootstrap.py BASE.npz NEW.npz [BASE2.npz BASE2.npz+FEATURE2.npz ...]
-        [--overrides ...] [--new-overrides ...] [-B 1000] [--seed 0] [--seeds 0 ...] [--per-type]
+        [--overrides ...] [--new-overrides ...] [-B 1000] [--seed 0] [--seeds 0 ...] [--floor 0.65] [--per-type]
 """
 
 from __future__ import annotations
@@ -139,6 +140,19 @@ def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
     return out
 
 
+def cells_below(runs: dict[tuple, np.ndarray], data: dict[str, dict], floor: float) -> list[str]:
+    """The runs (category, aligner, k, seed) whose lower part, logical or structural AUROC on the test
+    images as they are, is below ``floor``: "category/aligner/k/seed: AUROC" each."""
+    out = []
+    for (cat, *draw), score in sorted(runs.items()):
+        t = np.asarray(data[cat]["types"])
+        parts = [drawn_auroc(score, data[cat]["labels"], np.flatnonzero((t == GOOD) | (t == folder))[None])[0]
+                 for folder in TYPES.values() if (t == folder).any()]
+        if parts and min(parts) < floor:
+            out.append(f"{'/'.join(map(str, (cat, *draw)))}: {min(parts):.2f}")
+    return out
+
+
 def summary(means: np.ndarray) -> str:
     """One line from (B + 1, 2) base / candidate means (row 0 as measured)."""
     diff = means[1:, 1] - means[1:, 0]
@@ -155,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-B", type=int, default=1000, help="number of resamples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="only the runs of these shot draws (data.seed)")
+    ap.add_argument("--floor", type=float, default=0.65,
+                    help="count the runs whose lower part (logical or structural AUROC) is below this (default 0.65)")
     ap.add_argument("--per-type", action="store_true", help="also each category's logical / structural AUROC with its interval")
     args = ap.parse_args(argv)
     if len(args.dumps) % 2:
@@ -169,12 +185,17 @@ def main(argv: list[str] | None = None) -> None:
         check_paired(*sides, (base, new))
         pairs.append(sides)
     stats = bootstrap(pairs, args.B, args.seed)
+    below = [[cells_below(runs, data, args.floor) for runs, data in sides] for sides in pairs]
     for j, (base, new) in enumerate(zip(args.dumps[::2], args.dumps[1::2])):
         print(f"{base} -> {new}: {summary(stats['mean'][:, j])}")
         print(f"  lowest part per seed: {summary(stats['lowest'][:, j])}")
+        print(f"  runs with a part below {args.floor}: base {len(below[j][0])}, new {len(below[j][1])}"
+              + "".join(f"\n    {side}: {', '.join(cells)}" for side, cells in zip(("base", "new"), below[j]) if cells))
     if len(pairs) > 1:
         print(f"mean over the {len(pairs)} pairs: {summary(stats['mean'].mean(axis=1))}")
         print(f"  lowest part per seed: {summary(stats['lowest'].mean(axis=1))}")
+        print(f"  runs with a part below {args.floor}: base {sum(len(b[0]) for b in below)}, "
+              f"new {sum(len(b[1]) for b in below)}")
     if args.per_type:
         rng = np.random.default_rng(args.seed)
         for (base, new), ((runs_a, data), (runs_b, _)) in zip(zip(args.dumps[::2], args.dumps[1::2]), pairs):

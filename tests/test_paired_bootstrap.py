@@ -165,3 +165,17 @@ def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):
     paired_bootstrap.main([base, joined, "--overrides", "fusion=loo", "-B", "50"])
     out = capsys.readouterr().out
     assert "new 1.0000" in out and "lowest part per seed: base" in out
+
+
+def test_runs_below_the_floor_are_counted_per_side_by_their_lower_part(tmp_path, capsys):
+    good, logical, structural = np.arange(8.0), np.arange(4.0) + 2.5, np.arange(4.0) + 20.0
+    fine = np.concatenate([good, logical + 10, structural])  # both parts 1.0
+    weak = np.concatenate([good, logical, structural])  # logical 18 of 32 pairs (0.5625), structural 1.0
+    base = _dump(tmp_path / "a.npz", [fine, fine])
+    new = _dump(tmp_path / "b.npz", [fine, weak])
+    runs, data = paired_bootstrap.fused_runs(new, paired_bootstrap.compose_config(["fusion=loo"]).model.fusion)
+    assert paired_bootstrap.cells_below(runs, data, 0.65) == ["widgets/hungarian/4/1: 0.56"]
+    assert paired_bootstrap.cells_below(runs, data, 0.55) == []
+    paired_bootstrap.main([base, new, "--overrides", "fusion=loo", "-B", "20"])
+    out = capsys.readouterr().out
+    assert "runs with a part below 0.65: base 0, new 1" in out and "new: widgets/hungarian/4/1: 0.56" in out
