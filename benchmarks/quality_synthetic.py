@@ -82,26 +82,32 @@ def compose_model(overrides: list[str], device: torch.device | str = "cpu"):
 # gain, a linear illumination gradient, sensor noise and a small camera shift. Applied to every
 # image (shots and test alike) with a fixed random stream, to check that the offline pipeline's
 # scores come from the parts, not from pixel-exact repetition. Fractions of the image / range.
+# ``tone``: only a tone-curve change, every image raised to an exponent in [0.85, 1.15] (per-channel
+# gains, which white balancing undoes, cannot make it).
 NUISANCE = {"none": None, "mild": dict(gain=0.10, gradient=0.10, noise=0.02, shift=0.03),
-            "strong": dict(gain=0.20, gradient=0.20, noise=0.04, shift=0.06)}
+            "strong": dict(gain=0.20, gradient=0.20, noise=0.04, shift=0.06),
+            "tone": dict(gain=0.0, gradient=0.0, noise=0.0, shift=0.0, gamma=0.15)}
 
 
 def perturb(images: torch.Tensor, level: dict, seed: int) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-    """(B, 3, H, W) in [0, 1] -> the same with gain, gradient, noise and shift drawn per image,
-    and each image's content shift (dy, dx) as fractions of its size."""
+    """(B, 3, H, W) in [0, 1] -> the same with gain, gradient, tone (``gamma``, if the level has
+    it), noise and shift drawn per image, and each image's content shift (dy, dx) as fractions of
+    its size."""
     g = torch.Generator().manual_seed(seed)
     b, _, h, w = images.shape
     u = lambda *shape: torch.rand(*shape, generator=g) * 2 - 1  # noqa: E731 - uniform in [-1, 1]
     # The scene moves first (reflected border: more of the same background, not smeared rows),
     # then the light changes and the sensor adds noise.
-    s = max(1, round(level["shift"] * h))
-    padded = torch.nn.functional.pad(images, (s, s, s, s), mode="reflect")
+    s = max(1, round(level["shift"] * h)) if level["shift"] else 0
+    padded = torch.nn.functional.pad(images, (s, s, s, s), mode="reflect") if s else images
     dy, dx = (torch.randint(0, 2 * s + 1, (2, b), generator=g)).tolist()
     x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     angle = u(b) * torch.pi
     ramp = (torch.cos(angle)[:, None, None] * xx + torch.sin(angle)[:, None, None] * yy)[:, None]
     x = x * (1 + level["gain"] * u(b, 1, 1, 1)) * (1 + level["gradient"] * ramp)
+    if level.get("gamma"):
+        x = x.clamp(0, 1) ** (1 + level["gamma"] * u(b, 1, 1, 1))
     x = x + level["noise"] * torch.randn(x.shape, generator=g)
     return x.clamp(0, 1), [((s - dy[i]) / h, (s - dx[i]) / w) for i in range(b)]
 
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="score only these features (the others left out): a feature run alone, its --dump joined "
                          "to a grid's dumps with benchmarks/refuse_grid.py")
     ap.add_argument("--nuisance", default="none", choices=list(NUISANCE),
-                    help="perturb every image (exposure, illumination gradient, noise, shift)")
+                    help="perturb every image (exposure, illumination gradient, noise, shift; tone: a tone curve only)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/quality_synthetic.json"))
     ap.add_argument("--device", default="cpu",
                     help="torch device of the models, e.g. cuda (the segmenter and the class scores stay on the host)")

@@ -81,3 +81,17 @@ def test_only_leaves_the_named_features_and_names_unknown_ones(capsys):
         quality_synthetic.main(["--only", "no_such_feature"])
     assert info.value.code == 2
     assert "--only no_such_feature: not among this config's features" in capsys.readouterr().err
+
+
+def test_the_tone_nuisance_bends_each_image_s_tones_and_moves_nothing():
+    import torch
+
+    ramp = torch.linspace(0, 1, 32).repeat(4, 3, 32, 1)  # (4, 3, 32, 32): four grey ramps
+    out, shifts = quality_synthetic.perturb(ramp, quality_synthetic.NUISANCE["tone"], seed=0)
+    assert shifts == [(0.0, 0.0)] * 4
+    assert torch.equal(out[..., 0], ramp[..., 0]) and torch.allclose(out[..., -1], ramp[..., -1])  # black, white stay
+    mid = out[:, 0, 0, 16] - ramp[:, 0, 0, 16]
+    assert mid.abs().max() > 0.02 and (mid > 0).any() and (mid < 0).any()  # brighter and darker mid-tones
+    assert torch.all(out[..., 1:] >= out[..., :-1])  # a tone curve keeps the order of the tones
+    mild, _ = quality_synthetic.perturb(ramp, quality_synthetic.NUISANCE["mild"], seed=0)
+    assert not torch.allclose(mild, ramp)
