@@ -37,9 +37,10 @@ below ``speckle`` times ``min_piece`` in the shots has speckle for its smallest 
 noise fragments): its smallest-piece entry is not scored. The image score is the mean of the
 ``top_n`` largest z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
 
-Two options, off by default (docs/ablations.md has their measurements): ``capture_copies`` also
-describes each shot under random capture changes and adds how far an entry moves among them to its
-denominator; ``adapt_centres`` lets the colour centres follow each image's own pixels a bounded step.
+Three options, off by default (docs/ablations.md has their measurements): ``capture_copies`` also
+describes each shot under random capture changes (``capture_jitter``: their ranges) and adds how far
+an entry moves among them to its denominator; ``adapt_centres`` lets the colour centres follow each
+image's own pixels a bounded step; ``fits`` fits the colour kinds several times and averages the scores.
 """
 
 from __future__ import annotations
