@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import quality_synthetic
+import torch
 
 
 def _row(k: int, seed: int, per_defect: dict | None) -> dict:
@@ -84,8 +85,6 @@ def test_only_leaves_the_named_features_and_names_unknown_ones(capsys):
 
 
 def test_the_tone_nuisance_bends_each_image_s_tones_and_moves_nothing():
-    import torch
-
     ramp = torch.linspace(0, 1, 32).repeat(4, 3, 32, 1)  # (4, 3, 32, 32): four grey ramps
     out, shifts = quality_synthetic.perturb(ramp, quality_synthetic.NUISANCE["tone"], seed=0)
     assert shifts == [(0.0, 0.0)] * 4
