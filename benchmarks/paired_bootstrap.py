@@ -94,6 +94,12 @@ def draws(types: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([np.concatenate(strata)[None], drawn])
 
 
+def part_masks(types: np.ndarray) -> dict[str, np.ndarray]:
+    """Per anomaly type present in ``types`` ("logical" / "structural"): the bool mask of the good
+    images and that type's, the images a part's AUROC is measured on."""
+    return {short: (types == GOOD) | (types == folder) for short, folder in TYPES.items() if (types == folder).any()}
+
+
 def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[str, np.ndarray]:
     """{"mean": mean AUROC over the runs, "lowest": lowest part per seed}, each (b + 1, pairs, 2)
     for base and candidate per pair: row 0 on the test images as they are, then ``b`` paired
@@ -107,9 +113,7 @@ def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[s
         # Each type's drawn images with the good ones: every row of a draw has the same strata.
         typed = {}
         for cat, rows in idx.items():
-            column_types = np.asarray(data[cat]["types"])[rows[0]]
-            typed[cat] = [rows[:, (column_types == GOOD) | (column_types == folder)]
-                          for folder in TYPES.values() if (column_types == folder).any()]
+            typed[cat] = [rows[:, mask] for mask in part_masks(np.asarray(data[cat]["types"])[rows[0]]).values()]
         for side, runs in enumerate((runs_a, runs_b)):
             out["mean"][:, j, side] = np.mean([drawn_auroc(score, data[key[0]]["labels"], idx[key[0]])
                                                for key, score in runs.items()], axis=0)
@@ -130,10 +134,8 @@ def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
     out = {}
     for cat in sorted({key[0] for key in runs}):
         t = np.asarray(data[cat]["types"])
-        for short, folder in TYPES.items():
-            keep = np.flatnonzero((t == GOOD) | (t == folder))
-            if not (t[keep] == folder).any():
-                continue
+        for short, mask in part_masks(t).items():
+            keep = np.flatnonzero(mask)
             idx = keep[draws(t[keep], b, rng)]
             out[cat, short] = np.mean([drawn_auroc(score, data[cat]["labels"], idx)
                                        for key, score in runs.items() if key[0] == cat], axis=0)
@@ -145,9 +147,8 @@ def cells_below(runs: dict[tuple, np.ndarray], data: dict[str, dict], floor: flo
     images as they are, is below ``floor``: "category/aligner/k/seed: AUROC" each."""
     out = []
     for (cat, *draw), score in sorted(runs.items()):
-        t = np.asarray(data[cat]["types"])
-        parts = [drawn_auroc(score, data[cat]["labels"], np.flatnonzero((t == GOOD) | (t == folder))[None])[0]
-                 for folder in TYPES.values() if (t == folder).any()]
+        parts = [drawn_auroc(score, data[cat]["labels"], np.flatnonzero(mask)[None])[0]
+                 for mask in part_masks(np.asarray(data[cat]["types"])).values()]
         if parts and min(parts) < floor:
             out.append(f"{'/'.join(map(str, (cat, *draw)))}: {min(parts):.2f}")
     return out
