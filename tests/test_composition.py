@@ -331,3 +331,28 @@ def test_bad_fit_options_name_the_fix():
         CompositionScore(fits=2, fit_spread="random")
     with pytest.raises(ValueError, match="raise n_colours or lower fits"):
         CompositionScore(n_colours=3, fits=5, fit_spread="colours")
+
+
+def test_dark_chroma_keeps_a_dark_part_of_a_jittered_tint_in_its_kind():
+    """Dark teeth of one kind with a per-part tint (most purple, one green) beside a neutral
+    background: in plain scaled CIELAB the green tooth is nearer the background's centre than its
+    own kind's, so a count drops it; with chroma faded below L = 30 it stays with the teeth, and
+    the light background keeps its kind."""
+    h, w = 20, 40
+    lab = np.zeros((h, w, 3), np.float32)
+    lab[..., 0] = 36.0  # background
+    lab[5:9, 5:9] = lab[5:9, 15:19] = lab[5:9, 25:29] = (17.6, 6.7, -5.5)  # the kind's tint
+    lab[12:16, 25:29] = (16.0, -2.4, 2.3)  # one tooth jittered green
+    p = ParsedImage(np.zeros((h, w, 3), np.uint8), lab, np.zeros((h, w), np.int64), torch.zeros(1, 4, 4),
+                    torch.zeros(4, 4, dtype=torch.long), 4)
+    kinds = []
+    for dark_chroma in (0.0, 30.0):
+        k = ColourKinds(white_balance="none", dark_chroma=dark_chroma)
+        x = k.scaled_lab(p).reshape(h, w, 3)
+        centres = np.stack([x[0, 0], x[6, 6]])  # each kind's centre as its own pixels give it
+        kinds.append(k.kind_map(p, centres))
+    plain, faded = kinds
+    assert plain[13, 26] == 0 and faded[13, 26] == 1
+    assert (plain[6, 6], faded[6, 6], plain[0, 0], faded[0, 0]) == (1, 1, 0, 0)
+    with pytest.raises(ValueError, match="dark_chroma"):
+        CompositionScore(dark_chroma=-1.0)

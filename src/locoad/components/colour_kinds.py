@@ -57,6 +57,7 @@ class ColourKinds:
         seed: int = 0,
         owner: str = "colour kinds",
         adapt_centres: float = 0.0,
+        dark_chroma: float = 0.0,
     ):
         if n_colours < 2:
             raise ConfigError(f"{owner} n_colours must be >= 2, got {n_colours}")
@@ -72,8 +73,11 @@ class ColourKinds:
             raise ConfigError(f"{owner} white_balance must be one of {', '.join(WHITE_BALANCES)}, got {white_balance!r}")
         if adapt_centres < 0:
             raise ConfigError(f"{owner} adapt_centres must be >= 0 (scaled CIELAB units; 0: off), got {adapt_centres}")
+        if dark_chroma < 0:
+            raise ConfigError(f"{owner} dark_chroma must be >= 0 (CIELAB lightness; 0: off), got {dark_chroma}")
         self.white_balance = white_balance
         self.adapt_centres = adapt_centres
+        self.dark_chroma = dark_chroma
         self.merge_distance = merge_distance
         self.seed = seed
 
@@ -99,6 +103,11 @@ class ColourKinds:
     def scaled_lab(self, parsed: ParsedImage) -> np.ndarray:
         """(H*W, 3) the colour space of the classes."""
         lab = self.lab(parsed).reshape(-1, 3).astype(np.float32)
+        if self.dark_chroma > 0:
+            # A dark pixel's chroma is ill-determined (noise, a part's colour jitter and the cast
+            # removal all scale it up), so below this lightness a and b fade towards grey.
+            lab = lab.copy()
+            lab[:, 1:] *= np.clip(lab[:, :1] / self.dark_chroma, 0.0, 1.0)
         # Lightness counts less than chroma: exposure and illumination gradients move L most.
         return lab * np.array([self.lightness_weight, 1.0, 1.0], dtype=np.float32)
 

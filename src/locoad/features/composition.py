@@ -117,6 +117,7 @@ class CompositionScore(Feature):
         fits: int = 1,
         fit_spread: str = "seed",
         seed: int = 0,
+        dark_chroma: float = 0.0,
     ):
         if classes not in ("colour", "aligned"):
             raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
@@ -160,7 +161,7 @@ class CompositionScore(Feature):
         # Colour classes, white balance and background: shared with instance_set.
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
                                  self.merge_distances[0], seed, owner="composition",
-                                 adapt_centres=adapt_centres)
+                                 adapt_centres=adapt_centres, dark_chroma=dark_chroma)
         self.members = [self._member(i, fit_spread) for i in range(fits)]
 
     def _member(self, i: int, spread: str) -> ColourKinds:

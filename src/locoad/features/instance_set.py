@@ -123,6 +123,7 @@ class InstanceSetScore(Feature):
         n_nearest: int = 1,
         offset: float = 0.5,
         seed: int = 0,
+        dark_chroma: float = 0.0,
     ):
         if n_nearest < 1:
             raise ConfigError(f"instance_set n_nearest must be >= 1, got {n_nearest}")
@@ -135,7 +136,7 @@ class InstanceSetScore(Feature):
         if min(size_floor, shape_floor, position_floor, chroma_floor) <= 0:
             raise ConfigError("instance_set size/shape/position/chroma floors must be > 0 (they divide differences)")
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
-                                 merge_distance, seed, owner="instance_set")
+                                 merge_distance, seed, owner="instance_set", dark_chroma=dark_chroma)
         self.min_area = min_area
         self.smooth = smooth
         self.floors = np.array([size_floor, shape_floor, position_floor, chroma_floor])

@@ -65,6 +65,7 @@ class SymmetryScore(Feature):
         measure: str = "pieces",
         max_chance: float | None = 0.05,
         seed: int = 0,
+        dark_chroma: float = 0.0,
     ):
         if max_chance is not None and not 0 < max_chance <= 1:
             raise ConfigError(f"symmetry max_chance must be in (0, 1] or null (off), got {max_chance}")
@@ -82,7 +83,7 @@ class SymmetryScore(Feature):
         self.min_shots = min_shots
         self.min_units = min_units
         self.kinds = ColourKinds(n_colours, lightness_weight, sample_stride, background_share, white_balance,
-                                 self.merge_distances[0], seed, owner="symmetry")
+                                 self.merge_distances[0], seed, owner="symmetry", dark_chroma=dark_chroma)
 
     def describe(self, parsed: ParsedImage, levels: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """Per kind of every level: (sum K, 8) area, left minus right and top minus bottom of the
