@@ -105,3 +105,19 @@ def test_the_model_reads_the_region_of_its_shots_not_of_their_moved_copies(loco_
     assert torch.equal(bank.shot_foreground.cpu(), torch.stack([p.foreground_grid.cpu() for p in m.parsed_shots]))
     assert np.isfinite(m.score(m.encode(images[3:]))[0]["foreground_patch"])
     assert np.isfinite(m.loo_scores["foreground_patch"]).all()
+
+
+def test_memory_all_matches_a_foreground_patch_that_the_shots_have_as_background() -> None:
+    """A test patch that the segmenter calls foreground but that looks like the shots' background
+    (an edge the shots' foreground left out) is far from the shots' foreground patches and near
+    their background: only ``memory="all"`` finds its match; the queries stay the foreground."""
+    part = grid((1, 7, 1, 7))
+    shots = [image(i, part) for i in range(3)]
+    test = image(10, part)
+    wide = dataclasses.replace(test, foreground=grid((1, 7, 1, 8)))  # column 7 is background-looking
+    fg_memory, all_memory = ForegroundPatchScore(top_percent=10.0), ForegroundPatchScore(top_percent=10.0, memory="all")
+    assert fg_memory.score(wide, fg_memory.fit(shots)).value > 0.5
+    assert all_memory.score(wide, all_memory.fit(shots)).value < 0.1
+    assert torch.equal(all_memory.query_labels(test, torch.zeros(0, G, G, dtype=torch.bool)), fg_memory.labels(test))
+    with pytest.raises(ValueError, match="memory"):
+        ForegroundPatchScore(memory="shots")

@@ -23,7 +23,10 @@ class ForegroundPatchScore(PatchScore):
     needs_classes = False
     reads_foreground = True
 
-    def __init__(self, *args, expected: float | None = None, expected_erode: int = 1, **kwargs):
+    def __init__(self, *args, expected: float | None = None, expected_erode: int = 1, memory: str = "foreground",
+                 **kwargs):
+        if memory not in ("foreground", "all"):
+            raise ConfigError(f"foreground_patch memory must be 'foreground' or 'all' (every shot patch), got {memory!r}")
         if expected is not None and not 0.0 < expected <= 1.0:
             raise ConfigError(f"foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got {expected}")
         if expected_erode < 0:
@@ -31,17 +34,25 @@ class ForegroundPatchScore(PatchScore):
         super().__init__(*args, **kwargs)
         self.expected = expected
         self.expected_erode = expected_erode
+        self.memory = memory
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}
 
-    def labels(self, parsed: ParsedImage) -> torch.Tensor:
+    def foreground_labels(self, parsed: ParsedImage) -> torch.Tensor:
         fg = parsed.foreground_grid.flatten().to(parsed.class_grid.device)
         return torch.where(fg, 1, -1).long()
 
+    def labels(self, parsed: ParsedImage) -> torch.Tensor:
+        """The memory's rows: the shots' foreground patches, or (``memory="all"``) every patch, so
+        a test patch at a part's edge that the shots' foreground left out still finds its match."""
+        if self.memory == "all":
+            return torch.ones(parsed.class_grid.numel(), dtype=torch.long, device=parsed.class_grid.device)
+        return self.foreground_labels(parsed)
+
     def query_labels(self, parsed: ParsedImage, shot_foreground: torch.Tensor) -> torch.Tensor:
         if self.expected is None or not len(shot_foreground):
-            return self.labels(parsed)
+            return self.foreground_labels(parsed)
         fg = parsed.foreground_grid.to(parsed.class_grid.device)
         return torch.where((fg | self.expected_region(shot_foreground).to(fg.device)).flatten(), 1, -1).long()
 
