@@ -6,6 +6,10 @@ AnomalyDINO's masking; the ``anomalydino`` preset is this score with top 1 %.
 that is missing (a bite out of an outline, a cut cable, a part gone from where every shot has one)
 is background in the test image, and a score that reads only the test image's foreground never
 sees it.
+
+``memory="all"``: the memory is every shot patch, not only the shots' foreground (the queries stay
+the test image's foreground): a test patch at a part's edge that the shots' foreground left out
+then still finds its match.
 """
 
 from __future__ import annotations
