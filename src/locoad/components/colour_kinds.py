@@ -102,11 +102,10 @@ class ColourKinds:
 
     def scaled_lab(self, parsed: ParsedImage) -> np.ndarray:
         """(H*W, 3) the colour space of the classes."""
-        lab = self.lab(parsed).reshape(-1, 3).astype(np.float32)
+        lab = self.lab(parsed).reshape(-1, 3).astype(np.float32)  # a copy: the cached image stays as it is
         if self.dark_chroma > 0:
             # A dark pixel's chroma is ill-determined (noise, a part's colour jitter and the cast
             # removal all scale it up), so below this lightness a and b fade towards grey.
-            lab = lab.copy()
             lab[:, 1:] *= np.clip(lab[:, :1] / self.dark_chroma, 0.0, 1.0)
         # Lightness counts less than chroma: exposure and illumination gradients move L most.
         return lab * np.array([self.lightness_weight, 1.0, 1.0], dtype=np.float32)

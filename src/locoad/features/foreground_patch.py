@@ -43,20 +43,16 @@ class ForegroundPatchScore(PatchScore):
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}
 
-    def foreground_labels(self, parsed: ParsedImage) -> torch.Tensor:
-        fg = parsed.foreground_grid.flatten().to(parsed.class_grid.device)
-        return torch.where(fg, 1, -1).long()
-
     def labels(self, parsed: ParsedImage) -> torch.Tensor:
         """The memory's rows: the shots' foreground patches, or (``memory="all"``) every patch, so
         a test patch at a part's edge that the shots' foreground left out still finds its match."""
         if self.memory == "all":
             return torch.ones(parsed.class_grid.numel(), dtype=torch.long, device=parsed.class_grid.device)
-        return self.foreground_labels(parsed)
+        return super().labels(parsed)  # 1 on the foreground (groups), -1 elsewhere
 
     def query_labels(self, parsed: ParsedImage, shot_foreground: torch.Tensor) -> torch.Tensor:
         if self.expected is None or not len(shot_foreground):
-            return self.foreground_labels(parsed)
+            return super().labels(parsed)
         fg = parsed.foreground_grid.to(parsed.class_grid.device)
         return torch.where((fg | self.expected_region(shot_foreground).to(fg.device)).flatten(), 1, -1).long()
 
