@@ -18,6 +18,8 @@ feature space): re-run this after changing the default backbone, segmenter or fe
     .venv/bin/python benchmarks/initial_scales.py --only lite2_class_agnostic_patch \
         lite2_class_aware_patch lite2_foreground_patch --overrides experiment=lite0_lite2
     .venv/bin/python benchmarks/initial_scales.py --only local_patch --overrides features=local_patch
+    .venv/bin/python benchmarks/initial_scales.py --overrides experiment=lite0_lite2 --fusion \
+        --out benchmarks/results/initial_scales_lite0_lite2.json   # every score of a stack: the JSON only
 
 ``--only`` adds (or re-measures) the named features and keeps every other shipped scale as it is,
 so a new option does not move the default's 1-shot divisors; the block and the JSON name both
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=8, help="disjoint pairs of train images per category")
     ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides of the stack measured")
     ap.add_argument("--no-write", action="store_true", help="print only; leave conf/ and the JSON alone")
-    ap.add_argument("--fusion", nargs="+", default=FUSIONS, help="conf/fusion/<name>.yaml files to write")
+    ap.add_argument("--fusion", nargs="*", default=FUSIONS,
+                    help="conf/fusion/<name>.yaml files to write (none named: only the --out JSON)")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/initial_scales.json"))
     ap.add_argument("--only", nargs="+", default=None, metavar="FEATURE",
                     help="write only these features' scales, keeping the others shipped")
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             # a re-measured feature's earlier source goes: one line of provenance per addition
             kept = [part for part in old_source.split(";\n# ") if not part.startswith(label)]
             blocks[name] = yaml_block({**scales, **added}, ";\n# ".join([*kept, label + source]))
-    print(next(iter(blocks.values())))
+    print(next(iter(blocks.values()), None) or yaml_block(result["initial_scales"], source))
     if args.no_write:
         return
     for name, block in blocks.items():

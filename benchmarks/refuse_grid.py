@@ -10,9 +10,11 @@ default, or one whose code or settings changed, can be scored alone on the same 
 and its dump passed after the grid's own: its scores join (or replace) each run's, and its
 metrics are computed afresh. ``--shots``: re-fuse only the rows of
 these k (a change that moves no score at the other k, whose runs need no dumps); the rest are kept.
+``--dump-out``: also write the joined dump (every array of the dumps, a later one's replacing an
+earlier one's), the raw scores of the rows re-fused, as a new default's dump.
 
     .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]
-        [--overrides fusion=loo ...] [--shots 4]
+        [--overrides fusion=loo ...] [--shots 4] [--dump-out JOINED.npz]
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from locoad.metrics import image_metrics
 from locoad.metrics.loco import per_defect_auroc
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="default: overwrite GRID")
     ap.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides that pick the fusion")
     ap.add_argument("--shots", nargs="*", type=int, default=None, help="re-fuse only the rows of these k (default: all)")
+    ap.add_argument("--dump-out", default=None, help="also write the joined dump (later dumps' arrays replacing earlier ones')")
     args = ap.parse_args(argv)
     grid = json.loads(Path(args.grid).read_text())
     runs, data = read_dumps(args.dumps)
@@ -84,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
     print(f"{args.out or args.grid}: {len(out['results'])} rows re-fused")
+    if args.dump_out:
+        joined: dict[str, np.ndarray] = {}
+        for path in args.dumps:
+            with np.load(path) as npz:
+                joined.update({key: npz[key] for key in npz.files})
+        np.savez_compressed(args.dump_out, **joined)
+        print(f"{args.dump_out}: the joined scores")
 
 
 if __name__ == "__main__":

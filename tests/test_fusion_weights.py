@@ -232,6 +232,29 @@ def test_initial_scales_only_adds_a_feature_and_keeps_the_shipped_scales(tmp_pat
         script.main(["--only", "unmeasured", "--out", str(out)])
 
 
+def test_initial_scales_with_no_fusion_named_writes_only_the_json(tmp_path, monkeypatch):
+    """``--fusion`` naming none: a stack's every scale measured into its JSON, conf/ untouched."""
+    import json
+    import shutil
+
+    import initial_scales as script
+
+    from conftest import REPO
+
+    (tmp_path / "conf" / "fusion").mkdir(parents=True)
+    shutil.copy(REPO / "conf" / "fusion" / "loo.yaml", tmp_path / "conf" / "fusion")
+    before = (tmp_path / "conf" / "fusion" / "loo.yaml").read_text()
+    monkeypatch.setattr(script, "REPO", tmp_path)
+    monkeypatch.setattr(script, "generate", lambda *a, **k: None)
+    monkeypatch.setattr(script, "measure", lambda *a: {"initial_scales": {"a": 0.5, "lite2_a": 0.25},
+                                                       "per_category_median": {}})
+    out = tmp_path / "stack.json"
+    script.main(["--overrides", "experiment=x", "--fusion", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["initial_scales"] == {"a": 0.5, "lite2_a": 0.25} and saved["overrides"] == ["experiment=x"]
+    assert (tmp_path / "conf" / "fusion" / "loo.yaml").read_text() == before
+
+
 @pytest.mark.parametrize("rule", ["loo", "gated"])
 def test_scale_statistic_median_divides_by_the_loo_median(rule, caplog):
     # One odd shot sets a LOO maximum; fusion.scale_statistic={f: median} divides f by the median

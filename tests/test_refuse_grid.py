@@ -77,10 +77,16 @@ def test_refuse_grid_recomputes_the_metrics_of_a_score_that_a_later_dump_replace
                         {"composition": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))},
                         {"composition": {"auroc": 0.0}, "fused": {"auroc": 0.0, "per_defect": {}}})
     refuse_grid.main([str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), str(tmp_path / "new.npz"),
-                    "--out", str(tmp_path / "b.json"), "--overrides", "fusion=loo"])
+                    "--out", str(tmp_path / "b.json"), "--overrides", "fusion=loo", "--dump-out", str(tmp_path / "j.npz")])
     after = json.loads((tmp_path / "b.json").read_text())["results"][0]["metrics"]
     assert after["composition"]["auroc"] == 1.0 and after["fused"]["auroc"] == 1.0
     assert after["composition"]["per_defect"]["extra"]["auroc"] == 1.0
+    # the joined dump holds the new scores: re-fused alone, it gives the same row
+    with np.load(tmp_path / "j.npz") as joined:
+        assert joined[f"{TAG}/score/composition"].tolist() == [1.0, 1, 1, 1, 4, 4, 4, 4]
+    refuse_grid.main([str(tmp_path / "grid.json"), str(tmp_path / "j.npz"), "--out", str(tmp_path / "c.json"),
+                      "--overrides", "fusion=loo"])
+    assert json.loads((tmp_path / "c.json").read_text())["results"][0]["metrics"]["fused"] == after["fused"]
 
 
 def test_refuse_grid_keeps_the_rows_of_other_shots(tmp_path):
