@@ -1,5 +1,5 @@
 """The raw scores under benchmarks/results/dumps/ are those of their result files' rows:
-the default's (``default_k4_*`` and ``default_k8_*``, the README's grids at k = 4 and 8), Lite0
+the default's (``default_k<k>_*``, the README's grids at k = 1, 2, 4 and 8), Lite0
 alone's (``lite0_k4_*``) and ``experiment=lite0_lite2``'s (``lite0_lite2_k4_*``), each fused with
 today's fusion of its configuration, give each row's AUROC at its k. A fusion change without a re-run of the tables, or a dump of
 another configuration, fails here (docs/ablations.md)."""
@@ -38,7 +38,7 @@ CONFIGS = {
 }
 # (prefix, k, dump name) of every dump: <prefix>_k<k>_<name>.npz
 DUMPED = [(prefix, k, p.name.removeprefix(f"{prefix}_k{k}_").removesuffix(".npz"))
-          for prefix in CONFIGS for k in (4, 8) for p in sorted(DUMPS.glob(f"{prefix}_k{k}_*.npz"))]
+          for prefix in CONFIGS for k in (1, 2, 4, 8) for p in sorted(DUMPS.glob(f"{prefix}_k{k}_*.npz"))]
 
 
 @pytest.mark.parametrize("prefix", list(CONFIGS))
