@@ -7,9 +7,9 @@ that is missing (a bite out of an outline, a cut cable, a part gone from where e
 is background in the test image, and a score that reads only the test image's foreground never
 sees it.
 
-``memory="all"``: the memory is every shot patch, not only the shots' foreground (the queries stay
-the test image's foreground): a test patch at a part's edge that the shots' foreground left out
-then still finds its match.
+``memory="all"`` (``features=robust`` sets it): the memory is every shot patch, not only the
+shots' foreground (the queries stay the test image's foreground): a test patch at a part's edge
+that the shots' foreground left out then still finds its match.
 """
 
 from __future__ import annotations
