@@ -356,3 +356,30 @@ def test_dark_chroma_keeps_a_dark_part_of_a_jittered_tint_in_its_kind():
     assert (plain[6, 6], faded[6, 6], plain[0, 0], faded[0, 0]) == (1, 1, 0, 0)
     with pytest.raises(ValueError, match="dark_chroma"):
         CompositionScore(dark_chroma=-1.0)
+
+
+def test_zero_absent_sizes_see_a_surface_that_flips_between_two_shade_kinds():
+    """The box is one shade kind (1) in two shots and the other (3) in the other two; a good image
+    shows its middle in one and its rim in the other. With unknown sizes the two shots that have
+    kind 1 agree on its largest piece by chance (a whole box) and the smaller piece scores far off;
+    with zero sizes the shots without it count as none and the spread covers it. A missing pin
+    still counts."""
+    def shaded(pins, box_kinds, seed):
+        p = scene(pins, seed=seed)
+        box = p.class_map == 1
+        p.class_map[box] = box_kinds[1]
+        middle = np.zeros_like(box)
+        middle[29:67, 29:67] = True  # centred on the box: the kinds' centroids stay where they were
+        p.class_map[box & middle] = box_kinds[0]
+        return p
+
+    shots = [shaded(PINS, (1, 1), 0), shaded(PINS, (1, 1), 1), shaded(PINS, (3, 3), 2), shaded(PINS, (3, 3), 3)]
+    good, missing = shaded(PINS, (1, 3), 7), shaded(PINS[:-1], (1, 3), 7)
+    unknown = CompositionScore(classes="aligned", top_n=1)
+    zero = CompositionScore(classes="aligned", top_n=1, absent_sizes="zero")
+    assert unknown.score(good, unknown.fit(shots)).value > 3.0
+    state = zero.fit(shots)
+    assert zero.score(good, state).value < 2.0
+    assert zero.score(missing, state).value >= 2.0 * np.sqrt(4) - 1e-9
+    with pytest.raises(ValueError, match="absent_sizes"):
+        CompositionScore(absent_sizes="none")

@@ -122,6 +122,20 @@ def test_maps_stay_float32_when_the_networks_run_in_bfloat16():
         torch.testing.assert_close(scores, image_score(want[name]), rtol=0.1, atol=0.02)
 
 
+def test_maps_run_every_convolution_at_float32():
+    """A GPU would run the networks' and the blur's float32 convolutions as TF32: scores of a
+    checkpoint then differed from the CPU's by up to 2e-3 relative (an H100 run). The maps ask
+    for full float32 (cuDNN's flag read inside each branch) and leave the flag as it was."""
+    conv = torch.backends.cudnn.conv
+    model = ULSADModule(tiny_backbone(), **TINY_KW).model.eval()
+    seen = []
+    for branch in (model.local_branch, model.global_branch):
+        branch.register_forward_pre_hook(lambda *_: seen.append(conv.fp32_precision))
+    before = conv.fp32_precision
+    model.raw_maps(torch.rand(2, 3, 64, 64))
+    assert seen == ["ieee", "ieee"] and conv.fp32_precision == before
+
+
 def test_training_lowers_loss(loco_root):
     from locoad.data.dataset import LocoDataset
     from locoad.data.layout import category_dir, list_split

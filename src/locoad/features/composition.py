@@ -74,6 +74,10 @@ _CHROMA = (COLUMNS.index("a"), COLUMNS.index("b"))
 # balance whichever variant the image shows; a connector with another count unbalances it.
 BALANCE = ("left_right", "top_bottom")
 _BALANCE = slice(len(COLUMNS), None)  # their columns, after COLUMNS
+# The piece sizes of a kind with no piece in an image: unknown (NaN: that image leaves the kind's
+# size statistics) or zero (it has none; a surface that flips between two shade kinds from capture
+# to capture then shows the shots' spread instead of the chance agreement of the shots that have it).
+ABSENT_SIZES = ("unknown", "zero")
 # With ``fits`` above 1, how the colour-kind fits differ: the k-means seed or the number of colours.
 FIT_SPREADS = ("seed", "colours")
 
@@ -118,6 +122,7 @@ class CompositionScore(Feature):
         fit_spread: str = "seed",
         seed: int = 0,
         dark_chroma: float = 0.0,
+        absent_sizes: str = "unknown",
     ):
         if classes not in ("colour", "aligned"):
             raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
@@ -131,6 +136,8 @@ class CompositionScore(Feature):
         if fits < 1 or (fits > 1 and classes != "colour"):
             raise ConfigError(f"composition fits must be >= 1 and above 1 needs classes=colour (the aligner's classes "
                               f"are one partition), got {fits} with classes={classes!r}")
+        if absent_sizes not in ABSENT_SIZES:
+            raise ConfigError(f"composition absent_sizes must be one of {', '.join(ABSENT_SIZES)}, got {absent_sizes!r}")
         if fit_spread not in FIT_SPREADS:
             raise ConfigError(f"composition fit_spread must be one of {', '.join(FIT_SPREADS)}, got {fit_spread!r}")
         if fit_spread == "colours" and n_colours - fits // 2 < 2:
@@ -156,6 +163,7 @@ class CompositionScore(Feature):
         self.units = units
         self.balance = balance
         self.speckle = speckle
+        self.absent_sizes = absent_sizes
         self.columns = COLUMNS + (BALANCE if balance else ())
         self.merge_distances = merge_distances(merge_distance, "composition")
         # Colour classes, white balance and background: shared with instance_set.
@@ -209,6 +217,8 @@ class CompositionScore(Feature):
             area = m.sum()
             out[c, 0] = area / size
             out[c, 1] = 0.0
+            if self.absent_sizes == "zero":
+                out[c, 2:5] = 0.0  # overwritten below where the kind has a piece
             if self.balance:
                 out[c, _BALANCE] = ((np.count_nonzero(m[:, :cx0]) - np.count_nonzero(m[:, cx0:])) / size,
                                     (np.count_nonzero(m[:cy0]) - np.count_nonzero(m[cy0:])) / size)
