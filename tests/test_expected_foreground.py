@@ -121,3 +121,28 @@ def test_memory_all_matches_a_foreground_patch_that_the_shots_have_as_background
     assert torch.equal(all_memory.query_labels(test, torch.zeros(0, G, G, dtype=torch.bool)), fg_memory.labels(test))
     with pytest.raises(ValueError, match="memory"):
         ForegroundPatchScore(memory="shots")
+
+
+def test_lookalikes_score_a_part_that_the_segmentation_left_in_the_background() -> None:
+    """A part put down outside its place, merged into the background by the segmentation: its
+    patches look like the shots' parts (nearest shot patch on a part), so ``lookalikes`` scores
+    them; the plain foreground score never reads them. A good image scores as before, and the
+    leave-one-out scores follow the same rule."""
+    part = grid((1, 5, 1, 5))
+    shots = [image(i, part) for i in range(3)]
+    good = image(10, part)
+    outside = image(11, grid((1, 5, 1, 5), (6, 8, 6, 8)))  # a 2x2 part in the bottom-right corner
+    outside.features[:, 6:8, 6:8] += torch.tensor([0, 0, 1.0, 0, 0, 0])[:, None, None]  # not quite a shot's part
+    outside = dataclasses.replace(outside, foreground=part)  # the segmentation merged it into the background
+    plain = ForegroundPatchScore(top_percent=10.0, memory="all")
+    look = ForegroundPatchScore(top_percent=10.0, memory="all", lookalikes=True)
+    bank_plain, bank_look = plain.fit(shots), look.fit(shots)
+    assert plain.score(outside, bank_plain).value < 0.1
+    assert look.score(outside, bank_look).value > 0.2
+    assert look.score(good, bank_look).value == pytest.approx(plain.score(good, bank_plain).value, abs=1e-6)
+    _, labels = bank_look.distances(outside)["foreground_patch"]
+    assert torch.equal(labels.view(G, G) >= 0, grid((1, 5, 1, 5), (6, 8, 6, 8)))
+    loo = bank_look.loo_scores(shots, [0, 1, 2])["foreground_patch"]
+    np.testing.assert_allclose(loo, bank_plain.loo_scores(shots, [0, 1, 2])["foreground_patch"], atol=1e-6)
+    with pytest.raises(ValueError, match="lookalikes needs memory=all"):
+        ForegroundPatchScore(lookalikes=True)

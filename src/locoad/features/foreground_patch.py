@@ -10,6 +10,11 @@ sees it.
 ``memory="all"`` (``features=robust`` sets it): the memory is every shot patch, not only the
 shots' foreground (the queries stay the test image's foreground): a test patch at a part's edge
 that the shots' foreground left out then still finds its match.
+
+``lookalikes`` (needs ``memory="all"``): also score the test patches that look like a part, those
+whose nearest shot patch lies on a shot's foreground, wherever the test image's segmentation put
+them. A part put down outside its place (a nut beside the bag) often merges with the background
+region around it, and a score that reads only the segmented foreground never sees it.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ class ForegroundPatchScore(PatchScore):
     reads_foreground = True
 
     def __init__(self, *args, expected: float | None = None, expected_erode: int = 1, memory: str = "foreground",
-                 **kwargs):
+                 lookalikes: bool = False, **kwargs):
         if memory not in ("foreground", "all"):
             raise ConfigError(f"foreground_patch memory must be 'foreground' or 'all' (every shot patch), got {memory!r}")
+        if lookalikes and memory != "all":
+            raise ConfigError("foreground_patch lookalikes needs memory=all (a patch looks like a part when its nearest "
+                              "shot patch, of all of them, is a foreground one); set memory=all or lookalikes=false")
         if expected is not None and not 0.0 < expected <= 1.0:
             raise ConfigError(f"foreground_patch expected must be in (0, 1] (the fraction of shots) or null, got {expected}")
         if expected_erode < 0:
@@ -39,6 +47,7 @@ class ForegroundPatchScore(PatchScore):
         self.expected = expected
         self.expected_erode = expected_erode
         self.memory = memory
+        self.lookalikes = lookalikes
 
     def groups(self, parsed: ParsedImage) -> dict[int, torch.Tensor]:
         return {1: parsed.foreground_grid}

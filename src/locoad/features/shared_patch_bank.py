@@ -84,6 +84,10 @@ class SharedPatchBank:
         self.shot_owner = np.array(list(first_of))
         self.shot_foreground = torch.stack([p.foreground_grid for p in first_of.values()]).to(feat0.device)
         self.n_used = int(used.sum())
+        # Scores that also query the test patches that look like a part (ForegroundPatchScore.
+        # lookalikes) search the shots' foreground rows as one more labelling of the same product.
+        self.lookalike = [n for n, f in self.features.items() if getattr(f, "lookalikes", False)]
+        on_part = torch.cat([p.foreground_grid.flatten().cpu() for p in shots])[order] if self.lookalike else None
         # local_scale: each grouped row's best similarity to every other shot's rows of the same
         # copy (the shot as taken, or its j-th moved copy: images of one owner come in move
         # order); the ungrouped tail (a fallback only) keeps no scale.
@@ -107,7 +111,12 @@ class SharedPatchBank:
             self.bank = subset_unit_rows(self.bank, keep)
             self.labels = {n: lab[keep.to(lab.device)] for n, lab in self.labels.items()}
             self.owner = self.owner[keep.cpu().numpy()]  # (no local_scale with a coreset: PatchScore)
+            on_part = None if on_part is None else on_part[keep.cpu()]
             self.n_used = int((keep < self.n_used).sum())
+        self.part_rows = None
+        if on_part is not None:
+            self.part_rows = torch.where(on_part, 0, -1).long().to(self.bank.device)
+            self.part_groups = LabelGroups.of(self.part_rows)
         # Host copies and the bank rows of every group, found once: the search plans nothing
         # per image (no host synchronisation on a GPU).
         self._host_labels = {n: lab.cpu().numpy() for n, lab in self.labels.items()}
@@ -123,6 +132,8 @@ class SharedPatchBank:
         self.groups = [g.apply(fn) for g in self.groups]
         if self.other_best is not None:
             self.other_best = fn(self.other_best)
+        if self.part_rows is not None:
+            self.part_rows, self.part_groups = fn(self.part_rows), self.part_groups.apply(fn)
 
     def bank_scale(self, exclude_shot: int | None = None) -> torch.Tensor | None:
         """(M,) each row's distance to the other shots (``local_scale``: the nearest row of any, or
@@ -157,6 +168,11 @@ class SharedPatchBank:
         shot_fg = self.shot_foreground if exclude_shot is None else self.shot_foreground[
             torch.from_numpy(self.shot_owner != exclude_shot).to(self.shot_foreground.device)]
         q_labels = {n: torch.stack([f.query_labels(p, shot_fg) for p in parsed]) for n, f in self.features.items()}
+        # A lookalike score searches every test patch (its memory is every shot patch, label 1),
+        # its own queries kept aside; one more labelling finds each patch's nearest part row.
+        own_queries = {n: q_labels[n] for n in self.lookalike}
+        for n in self.lookalike:
+            q_labels[n] = torch.ones_like(q_labels[n])
         exclude = None if exclude_shot is None else torch.from_numpy(self.owner == exclude_shot).to(self.bank.device)
         # The ungrouped tail of the bank is only needed where a score finds no grouped row at all.
         full = len(self.owner)
@@ -164,18 +180,31 @@ class SharedPatchBank:
         scale = self.bank_scale(exclude_shot)
         source = next(iter(self.features.values()))  # every score of a bank reads the same part
         flat = torch.cat([source.features_of(p).flatten(1).T for p in parsed])
+        query_labels = [lab.flatten() for lab in q_labels.values()]
+        bank_labels, groups = [lab[:m] for lab in self.labels.values()], list(self.groups)
+        if self.lookalike and self.part_groups.labels:
+            query_labels.append(torch.zeros_like(query_labels[0]))
+            bank_labels.append(self.part_rows[:m])
+            groups.append(self.part_groups)
         dists = grouped_nn_cosine_distance(
             flat,
             self.bank[:m] if m < full else self.bank,
-            [lab.flatten() for lab in q_labels.values()],
-            [lab[:m] for lab in self.labels.values()],
+            query_labels,
+            bank_labels,
             exclude=None if exclude is None else exclude[:m],
             chunk_size=self.chunk_size,
             half=self.half,
-            groups=self.groups,  # grouped rows all lie in the prefix: the same groups for any m
+            groups=groups,  # grouped rows all lie in the prefix: the same groups for any m
             bank_scale=None if scale is None else scale[:m],
         )
-        return {n: (d.view(len(parsed), -1), q_labels[n]) for n, d in zip(self.features, dists)}
+        out = {n: (d.view(len(parsed), -1), q_labels[n]) for n, d in zip(self.features, dists)}
+        for n in self.lookalike:
+            d, own = out[n][0], own_queries[n]
+            # A patch looks like a part when its nearest shot patch is a part row (the nearest
+            # part row is then the nearest row); a shot set without foreground has no part rows.
+            part = (dists[-1].view_as(d) <= d) if len(dists) > len(self.features) else torch.zeros_like(own, dtype=torch.bool)
+            out[n] = (d, torch.where((own >= 0) | part, torch.ones_like(own), own))
+        return out
 
     def _prefix_suffices(self, q_labels: dict[str, torch.Tensor], exclude_shot: int | None) -> bool:
         if exclude_shot is None:
