@@ -182,7 +182,8 @@ class SharedPatchBank:
         flat = torch.cat([source.features_of(p).flatten(1).T for p in parsed])
         query_labels = [lab.flatten() for lab in q_labels.values()]
         bank_labels, groups = [lab[:m] for lab in self.labels.values()], list(self.groups)
-        if self.lookalike and self.part_groups.labels:
+        search_parts = bool(self.lookalike) and bool(self.part_groups.labels)  # no shot foreground: no part rows
+        if search_parts:
             query_labels.append(torch.zeros_like(query_labels[0]))
             bank_labels.append(self.part_rows[:m])
             groups.append(self.part_groups)
@@ -201,8 +202,8 @@ class SharedPatchBank:
         for n in self.lookalike:
             d, own = out[n][0], own_queries[n]
             # A patch looks like a part when its nearest shot patch is a part row (the nearest
-            # part row is then the nearest row); a shot set without foreground has no part rows.
-            part = (dists[-1].view_as(d) <= d) if len(dists) > len(self.features) else torch.zeros_like(own, dtype=torch.bool)
+            # part row is then the nearest row).
+            part = (dists[-1].view_as(d) <= d) if search_parts else torch.zeros_like(own, dtype=torch.bool)
             out[n] = (d, torch.where((own >= 0) | part, torch.ones_like(own), own))
         return out
 

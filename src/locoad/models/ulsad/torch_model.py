@@ -256,26 +256,24 @@ class ULSADModel(nn.Module):
         return terms
 
     @torch.no_grad()
+    @float32_convolutions()  # also on a GPU (the blur included): TF32 moved a checkpoint's scores by up to 2e-3 from the CPU's
     def raw_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Un-normalised (local, global) maps at image resolution, blurred: (B, S, S) each,
-        float32 whatever precision the networks ran at."""
-        # Scored at full float32 on a GPU too (the blur included): cuDNN's default TF32
-        # convolutions moved a checkpoint's scores by up to 2e-3 relative from the CPU's.
-        with float32_convolutions():
-            branches = self._branches(images)
-            # trainer.precision=bf16-mixed: the networks' outputs are bfloat16, and maps computed
-            # from them in bfloat16 (autocast's blur convolution, a bfloat16 map minus a float32
-            # quantile) tie images whose scores differ; the maps are computed at float32.
-            with torch.autocast(images.device.type, enabled=False):
-                feats, recon, local_pred, global_out = (t.float() for t in branches)
-                local = losses.feature_distance(feats, recon, self.lambdas["local"])
-                global_ = losses.feature_distance(global_out, local_pred, self.lambdas["global"])
-                size = images.shape[-2:]
-                out = []
-                for m in (local, global_):
-                    m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-                    # Blurring before the affine normalisation equals blurring after it (linear kernel).
-                    out.append(gaussian_blur(m, self.blur_sigma))
+        float32 whatever precision the networks ran at, every convolution at full float32."""
+        branches = self._branches(images)
+        # trainer.precision=bf16-mixed: the networks' outputs are bfloat16, and maps computed
+        # from them in bfloat16 (autocast's blur convolution, a bfloat16 map minus a float32
+        # quantile) tie images whose scores differ; the maps are computed at float32.
+        with torch.autocast(images.device.type, enabled=False):
+            feats, recon, local_pred, global_out = (t.float() for t in branches)
+            local = losses.feature_distance(feats, recon, self.lambdas["local"])
+            global_ = losses.feature_distance(global_out, local_pred, self.lambdas["global"])
+            size = images.shape[-2:]
+            out = []
+            for m in (local, global_):
+                m = F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+                # Blurring before the affine normalisation equals blurring after it (linear kernel).
+                out.append(gaussian_blur(m, self.blur_sigma))
         return out[0], out[1]
 
     @torch.no_grad()
