@@ -11,10 +11,11 @@ sees it.
 shots' foreground (the queries stay the test image's foreground): a test patch at a part's edge
 that the shots' foreground left out then still finds its match.
 
-``lookalikes`` (needs ``memory="all"``): also score the test patches that look like a part, those
-whose nearest shot patch lies on a shot's foreground, wherever the test image's segmentation put
-them. A part put down outside its place (a nut beside the bag) often merges with the background
-region around it, and a score that reads only the segmented foreground never sees it.
+``lookalikes`` (needs ``memory="all"``; ``features=robust`` sets it for Lite0's score): also
+score the test patches that look like a part, those whose nearest shot patch lies on a shot's
+foreground, wherever the test image's segmentation put them. A part put down outside its place (a
+nut beside the bag) often merges with the background region around it, and a score that reads only
+the segmented foreground never sees it.
 """
 
 from __future__ import annotations
