@@ -278,3 +278,44 @@ def test_local_scale_with_a_coreset_is_a_config_error() -> None:
         ClassAgnosticPatchScore(local_scale="mean", coreset_ratio=0.1)
     with pytest.raises(ValueError, match="local_scale must be one of"):
         ClassAgnosticPatchScore(local_scale="median")
+
+
+def test_grouped_search_over_runs_of_rows_and_shared_labellings_gives_the_index_search(monkeypatch) -> None:
+    """A label whose bank rows lie in a few runs is searched run by run, and two labellings with the
+    same rows share one search: both give what the search by index (every label scattered) gives."""
+    from locoad.components import knn
+
+    g = torch.Generator().manual_seed(2)
+    q, bank = torch.randn(20, 8, generator=g), torch.randn(60, 8, generator=g)
+    runs = torch.zeros(60, dtype=torch.long)
+    runs[5:15], runs[30:42], runs[50:53] = 1, 1, 1  # label 1 in three runs, label 0 in four
+    ql = [torch.randint(-1, 2, (20,), generator=g), torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)]
+    bl = [runs, torch.zeros(60, dtype=torch.long), torch.ones(60, dtype=torch.long)]  # the last two: every row
+    assert isinstance(knn.LabelGroups.of(runs).spans[1], list)
+    exclude = torch.zeros(60, dtype=torch.bool)
+    exclude[::9] = True
+    by_runs = grouped_nn_cosine_distance(q, bank, ql, bl, exclude=exclude, chunk_size=16)
+    monkeypatch.setattr(knn, "MAX_RUNS", 1)  # every label in more than one run: by index
+    assert isinstance(knn.LabelGroups.of(runs).spans[1], torch.Tensor)
+    by_index = grouped_nn_cosine_distance(q, bank, ql, bl, exclude=exclude, chunk_size=16)
+    for a, b in zip(by_runs, by_index):
+        torch.testing.assert_close(a, b, equal_nan=True, rtol=0, atol=0)
+    keep = ~exclude
+    for lab in (0, 1):
+        rows = ql[0] == lab
+        torch.testing.assert_close(by_runs[0][rows], brute(q[rows], bank[keep & (runs == lab)]))
+    torch.testing.assert_close(by_runs[1], brute(q, bank[keep]))
+    torch.testing.assert_close(by_runs[2], by_runs[1], rtol=0, atol=0)
+
+
+def test_lookalike_part_rows_lie_in_a_few_runs_of_the_bank() -> None:
+    """The shots' foreground rows that a lookalike score searches are sorted into one run per group
+    of the other scores (a slice each), not scattered through the bank (an index gather)."""
+    shots = SHOT_SETS["independent_foreground"]  # a foreground that the classes do not nest
+    feats = all_three(top_percent=10.0)
+    feats["foreground_patch"] = ForegroundPatchScore(top_percent=10.0, memory="all", lookalikes=True)
+    bank = SharedPatchBank(feats, shots)
+    (part,) = bank.part_groups.spans
+    assert isinstance(part, list) and len(part) <= C
+    on_part = torch.cat([p.foreground_grid.flatten() for p in shots])
+    assert sum(b - a for a, b in part) == int(on_part.sum())

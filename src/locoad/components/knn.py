@@ -83,34 +83,44 @@ def subset_unit_rows(bank: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return out
 
 
+Span = tuple[int, int] | list[tuple[int, int]] | torch.Tensor
+MAX_RUNS = 64  # a label in more runs of rows than this is searched by index
+
+
 @dataclass
 class LabelGroups:
     """The bank rows of every label of one labelling, found once per bank on the host so that a
     search needs no host synchronisation: ``spans[i]`` is the (start, end) of label
     ``labels[i]``'s rows when they are contiguous (:class:`SharedPatchBank` sorts them so, and
-    the search slices), else an index tensor; ``lut`` maps a label to its position in ``labels``
-    (-1: no bank row has it)."""
+    the search slices), a list of such runs when they lie in a few (up to ``MAX_RUNS``), else an
+    index tensor; ``lut`` maps a label to its position in ``labels`` (-1: no bank row has it)."""
 
     labels: list[int]
-    spans: list[tuple[int, int] | torch.Tensor]
+    spans: list[Span]
     lut: torch.Tensor
 
     @classmethod
     def of(cls, bank_labels: torch.Tensor) -> LabelGroups:
         host = bank_labels.cpu()
         labels = torch.unique(host[host >= 0]).tolist()
-        spans: list[tuple[int, int] | torch.Tensor] = []
+        spans: list[Span] = []
         for g in labels:
             idx = torch.nonzero(host == g).squeeze(1)
-            a, b = int(idx[0]), int(idx[-1]) + 1
-            spans.append((a, b) if b - a == len(idx) else idx.to(bank_labels.device))
+            breaks = (torch.nonzero(idx.diff() != 1).squeeze(1) + 1).tolist()
+            if not breaks:
+                spans.append((int(idx[0]), int(idx[-1]) + 1))
+            elif len(breaks) < MAX_RUNS:
+                starts, ends = [0, *breaks], [*breaks, len(idx)]
+                spans.append([(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, ends)])
+            else:
+                spans.append(idx.to(bank_labels.device))
         lut = torch.full((max(labels, default=-1) + 2,), -1, dtype=torch.long)
         lut[torch.tensor(labels, dtype=torch.long)] = torch.arange(len(labels))
         return cls(labels, spans, lut.to(bank_labels.device))
 
     def apply(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> LabelGroups:
         """The same groups with every tensor passed through ``fn`` (a device move)."""
-        spans = [s if isinstance(s, tuple) else fn(s) for s in self.spans]
+        spans = [fn(s) if isinstance(s, torch.Tensor) else s for s in self.spans]
         return LabelGroups(self.labels, spans, fn(self.lut))
 
 
@@ -191,7 +201,20 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
     # has no labelled bank row at all.
     need_whole = keep is not None or not all(g.labels for g in groups)
     # Best similarity per query to each bank group of each labelling, and to the whole bank.
-    group_best = [torch.full((n, max(len(g.labels), 1)), float("-inf"), device=dev) for g in groups]
+    # Labellings with the same row ranges (every row, for a class-agnostic score and a foreground
+    # score whose memory is every patch) share one search.
+    group_best: list[torch.Tensor] = []
+    distinct: list[int] = []  # the labellings searched; the others read a twin's result
+    searched: dict[str, int] = {}
+    for g in groups:
+        key = None if any(isinstance(sp, torch.Tensor) for sp in g.spans) else repr(g.spans)
+        if key in searched:
+            group_best.append(group_best[searched[key]])
+            continue
+        if key is not None:
+            searched[key] = len(group_best)
+        distinct.append(len(group_best))
+        group_best.append(torch.full((n, max(len(g.labels), 1)), float("-inf"), device=dev))
     whole = torch.full((n,), float("-inf"), device=dev)
     # A batch of images has many query rows: on a CPU, blocks of them keep each similarity
     # block small enough for the caches (16 MiB); a GPU takes the batch at once.
@@ -210,20 +233,19 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
                 sim.masked_fill_(~keep[j:e][:, None], float("-inf"))
             if need_whole:
                 torch.maximum(whole[r : r + q_block], sim.amax(dim=0), out=whole[r : r + q_block])
-            for lg, best in zip(groups, group_best):
+            for f in distinct:
+                lg, best = groups[f], group_best[f]
                 for i, span in enumerate(lg.spans):
-                    if isinstance(span, tuple):
-                        a, b = max(span[0], j), min(span[1], e)
-                        if a >= b:
-                            continue
-                        sub = sim[a - j : b - j]
-                    else:
-                        idx = span[(span >= j) & (span < e)] - j  # non-contiguous groups (other callers)
-                        sub = sim.index_select(0, idx)
-                        if not sub.shape[0]:
-                            continue
                     col = best[r : r + q_block, i]
-                    torch.maximum(col, sub.amax(dim=0), out=col)
+                    if isinstance(span, torch.Tensor):
+                        idx = span[(span >= j) & (span < e)] - j  # rows in many runs (other callers)
+                        if len(idx):
+                            torch.maximum(col, sim.index_select(0, idx).amax(dim=0), out=col)
+                        continue
+                    for a, b in [span] if isinstance(span, tuple) else span:
+                        a, b = max(a, j), min(b, e)
+                        if a < b:
+                            torch.maximum(col, sim[a - j : b - j].amax(dim=0), out=col)
     out = []
     for ql, lg, best in zip(query_labels, groups, group_best):
         ql = ql.to(dev)

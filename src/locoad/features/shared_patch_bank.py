@@ -63,6 +63,13 @@ class SharedPatchBank:
         # groups (background when only foreground scores are on) go last: the common query
         # reads a prefix; they stay for the "no group at all" fallback.
         keys = [lab.numpy() for lab in reversed(list(labels.values()))] + [(~used).numpy()]
+        # Scores that also query the test patches that look like a part (ForegroundPatchScore.
+        # lookalikes) search the shots' foreground rows as one more labelling of the same product;
+        # sorted last, those rows lie in a few runs (one per group of the other keys), not scattered.
+        self.lookalike = [n for n, f in self.features.items() if getattr(f, "lookalikes", False)]
+        on_part = torch.cat([p.foreground_grid.flatten().cpu() for p in shots]) if self.lookalike else None
+        if on_part is not None:
+            keys.insert(0, on_part.numpy())
         order = torch.from_numpy(np.lexsort(keys))
         position = torch.empty_like(order)
         position[order] = torch.arange(len(order))
@@ -84,10 +91,7 @@ class SharedPatchBank:
         self.shot_owner = np.array(list(first_of))
         self.shot_foreground = torch.stack([p.foreground_grid for p in first_of.values()]).to(feat0.device)
         self.n_used = int(used.sum())
-        # Scores that also query the test patches that look like a part (ForegroundPatchScore.
-        # lookalikes) search the shots' foreground rows as one more labelling of the same product.
-        self.lookalike = [n for n, f in self.features.items() if getattr(f, "lookalikes", False)]
-        on_part = torch.cat([p.foreground_grid.flatten().cpu() for p in shots])[order] if self.lookalike else None
+        on_part = None if on_part is None else on_part[order]
         # local_scale: each grouped row's best similarity to every other shot's rows of the same
         # copy (the shot as taken, or its j-th moved copy: images of one owner come in move
         # order); the ungrouped tail (a fallback only) keeps no scale.
