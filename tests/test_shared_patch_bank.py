@@ -291,7 +291,7 @@ def test_grouped_search_over_runs_of_rows_and_shared_labellings_gives_the_index_
     runs[5:15], runs[30:42], runs[50:53] = 1, 1, 1  # label 1 in three runs, label 0 in four
     ql = [torch.randint(-1, 2, (20,), generator=g), torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)]
     bl = [runs, torch.zeros(60, dtype=torch.long), torch.ones(60, dtype=torch.long)]  # the last two: every row
-    assert isinstance(knn.LabelGroups.of(runs).spans[1], list)
+    assert knn.LabelGroups.of(runs).spans == [[(0, 5), (15, 30), (42, 50), (53, 60)], [(5, 15), (30, 42), (50, 53)]]
     exclude = torch.zeros(60, dtype=torch.bool)
     exclude[::9] = True
     by_runs = grouped_nn_cosine_distance(q, bank, ql, bl, exclude=exclude, chunk_size=16)

@@ -83,17 +83,17 @@ def subset_unit_rows(bank: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return out
 
 
-Span = tuple[int, int] | list[tuple[int, int]] | torch.Tensor
+Span = list[tuple[int, int]] | torch.Tensor
 MAX_RUNS = 64  # a label in more runs of rows than this is searched by index
 
 
 @dataclass
 class LabelGroups:
     """The bank rows of every label of one labelling, found once per bank on the host so that a
-    search needs no host synchronisation: ``spans[i]`` is the (start, end) of label
-    ``labels[i]``'s rows when they are contiguous (:class:`SharedPatchBank` sorts them so, and
-    the search slices), a list of such runs when they lie in a few (up to ``MAX_RUNS``), else an
-    index tensor; ``lut`` maps a label to its position in ``labels`` (-1: no bank row has it)."""
+    search needs no host synchronisation: ``spans[i]`` lists the (start, end) runs of label
+    ``labels[i]``'s rows, one when they are contiguous (:class:`SharedPatchBank` sorts them so, and
+    the search slices), up to ``MAX_RUNS``, else it is an index tensor; ``lut`` maps a label to its
+    position in ``labels`` (-1: no bank row has it)."""
 
     labels: list[int]
     spans: list[Span]
@@ -107,9 +107,7 @@ class LabelGroups:
         for g in labels:
             idx = torch.nonzero(host == g).squeeze(1)
             breaks = (torch.nonzero(idx.diff() != 1).squeeze(1) + 1).tolist()
-            if not breaks:
-                spans.append((int(idx[0]), int(idx[-1]) + 1))
-            elif len(breaks) < MAX_RUNS:
+            if len(breaks) < MAX_RUNS:
                 starts, ends = [0, *breaks], [*breaks, len(idx)]
                 spans.append([(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, ends)])
             else:
@@ -242,7 +240,7 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
                         if len(idx):
                             torch.maximum(col, sim.index_select(0, idx).amax(dim=0), out=col)
                         continue
-                    for a, b in [span] if isinstance(span, tuple) else span:
+                    for a, b in span:
                         a, b = max(a, j), min(b, e)
                         if a < b:
                             torch.maximum(col, sim[a - j : b - j].amax(dim=0), out=col)
