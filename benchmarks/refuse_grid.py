@@ -11,7 +11,8 @@ and its dump passed after the grid's own: its scores join (or replace) each run'
 metrics are computed afresh. ``--shots``: re-fuse only the rows of
 these k (a change that moves no score at the other k, whose runs need no dumps); the rest are kept.
 ``--dump-out``: also write the joined dump (every array of the dumps, a later one's replacing an
-earlier one's), the raw scores of the rows re-fused, as a new default's dump.
+earlier one's), the raw scores of the rows re-fused, as a new default's dump; each re-fused run's
+``fused`` array is the new fusion's (a dump's own was made by the fusion of the run that wrote it).
 
     .venv/bin/python benchmarks/refuse_grid.py GRID.json DUMP.npz [DUMP.npz ...] [--out NEW.json]
         [--overrides fusion=loo ...] [--shots 4] [--dump-out JOINED.npz]
@@ -52,24 +53,25 @@ def dumped_run(row: dict, runs: dict, data: dict) -> tuple[dict, dict]:
 
 
 def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[str] = frozenset(),
-           shots: frozenset[int] | None = None) -> dict:
+           shots: frozenset[int] | None = None) -> tuple[dict, dict[tuple, np.ndarray]]:
     """The grid with every row's fused metrics recomputed by a fresh ``fusion_cfg`` rule. A score
     dumped by another run (a feature run alone, e.g. ``--overrides features=<new>``, whose dump is
     passed after the grid's own) is fused in; its metrics are computed when the row has none or
     when its name is in ``rescored`` (a re-run replaced the grid's own scores). ``shots``: only
-    the rows of these k are re-fused (None: every row)."""
-    rows = []
+    the rows of these k are re-fused (None: every row). Also returned: each re-fused run's fused
+    test scores, by its dump key (category, aligner, fusion, k, seed)."""
+    rows, fused_runs = [], {}
     for row in grid["results"]:
         if shots is not None and row["k"] not in shots:
             rows.append(row)
             continue
         run, cat = dumped_run(row, runs, data)
         per_defect = "per_defect" in row["metrics"]["fused"]
-        fused = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
+        fused = fused_runs[row_key(row)] = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
         added = {n: _metrics(s, cat, per_defect) for n, s in run["score"].items()
                  if n not in row["metrics"] or n in rescored}
         rows.append({**row, "metrics": {**row["metrics"], **added, "fused": _metrics(fused, cat, per_defect)}})
-    return {**grid, "results": rows}
+    return {**grid, "results": rows}, fused_runs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     runs, data = read_dumps(args.dumps)
     rescored = frozenset(n for r in read_dumps(args.dumps[1:])[0].values() for n in r["score"])  # the later dumps'
     shots = None if args.shots is None else frozenset(args.shots)
-    out = refuse(grid, runs, data, compose_config(args.overrides).model.fusion, rescored, shots)
+    out, fused = refuse(grid, runs, data, compose_config(args.overrides).model.fusion, rescored, shots)
     out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
     print(f"{args.out or args.grid}: {len(out['results'])} rows re-fused")
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         for path in args.dumps:
             with np.load(path) as npz:
                 joined.update({key: npz[key] for key in npz.files})
+        joined.update({"/".join(map(str, key)) + "/score/fused": score for key, score in fused.items()})
         np.savez_compressed(args.dump_out, **joined)
         print(f"{args.dump_out}: the joined scores")
 

@@ -29,11 +29,14 @@ def test_refuse_grid_rewrites_only_the_fused_metrics(tmp_path):
            "metrics": {"composition": kept, "fused": {"auroc": 0.0, "per_defect": {}}}}
     (tmp_path / "grid.json").write_text(json.dumps({"command": "quality_synthetic.py --x", "results": [row]}))
     refuse_grid.main([str(tmp_path / "grid.json"), str(tmp_path / "d.npz"), "--out", str(tmp_path / "new.json"),
-                    "--overrides", "fusion=loo", "+fusion.weights.foreground_patch=0.0"])
+                    "--overrides", "fusion=loo", "+fusion.weights.foreground_patch=0.0", "--dump-out", str(tmp_path / "j.npz")])
     out = json.loads((tmp_path / "new.json").read_text())
     new = out["results"][0]
     assert new["metrics"]["composition"] == kept and new["f1_floor"] == 0.67  # untouched
-    expected = image_metrics(LeaveOneOutSum(weights={"foreground_patch": 0.0}).fit(loo).fuse(score), labels, types)
+    fused = LeaveOneOutSum(weights={"foreground_patch": 0.0}).fit(loo).fuse(score)
+    expected = image_metrics(fused, labels, types)
+    with np.load(tmp_path / "j.npz") as joined:  # the dump's fused array is the new fusion's, not the run's
+        np.testing.assert_array_equal(joined[f"{tag}/score/fused"], fused)
     assert new["metrics"]["fused"]["auroc"] == expected["auroc"] == 1.0  # composition alone separates them
     assert set(new["metrics"]["fused"]["per_defect"]) == {"missing", "crack", "stain"}
     assert new["metrics"]["fused"]["per_defect"]["crack"]["n"] == 2
