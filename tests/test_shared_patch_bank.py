@@ -110,6 +110,20 @@ def test_grouped_falls_back_to_whole_bank_when_no_row_is_grouped() -> None:
                                    exclude=torch.ones(6, dtype=torch.bool))
 
 
+def test_whole_bank_fallback_read_from_a_labelling_of_every_row() -> None:
+    """Beside a class-agnostic labelling (one label on every row) the whole-bank maximum is that
+    labelling's own: a labelling that falls back to it (no labelled bank row) still finds it."""
+    g = torch.Generator().manual_seed(3)
+    q, bank = torch.randn(12, 8, generator=g), torch.randn(40, 8, generator=g)
+    exclude = torch.zeros(40, dtype=torch.bool)
+    exclude[::5] = True
+    fallback, agnostic = grouped_nn_cosine_distance(
+        q, bank, [torch.zeros(12, dtype=torch.long)] * 2, [torch.full((40,), -1), torch.zeros(40, dtype=torch.long)],
+        exclude=exclude, chunk_size=16)
+    torch.testing.assert_close(fallback, brute(q, bank[~exclude]))
+    torch.testing.assert_close(agnostic, fallback, rtol=0, atol=0)
+
+
 SHOT_SETS = {
     "plain": [parsed(i) for i in range(4)],
     # Only one shot has class 3 and one shot no foreground at all: leave-one-out hits both fallbacks.

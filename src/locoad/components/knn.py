@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +98,12 @@ class LabelGroups:
     labels: list[int]
     spans: list[Span]
     lut: torch.Tensor
+    # Equal for two labellings with the same runs of rows (their searches are one); None where a
+    # label's rows are an index tensor.
+    key: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = None if any(isinstance(s, torch.Tensor) for s in self.spans) else repr(self.spans)
 
     @classmethod
     def of(cls, bank_labels: torch.Tensor) -> LabelGroups:
@@ -196,8 +202,10 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
     q = F.normalize(queries.float(), dim=-1).to(dtype)
     unit = has_unit_rows(bank)
     # The whole-bank maximum is only a fallback: needed when rows are excluded or a labelling
-    # has no labelled bank row at all.
+    # has no labelled bank row at all. A labelling with one label on every row (a class-agnostic
+    # score) finds it anyway.
     need_whole = keep is not None or not all(g.labels for g in groups)
+    whole_key = repr([[(0, m)]])
     # Best similarity per query to each bank group of each labelling, and to the whole bank.
     # Labellings with the same row ranges (every row, for a class-agnostic score and a foreground
     # score whose memory is every patch) share one search.
@@ -205,15 +213,16 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
     distinct: list[int] = []  # the labellings searched; the others read a twin's result
     searched: dict[str, int] = {}
     for g in groups:
-        key = None if any(isinstance(sp, torch.Tensor) for sp in g.spans) else repr(g.spans)
-        if key in searched:
-            group_best.append(group_best[searched[key]])
+        if g.key in searched:
+            group_best.append(group_best[searched[g.key]])
             continue
-        if key is not None:
-            searched[key] = len(group_best)
+        if g.key is not None:
+            searched[g.key] = len(group_best)
         distinct.append(len(group_best))
         group_best.append(torch.full((n, max(len(g.labels), 1)), float("-inf"), device=dev))
     whole = torch.full((n,), float("-inf"), device=dev)
+    whole_from = searched.get(whole_key) if need_whole else None
+    need_whole = need_whole and whole_from is None
     # A batch of images has many query rows: on a CPU, blocks of them keep each similarity
     # block small enough for the caches (16 MiB); a GPU takes the batch at once.
     q_block = n if dev.type == "cuda" else max(1, CPU_BLOCK_ELEMENTS // max(1, min(m, chunk_size)))
@@ -244,6 +253,8 @@ def _grouped_search(queries, bank, query_labels, groups, exclude, chunk_size, ha
                         a, b = max(a, j), min(b, e)
                         if a < b:
                             torch.maximum(col, sim[a - j : b - j].amax(dim=0), out=col)
+    if whole_from is not None:
+        whole = group_best[whole_from][:, 0]
     out = []
     for ql, lg, best in zip(query_labels, groups, group_best):
         ql = ql.to(dev)
