@@ -74,7 +74,8 @@ def test_a_dump_fused_by_its_configuration_gives_its_grid_rows(prefix, k, name):
     assert np.mean(list(mine.values())) == pytest.approx(np.mean(list(rows.values())), abs=5e-4)
     # A reader of the dump takes its own fused arrays for the rows' scores: a dump re-fused into a
     # new default (refuse_grid.py --dump-out) must not keep the fusion of the run that wrote it.
-    with np.load(DUMPS / f"{prefix}_k{k}_{name}.npz") as dump:
-        written = {tuple(key.split("/")[i] for i in (0, 1, 3, 4)): dump[key] for key in dump.files if key.endswith("/score/fused")}
-        stale = [key for key, score in runs.items() if not np.allclose(written[(key[0], key[1], str(key[2]), str(key[3]))], score)]
+    with np.load(DUMPS / f"{prefix}_k{k}_{name}.npz") as dump:  # keys cat/aligner/fusion/k/seed/score/fused
+        written = {(cat, aligner, int(shots), int(seed)): dump[key] for key in dump.files if key.endswith("/score/fused")
+                   for cat, aligner, _, shots, seed, *_ in [key.split("/")]}
+    stale = [key for key, score in runs.items() if not np.allclose(written[key], score)]
     assert not stale, f"{name}: stale fused scores of {stale[:2]}; re-write the dump with refuse_grid.py --dump-out"
