@@ -40,6 +40,7 @@ import torch
 from common import REPO
 from hydra import compose, initialize_config_dir
 
+from locoad.components.capture_jitter import light_ramp
 from locoad.data.datamodule import LocoDataModule, select_shots
 from locoad.data.synthetic import CATEGORIES, generate
 from locoad.metrics import f1_floor, image_metrics
@@ -102,9 +103,7 @@ def perturb(images: torch.Tensor, level: dict, seed: int) -> tuple[torch.Tensor,
     padded = torch.nn.functional.pad(images, (s, s, s, s), mode="reflect") if s else images
     dy, dx = (torch.randint(0, 2 * s + 1, (2, b), generator=g)).tolist()
     x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    angle = u(b) * torch.pi
-    ramp = (torch.cos(angle)[:, None, None] * xx + torch.sin(angle)[:, None, None] * yy)[:, None]
+    ramp = light_ramp(h, w, u(b) * torch.pi)[:, None]
     x = x * (1 + level["gain"] * u(b, 1, 1, 1)) * (1 + level["gradient"] * ramp)
     if level.get("gamma"):
         x = x.clamp(0, 1) ** (1 + level["gamma"] * u(b, 1, 1, 1))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.color import rgb2lab
 
-from locoad.components.capture_jitter import CaptureJitter
+from locoad.components.capture_jitter import CaptureJitter, light_ramp
 from locoad.components.colour_kinds import ColourKinds
 from locoad.features.composition import CompositionScore
 from locoad.types import ParsedImage
@@ -246,6 +246,14 @@ def test_capture_jitter_is_another_capture_of_the_same_scene():
     diff = np.abs(a.astype(int) - p.rgb.astype(int))
     assert diff.mean() > 1.0  # moved, lit and cast differently ...
     assert abs(float(a.mean()) - float(p.rgb.mean())) < 0.2 * float(p.rgb.mean())  # ... but the same scene
+
+
+def test_light_ramp_rises_across_the_frame_in_its_direction():
+    right, down = light_ramp(5, 7, torch.tensor([0.0, torch.pi / 2]))  # one frame per angle
+    assert right.shape == down.shape == (5, 7)
+    assert torch.allclose(right[:, 0], torch.full((5,), -1.0)) and torch.allclose(right[:, -1], torch.ones(5))
+    assert torch.allclose(right[0], right[-1])  # constant down each column
+    assert torch.allclose(down[0], torch.full((7,), -1.0), atol=1e-6) and torch.allclose(down[-1], torch.ones(7))
 
 
 def test_capture_jitter_leaves_out_a_change_whose_range_is_zero_and_gamma_bends_the_tones():

@@ -18,6 +18,13 @@ from locoad.components.augment import RigidMove, move_images
 from locoad.components.blur import gaussian_blur
 
 
+def light_ramp(h: int, w: int, angle: torch.Tensor) -> torch.Tensor:
+    """A linear light gradient across an (h, w) frame: -1 at one edge, +1 at the opposite one,
+    rising in the direction ``angle`` (radians, any shape S) -> (*S, h, w)."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return torch.cos(angle)[..., None, None] * xx + torch.sin(angle)[..., None, None] * yy
+
+
 @dataclass(frozen=True)
 class CaptureJitter:
     """Ranges of the random capture changes (each drawn uniformly in ±range, blur in [0, range])."""
@@ -37,9 +44,8 @@ class CaptureJitter:
             x = move_images(x, RigidMove(angle=float(rng.uniform(-self.rotation, self.rotation))))
         if self.blur:
             x = gaussian_blur(x[0], float(rng.uniform(0.0, self.blur)) * min(h, w))[None]
-        angle = rng.uniform(0.0, 2 * np.pi)
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-        light = 1.0 + float(rng.uniform(-self.gradient, self.gradient)) * (np.cos(angle) * xx + np.sin(angle) * yy)
+        ramp = light_ramp(h, w, torch.tensor(rng.uniform(0.0, 2 * np.pi), dtype=torch.float32))
+        light = 1.0 + float(rng.uniform(-self.gradient, self.gradient)) * ramp
         gain = torch.from_numpy(rng.uniform(1 - self.gain, 1 + self.gain, 3)).float().view(1, 3, 1, 1)
         x = x * light * gain
         if self.gamma:
