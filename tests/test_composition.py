@@ -58,6 +58,30 @@ def test_the_count_floor_shrinks_as_more_shots_agree():
         assert f.score(scene(PINS[:-1], seed=11), state).value >= 2.0 * np.sqrt(k) - 1e-9
 
 
+def with_blob(p: ParsedImage, y: int) -> ParsedImage:
+    """``p`` with a green 6-px blob of class 3 (a kind that only some images show) at row ``y``."""
+    rgb, cmap = p.rgb.copy(), p.class_map.copy()
+    rgb[y : y + 6, 76:82], cmap[y : y + 6, 76:82] = (40, 200, 60), 3
+    return replace(p, rgb=rgb, lab=rgb2lab(rgb).astype(np.float32), class_map=cmap)
+
+
+def test_an_entry_one_shot_has_is_not_scored_with_min_seen_2():
+    """A kind one of four shots shows has a position (and piece sizes) with no spread: against the
+    floor alone a normal image with that kind elsewhere scores high; ``min_seen=2`` leaves those
+    entries out (the kind's area, count and units, which every shot has, still count), and a
+    1-shot fit scores them."""
+    shots = [with_blob(scene(PINS, seed=0), 14)] + [scene(PINS, seed=i) for i in (1, 2, 3)]
+    test = with_blob(scene(PINS, seed=7), 74)
+    every, two = (CompositionScore(classes="aligned", top_n=1, min_seen=m) for m in (1, 2))
+    high = every.score(test, every.fit(shots)).value
+    assert high > 4.0  # moved by 60 px of 96 against a position floor of 0.05
+    assert two.score(test, two.fit(shots)).value < 0.25 * high
+    one = [with_blob(scene(PINS, seed=0), 14)]
+    assert two.score(test, two.fit(one)).value == every.score(test, every.fit(one)).value
+    with pytest.raises(ValueError, match="min_seen must be >= 1"):
+        CompositionScore(min_seen=0)
+
+
 def test_one_shot_and_bad_options():
     f = CompositionScore(n_colours=3)
     v = f.score(scene(PINS[:2]), f.fit([scene(PINS)])).value

@@ -41,6 +41,8 @@ Three options, off by default (docs/ablations.md has their measurements): ``capt
 describes each shot under random capture changes (``capture_jitter``: their ranges) and adds how far
 an entry moves among them to its denominator; ``adapt_centres`` lets the colour centres follow each
 image's own pixels a bounded step; ``fits`` fits the colour kinds several times and averages the scores.
+``min_seen`` (1 by default) leaves out the entries fewer shots have: a kind's piece sizes, position
+and chroma seen in one shot have no spread to learn from.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ class CompositionScore(Feature):
         seed: int = 0,
         dark_chroma: float = 0.0,
         absent_sizes: str = "unknown",
+        min_seen: int = 1,
     ):
         if classes not in ("colour", "aligned"):
             raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
@@ -138,6 +141,8 @@ class CompositionScore(Feature):
                               f"are one partition), got {fits} with classes={classes!r}")
         if absent_sizes not in ABSENT_SIZES:
             raise ConfigError(f"composition absent_sizes must be one of {', '.join(ABSENT_SIZES)}, got {absent_sizes!r}")
+        if min_seen < 1:
+            raise ConfigError(f"composition min_seen must be >= 1 (shots that must have an entry to score it), got {min_seen}")
         if fit_spread not in FIT_SPREADS:
             raise ConfigError(f"composition fit_spread must be one of {', '.join(FIT_SPREADS)}, got {fit_spread!r}")
         if fit_spread == "colours" and n_colours - fits // 2 < 2:
@@ -164,6 +169,7 @@ class CompositionScore(Feature):
         self.balance = balance
         self.speckle = speckle
         self.absent_sizes = absent_sizes
+        self.min_seen = min_seen
         self.columns = COLUMNS + (BALANCE if balance else ())
         self.merge_distances = merge_distances(merge_distance, "composition")
         # Colour classes, white balance and background: shared with instance_set.
@@ -291,6 +297,9 @@ class CompositionScore(Feature):
             std = std * np.sqrt(dof / chi2.ppf(1.0 - self.std_confidence, dof))
         # The floor is added in quadrature: jitter below it is never evidence.
         scale = np.hypot(std, self._floors(mean, seen))
+        # An entry fewer than ``min_seen`` shots have (the piece sizes of a shade one shot shows)
+        # has no spread to widen: it is not scored (NaN), unless the fit has fewer shots.
+        scale[seen < min(self.min_seen, len(stack))] = np.nan
         if self.capture_copies:
             scale = np.hypot(scale, self._capture_std(shots, stack, levels, unit))
         return CompositionState(levels, mean, scale, unit)
