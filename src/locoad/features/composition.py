@@ -299,7 +299,7 @@ class CompositionScore(Feature):
         scale = np.hypot(std, self._floors(mean, seen))
         # An entry fewer than ``min_seen`` shots have (the piece sizes of a shade one shot shows)
         # has no spread to widen: it is not scored (NaN), unless the fit has fewer shots.
-        scale[seen < min(self.min_seen, len(stack))] = np.nan
+        scale[(seen > 0) & (seen < min(self.min_seen, len(stack)))] = np.nan
         if self.capture_copies:
             scale = np.hypot(scale, self._capture_std(shots, stack, levels, unit))
         return CompositionState(levels, mean, scale, unit)
