@@ -37,7 +37,7 @@ below ``speckle`` times ``min_piece`` in the shots has speckle for its smallest 
 noise fragments): its smallest-piece entry is not scored. The image score is the mean of the
 ``top_n`` largest z. Entries the shots show to vary get a small z, so the score needs no per-category tuning.
 
-Three options, off by default (docs/ablations.md has their measurements): ``capture_copies`` also
+Options off by default (docs/ablations.md has their measurements): ``capture_copies`` also
 describes each shot under random capture changes (``capture_jitter``: their ranges) and adds how far
 an entry moves among them to its denominator; ``adapt_centres`` lets the colour centres follow each
 image's own pixels a bounded step; ``fits`` fits the colour kinds several times and averages the scores.
@@ -90,7 +90,7 @@ class CompositionState:
     # and (K,) bool, the kinds that make up the image border in the shots.
     levels: list[tuple[np.ndarray | None, np.ndarray | None]]
     mean: np.ndarray  # (sum K, columns) over the shots (NaN-aware: absent kinds ignored)
-    floor_std: np.ndarray  # (sum K, columns) sqrt(std over the shots ** 2 + floor ** 2)
+    floor_std: np.ndarray  # (sum K, columns) sqrt(std over the shots ** 2 + floor ** 2); NaN: not scored (min_seen)
     unit: np.ndarray  # (sum K,) typical piece of each kind in the shots (image fraction)
 
 
