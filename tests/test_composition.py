@@ -415,3 +415,36 @@ def test_zero_absent_sizes_see_a_surface_that_flips_between_two_shade_kinds():
     assert zero.score(missing, state).value >= 2.0 * np.sqrt(4) - 1e-9
     with pytest.raises(ValueError, match="absent_sizes"):
         CompositionScore(absent_sizes="none")
+
+
+def test_swapped_shades_compare_a_surface_that_crosses_whole_into_its_neighbouring_shade():
+    """The box is one blue with a rim in a lighter shade of it (8.5 scaled units apart, nearly all
+    lightness: two kinds at the cut of 6) in every shot; a good image lit otherwise shows the box in the rim's shade and the rim in
+    the box's. Compared kind by kind that is a whole box gone and another come; with the shades'
+    rows matched to the shots' (swap_shades above their distance) it is a good box. A missing pin
+    still counts, and shades farther apart than swap_shades are not matched."""
+    near = (104, 100, 249)
+
+    def shaded(pins, seed, box, rim):
+        p = scene(pins, seed=seed)
+        rgb = p.rgb.copy()
+        inside = np.zeros(rgb.shape[:2], bool)
+        inside[10:86, 10:86] = True
+        core = np.zeros_like(inside)
+        core[14:82, 14:82] = True
+        blue = inside & (p.class_map == 1)
+        rgb[blue & core], rgb[blue & ~core] = box, rim
+        return replace(p, rgb=rgb, lab=rgb2lab(rgb).astype(np.float32))
+
+    shots = [shaded(PINS, i, BOX, near) for i in range(4)]
+    good, missing = shaded(PINS, 7, near, BOX), shaded(PINS[:-1], 7, near, BOX)
+    kw = dict(n_colours=4, top_n=1, white_balance="none", merge_distance=6.0)
+    plain, swapped, too_far = (CompositionScore(**kw), CompositionScore(**kw, swap_shades=12.0),
+                               CompositionScore(**kw, swap_shades=5.0))
+    assert plain.score(good, plain.fit(shots)).value > 10.0
+    state = swapped.fit(shots)
+    assert swapped.score(good, state).value < 2.0
+    assert swapped.score(missing, state).value >= 2.0 * np.sqrt(4) - 1e-9
+    assert too_far.score(good, too_far.fit(shots)).value > 10.0
+    with pytest.raises(ValueError, match="swap_shades"):
+        CompositionScore(swap_shades=-1.0)

@@ -43,11 +43,15 @@ an entry moves among them to its denominator; ``adapt_centres`` lets the colour 
 image's own pixels a bounded step; ``fits`` fits the colour kinds several times and averages the scores.
 ``min_seen`` (1 by default) leaves out the entries fewer shots have: a kind's piece sizes, position
 and chroma seen in one shot have no spread to learn from.
+``swap_shades`` matches an image's kinds to the shots' within each group of close shades (the
+order with the least summed squared z): a surface that light moves whole into a neighbouring
+shade is compared as the shade the shots showed it in.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -55,6 +59,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import chi2
 
 from locoad.colour import rgb_to_lab
@@ -82,6 +87,8 @@ _BALANCE = slice(len(COLUMNS), None)  # their columns, after COLUMNS
 ABSENT_SIZES = ("unknown", "zero")
 # With ``fits`` above 1, how the colour-kind fits differ: the k-means seed or the number of colours.
 FIT_SPREADS = ("seed", "colours")
+# swap_shades: the largest group of shades whose rows are permuted (5! = 120 orders)
+MAX_SWAP_GROUP = 5
 
 
 @dataclass
@@ -126,6 +133,7 @@ class CompositionScore(Feature):
         dark_chroma: float = 0.0,
         absent_sizes: str = "unknown",
         min_seen: int = 1,
+        swap_shades: float = 0.0,
     ):
         if classes not in ("colour", "aligned"):
             raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
@@ -143,6 +151,8 @@ class CompositionScore(Feature):
             raise ConfigError(f"composition absent_sizes must be one of {', '.join(ABSENT_SIZES)}, got {absent_sizes!r}")
         if min_seen < 1:
             raise ConfigError(f"composition min_seen must be >= 1 (shots that must have an entry to score it), got {min_seen}")
+        if swap_shades < 0:
+            raise ConfigError(f"composition swap_shades must be >= 0 (scaled CIELAB units; 0: off), got {swap_shades}")
         if fit_spread not in FIT_SPREADS:
             raise ConfigError(f"composition fit_spread must be one of {', '.join(FIT_SPREADS)}, got {fit_spread!r}")
         if fit_spread == "colours" and n_colours - fits // 2 < 2:
@@ -170,6 +180,7 @@ class CompositionScore(Feature):
         self.speckle = speckle
         self.absent_sizes = absent_sizes
         self.min_seen = min_seen
+        self.swap_shades = swap_shades
         self.columns = COLUMNS + (BALANCE if balance else ())
         self.merge_distances = merge_distances(merge_distance, "composition")
         # Colour classes, white balance and background: shared with instance_set.
@@ -343,18 +354,54 @@ class CompositionScore(Feature):
         x = self.describe_levels(parsed, state.levels)
         n = max(len(x), len(state.mean))
         x, mean, scale = _pad_rows(x, n), _pad_rows(state.mean, n), _pad_rows(state.floor_std, n, fill=1.0)
-        x = self.in_units(x, _pad_rows(state.unit, n))
-        z = np.abs(x - mean) / scale
-        # A kind whose smallest piece in the shots is speckle (a shading or noise fragment just
-        # above min_piece): an image without speckle jumps to a real part's size, z 20-70 on a
-        # normal capture, so that entry says nothing there.
-        z[mean[:, _PIECE_MIN] < self.speckle * self.min_piece, _PIECE_MIN] = np.nan
+        unit = _pad_rows(state.unit, n)
+        if self.swap_shades > 0:
+            x = self._swap_shades(x, mean, scale, unit, state.levels)
+        z = self._z(self.in_units(x, unit), mean, scale)
         # A kind the shots never had (an aligned "unmatched" class) or one absent here: its
         # area / count entries still say so; NaN entries (no position of an absent kind) drop out.
         z = z[np.isfinite(z)]
         if not z.size:
             return 0.0
         return float(np.sort(z)[-self.top_n :].mean())
+
+    def _z(self, x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """|x - mean| / scale per entry (rows: kinds, in units); NaN where it is not scored."""
+        z = np.abs(x - mean) / scale
+        # A kind whose smallest piece in the shots is speckle (a shading or noise fragment just
+        # above min_piece): an image without speckle jumps to a real part's size, z 20-70 on a
+        # normal capture, so that entry says nothing there.
+        z[mean[:, _PIECE_MIN] < self.speckle * self.min_piece, _PIECE_MIN] = np.nan
+        return z
+
+    def _swap_shades(self, x: np.ndarray, mean: np.ndarray, scale: np.ndarray, unit: np.ndarray,
+                     levels: list[tuple[np.ndarray | None, np.ndarray | None]]) -> np.ndarray:
+        """``x`` (K, columns, before units) with the rows of every group of shades (non-background
+        kinds of one level whose centres chain closer than ``swap_shades``) permuted to the shots'
+        rows that fit them best (least summed squared z): a surface that light moves whole into a
+        neighbouring shade is compared as the shade the shots showed it in."""
+        out, start = x.copy(), 0
+        for centres, bg in levels:
+            if centres is None:
+                break
+            rows = np.arange(start, start + len(centres))
+            start += len(centres)
+            keep = rows[~bg] if bg is not None else rows
+            if len(keep) < 2:
+                continue
+            groups = fcluster(linkage(centres[keep - rows[0]], "single"), self.swap_shades, criterion="distance")
+            for g in np.unique(groups):
+                members = keep[groups == g]
+                if not 2 <= len(members) <= MAX_SWAP_GROUP:
+                    continue
+                best, best_cost = members, np.inf
+                for perm in itertools.permutations(members):
+                    z = self._z(self.in_units(x[list(perm)], unit[members]), mean[members], scale[members])
+                    cost = float(np.nansum(z * z))
+                    if cost < best_cost - 1e-12:  # ties keep the first: the identity
+                        best, best_cost = perm, cost
+                out[members] = x[list(best)]
+        return out
 
 
 def _pad_rows(a: np.ndarray, n: int, fill: float = np.nan) -> np.ndarray:
