@@ -49,6 +49,23 @@ def test_native_sizes_labels_masks_and_rules(root: Path) -> None:
                     assert values[0] == 0 and len(values) == 2 and values[1] in DEFECT_PIXEL_VALUES.values()
 
 
+def test_spot_tone_curve_and_jpeg_change_pixels_not_the_scene(root: Path) -> None:
+    """A varied capture's light spot, tone curve and JPEG round trip (version 5) come from their
+    own stream: without them the same meta renders the same parts, only other pixels; clean
+    captures have none of them."""
+    meta = json.loads((root / CATS[0] / "meta/train/good/000.json").read_text())
+    light = meta["lighting"]
+    assert len(light["spot"]) == 4 and 0.8 <= light["gamma"] <= 1.25 and 75 <= light["jpeg"] <= 95
+    size = tuple(meta["image_size"])
+    plain = {**meta, "lighting": {k: v for k, v in light.items() if k not in ("spot", "gamma", "jpeg")}}
+    full, bare = render_scene(meta, size), render_scene(plain, size)
+    assert np.array_equal(full.part_labels, bare.part_labels)
+    assert np.abs(full.rgb.astype(int) - bare.rgb.astype(int)).mean() > 1.0
+    assert np.array_equal(full.rgb, np.asarray(Image.open(root / CATS[0] / "train/good/000.png")))
+    clean = sample_scene(CATS[0], np.random.default_rng(0))
+    assert not {"spot", "gamma", "jpeg"} & set(clean["lighting"])
+
+
 def test_layout_is_fixed_per_seed_and_differs_between_seeds() -> None:
     a = sample_layout("pushpins", 0)
     assert sample_layout("pushpins", 0) == a

@@ -7,6 +7,7 @@ which is what the tests use to compare an anomaly with its defect-free twin.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from locoad.data.generated import ensure_complete, write_json, write_png
@@ -23,8 +25,9 @@ from locoad.errors import ConfigError
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
 GENERATOR = "locoad.data.synthetic"
-VERSION = 4  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json;
-# 4: screw-bag nuts and washers touch in some scenes
+VERSION = 5  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json;
+# 4: screw-bag nuts and washers touch in some scenes; 5: varied captures add a light spot, a tone
+# curve and a JPEG round trip (clean captures unchanged)
 STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
 # Each ground-truth PNG is one region; its pixel value names the defect kind, as MVTec LOCO AD's
 # <category>/defects_config.json does. A misplaced part's mask covers where it was and where it
@@ -258,11 +261,20 @@ def render_scene(meta: dict, image_size: Size) -> Rendered:
     if light.get("vignette"):  # lens fall-off towards the corners
         corner = ((s[1] / m) ** 2 + (s[0] / m) ** 2) / 4
         field = field * (1 - light["vignette"] * ((x - 0.5) ** 2 + (y - 0.5) ** 2) / corner)
+    if light.get("spot"):  # a lamp's pool of light: brighter around one point, in scene units
+        sx, sy, sigma, strength = light["spot"]
+        field = field * (1 + strength * np.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * sigma**2)))
     canvas *= field.astype(np.float32)[..., None] * np.asarray(light["white_balance"], np.float32)
     if light.get("blur"):  # defocus, in pixels at this canvas size
         canvas = ndimage.gaussian_filter(canvas, (light["blur"], light["blur"], 0))
     canvas += light["noise_sigma"] * _sensor_noise(image_size, seed)
+    if light.get("gamma"):  # the camera's tone curve, which per-channel gains cannot undo
+        canvas = 255.0 * (np.clip(canvas, 0, 255) / 255.0) ** light["gamma"]
     rgb = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    if light.get("jpeg"):  # the file a camera writes (quality 1-95)
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=int(light["jpeg"]))
+        rgb = np.asarray(Image.open(buf).convert("RGB"))
     return Rendered(rgb, labels, uids, masks)
 
 
@@ -300,8 +312,15 @@ def sample_layout(category: str, seed: int) -> dict:
 def vary_capture(meta: dict, layout: dict, size: tuple[int, int], rng: np.random.Generator) -> dict:
     """Replace a clean scene's pose and lighting by a photo-like capture: the layout's mirror,
     angle and zoom plus a per-image rotation, shift and zoom; exposure, colour cast, lighting
-    gradient, vignetting, defocus blur and sensor noise. ``size`` (h, w) scales the blur."""
+    gradient, vignetting, a light spot, defocus blur, sensor noise, a tone curve and a JPEG round
+    trip. ``size`` (h, w) scales the blur. The spot, tone curve and JPEG quality (version 5) come
+    from a stream of their own, so every other draw, and hence every scene and defect, is the
+    same as before them."""
     bg = COLOURS[REGISTRY[meta["category"]].background]
+    camera = np.random.default_rng([meta["noise_seed"], 5])
+    spot = [float(camera.uniform(0.0, 1.0)), float(camera.uniform(0.0, 1.0)),
+            float(camera.uniform(0.2, 0.5)), float(camera.uniform(0.0, 0.35))]
+    gamma, jpeg = float(np.exp(camera.uniform(np.log(0.8), np.log(1.25)))), int(camera.integers(75, 96))
     return {
         **meta,
         "pose": {"angle": layout["angle"] + rng.uniform(-3, 3),
@@ -313,7 +332,8 @@ def vary_capture(meta: dict, layout: dict, size: tuple[int, int], rng: np.random
                      "gradient": [rng.uniform(-0.3, 0.3) for _ in "xy"],
                      "vignette": rng.uniform(0.1, 0.4),
                      "blur": rng.uniform(0.0, 1.6) * min(size) / 1000,
-                     "noise_sigma": rng.uniform(2.0, 6.0)},
+                     "noise_sigma": rng.uniform(2.0, 6.0),
+                     "spot": spot, "gamma": gamma, "jpeg": jpeg},
         "background_rgb": [int(np.clip(c + t, 0, 255)) for c, t in zip(bg, layout["tint"])],
     }
 
@@ -523,8 +543,8 @@ def generate(root: str | os.PathLike, categories: Iterable[str] | None = None, s
     ``capture="varied"``: photo-like captures at MVTec LOCO's native sizes (800-1700 px, not
     square) times ``size_factor`` (``image_size`` is unused), with the camera's mirror, angle,
     zoom and background tint fixed per ``seed`` (a new layout per seed), per-image rotation,
-    shift and zoom, exposure, colour cast, lighting gradient, vignetting, defocus blur and
-    sensor noise. Part labels and masks follow the geometry.
+    shift and zoom, exposure, colour cast, lighting gradient, vignetting, a light spot, defocus
+    blur, sensor noise, a tone curve and a JPEG round trip. Part labels and masks follow the geometry.
 
     ``defect_scale`` multiplies the size of every structural defect (radius, scratch length and
     width; each still has to change the pixels visibly): below 1 the small, faint defects that
