@@ -187,6 +187,13 @@ def prepare_data(variant: str, generator_seed: int, size_factor: float, root: st
     return root, list(CATEGORIES)
 
 
+def data_version(root: str, categories: list[str]) -> str:
+    """Which generator and version made a data folder (its first category's completion marker):
+    figures of one variant made with two versions are of different data."""
+    marker = json.loads((Path(root) / categories[0] / ".complete.json").read_text())
+    return f"{marker.get('generator') or marker.get('family')} version {marker['version']}"
+
+
 def size_factor_of(variant: str, size_factor: float) -> float | None:
     """The size factor a variant's images were made with (the clean set is 256 px squares: none)."""
     return None if variant == "clean" else size_factor
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "variant": args.variant, "generator_seed": args.generator_seed,
                                           "size_factor": size_factor_of(args.variant, args.size_factor),
                                           "defect_scale": args.defect_scale, "test_images": args.test_images,
-                                          "device": args.device,
+                                          "device": args.device, "data": data_version(args.root, args.categories),
                                           "results": results}, indent=1))
     # The models wrote their stages to the stage cache: keep it within model.cache.max_gb, as a run does.
     cache = build(cfg.model.cache)

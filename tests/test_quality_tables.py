@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import quality_synthetic
 import torch
+
+from locoad.data.synthetic.generator import VERSION
 
 
 def _row(k: int, seed: int, per_defect: dict | None) -> dict:
@@ -69,6 +73,8 @@ def test_the_benchmark_keeps_the_stage_cache_within_its_bound(tmp_path):
             "segmenter.work_size=64", f"paths.cache_dir={tmp_path / 'cache'}"]
     quality_synthetic.main(args)
     assert any(p.suffix in (".pt", ".npy") for p in stages.rglob("*"))  # it did write entries
+    # the file names the data's generator and version: one variant's figures of two versions differ
+    assert json.loads((tmp_path / "out.json").read_text())["data"] == f"locoad.data.synthetic version {VERSION}"
     quality_synthetic.main([*args, "model.cache.max_gb=1e-9"])
     assert not [p for p in stages.rglob("*") if p.is_file()]
 
