@@ -98,3 +98,26 @@ def test_a_run_log_has_no_lightning_advertisement(caplog):
         L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
     assert caplog.records  # the Trainer logs (GPU available: ...), only the tip is gone
     assert "litlogger" not in caplog.text
+
+
+def test_a_cli_run_prints_each_lightning_line_once_and_none_of_its_idle_warnings(loco_root, tmp_path):
+    """Lightning's own console handler and Hydra's both printed every Lightning record ("INFO: GPU
+    available ..." and "[time][lightning...][INFO] - GPU available ..."); and four Lightning
+    warnings about training a model that trains nothing filled the demo's output."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "locoad", *TINY[:-1], "logger=none", f"data.root={loco_root}",
+           f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    assert text.count("GPU available") == 1, text[-3000:]
+    assert text.count("Seed set to 0") == 1, text[-3000:]
+    assert "GPU available" in (out / "run.log").read_text()  # through Hydra's handlers: in the run's log too
+    for idle in ("validation_step", "configure_optimizers", "in eval mode", "LeafSpec"):
+        assert idle not in text, idle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +27,28 @@ def _no_promotion(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_promotion)
+
+# Lightning warnings that say nothing about a locoad run: the seven-feature model trains nothing (no
+# optimizer, no validation step) and keeps its frozen networks in eval mode on purpose; the pytree
+# one is Lightning's own call of a torch API that torch 2.14 deprecates.
+for _message in (r"You passed in a `val_dataloader` but have no `validation_step`",
+                 r"`LightningModule.configure_optimizers` returned `None`",
+                 r"Found \d+ module\(s\) in eval mode at the start of training",
+                 r"`isinstance\(treespec, LeafSpec\)` is deprecated"):
+    warnings.filterwarnings("ignore", message=_message)
+
+
+def one_line_per_lightning_record() -> None:
+    """The ``lightning`` package prints its loggers' records with a console handler of its own
+    ("INFO: ..."), and they propagate to the root logger's handlers too: under Hydra (the root
+    has handlers: the console and run.log) every Lightning line came twice. There its own handler
+    goes; without root handlers (a notebook) it stays, or the lines would not be printed at all."""
+    if not logging.getLogger().handlers:
+        return
+    own = logging.getLogger("lightning")
+    for handler in list(own.handlers):
+        if type(handler) is logging.StreamHandler:
+            own.removeHandler(handler)
 
 # Keys that may differ between a finished job and its re-run without invalidating the result.
 RESUME_IGNORED_KEYS = ("skip_if_done", "logger")
@@ -101,6 +124,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("skip_if_done") and (done := finished_metrics(out_dir, cfg)) is not None:
         log.info("skipping %s: finished with the same config (skip_if_done=true)", out_dir)
         return done
+    one_line_per_lightning_record()
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("seed") is not None:
