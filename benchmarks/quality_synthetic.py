@@ -42,6 +42,7 @@ from hydra import compose, initialize_config_dir
 
 from locoad.components.capture_jitter import light_ramp
 from locoad.data.datamodule import LocoDataModule, select_shots
+from locoad.data.generated import MARKER
 from locoad.data.synthetic import CATEGORIES, generate
 from locoad.metrics import f1_floor, image_metrics
 from locoad.metrics.alignment import alignment_accuracy, reference_part_lut
@@ -190,7 +191,7 @@ def prepare_data(variant: str, generator_seed: int, size_factor: float, root: st
 def data_version(root: str, categories: list[str]) -> str:
     """Which generator and version made a data folder (its first category's completion marker):
     figures of one variant made with two versions are of different data."""
-    marker = json.loads((Path(root) / categories[0] / ".complete.json").read_text())
+    marker = json.loads((Path(root) / categories[0] / MARKER).read_text())
     return f"{marker.get('generator') or marker.get('family')} version {marker['version']}"
 
 

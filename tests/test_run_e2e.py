@@ -1,12 +1,14 @@
 """End to end through the same runner the CLI uses: fit, test, outputs, checkpoint reload."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import compose_cfg, plant_twins
+from conftest import REPO, compose_cfg, plant_twins
 from locoad.run import run
 
 TINY = ["data=mvtec_loco", "data.category=widgets", "data.k_shot=3", "data.num_workers=0",
@@ -104,16 +106,9 @@ def test_a_cli_run_prints_each_lightning_line_once_and_none_of_its_idle_warnings
     """Lightning's own console handler and Hydra's both printed every Lightning record ("INFO: GPU
     available ..." and "[time][lightning...][INFO] - GPU available ..."); and four Lightning
     warnings about training a model that trains nothing filled the demo's output."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "locoad", *TINY[:-1], "logger=none", f"data.root={loco_root}",
-           f"hydra.run.dir={out}"]
-    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "locoad", *TINY, f"data.root={loco_root}", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-3000:]
     assert text.count("GPU available") == 1, text[-3000:]
