@@ -5,16 +5,19 @@ AUROC over the categories must reach ``--mean`` and no category's logical or str
 AUROC may fall below ``--floor``. Averages over seeds hide a draw that misses, so this reports
 every (file, aligner, fusion, k, seed) draw, whether it passes, and how many of them pass. Run it on
 result files of fresh data (``quality_synthetic.py --generator-seed N``, one file per draw) to
-estimate how often data never seen would pass.
+estimate how often data never seen would pass. ``--parts`` adds, per category and part, the mean,
+standard deviation and lowest fused AUROC over the draws and how many fall below the floor: how
+far one weak part spreads from draw to draw.
 
     .venv/bin/python benchmarks/target_check.py benchmarks/results/<file>.json ... \\
-        [--shots 4] [--seeds 0] [--mean 0.80] [--floor 0.65]
+        [--shots 4] [--seeds 0] [--mean 0.80] [--floor 0.65] [--parts]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 PARTS = ("logical", "structural")
@@ -37,8 +40,25 @@ def draws(grid: dict, shots: set[int] | None = None, seeds: set[int] | None = No
         low = min(parts)
         out.append({"aligner": aligner, "fusion": fusion, "k": k, "seed": seed, "categories": len(rows),
                     "mean": sum(r["metrics"]["fused"]["auroc"] for r in rows) / len(rows),
-                    "lowest": {"auroc": low[0], "category": low[1], "part": low[2]}})
+                    "lowest": {"auroc": low[0], "category": low[1], "part": low[2]},
+                    "parts": {(c, p): a for a, c, p in parts}})
     return out
+
+
+def part_spread(found: list[dict], floor: float) -> list[str]:
+    """Per (category, part) over the draws: mean, standard deviation (n - 1; 0 for one draw),
+    lowest fused AUROC, and the draws below ``floor``."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for d in found:
+        for key, auroc in d["parts"].items():
+            values.setdefault(key, []).append(auroc)
+    lines = []
+    for (category, part), v in sorted(values.items()):
+        sd = statistics.stdev(v) if len(v) > 1 else 0.0
+        below = sum(a < floor for a in v)
+        lines.append(f"{category:20s} {part:10s} {len(v):3d} draws  mean {statistics.fmean(v):.3f}  sd {sd:.3f}  "
+                     f"lowest {min(v):.2f}  below {floor}: {below}")
+    return lines
 
 
 def passes(draw: dict, mean: float, floor: float) -> bool:
@@ -52,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="data.seed values (default: every seed)")
     ap.add_argument("--mean", type=float, default=0.85, help="target for the mean fused AUROC over categories")
     ap.add_argument("--floor", type=float, default=0.70, help="target for every logical / structural fused AUROC")
+    ap.add_argument("--parts", action="store_true",
+                    help="also each category's logical / structural AUROC over the draws: mean, sd, lowest, below the floor")
     args = ap.parse_args(argv)
     shots = set(args.shots) if args.shots else None
     seeds = None if args.seeds is None else set(args.seeds)
     n = ok = 0
+    every: list[dict] = []
     for f in args.files:
         path = Path(f)
         if not path.is_file():
@@ -64,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             found = draws(json.loads(path.read_text()), shots, seeds)
         except (ValueError, KeyError) as err:  # not JSON, no "results", or rows without anomaly types
             ap.error(f"{f}: not a quality_synthetic.py result file with fused logical / structural AUROCs ({err})")
+        every += found
         for d in found:
             good = passes(d, args.mean, args.floor)
             n, ok = n + 1, ok + good
@@ -73,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if not n:
         ap.error("no rows match --shots / --seeds in these files")
     print(f"{ok} of {n} draws pass (mean >= {args.mean}, every part >= {args.floor})")
+    if args.parts:
+        print("\n".join(part_spread(every, args.floor)))
     return 0
 
 

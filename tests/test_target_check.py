@@ -43,3 +43,14 @@ def test_no_matching_rows_or_file_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         target_check.main([str(tmp_path / "untyped.json")])
     assert "untyped.json: not a quality_synthetic.py result file" in capsys.readouterr().err
+
+
+def test_parts_gives_each_parts_spread_over_the_draws(tmp_path, capsys):
+    rows = [_row("a", 0, 0.9, 0.80, 0.95), _row("a", 1, 0.9, 0.60, 0.97), _row("a", 2, 0.9, 0.70, 0.99)]
+    (tmp_path / "g.json").write_text(json.dumps({"results": rows}))
+    lines = target_check.part_spread(target_check.draws(json.loads((tmp_path / "g.json").read_text()), {4}), 0.65)
+    assert lines[0].split()[:2] == ["a", "logical"]
+    assert "mean 0.700  sd 0.100  lowest 0.60  below 0.65: 1" in lines[0]
+    assert "mean 0.970  sd 0.020  lowest 0.95  below 0.65: 0" in lines[1]
+    target_check.main([str(tmp_path / "g.json"), "--floor", "0.65", "--parts"])
+    assert "sd 0.100" in capsys.readouterr().out
