@@ -20,10 +20,11 @@ on; HELD_OUT_GENERATOR_SEEDS are for reporting only -- never tune anything on th
 ``locoad.data.heldout`` (other categories, shapes, defects, renderer; photo-like captures,
 ``--variant heldout_clean`` the same scenes captured cleanly): report only, NEVER tune on it.
 ``--variant workbench`` / ``workbench_clean``: a third independent family (``locoad.data.workbench``;
-other objects, rules, defects, a signed-distance renderer): report only, NEVER tune on it. ``--render FILE...`` prints the fused table (and, where the data names its defects, the fused AUROC
-per category and defect) of saved result files without recomputing:
+other objects, rules, defects, a signed-distance renderer): report only, NEVER tune on it. ``--render FILE... [--by-score K]`` prints the fused table (and, where the data names its defects, the fused AUROC
+per category and defect) of saved result files without recomputing; ``--by-score K`` instead
+every score's AUROC per category and defect at K shots (which score sees which anomaly):
 
-    .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ...
+    .venv/bin/python benchmarks/quality_synthetic.py --render benchmarks/results/<file>.json ... [--by-score 4]
 """
 
 from __future__ import annotations
@@ -411,11 +412,46 @@ def markdown_per_defect(results: list[dict], score: str = "fused") -> str:
     return "\n".join(lines)
 
 
-def render(paths: list[str]) -> None:
-    """Print the fused tables of saved result files (no recomputation)."""
-    for path in paths:
+def markdown_defect_by_score(results: list[dict], k: int) -> str:
+    """At ``k`` shots, the AUROC of every score per category and defect (its images against the
+    good ones), mean over seeds and aligners: which score sees which kind of anomaly. Empty
+    without ``per_defect`` or runs at ``k``."""
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    scores: list[str] = []
+    for r in results:
+        if r["k"] != k:
+            continue
+        for score, m in r["metrics"].items():
+            for name, d in m.get("per_defect", {}).items():
+                cells.setdefault((r["category"], name), {}).setdefault(score, []).append(d["auroc"])
+                counts[(r["category"], name)] = d["n"]
+                if score not in scores:
+                    scores.append(score)
+    if not cells:
+        return ""
+    scores = sorted(scores, key=lambda s: (s == "fused", s))  # fused last
+    lines = [f"| category | defect | images | {' | '.join(scores)} |", "|---|---|---|" + "---|" * len(scores)]
+    for (cat, name), by_score in sorted(cells.items()):
+        vals = " | ".join(f"{np.nanmean(by_score[s]):.2f}" if s in by_score else "" for s in scores)
+        lines.append(f"| {cat} | {name} | {counts[(cat, name)]} | {vals} |")
+    return "\n".join(lines)
+
+
+def render(argv: list[str]) -> None:
+    """Print the fused tables of saved result files (no recomputation); ``--by-score K``: instead,
+    every score's AUROC per defect at K shots."""
+    ap = argparse.ArgumentParser(prog="quality_synthetic.py --render")
+    ap.add_argument("files", nargs="+", help="quality_synthetic.py result files (.json)")
+    ap.add_argument("--by-score", type=int, metavar="K", help="every score's AUROC per category and defect at K shots")
+    args = ap.parse_args(argv)
+    for path in args.files:
         data = json.loads(Path(path).read_text())
         print(f"{path}: {data.get('command', '')}\n")
+        if args.by_score is not None:
+            table = markdown_defect_by_score(data["results"], args.by_score)
+            print((table or f"no per-defect AUROC at k = {args.by_score} in this file") + "\n")
+            continue
         print(markdown_fused(data["results"]) + "\n")
         per_defect = markdown_per_defect(data["results"])
         if per_defect:

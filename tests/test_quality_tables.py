@@ -100,3 +100,18 @@ def test_the_tone_nuisance_bends_each_image_s_tones_and_moves_nothing():
     assert torch.all(out[..., 1:] >= out[..., :-1])  # a tone curve keeps the order of the tones
     mild, _ = quality_synthetic.perturb(ramp, quality_synthetic.NUISANCE["mild"], seed=0)
     assert not torch.allclose(mild, ramp)
+
+
+def test_defect_by_score_table_has_a_column_per_score_fused_last(tmp_path, capsys):
+    rows = [_row(4, 0, {"missing": 0.5}), _row(4, 1, {"missing": 0.7}), _row(1, 0, {"missing": 0.0})]
+    for r, a in zip(rows, (0.2, 0.4, 0.0)):
+        r["metrics"]["composition"] = {"auroc": 0.5, "per_defect": {"missing": {"auroc": a, "n": 3}}}
+    lines = quality_synthetic.markdown_defect_by_score(rows, 4).splitlines()
+    assert lines[0] == "| category | defect | images | composition | fused |"
+    assert lines[2] == "| pushpins | missing | 3 | 0.30 | 0.60 |"  # the k = 1 run is left out
+    assert quality_synthetic.markdown_defect_by_score(rows, 8) == ""
+    (tmp_path / "r.json").write_text(json.dumps({"command": "c", "results": rows}))
+    quality_synthetic.render([str(tmp_path / "r.json"), "--by-score", "4"])
+    assert "| pushpins | missing | 3 | 0.30 | 0.60 |" in capsys.readouterr().out
+    quality_synthetic.render([str(tmp_path / "r.json"), "--by-score", "2"])
+    assert "no per-defect AUROC at k = 2" in capsys.readouterr().out
