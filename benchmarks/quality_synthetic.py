@@ -391,51 +391,49 @@ def markdown_fused(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _defect_cells(results: list[dict], column) -> tuple[dict, dict]:
+    """Per (category, defect): the AUROCs of each table column, ``column(row, score)`` naming a
+    row's score's column (None: not in the table); and each defect's number of images."""
+    cells: dict[tuple[str, str], dict] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for r in results:
+        for score, m in r["metrics"].items():
+            col = column(r, score)
+            if col is None:
+                continue
+            for name, d in m.get("per_defect", {}).items():
+                cells.setdefault((r["category"], name), {}).setdefault(col, []).append(d["auroc"])
+                counts[(r["category"], name)] = d["n"]
+    return cells, counts
+
+
+def _defect_markdown(cells: dict, counts: dict, columns: list, headers: list[str]) -> str:
+    """One row per (category, defect), the mean of each column's AUROCs; empty without cells."""
+    if not cells:
+        return ""
+    lines = [f"| category | defect | images | {' | '.join(headers)} |", "|---|---|---|" + "---|" * len(columns)]
+    for (cat, name), by_col in sorted(cells.items()):
+        vals = " | ".join(f"{np.nanmean(by_col[c]):.2f}" if c in by_col else "" for c in columns)
+        lines.append(f"| {cat} | {name} | {counts[(cat, name)]} | {vals} |")
+    return "\n".join(lines)
+
+
 def markdown_per_defect(results: list[dict], score: str = "fused") -> str:
     """AUROC of one score per category and defect (its images against the good ones), mean over
     seeds, one column per k: which kinds of anomaly a configuration misses. Empty for results
     without ``per_defect`` (data without defects_config.json)."""
     ks = sorted({r["k"] for r in results})
-    cells: dict[tuple[str, str], dict[int, list[float]]] = {}
-    counts: dict[tuple[str, str], int] = {}
-    for r in results:
-        for name, m in r["metrics"][score].get("per_defect", {}).items():
-            cells.setdefault((r["category"], name), {}).setdefault(r["k"], []).append(m["auroc"])
-            counts[(r["category"], name)] = m["n"]
-    if not cells:
-        return ""
-    lines = ["| category | defect | images | " + " | ".join(f"{score} AUROC k={k}" for k in ks) + " |",
-             "|---|---|---|" + "---|" * len(ks)]
-    for (cat, name), by_k in sorted(cells.items()):
-        vals = " | ".join(f"{np.nanmean(by_k[k]):.2f}" if k in by_k else "" for k in ks)
-        lines.append(f"| {cat} | {name} | {counts[(cat, name)]} | {vals} |")
-    return "\n".join(lines)
+    cells, counts = _defect_cells(results, lambda r, s: r["k"] if s == score else None)
+    return _defect_markdown(cells, counts, ks, [f"{score} AUROC k={k}" for k in ks])
 
 
 def markdown_defect_by_score(results: list[dict], k: int) -> str:
     """At ``k`` shots, the AUROC of every score per category and defect (its images against the
     good ones), mean over seeds and aligners: which score sees which kind of anomaly. Empty
     without ``per_defect`` or runs at ``k``."""
-    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
-    counts: dict[tuple[str, str], int] = {}
-    scores: list[str] = []
-    for r in results:
-        if r["k"] != k:
-            continue
-        for score, m in r["metrics"].items():
-            for name, d in m.get("per_defect", {}).items():
-                cells.setdefault((r["category"], name), {}).setdefault(score, []).append(d["auroc"])
-                counts[(r["category"], name)] = d["n"]
-                if score not in scores:
-                    scores.append(score)
-    if not cells:
-        return ""
-    scores = sorted(scores, key=lambda s: (s == "fused", s))  # fused last
-    lines = [f"| category | defect | images | {' | '.join(scores)} |", "|---|---|---|" + "---|" * len(scores)]
-    for (cat, name), by_score in sorted(cells.items()):
-        vals = " | ".join(f"{np.nanmean(by_score[s]):.2f}" if s in by_score else "" for s in scores)
-        lines.append(f"| {cat} | {name} | {counts[(cat, name)]} | {vals} |")
-    return "\n".join(lines)
+    cells, counts = _defect_cells(results, lambda r, s: s if r["k"] == k else None)
+    scores = sorted({s for by_score in cells.values() for s in by_score}, key=lambda s: (s == "fused", s))  # fused last
+    return _defect_markdown(cells, counts, scores, scores)
 
 
 def render(argv: list[str]) -> None:
