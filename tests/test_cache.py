@@ -37,7 +37,8 @@ def test_hit_after_put(tmp_path):
     bb = HandcraftedBackbone(image_size=56, patch_size=14)
     imgs = _images()
     first = cache.features(bb, imgs)
-    assert cache.stats["features"] == {"hits": 0, "misses": 3, "corrupt": 0, "writes": 3, "write_errors": 0}
+    assert cache.stats["features"] == {"hits": 0, "misses": 3, "corrupt": 0, "writes": 3, "write_errors": 0,
+                                       "skipped_low_disk": 0}
     second = cache.features(bb, imgs)
     assert cache.stats["features"]["hits"] == 3
     torch.testing.assert_close(first, second, rtol=0, atol=0)
@@ -395,6 +396,41 @@ def test_unwritable_cache_warns_once_and_runs_on(tmp_path, caplog):
     assert "write errors" in cache.summary()
 
 
+def test_nearly_full_disk_stops_writes_not_the_run(tmp_path, caplog, monkeypatch):
+    """Below ``min_free_gb`` free, entries are computed and returned but not stored (one warning
+    naming the setting); with room again, writes resume."""
+    from locoad.cache import disk
+
+    free = {"bytes": int(1.5e9)}
+    monkeypatch.setattr(disk, "free_bytes", lambda path: free["bytes"])
+    cache = StageCache(tmp_path, min_free_gb=2)
+    bb = HandcraftedBackbone(image_size=56, patch_size=14)
+    imgs = _images(3)
+    with caplog.at_level("WARNING", logger="locoad.cache"):
+        out = cache.features(bb, imgs)
+        cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+    torch.testing.assert_close(out, bb(imgs), rtol=0, atol=0)
+    assert not list(tmp_path.glob("*/*/??/*"))
+    assert cache.stats["features"]["skipped_low_disk"] == 3 and cache.stats["segments"]["skipped_low_disk"] == 1
+    warnings = [r.getMessage() for r in caplog.records if "min_free_gb" in r.getMessage()]
+    assert len(warnings) == 1 and "1.50 GB free" in warnings[0]
+    assert "skipped low disk" in cache.summary()
+    free["bytes"] = int(3e9)
+    cache.features(bb, imgs)
+    assert len(list(tmp_path.glob("features/*/??/*.pt"))) == 3
+
+
+def test_free_bytes_reads_the_nearest_existing_folder(tmp_path):
+    from locoad.cache import disk
+
+    assert disk.free_bytes(tmp_path / "not" / "yet" / "made") == disk.free_bytes(tmp_path) > 0
+
+
+def test_min_free_gb_must_be_a_size(tmp_path):
+    with pytest.raises(ValueError, match="min_free_gb"):
+        StageCache(tmp_path, min_free_gb=-1)
+
+
 # -- several sweep jobs filling one cache at once ------------------------------------------------
 
 
@@ -455,3 +491,4 @@ def test_the_default_cache_is_bounded(tmp_path):
 
     cache = instantiate(compose_cfg([], tmp_path).model.cache)
     assert cache.max_gb is not None and 0 < cache.max_gb < float("inf")
+    assert cache.min_free_gb is not None and cache.min_free_gb > 0  # and it stops writing before the disk is full

@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = info(root)
         for r in rows:
             print(f"{r['stage']:<9} {r['config']}  {r['entries']:>7} entries  {r['bytes'] / 1e9:8.3f} GB  {r['what']}")
-        print(f"total: {sum(r['entries'] for r in rows)} entries, {sum(r['bytes'] for r in rows) / 1e9:.3f} GB in {root}")
+        free = disk.free_bytes(root)
+        print(f"total: {sum(r['entries'] for r in rows)} entries, {sum(r['bytes'] for r in rows) / 1e9:.3f} GB in {root}"
+              + (f" ({free / 1e9:.1f} GB free on its disk)" if free is not None else ""))
     elif args.command == "prune":
         try:
             deleted, freed = StageCache(root, max_gb=args.max_gb).prune()

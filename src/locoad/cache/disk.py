@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the file system that holds ``path`` (its nearest existing folder), or None
+    where that cannot be read."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
 
 
 def usage(root: Path | None) -> dict[str, int]:

@@ -14,8 +14,9 @@ overwritten), never a crash, and a failed write only logs a warning.
 
 Size: features are (D, 37, 37) float32 per image (2 MB at ViT-S/14, 8 MB at ViT-G/14), so a
 backbone sweep over full LOCO reaches tens of GB. ``max_gb`` bounds it: after each run the least
-recently used entries are deleted until the cache fits. ``locoad-cache info|prune|clear`` does
-the same by hand.
+recently used entries are deleted until the cache fits. ``min_free_gb`` guards the disk during a
+run: no entry is written that would leave less free space than that (a sweep otherwise fills a
+disk before its end-of-run prune). ``locoad-cache info|prune|clear`` does the same by hand.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class StageCache:
     results then differ slightly from an uncached run). ``scores`` also stores each test
     image's feature scores under the fitted model's key (shots, aligner, features and the
     code), so jobs that differ only in the fusion rule skip scoring. ``max_gb`` (None: no
-    limit) is enforced by :meth:`prune`, which the entry point calls after every run."""
+    limit) is enforced by :meth:`prune`, which the entry point calls after every run;
+    ``min_free_gb`` (None: no check) skips any write that would leave less free disk than that."""
 
     def __init__(
         self,
@@ -66,12 +68,16 @@ class StageCache:
         feature_dtype: str = "float32",
         scores: bool = True,
         max_gb: float | None = None,
+        min_free_gb: float | None = None,
     ):
         if feature_dtype not in ("float32", "float16"):
             raise ConfigError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
         if max_gb is not None and not max_gb > 0:
             raise ConfigError(f"max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
+        if min_free_gb is not None and not min_free_gb >= 0:
+            raise ConfigError(f"min_free_gb must be a size in GB >= 0 or null (no check), got {min_free_gb!r}")
         self.max_gb = max_gb
+        self.min_free_gb = min_free_gb
         self.root = Path(root).expanduser() if root else None
         self.enabled = bool(enabled) and self.root is not None
         self.feature_dtype = feature_dtype
@@ -79,6 +85,7 @@ class StageCache:
         self.stats = stats.new_stats(disk.STAGES)
         self._config_dirs: set[str] = set()
         self._warned_write = False
+        self._warned_disk = False
         self._last_summary = ""
         stats.track(self)
 
@@ -156,11 +163,29 @@ class StageCache:
         if not self.enabled:
             return
         path = self.entry_path(stage, config_dir, image_key)
+        data = self._encode(stage, value)
+        if not self._room_for(stage, len(data)):
+            return
         try:
-            _atomic_write(path, self._encode(stage, value))
+            _atomic_write(path, data)
             self.stats[stage]["writes"] += 1
         except OSError as err:
             self._write_failed(stage, path, err)
+
+    def _room_for(self, stage: str, nbytes: int) -> bool:
+        """Whether writing ``nbytes`` leaves at least ``min_free_gb`` free; warns once when not."""
+        if self.min_free_gb is None:
+            return True
+        free = disk.free_bytes(self.root)
+        if free is None or free - nbytes >= self.min_free_gb * 1e9:
+            return True
+        self.stats[stage]["skipped_low_disk"] += 1
+        if not self._warned_disk:
+            log.warning("stage cache: only %.2f GB free under %s, below model.cache.min_free_gb=%g; going on "
+                        "without storing (free space, run `locoad-cache --root %s prune --max-gb N`, or lower "
+                        "model.cache.min_free_gb)", free / 1e9, self.root, self.min_free_gb, self.root)
+            self._warned_disk = True
+        return False
 
     def _write_failed(self, stage: str, path: Path, err: OSError) -> None:
         self.stats[stage]["write_errors"] += 1

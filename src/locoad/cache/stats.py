@@ -9,7 +9,7 @@ import weakref
 
 log = logging.getLogger(__name__)
 
-COUNTERS = ("hits", "misses", "corrupt", "writes", "write_errors")
+COUNTERS = ("hits", "misses", "corrupt", "writes", "write_errors", "skipped_low_disk")
 
 
 def new_stats(stages: tuple[str, ...]) -> dict[str, dict[str, int]]:
@@ -21,7 +21,7 @@ def summary_line(stats: dict[str, dict[str, int]], where: object) -> str:
     parts = []
     for stage, s in stats.items():
         n = s["hits"] + s["misses"]
-        extra = "".join(f", {s[k]} {k.replace('_', ' ')}" for k in ("corrupt", "write_errors") if s[k])
+        extra = "".join(f", {s[k]} {k.replace('_', ' ')}" for k in ("corrupt", "write_errors", "skipped_low_disk") if s[k])
         parts.append(f"{stage} {s['hits']}/{n} hits{extra}")
     return f"stage cache ({where}): " + "; ".join(parts)
 
