@@ -381,16 +381,22 @@ def test_cache_cli_info_prune_clear(tmp_path, capsys):
     assert "no cache at" in capsys.readouterr().err
 
 
-def test_unwritable_cache_warns_once_and_runs_on(tmp_path, caplog):
-    blocker = tmp_path / "not_a_dir"
-    blocker.write_text("a file where the cache folder should be")  # root cannot be created, even as root
-    cache = StageCache(blocker / "stages")
+def _run_through(cache: StageCache, caplog) -> None:
+    """Three images' features and one label map through ``cache``, warnings captured; the
+    features must be what the backbone computes, stored or not."""
     bb = HandcraftedBackbone(image_size=56, patch_size=14)
     imgs = _images(3)
     with caplog.at_level("WARNING", logger="locoad.cache"):
         out = cache.features(bb, imgs)
         cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
     torch.testing.assert_close(out, bb(imgs), rtol=0, atol=0)
+
+
+def test_unwritable_cache_warns_once_and_runs_on(tmp_path, caplog):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache folder should be")  # root cannot be created, even as root
+    cache = StageCache(blocker / "stages")
+    _run_through(cache, caplog)
     assert cache.stats["features"]["write_errors"] >= 3 and cache.stats["features"]["writes"] == 0
     assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
     assert "write errors" in cache.summary()
@@ -404,19 +410,14 @@ def test_nearly_full_disk_stops_writes_not_the_run(tmp_path, caplog, monkeypatch
     free = {"bytes": int(1.5e9)}
     monkeypatch.setattr(disk, "free_bytes", lambda path: free["bytes"])
     cache = StageCache(tmp_path, min_free_gb=2)
-    bb = HandcraftedBackbone(image_size=56, patch_size=14)
-    imgs = _images(3)
-    with caplog.at_level("WARNING", logger="locoad.cache"):
-        out = cache.features(bb, imgs)
-        cache.segments(FelzenszwalbSegmenter(work_size=64), _rgb())
-    torch.testing.assert_close(out, bb(imgs), rtol=0, atol=0)
+    _run_through(cache, caplog)
     assert not list(tmp_path.glob("*/*/??/*"))
     assert cache.stats["features"]["skipped_low_disk"] == 3 and cache.stats["segments"]["skipped_low_disk"] == 1
     warnings = [r.getMessage() for r in caplog.records if "min_free_gb" in r.getMessage()]
     assert len(warnings) == 1 and "1.50 GB free" in warnings[0]
     assert "skipped low disk" in cache.summary()
     free["bytes"] = int(3e9)
-    cache.features(bb, imgs)
+    cache.features(HandcraftedBackbone(image_size=56, patch_size=14), _images(3))
     assert len(list(tmp_path.glob("features/*/??/*.pt"))) == 3
 
 
