@@ -75,7 +75,7 @@ class StageCache:
         if max_gb is not None and not max_gb > 0:
             raise ConfigError(f"max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
         if min_free_gb is not None and not min_free_gb >= 0:
-            raise ConfigError(f"min_free_gb must be a size in GB >= 0 or null (no check), got {min_free_gb!r}")
+            raise ConfigError(f"model.cache.min_free_gb must be a size in GB >= 0 or null (no check), got {min_free_gb!r}")
         self.max_gb = max_gb
         self.min_free_gb = min_free_gb
         self.root = Path(root).expanduser() if root else None
