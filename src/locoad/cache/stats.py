@@ -9,7 +9,9 @@ import weakref
 
 log = logging.getLogger(__name__)
 
-COUNTERS = ("hits", "misses", "corrupt", "writes", "write_errors", "skipped_low_disk")
+# Counters the summary line names only when non-zero: something went wrong or was left out.
+PROBLEMS = ("corrupt", "write_errors", "skipped_low_disk")
+COUNTERS = ("hits", "misses", "writes", *PROBLEMS)
 
 
 def new_stats(stages: tuple[str, ...]) -> dict[str, dict[str, int]]:
@@ -21,7 +23,7 @@ def summary_line(stats: dict[str, dict[str, int]], where: object) -> str:
     parts = []
     for stage, s in stats.items():
         n = s["hits"] + s["misses"]
-        extra = "".join(f", {s[k]} {k.replace('_', ' ')}" for k in ("corrupt", "write_errors", "skipped_low_disk") if s[k])
+        extra = "".join(f", {s[k]} {k.replace('_', ' ')}" for k in PROBLEMS if s[k])
         parts.append(f"{stage} {s['hits']}/{n} hits{extra}")
     return f"stage cache ({where}): " + "; ".join(parts)
 
