@@ -360,8 +360,20 @@ def test_prune_clears_stale_temp_files_and_empty_config_dirs(tmp_path):
 
 
 def test_max_gb_must_be_positive(tmp_path):
-    with pytest.raises(ValueError, match="max_gb"):
+    with pytest.raises(ValueError, match="model.cache.max_gb must be a positive"):
         StageCache(tmp_path, max_gb=0)
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "nan"])
+def test_cache_cli_refuses_a_size_that_is_not_positive_and_deletes_nothing(tmp_path, capsys, size):
+    from locoad.cache_cli import main
+
+    StageCache(tmp_path).segments(FelzenszwalbSegmenter(work_size=64), _rgb())
+    with pytest.raises(SystemExit) as exc:
+        main(["--root", str(tmp_path), "prune", "--max-gb", size])
+    assert exc.value.code == 2
+    assert "--max-gb must be a positive size in GB" in capsys.readouterr().err  # the flag, not the config key
+    assert sum(StageCache(tmp_path).usage().values()) > 0
 
 
 def test_cache_cli_info_prune_clear(tmp_path, capsys):

@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     clear = sub.add_parser("clear", help="delete a stage (or everything)")
     clear.add_argument("--stage", choices=STAGES, default=None, help="default: every stage")
     args = parser.parse_args(argv)
+    if args.command == "prune" and not args.max_gb > 0:
+        parser.exit(2, f"locoad-cache: --max-gb must be a positive size in GB, got {args.max_gb}\n")
 
     root: Path = args.root.expanduser()
     if not root.is_dir():
@@ -69,10 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"total: {sum(r['entries'] for r in rows)} entries, {sum(r['bytes'] for r in rows) / 1e9:.3f} GB in {root}"
               + (f" ({free / 1e9:.1f} GB free on its disk)" if free is not None else ""))
     elif args.command == "prune":
-        try:
-            deleted, freed = StageCache(root, max_gb=args.max_gb).prune()
-        except ValueError as err:
-            parser.exit(2, f"locoad-cache: {err}\n")
+        deleted, freed = StageCache(root, max_gb=args.max_gb).prune()
         print(f"deleted {deleted} files, freed {freed / 1e9:.3f} GB; {root} now holds "
               f"{sum(StageCache(root).usage().values()) / 1e9:.3f} GB")
     else:

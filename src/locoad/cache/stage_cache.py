@@ -73,7 +73,7 @@ class StageCache:
         if feature_dtype not in ("float32", "float16"):
             raise ConfigError(f"feature_dtype must be float32 or float16, got {feature_dtype!r}")
         if max_gb is not None and not max_gb > 0:
-            raise ConfigError(f"max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
+            raise ConfigError(f"model.cache.max_gb must be a positive size in GB or null (no limit), got {max_gb!r}")
         if min_free_gb is not None and not min_free_gb >= 0:
             raise ConfigError(f"model.cache.min_free_gb must be a size in GB >= 0 or null (no check), got {min_free_gb!r}")
         self.max_gb = max_gb
