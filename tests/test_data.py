@@ -4,7 +4,7 @@ import torch
 from PIL import ExifTags, Image
 
 from locoad.data.datamodule import LocoDataModule, select_shots
-from locoad.data.image_io import ImageReadError, read_rgb, read_size
+from locoad.data.image_io import ImageReadError, read_mask_values, read_rgb, read_size
 from locoad.data.layout import DataLayoutError, category_dir, list_categories, list_split
 from locoad.errors import ConfigError
 
@@ -130,6 +130,31 @@ def test_odd_images_become_rgb_uint8(tmp_path, array, mode):
         assert abs(int(rgb[0, 0, 0]) - 128) <= 1  # scaled by the 16-bit range
     if mode == "RGBA":
         assert tuple(rgb[0, 0]) == (255, 0, 0)
+
+
+def _saved_mask(tmp_path, mode: str) -> Image.Image:
+    """A 4 x 4 mask of ``mode`` with one defect pixel of value 200, fully opaque where it has alpha."""
+    grey = np.zeros((4, 4), np.uint8)
+    grey[1, 2] = 200
+    if mode == "L":
+        return Image.fromarray(grey)
+    if mode == "LA":
+        return Image.fromarray(np.dstack([grey, np.full_like(grey, 255)]), "LA")
+    if mode == "RGBA":
+        return Image.fromarray(np.dstack([grey] * 3 + [np.full_like(grey, 255)]), "RGBA")
+    im = Image.fromarray((grey > 0).astype(np.uint8), "P")  # indices 0, 1 showing the greys 0 and 200
+    im.putpalette([0, 0, 0, 200, 200, 200])
+    return im
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P"])
+def test_mask_values_ignore_alpha_and_read_palette_colours(tmp_path, mode):
+    p = tmp_path / f"mask_{mode}.png"
+    _saved_mask(tmp_path, mode).save(p)
+    assert Image.open(p).mode == mode
+    values = read_mask_values(p)
+    assert values.shape == (4, 4)
+    assert (values > 0).sum() == 1 and values[1, 2] == 200  # the alpha channel marks nothing
 
 
 def test_items_carry_the_captures_aspect(tmp_path):

@@ -70,6 +70,9 @@ def test_relative_saturation():
     amap[0:3, :10] = 1.0  # 30 of 100 pixels found; saturation at half the area = 50 pixels
     sat = saturation_pixels(100, 0.5, relative=True)
     assert sat == 50
+    # whole pixels, rounded down as the official evaluation's int(threshold * area); at least one
+    assert saturation_pixels(101, 0.5, relative=True) == 50
+    assert saturation_pixels(1, 0.5, relative=True) == 1
     assert au_spro([(amap, [Region(region, sat)])]) == {k: pytest.approx(30 / 50) for k in KEYS}
 
 

@@ -88,13 +88,24 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def read_mask_values(path: str | Path) -> np.ndarray:
-    """A ground-truth mask's pixel values as (H, W) (colour masks: the channels' maximum)."""
+    """A ground-truth mask's pixel values as (H, W): grey masks as stored, colour masks the
+    channels' maximum. An alpha channel is not a value (an opaque grey-and-alpha mask would
+    otherwise mark every pixel), and palette masks read as the colours they show."""
     try:
         with Image.open(path) as im:
-            a = np.asarray(_upright(im))
+            im = _upright(im)
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode == "PA":
+                im = im.convert("RGBA")
+            a = np.asarray(im)
+            bands = im.getbands()
     except (UnidentifiedImageError, OSError) as e:
         raise ImageReadError(f"cannot read ground-truth mask {path}: {e}. Re-export it as a PNG.") from e
-    return a[..., :3].max(axis=2) if a.ndim == 3 else a
+    if a.ndim == 2:
+        return a
+    values = a[..., [i for i, b in enumerate(bands) if b != "A"]]
+    return values.max(axis=2)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -55,10 +55,14 @@ class Region:
 def saturation_pixels(area: int, threshold: float, relative: bool) -> float:
     """Pixels of overlap at which a region of ``area`` pixels saturates.
 
-    Relative: a fraction of the area. Absolute: a pixel count, capped at the area (a region
-    smaller than the threshold is fully found when all of it is found).
+    Relative: a fraction of the area, rounded down to whole pixels as the official MVTec LOCO
+    evaluation does (``int(threshold * area)``), at least one pixel (the official code would
+    divide by zero there). Absolute: a pixel count, capped at the area (a region smaller than the
+    threshold is fully found when all of it is found).
     """
-    return float(threshold) * area if relative else min(float(threshold), float(area))
+    if relative:
+        return float(max(int(float(threshold) * area), 1))
+    return min(float(threshold), float(area))
 
 
 @dataclass
