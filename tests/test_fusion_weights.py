@@ -284,3 +284,33 @@ def test_scale_statistic_is_a_fusion_setting(tmp_path):
     loo = {"composition": np.array([1.0, 1.0, 9.0]), "foreground_patch": np.array([1.0, 1.0, 9.0])}
     assert default.fit(loo).scales == {"composition": 9.0, "foreground_patch": 9.0}
     assert median.fit(loo).scales == {"composition": 1.0, "foreground_patch": 9.0}
+
+
+@pytest.mark.parametrize("rule", ["gated", "max"])
+def test_a_score_split_over_two_backbones_counts_as_one_in_gated_and_max(rule):
+    """The default ensemble splits a patch score's weight over its Lite2 copy
+    (fusion.shared_weights). Gated fused max(w r - 1, 0), so at w = 0.5 a copy counted only above
+    twice its LOO maximum, and max took the larger half: both lost the score's evidence."""
+    from locoad.fusion.gated import GatedSum
+    from locoad.fusion.simple import MaxNormalised
+
+    cls = {"gated": GatedSum, "max": MaxNormalised}[rule]
+    loo = {n: np.ones(4) for n in ("fg", "lite2_fg", "other")}  # every LOO maximum 1
+    test = {"fg": np.array([1.8, 1.0]), "lite2_fg": np.array([1.8, 1.0]), "other": np.array([1.0, 1.0])}
+    one = cls().fit({n: loo[n] for n in ("fg", "other")}).fuse({n: test[n] for n in ("fg", "other")})
+    two = cls(shared_weights={"fg": ["lite2_fg"]}).fit(loo).fuse(test)
+    np.testing.assert_allclose(two, one)
+    assert two[0] > two[1] + 0.5  # the flagged image stands out
+
+
+@pytest.mark.parametrize("rule", ["loo", "gated", "max"])
+def test_every_feature_switched_off_is_a_clear_error(rule):
+    from locoad.errors import ConfigError
+    from locoad.fusion.gated import GatedSum
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.fusion.simple import MaxNormalised
+
+    cls = {"loo": LeaveOneOutSum, "gated": GatedSum, "max": MaxNormalised}[rule]
+    fusion = cls(weights={"a": 0.0, "b": 0.0}).fit({"a": np.ones(2), "b": np.ones(2)})
+    with pytest.raises(ConfigError, match="switch off every feature"):
+        fusion.fuse({"a": np.ones(3), "b": np.ones(3)})

@@ -121,12 +121,27 @@ class Fusion:
         weight 0 left out."""
         if not self.scales:
             raise RuntimeError("fusion used before fit()")
-        return {n: np.asarray(s, dtype=np.float64) / self.scales.get(n, 1.0)
-                for n, s in scores.items() if self.weights.get(n, 1.0) != 0}
+        out = {n: np.asarray(s, dtype=np.float64) / self.scales.get(n, 1.0)
+               for n, s in scores.items() if self.weights.get(n, 1.0) != 0}
+        if scores and not out:
+            raise ConfigError("fusion.weights switch off every feature; give at least one a non-zero weight")
+        return out
 
     def normalised(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """:meth:`ratios` times the weights."""
         return {n: self.weights.get(n, 1.0) * r for n, r in self.ratios(scores).items()}
+
+    def grouped(self, terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-feature terms with each score and its weight-sharing copies (``shared_weights``)
+        summed into one entry under the score's name: for rules that do not add their terms up (a
+        maximum, a mean), so that a score split over two backbones counts as one score, not as two
+        at half weight."""
+        out = dict(terms)
+        for name, copies in self.shared_weights.items():
+            members = [n for n in (name, *copies) if n in out]
+            if len(members) > 1:
+                out[name] = np.sum([out.pop(n) for n in members], axis=0)
+        return out
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError

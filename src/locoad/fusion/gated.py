@@ -1,8 +1,10 @@
 """Gated sum: a feature adds evidence only where it exceeds its own LOO maximum.
 
 Patch scores often *fall* when a part is missing (less to mismatch), so in a plain sum they
-dilute the histogram's evidence. Here each normalised score contributes max(0, s - 1); a small
-``tie_weight`` times the mean normalised score orders the images no feature flags.
+dilute the histogram's evidence. Here each score contributes ``w * max(0, r - 1)`` (r: the score
+over its LOO maximum, w its weight: the gate is on the ratio, so a weight below 1, such as a
+score's share of ``shared_weights``, does not raise the bar); a small ``tie_weight`` times the
+mean weighted ratio (a score and its copies as one) orders the images no feature flags.
 """
 
 from __future__ import annotations
@@ -18,5 +20,7 @@ class GatedSum(Fusion):
         self.tie_weight = tie_weight
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        norm = np.array(list(self.normalised(scores).values()))
-        return np.maximum(norm - 1.0, 0.0).sum(axis=0) + self.tie_weight * norm.mean(axis=0)
+        ratios = self.ratios(scores)
+        evidence = np.sum([self.weights.get(n, 1.0) * np.maximum(r - 1.0, 0.0) for n, r in ratios.items()], axis=0)
+        ties = np.mean(list(self.grouped(self.normalised(scores)).values()), axis=0)
+        return evidence + self.tie_weight * ties

@@ -20,10 +20,11 @@ class WeightedSum(Fusion):
 
 
 class MaxNormalised(Fusion):
-    """The largest LOO-normalised score: one feature far outside its normal range suffices."""
+    """The largest LOO-normalised score: one feature far outside its normal range suffices. A
+    score and its weight-sharing copies (``shared_weights``) count as one, their terms summed."""
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        return np.max(list(self.normalised(scores).values()), axis=0)
+        return np.max(list(self.grouped(self.normalised(scores)).values()), axis=0)
 
 
 class MeanRank(Fusion):
