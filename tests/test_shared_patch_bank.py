@@ -333,3 +333,16 @@ def test_lookalike_part_rows_lie_in_a_few_runs_of_the_bank() -> None:
     assert isinstance(part, list) and len(part) <= C
     on_part = torch.cat([p.foreground_grid.flatten() for p in shots])
     assert sum(b - a for a, b in part) == int(on_part.sum())
+
+
+def test_lookalike_leave_one_out_equals_a_refit_where_only_the_held_out_shot_has_parts() -> None:
+    """Where the held-out shot owned every part row, the masked search fell back to every row, so
+    every patch of it looked like a part and was scored; a refit on the other shots has no part
+    rows and scores only its foreground."""
+    f = ForegroundPatchScore(top_percent=10.0, memory="all", lookalikes=True)
+    feats = {"foreground_patch": f}
+    shots = [parsed(0, [0, 1, 2]), parsed(1, [0])]  # the second shot's segmentation found no foreground
+    loo = SharedPatchBank(feats, shots).loo_scores(shots, [0, 1])["foreground_patch"]
+    refit = [SharedPatchBank(feats, shots[:i] + shots[i + 1:]).score(shots[i])["foreground_patch"].value
+             for i in (0, 1)]
+    np.testing.assert_allclose(loo, refit, rtol=1e-5)

@@ -187,6 +187,11 @@ class SharedPatchBank:
         query_labels = [lab.flatten() for lab in q_labels.values()]
         bank_labels, groups = [lab[:m] for lab in self.labels.values()], list(self.groups)
         search_parts = bool(self.lookalike) and bool(self.part_groups.labels)  # no shot foreground: no part rows
+        if search_parts and exclude is not None:
+            # Leave-one-out as a refit on the other shots: where only the held-out shot has part
+            # rows there are none to search (the search would fall back to every row, so every
+            # patch would look like a part). A host check, at fit time only.
+            search_parts = bool(((self.part_rows[:m] >= 0) & ~exclude[:m]).any())
         if search_parts:
             query_labels.append(torch.zeros_like(query_labels[0]))
             bank_labels.append(self.part_rows[:m])
