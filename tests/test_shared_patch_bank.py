@@ -346,3 +346,14 @@ def test_lookalike_leave_one_out_equals_a_refit_where_only_the_held_out_shot_has
     refit = [SharedPatchBank(feats, shots[:i] + shots[i + 1:]).score(shots[i])["foreground_patch"].value
              for i in (0, 1)]
     np.testing.assert_allclose(loo, refit, rtol=1e-5)
+
+
+def test_coreset_leave_one_out_equals_a_refit_on_the_other_shots() -> None:
+    """The coreset was chosen once over every shot, so masking the held-out shot's rows left a
+    memory that lacked rows the held-out ones had covered: larger leave-one-out scores."""
+    feats = {"class_agnostic_patch": ClassAgnosticPatchScore(top_percent=10.0, coreset_ratio=0.3)}
+    shots = [parsed(i) for i in range(4)]
+    loo = SharedPatchBank(feats, shots).loo_scores(shots, [0, 1, 2, 3])["class_agnostic_patch"]
+    refit = [SharedPatchBank(feats, shots[:i] + shots[i + 1:]).score(shots[i])["class_agnostic_patch"].value
+             for i in range(4)]
+    np.testing.assert_allclose(loo, refit, rtol=1e-5)

@@ -173,7 +173,8 @@ class PatchScore(Feature):
         return state.score(parsed)[self.name]
 
     def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
-        """Leave-one-out by masking the held-out shot's rows of the full bank (no refit)."""
+        """Leave-one-out by masking the held-out shot's rows of the full bank (no refit; with a coreset,
+        a refit on the other shots: :meth:`SharedPatchBank.loo_scores`)."""
         return self.fit(shots).loo_scores(shots, held)[self.name]
 
     def aggregate(self, parsed: ParsedImage, dist: torch.Tensor, labels: torch.Tensor) -> FeatureScore:

@@ -45,6 +45,9 @@ class SharedPatchBank:
             # share_patch_banks groups the scores by bank_settings, so only a bug gets here
             raise ValueError("a shared bank needs patch scores with the same half, chunk_size, coreset settings, backbone_part and local_scale (cap)")
         self.features = dict(features)
+        # A coreset is chosen over every shot's rows, so masking a held-out shot's rows leaves a
+        # memory that is not the other shots' coreset: the leave-one-out refits from these.
+        self.sources = None if first.exact else (list(shots), list(owners or range(len(shots))))
         self.half, self.chunk_size, self.local_mode = first.half, first.chunk_size, first.local_scale
         self.local_cap = first.local_scale_cap
         labels = {n: torch.cat([f.labels(p).cpu() for p in shots]) for n, f in self.features.items()}
@@ -242,8 +245,14 @@ class SharedPatchBank:
         return out
 
     def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> dict[str, np.ndarray]:
-        """Each held-out shot against the bank without its own rows (exact leave-one-out)."""
-        rows = [self.score(shots[i], exclude_shot=i) for i in held]
+        """Each held-out shot against the bank without its own rows (exact leave-one-out); with a
+        coreset, against a bank refitted on the other shots (and their moved copies)."""
+        if self.sources is not None:
+            images, owners = self.sources
+            rows = [SharedPatchBank(self.features, [p for p, o in zip(images, owners) if o != i],
+                                    [o for o in owners if o != i]).score(shots[i]) for i in held]
+        else:
+            rows = [self.score(shots[i], exclude_shot=i) for i in held]
         return {n: np.array([r[n].value for r in rows]) for n in self.features}
 
 
