@@ -314,3 +314,12 @@ def test_every_feature_switched_off_is_a_clear_error(rule):
     fusion = cls(weights={"a": 0.0, "b": 0.0}).fit({"a": np.ones(2), "b": np.ones(2)})
     with pytest.raises(ConfigError, match="switch off every feature"):
         fusion.fuse({"a": np.ones(3), "b": np.ones(3)})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_leave_one_out_score_that_is_not_finite_is_a_clear_error(bad):
+    """A NaN scale made every fused score NaN and an inf one switched the feature off, silently."""
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    with pytest.raises(FloatingPointError, match="leave-one-out scores of a are not finite"):
+        LeaveOneOutSum().fit({"a": np.array([0.2, bad]), "b": np.array([1.0, 2.0])})

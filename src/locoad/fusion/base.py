@@ -96,6 +96,11 @@ class Fusion:
                         ", ".join(unmeasured), self.default_initial_scale, " ".join(unmeasured))
         for name, s in loo_scores.items():
             s = np.asarray(s, dtype=np.float64)
+            if not np.isfinite(s).all():
+                # NaN would make every fused score NaN, inf switch the feature off, both silently
+                raise FloatingPointError(
+                    f"fusion: the leave-one-out scores of {name} are not finite ({s.tolist()}): that score "
+                    "returned NaN or inf on a shot; check its settings or remove it from features")
             initial = float(self.initial_scales.get(name, self.default_initial_scale))
             scale = float(SCALE_STATISTICS[self.scale_statistic.get(name, "max")](s)) if s.size else initial
             if scale < self.min_scale:
