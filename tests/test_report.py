@@ -59,3 +59,31 @@ def test_report_averages_seeds_and_handles_ulsad(tmp_path, capsys):
     assert (root / "report" / "plots" / "f1_max_by_k_shot.png").is_file()
     assert (root / "report" / "plots" / "f1_max_by_model.png").is_file()
     assert "0.700 ± 0.100" in capsys.readouterr().out
+
+
+def test_runs_with_other_settings_are_kept_apart_and_only_seeds_are_averaged(tmp_path, caplog):
+    """Rows were grouped by the config group choices only, so runs that differed in any other
+    override (Optuna's fusion weights, another data root) were averaged as if they were seeds."""
+    root = tmp_path / "sweep"
+    choices = {"model": "seven_feature", "aligner": "nearest", "features": "logical"}
+    for i, (weight, seed, f1) in enumerate([(1.0, 0, 0.6), (1.0, 1, 0.8), (3.0, 0, 0.9), (3.0, 1, 0.95)]):
+        cfg = _seven("tray", 4, seed)
+        cfg["fusion"]["weights"] = {"composition": weight}
+        cfg["paths"] = {"output_dir": f"/runs/{i}"}  # where a job writes: never a setting
+        _job(root, str(i), cfg, f1, choices=choices)
+    runs = collect(root)
+    assert sorted(set(runs["setting"])) == ["fusion.weights.composition=1.0", "fusion.weights.composition=3.0"]
+    assert main([str(root)]) == 0
+    summary = pd.read_csv(root / "report" / "summary.csv").set_index("setting")
+    assert abs(summary.loc["fusion.weights.composition=1.0", "f1_max_mean"] - 0.7) < 1e-9
+    assert abs(summary.loc["fusion.weights.composition=3.0", "f1_max_mean"] - 0.925) < 1e-9
+    assert set(summary["n_seeds"]) == {2}
+    assert "fusion.weights.composition=3.0" in (root / "report" / "summary.md").read_text()
+
+    # a rerun of one seed: counted once as a seed, said in the log
+    rerun = _seven("tray", 4, 0)
+    rerun["fusion"]["weights"] = {"composition": 3.0}
+    _job(root, "4", rerun, 0.9, choices=choices)
+    with caplog.at_level("WARNING"):
+        assert main([str(root)]) == 0
+    assert any("same data.seed" in r.getMessage() for r in caplog.records)

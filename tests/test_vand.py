@@ -48,11 +48,11 @@ def test_aufc_normalised():
     assert aufc([8, 1, 2, 4], [1.0, 0.6, 0.7, 0.8]) == pytest.approx((0.65 + 2 * 0.75 + 4 * 0.9) / 7)
 
 
-def _job(root: Path, name: str, category: str, k: int, seed: int, f1: float) -> None:
+def _job(root: Path, name: str, category: str, k: int, seed: int, f1: float, **extra) -> None:
     job = root / name
     job.mkdir(parents=True)
     cfg = {"experiment_name": "vand_fewshot", "data": {"category": category, "k_shot": k, "seed": seed},
-           "model": {"_target_": "locoad.models.seven_feature.SevenFeatureModule", "aligner": {}}}
+           "model": {"_target_": "locoad.models.seven_feature.SevenFeatureModule", "aligner": {}}, **extra}
     (job / "config.yaml").write_text(yaml.safe_dump(cfg))
     entry = {"f1_max": f1, "auroc": 0.5, "logical": {"f1_max": f1, "auroc": 0.5}, "structural": {"f1_max": f1, "auroc": 0.5}}
     pixel = {"au_spro": {t: {"0.05": 0.25} for t in ("logical", "structural", "mean")}}
@@ -80,3 +80,18 @@ def test_report_prints_vand_table_with_published_anchors(tmp_path, capsys):
     assert "0.773" in vand and "0.780" in vand and "0.894" in vand and "published" in vand
     md = (root / "report" / "summary.md").read_text()
     assert "au_spro_0.05" in md.splitlines()[0] and "0.250" in md
+
+
+def test_vand_runs_of_two_settings_make_two_tables(tmp_path):
+    """Two vand_fewshot sweeps in one folder (another override) were averaged into one table."""
+    root = tmp_path / "sweeps"
+    n = 0
+    for top_n, value in ((1, 0.6), (3, 0.9)):
+        for k in (1, 2):
+            for seed in (0, 1):
+                _job(root, str(n), "pushpins", k, seed, value, features={"composition": {"top_n": top_n}})
+                n += 1
+    assert main([str(root)]) == 0
+    vand = (root / "report" / "vand.md").read_text()
+    assert "setting: features.composition.top_n=1" in vand and "setting: features.composition.top_n=3" in vand
+    assert "| pushpins | 0.600 | 0.600 |" in vand and "| pushpins | 0.900 | 0.900 |" in vand

@@ -4,7 +4,11 @@ Each job folder holding ``metrics.json`` and ``config.yaml`` (what :func:`locoad
 becomes a row; Hydra's ``.hydra/hydra.yaml`` supplies the config group choices (aligner=nearest,
 features=competition, ...) when present, else they are read off the resolved config. Rows that
 differ only in ``data.seed`` are averaged (mean ± std). Writes into ``DIR/report`` (``--out``):
-``runs.csv`` (one row per job), ``summary.csv`` / ``summary.md`` and ``plots/*.png``; for an
+``runs.csv`` (one row per job), ``summary.csv`` / ``summary.md`` and ``plots/*.png``. Any other
+config value that differs between runs of the same choices (an override such as
+``features.composition.top_n=3``, Optuna's fusion weights, another ``data.root``) goes into a
+``setting`` column and keeps those runs apart; only paths, loggers, caches and the like are
+ignored. For an
 ``experiment=vand_fewshot`` sweep also ``vand.md`` (mean F1-max per k and category, normalised
 AUFC, the published few-shot anchors), printed too.
 """
@@ -28,6 +32,13 @@ log = logging.getLogger(__name__)
 GROUPS = ("model", "segmenter", "aligner", "backbone", "features", "fusion")
 FACTORS = (*GROUPS, "category", "k_shot")
 SEED = "seed"
+SETTING = "setting"
+# Config entries that never change a run's results (where it writes, how it logs and caches) or
+# that are the replicate itself (the seeds): runs that differ only in these are averaged.
+IGNORED = ("logger", "callbacks", "paths", "hydra", "run_name", "run_tags", "tags", "task_name",
+           "optimized_metric", "export", "evaluation", "ckpt_path", "skip_if_done", "model.cache",
+           "data.num_workers", "trainer.default_root_dir", "trainer.enable_progress_bar",
+           "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.seed", "seed")
 # Plots written when the factor takes at least two values across the runs.
 PLOTS = ("aligner", "features", "k_shot", "category", "fusion", "backbone", "segmenter", "model")
 
@@ -77,6 +88,35 @@ def describe(job: Path, cfg: dict) -> dict[str, Any]:
     return row
 
 
+def leaves(cfg: Any, prefix: str = "") -> dict[str, str]:
+    """Every entry of a resolved config as ``dotted.key -> value`` (lists as JSON), the
+    :data:`IGNORED` ones left out."""
+    if prefix and any(prefix == k or prefix.startswith(k + ".") for k in IGNORED):
+        return {}
+    if isinstance(cfg, dict):
+        out: dict[str, str] = {}
+        for k, v in cfg.items():
+            out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: json.dumps(cfg, sort_keys=True, default=str) if isinstance(cfg, list) else str(cfg)}
+
+
+def settings(runs: pd.DataFrame, configs: list[dict[str, str]]) -> list[str]:
+    """Per run, the config entries that differ among runs of the same experiment, choices,
+    category and k (``key=value, ...``; empty where they all agree)."""
+    keys = [c for c in ("experiment", *FACTORS) if c in runs.columns]
+    out = [""] * len(runs)
+    if runs.empty:
+        return out
+    for _, idx in runs.reset_index(drop=True).fillna("–").groupby(keys, sort=False, dropna=False).groups.items():
+        rows = [configs[i] for i in idx]
+        names = sorted({n for r in rows for n in r})
+        varying = [n for n in names if len({r.get(n) for r in rows}) > 1]
+        for i in idx:
+            out[i] = ", ".join(f"{n}={configs[i].get(n, '–')}" for n in varying)
+    return out
+
+
 def _score_name(metrics: dict, preferred: str = "fused") -> str | None:
     scores = [k for k, v in metrics.items() if isinstance(v, dict) and "f1_max" in v]
     return preferred if preferred in scores else (scores[0] if scores else None)
@@ -88,7 +128,7 @@ def _f(v: Any) -> float:
 
 def collect(root: Path) -> pd.DataFrame:
     """One row per finished job under ``root`` (factor columns + metric columns)."""
-    rows = []
+    rows, configs = [], []
     for metrics_file in sorted(root.rglob("metrics.json")):
         job = metrics_file.parent
         cfg_file = job / "config.yaml"
@@ -101,6 +141,7 @@ def collect(root: Path) -> pd.DataFrame:
             log.warning("skipping %s: %s", job, e)
             continue
         row = {"run": str(job.relative_to(root)) or ".", **describe(job, cfg)}
+        configs.append(leaves(cfg))
         main = _score_name(metrics)
         row["score"] = main
         m = metrics.get(main, {}) if main else {}
@@ -116,7 +157,10 @@ def collect(root: Path) -> pd.DataFrame:
             if isinstance(entry, dict) and "f1_max" in entry and name != main:
                 row[f"f1_max/{name}"] = _f(entry.get("f1_max"))
         rows.append(row)
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    if not runs.empty:
+        runs[SETTING] = settings(runs, configs)
+    return runs
 
 
 METRICS = ("f1_max", "auroc", "au_spro_0.05", "logical_f1_max", "structural_f1_max", "pixel_auroc",
@@ -128,13 +172,19 @@ VAND_PUBLISHED = (("all-anomalous", 0.773), ("organisers' WinCLIP sample", 0.780
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count over ``data.seed`` for every combination of the other factors."""
-    keys = [c for c in ("experiment", *FACTORS, "score") if c in runs.columns]
+    """Mean, std and count over ``data.seed`` for every combination of the other factors and
+    settings. ``n_seeds`` counts distinct seeds; a group that holds one seed twice (a rerun)
+    is averaged over its runs and said once in the log."""
+    keys = [c for c in ("experiment", *FACTORS, SETTING, "score") if c in runs.columns]
     metrics = [c for c in METRICS if c in runs.columns and runs[c].notna().any()]
-    grouped = runs.fillna({k: "–" for k in keys}).groupby(keys, sort=True, dropna=False)[metrics]
-    mean, std = grouped.mean(), grouped.std(ddof=0)
+    grouped = runs.fillna({k: "–" for k in keys}).groupby(keys, sort=True, dropna=False)
+    mean, std = grouped[metrics].mean(), grouped[metrics].std(ddof=0)
     out = mean.add_suffix("_mean").join(std.add_suffix("_std"))
-    out["n_seeds"] = grouped.size()
+    out["n_seeds"] = grouped[SEED].nunique(dropna=False) if SEED in runs.columns else grouped.size()
+    reruns = int((grouped.size() > out["n_seeds"]).sum())
+    if reruns:
+        log.warning("report: %d row(s) of the summary average runs with the same data.seed and settings "
+                    "(reruns?); runs.csv lists them", reruns)
     return out.reset_index()
 
 
@@ -182,6 +232,20 @@ def vand_table(runs: pd.DataFrame) -> str | None:
         return None
     v = runs[(runs["experiment"] == VAND) & (runs["k_shot"] != "full")].copy()
     v["k_shot"] = v["k_shot"].astype(int)
+    # Runs of another model, backbone or override are another table, never averaged with these.
+    by = [c for c in (*GROUPS, SETTING) if c in v.columns and v[c].astype(str).nunique() > 1]
+    if by:
+        parts = []
+        for values, sub in v.groupby(by, sort=True, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            title = ", ".join(f"{c}: {x}" for c, x in zip(by, values) if str(x))
+            parts.append(f"**{title or 'defaults'}**\n\n" + _vand_markdown(sub))
+        return "\n\n".join(parts)
+    return _vand_markdown(v)
+
+
+def _vand_markdown(v: pd.DataFrame) -> str:
+    """The VAND table of one setting's runs (``k_shot`` as integers)."""
     mean = v.groupby(["category", "k_shot"])["f1_max"].mean().unstack("k_shot").sort_index(axis=1)
     seeds = v.groupby(["category", "k_shot"])["seed"].nunique().unstack("k_shot")
     ks = list(mean.columns)
