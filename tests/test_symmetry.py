@@ -73,7 +73,7 @@ def test_no_rule_for_a_kind_with_a_piece_on_the_centre_line():
 
     f = SymmetryScore(n_colours=3)
     plain, middle = f.fit(SHOTS), f.fit([with_middle_pole(p) for p in SHOTS])
-    pole_kind = np.nanargmin(np.abs(plain.unit - 64))  # the 8 x 8 poles' kind
+    pole_kind = np.nanargmin(np.abs(plain.unit - 64 / SHOTS[0].rgb[..., 0].size))  # the 8 x 8 poles' kind
     assert plain.rules[pole_kind, 0]
     assert not middle.rules[:, 0].any()
 
@@ -146,3 +146,21 @@ def test_symmetry_reads_the_colour_kinds_composition_fits(tmp_path):
     composition, symmetry = (instantiate(cfg.features[n]) for n in ("composition", "symmetry"))
     assert vars(composition.kinds) | {"owner": None} == vars(symmetry.kinds) | {"owner": None}
     assert composition.merge_distances == symmetry.merge_distances == [6.0, 12.0]
+
+
+def test_area_balance_reads_the_same_at_twice_the_resolution():
+    """With measure=area the balance was in pixels over a typical piece in the shots' pixels, so
+    the same image at twice the resolution broke a rule four times as far."""
+    from locoad.colour import rgb_to_lab
+
+    def twice(p: ParsedImage) -> ParsedImage:
+        rgb = np.kron(p.rgb, np.ones((2, 2, 1), np.uint8))  # nearest: the same content, 4x the pixels
+        return ParsedImage(rgb, rgb_to_lab(rgb), np.kron(p.class_map, np.ones((2, 2), np.int64)),
+                           p.features, p.class_grid, p.num_classes)
+
+    shots = [pair(2, 2, seed=0), pair(4, 4, seed=1), pair(2, 2, seed=2), pair(4, 4, seed=3)]
+    f = SymmetryScore(n_colours=3, measure="area")
+    state = f.fit(shots)
+    for test in (pair(2, 2, seed=9), pair(3, 2, seed=9)):
+        assert f.score(twice(test), state).value == pytest.approx(f.score(test, state).value, rel=1e-6)
+    assert f.score(pair(3, 2, seed=9), state).value > 1.0  # the mismatched pair still breaks the rule

@@ -42,7 +42,7 @@ from locoad.types import ParsedImage
 @dataclass
 class SymmetryState:
     levels: list[tuple[np.ndarray, np.ndarray]]  # per merge level: centres (K, 3), background (K,) bool
-    unit: np.ndarray  # (sum K,) typical piece of each kind in the shots (pixels)
+    unit: np.ndarray  # (sum K,) typical piece of each kind in the shots (image fraction)
     rules: np.ndarray  # (sum K, 2) bool: the balances (left-right, top-bottom) that hold in the shots
 
 
@@ -87,10 +87,10 @@ class SymmetryScore(Feature):
 
     def describe(self, parsed: ParsedImage, levels: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """Per kind of every level: (sum K, 8) area, left minus right and top minus bottom of the
-        foreground's centroid (pixels), whether a piece lies near the vertical / horizontal
-        centre line (within one piece's width: its share of either side is then chance), the
-        pieces left minus right and above minus below, and the number of pieces; and (sum K,)
-        median piece (pixels; NaN: no piece)."""
+        foreground's centroid (image fractions, so an image at another resolution reads the same),
+        whether a piece lies near the vertical / horizontal centre line (within one piece's width:
+        its share of either side is then chance), the pieces left minus right and above minus
+        below, and the number of pieces; and (sum K,) median piece (image fraction; NaN: no piece)."""
         out, piece = [], []
         eight = np.ones((3, 3), dtype=bool)
         min_px = self.min_piece * parsed.lab.shape[0] * parsed.lab.shape[1]
@@ -127,8 +127,9 @@ class SymmetryScore(Feature):
                         d[c, 5] -= np.sign((sl[1].start + sl[1].stop - 1) / 2 - cx)
                         d[c, 6] -= np.sign((sl[0].start + sl[0].stop - 1) / 2 - cy)
             d[bg] = np.nan
+            d[:, :3] /= kinds.size
             out.append(d)
-            piece.append(med)
+            piece.append(med / kinds.size)
         return np.concatenate(out), np.concatenate(piece)
 
     def _balance(self, desc: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -141,7 +142,7 @@ class SymmetryScore(Feature):
     def fit(self, shots: list[ParsedImage]) -> SymmetryState:
         levels = self.kinds.fit_levels(shots, self.merge_distances)
         desc, piece = zip(*(self.describe(p, levels) for p in shots))
-        desc, piece = np.stack(desc), np.stack(piece)  # (k, K, 7), (k, K)
+        desc, piece = np.stack(desc), np.stack(piece)  # (k, K, 8), (k, K)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kind no shot has a piece of
             unit = np.nanmedian(piece, axis=0)
