@@ -171,6 +171,19 @@ def test_dinov2_checkpoint_wrong_architecture(tmp_path):
         tiny_vit(checkpoint=str(path))
 
 
+def test_dinov2_checkpoint_of_another_patch_size_is_refused(tmp_path):
+    """timm's checkpoint filter resamples another patch size's kernel (and the position grid), so
+    a ViT/16 file loaded into the ViT/14 without a word."""
+    from locoad.errors import CheckpointMismatchError
+
+    other = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=224, patch_size=16,
+                              num_classes=0, **TINY_VIT)
+    path = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save(timm_to_official_dinov2(other), path)
+    with pytest.raises(CheckpointMismatchError, match="16 x 16 px patches, DINOv2 vits14 14 x 14.*dinov2_vits14_pretrain.pth"):
+        tiny_vit(checkpoint=str(path))
+
+
 def test_dinov2_missing_checkpoint(tmp_path):
     path = tmp_path / "weights" / "dinov2_vits14_pretrain.pth"
     with pytest.raises(FileNotFoundError) as info:

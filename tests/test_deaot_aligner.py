@@ -144,6 +144,21 @@ def test_checkpoint_roundtrip(tmp_path: Path):
         _ = DeAOTAligner(checkpoint=str(path), device="cpu").model
 
 
+def test_a_checkpoint_of_another_shape_names_the_file_and_the_right_one(tmp_path: Path, monkeypatch):
+    """A reshaped tensor was torch's raw size-mismatch RuntimeError, naming neither file."""
+    from locoad.errors import CheckpointMismatchError
+
+    state = build_deaot("deaott").state_dict()
+    key = next(k for k, v in state.items() if v.ndim == 4)
+    state[key] = torch.zeros(state[key].shape[0] + 1, *state[key].shape[1:])
+    torch.save(state, tmp_path / "other.pth")
+    monkeypatch.setenv("HOME", str(tmp_path))  # and a `~` path is read as the home folder
+    al = DeAOTAligner(checkpoint="~/other.pth", device="cpu")
+    assert al.checkpoint == str(tmp_path / "other.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"other\.pth does not fit DeAOT.*another shape.*DeAOTT_PRE_YTB_DAV\.pth"):
+        _ = al.model
+
+
 def test_missing_checkpoint_and_random_weights(tmp_path: Path):
     with pytest.raises(FileNotFoundError) as err:
         DeAOTAligner(checkpoint=str(tmp_path / "DeAOTT_PRE_YTB_DAV.pth"))

@@ -59,6 +59,27 @@ def test_checkpoint_roundtrip(tmp_path: Path):
     assert any(not torch.equal(fresh[k], v) for k, v in saved.items())
 
 
+def test_a_checkpoint_of_another_shape_names_the_file_and_the_right_one(tmp_path: Path):
+    """A wrong file for model_type was torch's raw state-dict RuntimeError (a traceback)."""
+    from locoad.errors import CheckpointMismatchError
+
+    state = build_sam_vit_tiny().state_dict()
+    key = next(k for k, v in state.items() if v.ndim == 2)
+    state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    path = tmp_path / "other.pth"
+    torch.save(state, path)
+    seg = SamSegmenter(model_type="vit_tiny", checkpoint=str(path), allow_random_weights=True, device="cpu")
+    with pytest.raises(CheckpointMismatchError, match=rf"{path}.*model_type=vit_tiny.*shape mismatches: {key}"):
+        _ = seg.model
+
+
+def test_a_home_relative_checkpoint_path_is_expanded(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    torch.save(build_sam_vit_tiny().state_dict(), tmp_path / "tiny.pth")
+    seg = SamSegmenter(model_type="vit_tiny", checkpoint="~/tiny.pth", allow_random_weights=True, device="cpu")
+    assert seg.checkpoint == str(tmp_path / "tiny.pth")
+
+
 def test_missing_checkpoint_names_file_url_and_key(tmp_path: Path):
     missing = tmp_path / "sam_vit_b_01ec64.pth"
     with pytest.raises(FileNotFoundError) as err:

@@ -125,6 +125,14 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
         obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
         state = {k.removeprefix("module."): v for k, v in state.items()}
+        expected = model.state_dict()
+        wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                 for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+        if wrong:
+            raise CheckpointMismatchError(
+                f"{checkpoint} does not fit DeAOT variant {variant!r}: {len(wrong)} tensors of another shape "
+                f"(e.g. {wrong[:2]}); is it the {DEAOT_CHECKPOINTS[variant][0]} file?"
+            )
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys:
             raise CheckpointMismatchError(
@@ -165,6 +173,8 @@ class DeAOTAligner(Aligner):
                 f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}"
             )
         fname, url = DEAOT_CHECKPOINTS[variant]
+        if checkpoint is not None:
+            checkpoint = str(Path(checkpoint).expanduser())  # `~/weights/...` as the other loaders read it
         if checkpoint is None and not allow_random_weights:
             raise ConfigError(
                 f"DeAOTAligner with checkpoint=None runs with random weights; set aligner.checkpoint "

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
-from locoad.errors import ConfigError, checkpoint_missing
+from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing
 
 # variant -> (timm model name, official checkpoint file name)
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -122,6 +122,13 @@ class DinoV2Backbone(Backbone):
         from timm.models.vision_transformer import checkpoint_filter_fn
 
         state_dict = load_state_dict(str(path))  # unwraps 'model'/'state_dict' and DDP prefixes
+        # Before timm's filter, which would resample another patch size's kernel to this one and
+        # load a ViT/16 (DINO v1, DINOv3) as if it were this model.
+        raw, want = state_dict.get("patch_embed.proj.weight"), self.model.patch_embed.proj.weight
+        if raw is not None and tuple(raw.shape[-2:]) != tuple(want.shape[-2:]):
+            raise CheckpointMismatchError(
+                f"Checkpoint {path} has {raw.shape[-2]} x {raw.shape[-1]} px patches, DINOv2 {self.variant} "
+                f"{want.shape[-2]} x {want.shape[-1]}: another ViT; is it {VARIANTS[self.variant][1]}?")
         # timm's own converter: detects the official layout via `mask_token` (dropped), renames the
         # giant's SwiGLU w12/w3 -> fc1/fc2, splits register tokens, and bicubically resamples the
         # 37x37 (518 px) pos_embed to this model's grid when image_size != 518.

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from locoad.backbones.base import check_state_dict
 from locoad.device import resolve_device
 from locoad.errors import ConfigError, checkpoint_missing
 from locoad.segmenters.base import Segmenter
@@ -89,6 +90,8 @@ class SamSegmenter(Segmenter):
                 f"segmenter.checkpoint to {SAM_CHECKPOINTS.get(model_type, 'the official SAM file')} "
                 "(or allow_random_weights=true in tests)"
             )
+        if checkpoint is not None:
+            checkpoint = str(Path(checkpoint).expanduser())  # `~/weights/...` as the other loaders read it
         if checkpoint is not None and not Path(checkpoint).is_file():
             fname = SAM_CHECKPOINTS.get(model_type, Path(checkpoint).name)
             raise checkpoint_missing("SAM", checkpoint, fname, SAM_URL.format(fname), "segmenter.checkpoint")
@@ -127,7 +130,10 @@ class SamSegmenter(Segmenter):
         sam = _builders()[self.model_type](checkpoint=None)
         if self.checkpoint is not None:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-            sam.load_state_dict(state)  # strict: a wrong file for model_type fails loudly
+            # strict, keys and shapes: a wrong file for model_type names itself and the right one
+            check_state_dict(sam, state, source=f"{self.checkpoint} (segmenter.model_type={self.model_type}: "
+                             f"{SAM_CHECKPOINTS.get(self.model_type, 'the official SAM file')})")
+            sam.load_state_dict(state)
         sam.to(self._target_device()).eval()
         self._model = sam
         self._generator = SamAutomaticMaskGenerator(
