@@ -109,3 +109,21 @@ def test_a_worker_error_s_message_is_its_own_line_again():
     assert "Traceback" in str(info.value)  # what torch makes of it
     assert user_message(info.value) == "cannot read image a.png: truncated. Replace or delete the file."
     assert user_message(ImageReadError("one line")) == "one line"
+
+
+def test_a_user_error_in_one_job_of_a_multirun_does_not_stop_the_others(loco_root):
+    """The one-line exit (SystemExit) ended a whole sweep at its first bad job; in a multirun the
+    job is marked failed (its line is said) and the next job runs."""
+    sweep = loco_root.parent / "sweep"
+    cmd = [sys.executable, "-m", "locoad", "-m", "data=mvtec_loco", f"data.root={loco_root}",
+           "data.category=widgets", "data.k_shot=0,2", "logger=none", "backbone=handcrafted",
+           "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "features=all7",
+           "fusion=loo", "data.num_workers=0", f"paths.root_dir={loco_root.parent}", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    env.pop("LOCOAD_TRACEBACK", None)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0  # the sweep still says it had a failed job
+    assert [line for line in out.splitlines() if "[ERROR]" in line][0].endswith("got 0")
+    assert not (sweep / "0" / "metrics.json").exists()
+    assert (sweep / "1" / "metrics.json").is_file(), out[-3000:]

@@ -40,6 +40,14 @@ def metric_value(metrics: dict, path: str | None) -> float | None:
     return float(value)
 
 
+def in_multirun() -> bool:
+    """Whether this job is one of a ``-m`` sweep's."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from locoad.run import run  # heavy imports after Hydra has parsed the command line
@@ -53,6 +61,8 @@ def main(cfg: DictConfig) -> float | None:
         if user_error is None or os.environ.get("LOCOAD_TRACEBACK") == "1":
             raise
         log.error("%s", user_message(user_error))  # Hydra's handlers: the console and run.log
+        if in_multirun():
+            raise  # Hydra marks this job failed and goes on with the others (SystemExit would end the sweep)
         sys.exit(2)
     return metric_value(metrics, cfg.get("optimized_metric"))
 
