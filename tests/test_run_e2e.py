@@ -116,3 +116,32 @@ def test_a_cli_run_prints_each_lightning_line_once_and_none_of_its_idle_warnings
     assert "GPU available" in (out / "run.log").read_text()  # through Hydra's handlers: in the run's log too
     for idle in ("validation_step", "configure_optimizers", "in eval mode", "LeafSpec"):
         assert idle not in text, idle
+
+
+def test_a_run_stopped_midway_leaves_no_results_to_pass_for_finished(fitted, tmp_path, monkeypatch):
+    """config.yaml is written first, the results last: a run of another config stopped midway in
+    a finished folder left the old results beside its own config, and skip_if_done then took the
+    old metrics for the new config's."""
+    import locoad.run as runner
+
+    loco_root, out, _ = fitted
+    other = compose_cfg(TINY + [f"data.root={loco_root}", "+skip_if_done=true", "fusion=loo"], out)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stopped while fitting
+
+    monkeypatch.setattr(runner, "fit_and_test", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(other)
+    assert "LeaveOneOutSum" in (out / "config.yaml").read_text()
+    assert not any((out / f).exists() for f in ("metrics.json", "scores.csv", "metrics.md"))
+    assert runner.finished_metrics(out, other) is None  # so the re-run runs
+
+
+@pytest.mark.parametrize("ckpt", [None, "/nowhere/last.ckpt"])
+def test_testing_without_a_checkpoint_is_a_clear_error(loco_root, tmp_path, ckpt):
+    from locoad.errors import ConfigError
+
+    overrides = TINY + [f"data.root={loco_root}", "train=false"] + ([f"ckpt_path={ckpt}"] if ckpt else [])
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        run(compose_cfg(overrides, tmp_path / "out"))

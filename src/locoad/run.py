@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -112,10 +113,31 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out_dir: Path, results: TestResults) -> None:
+# What a finished run leaves; metrics.json, written last, marks it finished (skip_if_done).
+RESULT_FILES = ("scores.csv", "metrics.md", "metrics.json")
+
+
+def write_outputs(out_dir: Path, results: TestResults, export_maps: Callable[[], None] | None = None) -> None:
+    """scores.csv and metrics.md, then the exported anomaly maps (``export_maps``), and metrics.json
+    last: a run stopped anywhere before it leaves no metrics.json to pass for finished."""
     atomic_write_csv(out_dir / "scores.csv", results.table)
-    atomic_write_json(out_dir / "metrics.json", results.metrics)
     atomic_write_text(out_dir / "metrics.md", format_table(results.metrics) + "\n")
+    if export_maps is not None:
+        export_maps()
+    atomic_write_json(out_dir / "metrics.json", results.metrics)
+
+
+def check_run_mode(cfg: DictConfig) -> None:
+    """``train=false`` tests the checkpoint at ``ckpt_path``: there must be one, and it must exist."""
+    ckpt = cfg.get("ckpt_path")
+    if cfg.get("train", True) or not cfg.get("test", True):
+        return
+    if ckpt is None:
+        raise ConfigError("train=false tests a fitted model: set ckpt_path=<a checkpoint a run saved "
+                          "(<run dir>/checkpoints/last.ckpt)>, or train=true")
+    if not Path(str(ckpt)).expanduser().is_file():
+        raise ConfigError(f"ckpt_path={ckpt} is not a file: give a checkpoint a run saved "
+                          "(<run dir>/checkpoints/last.ckpt)")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -124,8 +146,16 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("skip_if_done") and (done := finished_metrics(out_dir, cfg)) is not None:
         log.info("skipping %s: finished with the same config (skip_if_done=true)", out_dir)
         return done
+    check_run_mode(cfg)
     one_line_per_lightning_record()
     out_dir.mkdir(parents=True, exist_ok=True)
+    stale = [out_dir / f for f in RESULT_FILES if (out_dir / f).is_file()]
+    if stale:
+        # Results of an earlier run in this folder: left beside the new config.yaml, a run stopped
+        # midway would pass them off as its own (and skip_if_done would take them as finished).
+        log.info("%s holds an earlier run's results; replacing them", out_dir)
+        for f in stale:
+            f.unlink()
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -149,11 +179,13 @@ def run(cfg: DictConfig) -> dict:
         finish_loggers(loggers)  # one W&B run per job, also after an error: Lightning would reuse it
     if results is None:
         return {}
-    write_outputs(out_dir, results)
+    export_maps = None
     if (cfg.get("export") or {}).get("anomaly_maps"):
         from locoad.export import export_anomaly_maps
 
-        export_anomaly_maps(out_dir, results, str(cfg.data.category), str(cfg.data.get("eval_split", "test")))
+        def export_maps() -> None:
+            export_anomaly_maps(out_dir, results, str(cfg.data.category), str(cfg.data.get("eval_split", "test")))
+    write_outputs(out_dir, results, export_maps)
     cache = getattr(model, "cache", None)
     if cache is not None:
         cache.log_summary()
