@@ -351,3 +351,40 @@ def test_ulsad_uses_any_cnn_backbone_config(tmp_path):
     module = build(compose_cfg([*base, "model.feature_dim=32"], tmp_path / "b").model)
     assert type(module.model.features.backbone).__name__ == "EfficientNetLiteBackbone"
     assert module.model.features(torch.rand(2, 3, 64, 64)).shape == (2, 32, 8, 8)
+
+
+def test_test_only_with_other_scoring_settings_is_an_error(fitted_run):
+    """The checkpoint's quantiles were fitted for its own maps; other map settings at test time
+    scored with them silently."""
+    from locoad.errors import ConfigError
+    from locoad.run import run
+
+    root, out, _ = fitted_run
+    cfg = compose_cfg(ulsad_overrides(root) + ["train=false", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}",
+                                               "model.blur_sigma=3.0"], root / "other")
+    with pytest.raises(ConfigError, match=r"model.blur_sigma=3.0 \(checkpoint: "):
+        run(cfg)
+
+
+def test_a_resumed_training_fits_its_quantiles_again(fitted_run):
+    """A resumed run's checkpoint carries the quantiles of its last epoch; kept as fitted, the
+    resumed run's own epoch checkpoints stored them beside weights they were not fitted for."""
+    from locoad.utils import build
+
+    root, out, _ = fitted_run
+    module = build(compose_cfg(ulsad_overrides(root), root / "probe2").model)
+    module.load_state_dict(torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu",
+                                      weights_only=False)["state_dict"])
+    assert bool(module.model.maps_fitted) and bool(module.model.features.fitted)
+    module.on_train_start()
+    assert not bool(module.model.maps_fitted)
+
+
+@pytest.mark.parametrize("low,high", [(0.999, 0.5), (1.5, 0.9), (0.9, 0.9)])
+def test_map_quantile_levels_are_checked_before_training(tmp_path, low, high):
+    from locoad.errors import ConfigError
+    from locoad.utils import build
+
+    cfg = compose_cfg(ulsad_overrides(tmp_path) + [f"model.q_low={low}", f"model.q_high={high}"], tmp_path / "q")
+    with pytest.raises(ConfigError, match="0 <= q_low < q_high <= 1"):
+        build(cfg.model)

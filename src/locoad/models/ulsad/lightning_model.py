@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from locoad.backbones.base import Backbone
 from locoad.errors import ConfigError
@@ -19,6 +20,8 @@ from locoad.models.base import AnomalyModule, ScoreOutput
 from locoad.models.ulsad.torch_model import ULSADModel, image_score
 
 log = logging.getLogger(__name__)
+# What the test maps read besides the weights: the maps' own settings and the quantiles' levels.
+SCORING_KEYS = ("lambda_local", "lambda_global", "blur_sigma", "local_map_weight", "q_low", "q_high")
 
 
 class ULSADModule(AnomalyModule):
@@ -65,6 +68,9 @@ class ULSADModule(AnomalyModule):
         local_map_weight: float = 0.5,
     ) -> None:
         super().__init__()
+        if not 0.0 <= q_low < q_high <= 1.0:
+            raise ConfigError(f"model.q_low / model.q_high must be quantiles with 0 <= q_low < q_high <= 1, "
+                              f"got {q_low} / {q_high}")
         self.save_hyperparameters(ignore=["backbone"])  # a module: its weights are in the state dict
         self.model = ULSADModel(
             backbone=backbone,
@@ -118,6 +124,9 @@ class ULSADModule(AnomalyModule):
         # Once per model: a resumed run restores the statistics from the checkpoint.
         if not bool(self.model.features.fitted):
             self.model.features.fit(self._images(self.trainer.train_dataloader))
+        # A resumed run's checkpoint may hold the quantiles of its own last epoch: training moves
+        # the weights they were fitted for, so they go until the last epoch fits them again.
+        self.model.maps_fitted.fill_(False)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         images = batch["image"]
@@ -171,6 +180,21 @@ class ULSADModule(AnomalyModule):
         if getattr(self, "_quantiles_step", None) != self.trainer.global_step:
             log.warning("ULSAD: fitting map quantiles after training; the last checkpoint lacks them")
             self.fit_normalisation(self._validation_loader())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint's map quantiles were fitted under its own scoring settings: testing it
+        with others would score with quantiles of other maps, so a difference is an error (a
+        resumed training fits them again at its last epoch)."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None or trainer.state.fn != TrainerFn.TESTING:
+            return
+        saved = checkpoint.get("hyper_parameters") or {}
+        differ = {k: (saved[k], self.hparams[k]) for k in SCORING_KEYS
+                  if k in saved and k in self.hparams and saved[k] != self.hparams[k]}
+        if differ:
+            said = ", ".join(f"model.{k}={now} (checkpoint: {was})" for k, (was, now) in differ.items())
+            raise ConfigError(f"this ULSAD checkpoint was fitted with other scoring settings: {said}; "
+                              "test it with its own values or train again")
 
     def on_test_start(self) -> None:
         super_hook = getattr(super(), "on_test_start", None)
