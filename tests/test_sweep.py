@@ -58,3 +58,16 @@ def test_tiny_multirun_wandb_report_and_resume(loco_root, tmp_path):
             assert len(list((j / "wandb").glob("offline-run-*"))) == 1  # no second W&B run
     # the rerun job computes again what it computed the first time (fitting is deterministic)
     assert json.loads((jobs[4] / "metrics.json").read_text()) == first
+
+
+def test_every_sweep_preset_names_its_group_and_resumes():
+    """docs/sweeps.md: every preset that sweeps sets experiment_name (the W&B group and sweep
+    folder) and skip_if_done (a resumed sweep skips finished jobs); ulsad_ablation set neither."""
+    import yaml
+
+    presets = sorted((REPO / "conf" / "experiment").glob("*.yaml"))
+    sweeping = [p for p in presets if ((yaml.safe_load(p.read_text()) or {}).get("hydra") or {}).get("sweeper")]
+    assert len(sweeping) >= 6
+    for p in sweeping:
+        cfg = yaml.safe_load(p.read_text())
+        assert cfg.get("experiment_name") == p.stem and cfg.get("skip_if_done") is True, p.name
