@@ -55,7 +55,9 @@ def fused_runs(path: str, fusion_cfg, seeds: list[int] | None = None) -> tuple[d
     if len(fusions) > 1:
         raise ValueError(f"{path} holds runs of several fusions ({', '.join(fusions)}): runs pair without the fusion name; "
                          "dump one fusion per file (quality_synthetic.py --fusions NAME)")
-    return {(cat, aligner, k, seed): build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
+    # shots=k as the model passes it: with model.max_loo below k fewer shots are held out, and a
+    # weight that grows with the shots (full_weight_shots) follows k, not the held-out count.
+    return {(cat, aligner, k, seed): build(fusion_cfg).fit(run["loo"], shots=k).fuse(run["score"])
             for (cat, aligner, _, k, seed), run in runs.items()}, data
 
 

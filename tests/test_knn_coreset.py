@@ -163,6 +163,7 @@ def test_coreset_size_handling() -> None:
     assert len(greedy_coreset(bank, ratio=0.5, max_n=7)) == 7
     assert len(greedy_coreset(bank, ratio=1e-6)) == 1  # at least one row
     assert coreset_size(0, ratio=0.5) == 0
+    assert coreset_size(100, ratio=0.07) == 7  # 0.07 * 100 is 7.000000000000001 in floats
     for kwargs in ({}, {"ratio": 0.1, "n": 3}, {"ratio": 0.0}, {"ratio": 1.5}, {"n": 0}, {"n": 3, "max_n": 0}):
         with pytest.raises(ValueError):
             greedy_coreset(bank, **kwargs)

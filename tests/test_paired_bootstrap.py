@@ -179,3 +179,22 @@ def test_runs_below_the_floor_are_counted_per_side_by_their_lower_part(tmp_path,
     paired_bootstrap.main([base, new, "--overrides", "fusion=loo", "-B", "20"])
     out = capsys.readouterr().out
     assert "runs with a part below 0.65: base 0, new 1" in out and "new: widgets/hungarian/4/1: 0.56" in out
+
+
+def test_refusion_ramps_a_weight_by_the_shots_not_the_held_out_count(tmp_path):
+    """With model.max_loo below k the model holds out fewer shots than it has and passes
+    shots=k to the fusion; the re-fusion took k from the leave-one-out count, so a weight that
+    grows with the shots (full_weight_shots) came out smaller than the model's."""
+    from omegaconf import OmegaConf
+
+    arrays = {"widgets/labels": LABELS, "widgets/types": TYPES, "widgets/defects": np.array([""] * len(TYPES))}
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        arrays[f"widgets/hungarian/loo/8/0/score/{name}"] = rng.random(len(TYPES))
+        arrays[f"widgets/hungarian/loo/8/0/loo/{name}"] = np.ones(2)  # max_loo=2 of k = 8
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    cfg = OmegaConf.create({"_target_": "locoad.fusion.loo.LeaveOneOutSum", "full_weight_shots": {"a": 3}})
+    runs, _ = paired_bootstrap.fused_runs(str(path), cfg)
+    fused = runs[("widgets", "hungarian", 8, 0)]
+    np.testing.assert_allclose(fused, arrays["widgets/hungarian/loo/8/0/score/a"] + arrays["widgets/hungarian/loo/8/0/score/b"])

@@ -210,3 +210,22 @@ def test_gallery_shows_fused_au_spro_and_loco_auroc_when_the_run_has_them(tmp_pa
     assert "0.6125" in line and "0.01" not in line
     bare = write_gallery(tmp_path / "b", table, {"fused": {"f1_max": 0.8, "auroc": 0.7}}, {}).read_text()
     assert 'class="loco"' not in bare
+
+
+def test_panels_show_a_camera_turned_photo_as_the_model_reads_it(tmp_path):
+    """The panels read the file without its EXIF turn, so every overlay lay on a turned picture."""
+    from PIL import ExifTags, Image
+
+    from locoad.data.image_io import read_rgb
+    from locoad.viz.panels import load_rgb
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:4, :8] = 255  # a white block in the stored top-left corner
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned a quarter
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=100)
+    upright = read_rgb(path)
+    assert upright.shape[:2] == (40, 20)
+    expected = np.asarray(Image.fromarray(upright).resize((32, 32), Image.BILINEAR))
+    np.testing.assert_array_equal(load_rgb(str(path), 32), expected)

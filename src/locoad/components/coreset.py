@@ -24,7 +24,8 @@ def coreset_size(total: int, ratio: float | None = None, n: int | None = None, m
         raise ValueError(f"n must be >= 1, got {n}")
     if max_n is not None and max_n < 1:
         raise ValueError(f"max_n must be >= 1, got {max_n}")
-    size = n if n is not None else math.ceil(ratio * total)  # type: ignore[operator]
+    # rounded first: 0.07 * 100 is 7.000000000000001 in floats, which ceil makes 8
+    size = n if n is not None else math.ceil(round(ratio * total, 9))  # type: ignore[operator]
     if max_n is not None:
         size = min(size, max_n)
     return min(max(size, 1), total)

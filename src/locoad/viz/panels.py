@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from locoad.data.image_io import ImageReadError, read_rgb
+
 TITLE_HEIGHT = 14
 
 
 def load_rgb(path: str, size: int) -> np.ndarray | None:
-    """The image at ``path`` as (size, size, 3) uint8 (squashed like the model sees it); None if unreadable."""
+    """The image at ``path`` as (size, size, 3) uint8, read as the model reads it (an EXIF turn
+    applied, then squashed); None if unreadable."""
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-    except OSError:
+        return _resize(read_rgb(path), size, Image.BILINEAR)
+    except (OSError, ImageReadError):
         return None
 
 
