@@ -448,3 +448,32 @@ def test_swapped_shades_compare_a_surface_that_crosses_whole_into_its_neighbouri
     assert too_far.score(good, too_far.fit(shots)).value > 10.0
     with pytest.raises(ValueError, match="swap_shades"):
         CompositionScore(swap_shades=-1.0)
+
+
+def test_capture_jitter_turns_the_capture_not_the_squeezed_square():
+    """Composition's shots are captures squeezed to a square; the jitter turned the square, which
+    for a 2:1 capture is a shear (horizontal edges turned by less than the angle, vertical ones
+    by more)."""
+    from PIL import Image
+
+    from locoad.components.augment import RigidMove, move_images
+
+    h, w, s = 100, 200, 128
+    capture = np.zeros((h, w, 3), np.uint8)
+    capture[45:55, 20:180] = 255  # a long horizontal bar
+    squeeze = lambda a: np.asarray(Image.fromarray(a).resize((s, s), Image.BILINEAR)).astype(np.float64)  # noqa: E731
+    jitter = CaptureJitter(rotation=6.0, blur=0.0, gradient=0.0, gain=0.0, noise=0.0)
+    turned = jitter(squeeze(capture).astype(np.uint8), np.random.default_rng(4), aspect=h / w).astype(np.float64)
+    angle = np.random.default_rng(4).uniform(-6.0, 6.0)  # the draw the jitter made
+    x = torch.from_numpy(capture).permute(2, 0, 1)[None].float()
+    truth = squeeze(move_images(x, RigidMove(angle=angle))[0].permute(1, 2, 0).clamp(0, 255).byte().numpy())
+    sheared = jitter(squeeze(capture).astype(np.uint8), np.random.default_rng(4)).astype(np.float64)
+
+    def slope(img):  # the bar's rows by column: its centre line's slope in squeezed pixels
+        cols = np.arange(30, 98)
+        ys = [(img[:, c, 0] * np.arange(s)).sum() / img[:, c, 0].sum() for c in cols]
+        return np.polyfit(cols, ys, 1)[0]
+
+    assert abs(angle) > 2
+    assert slope(turned) == pytest.approx(slope(truth), abs=0.01)
+    assert abs(slope(sheared) - slope(truth)) > 0.03  # what the square's turn made of it

@@ -27,6 +27,7 @@ class SegmentedImage:
         foreground patch score reads it); None: ``segments > 0``.
     parts: with a backbone ensemble, each member's (D_i, h, w) features by member name
         (``features`` is then the primary member's); None: one backbone.
+    aspect: the capture's height / width (``rgb`` is the capture squeezed to a square).
     """
 
     rgb: np.ndarray
@@ -35,6 +36,7 @@ class SegmentedImage:
     lab_image: np.ndarray | None = None  # (H, W, 3) CIELAB of ``rgb`` when already computed
     foreground: np.ndarray | None = None
     parts: dict[str, torch.Tensor] | None = None
+    aspect: float = 1.0
 
     @property
     def lab(self) -> np.ndarray:
@@ -63,6 +65,7 @@ class ParsedImage:
     parts: with a backbone ensemble, each member's (D_i, h, w) patch features by member name
         (``features`` is the primary member's); the patch scores with a ``backbone_part`` read
         theirs. None: one backbone.
+    aspect: the capture's height / width (``rgb`` is the capture squeezed to a square).
     """
 
     rgb: np.ndarray
@@ -73,6 +76,7 @@ class ParsedImage:
     num_classes: int
     foreground: torch.Tensor | None = None
     parts: dict[str, torch.Tensor] | None = None
+    aspect: float = 1.0
 
     def apply(self, fn) -> None:
         """Pass every tensor through ``fn`` in place (the model's ``.to()``)."""

@@ -36,12 +36,15 @@ class CaptureJitter:
     noise: float = 0.01  # Gaussian sensor noise, image in [0, 1]
     gamma: float = 0.0  # tone curve: pixels raised to an exponent in 1 ± gamma (per-channel gains cannot undo it)
 
-    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(H, W, 3) uint8 -> a jittered (H, W, 3) uint8 copy."""
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator, aspect: float | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 -> a jittered (H, W, 3) uint8 copy. ``aspect``: the capture's height /
+        width where ``rgb`` is a capture squeezed to a square (the turn is then the capture's, not a
+        shear of it); None: ``rgb`` is the capture."""
         h, w = rgb.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
         if self.rotation:
-            x = move_images(x, RigidMove(angle=float(rng.uniform(-self.rotation, self.rotation))))
+            turn = RigidMove(angle=float(rng.uniform(-self.rotation, self.rotation)))
+            x = move_images(x, turn, None if aspect is None else [aspect])
         if self.blur:
             x = gaussian_blur(x[0], float(rng.uniform(0.0, self.blur)) * min(h, w))[None]
         ramp = light_ramp(h, w, torch.tensor(rng.uniform(0.0, 2 * np.pi), dtype=torch.float32))

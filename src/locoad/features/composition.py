@@ -340,7 +340,7 @@ class CompositionScore(Feature):
             rng = np.random.default_rng([self.seed, zlib.crc32(np.ascontiguousarray(parsed.rgb[::7, ::7]).tobytes())])
             cached = []
             for _ in range(self.capture_copies):
-                rgb = self.jitter(parsed.rgb, rng)
+                rgb = self.jitter(parsed.rgb, rng, parsed.aspect)
                 cached.append(replace(parsed, rgb=rgb, lab=rgb_to_lab(rgb)))
             object.__setattr__(parsed, key, cached)
         return cached

@@ -261,17 +261,17 @@ class SevenFeatureModel(nn.Module):
     def segmented(self, enc: Encoded) -> SegmentedImage:
         """The aligner's and the scores' view of an image: normalised features, computed once
         (:meth:`check_finite` first)."""
-        return self.view(enc.rgb, enc.segments, enc.features, enc.lab, enc.foreground)
+        return self.view(enc.rgb, enc.segments, enc.features, enc.lab, enc.foreground, enc.aspect)
 
     def view(self, rgb: np.ndarray, segments: np.ndarray, features: torch.Tensor, lab: np.ndarray,
-             foreground: np.ndarray | None) -> SegmentedImage:
+             foreground: np.ndarray | None, aspect: float = 1.0) -> SegmentedImage:
         """An image with its normalised features; with a backbone ensemble, ``features`` the
         primary member's channels and ``parts`` every member's."""
         x = self.normalise(features)
         if not self.parts:
-            return SegmentedImage(rgb, segments, x, lab, foreground)
+            return SegmentedImage(rgb, segments, x, lab, foreground, aspect=aspect)
         parts = split_parts(x, self.parts)
-        return SegmentedImage(rgb, segments, parts[next(iter(parts))], lab, foreground, parts)
+        return SegmentedImage(rgb, segments, parts[next(iter(parts))], lab, foreground, parts, aspect)
 
     def parse(self, image: SegmentedImage, class_map: np.ndarray) -> ParsedImage:
         # background, the reference classes and unmatched; or background and foreground
@@ -287,6 +287,7 @@ class SevenFeatureModel(nn.Module):
             num_classes=num_classes,
             foreground=majority_grid(fg.astype(np.int64), grid, 2).bool().to(image.features.device),
             parts=image.parts,
+            aspect=image.aspect,
         )
 
     # -- fit ---------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ class SevenFeatureModel(nn.Module):
                 moved_map = move_labels(labels, mv, s.aspect).numpy()
                 moved_fg = None if fg is None else move_labels(fg, mv, s.aspect).numpy() > 0
                 # rgb/lab stay the shot's: the patch banks read only features and grids
-                view = self.view(s.rgb, moved_map.astype(np.int32), f, s.lab, moved_fg)
+                view = self.view(s.rgb, moved_map.astype(np.int32), f, s.lab, moved_fg, s.aspect)
                 out.append(self.parse(view, moved_map))
                 owners.append(i)
         return out, owners
