@@ -26,6 +26,16 @@ def test_a_shift_within_the_radius_costs_nothing_and_one_beyond_it_does() -> Non
     assert local_nn_distance(query, bank, radius=1)[inside].min() > 1e-3  # no exact match nearer
 
 
+def test_border_patches_reach_the_same_distances_as_inner_ones() -> None:
+    """The window was zero-padded and a padded zero vector was a neighbour at similarity 0, so a
+    border patch's distance stopped at 1 while inner ones reached 2 (negative similarities are
+    common with feature_norm=center or standardize)."""
+    v = torch.randn(D, 1, 1, generator=torch.Generator().manual_seed(1))
+    bank = v.expand(D, G, G)[None]  # one patch everywhere
+    dist = local_nn_distance(-bank[0], bank, radius=1)  # its opposite everywhere: similarity -1
+    torch.testing.assert_close(dist, torch.full((G, G), 2.0))
+
+
 def test_two_parts_swapped_are_seen_here_and_not_by_the_global_search() -> None:
     # two kinds of patch, each in its own corner of every shot; the test image swaps them
     gen = torch.Generator().manual_seed(1)

@@ -22,13 +22,16 @@ def local_nn_distance(query: torch.Tensor, bank: torch.Tensor, radius: int) -> t
     """(h, w) cosine distance of each patch of ``query`` (D, h, w) to its nearest patch of
     ``bank`` (K, D, h, w) within ``radius`` cells (a square window, clipped at the border)."""
     q = F.normalize(query.float(), dim=0)
-    b = F.pad(F.normalize(bank.float(), dim=1), (radius,) * 4)  # zero vectors: similarity 0 outside
+    b = F.pad(F.normalize(bank.float(), dim=1), (radius,) * 4)
     h, w = q.shape[-2:]
-    best = torch.full((h, w), -1.0, device=q.device)
+    # Cells outside the grid are no neighbours (a padded zero vector would be one at similarity 0,
+    # capping a border patch's distance at 1 where the others reach 2).
+    inside = F.pad(torch.ones((h, w), dtype=torch.bool, device=q.device), (radius,) * 4)
+    best = torch.full((h, w), float("-inf"), device=q.device)
     for dy in range(2 * radius + 1):
         for dx in range(2 * radius + 1):
             sim = torch.einsum("dhw,kdhw->khw", q, b[:, :, dy:dy + h, dx:dx + w]).amax(0)
-            best = torch.maximum(best, sim)
+            best = torch.maximum(best, sim.masked_fill(~inside[dy:dy + h, dx:dx + w], float("-inf")))
     return (1.0 - best).clamp_min(0.0)
 
 
