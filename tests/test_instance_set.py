@@ -119,3 +119,32 @@ def test_a_kind_the_shots_disagree_on_weighs_less():
     raw = min(f.kind_costs(x, s, state.tolerance).sum() for s in state.shots)
     assert raw >= 3 and f.score(noisy, state).value < 0.9  # 3+ specks off: less than one pin
     assert f.score(specks(scene(pins=PINS[:-1], seed=7), 9), state).value >= 0.9
+
+
+def test_a_part_turned_a_quarter_keeps_its_shape_on_a_squeezed_capture():
+    """Instances were measured on the capture squeezed to a square, so on a non-square capture a
+    bar's axis lengths changed as it turned: the same part turned cost as much as a missing one."""
+    import torch.nn.functional as F
+
+    def capture(h, w, vertical, seed):
+        rgb = np.full((h, w, 3), 128.0)
+        cy, cx = h // 2, w // 2
+        rgb[cy - 35:cy + 35, cx - 50:cx + 50] = (40, 60, 200)
+        if vertical:
+            rgb[cy - 20:cy + 20, cx - 4:cx + 4] = (230, 210, 40)
+        else:
+            rgb[cy - 4:cy + 4, cx - 20:cx + 20] = (230, 210, 40)
+        return rgb + np.random.default_rng(seed).integers(-3, 4, rgb.shape)
+
+    def squeezed(rgb, s=160):
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+        sq = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+        sq = np.clip(sq, 0, 255).astype(np.uint8)
+        return ParsedImage(sq, rgb2lab(sq).astype(np.float32), np.zeros((s, s), np.int64), torch.zeros(1, 4, 4),
+                           torch.zeros(4, 4, dtype=torch.long), 2, aspect=rgb.shape[0] / rgb.shape[1])
+
+    for h, w in ((160, 160), (110, 160)):
+        f = InstanceSetScore(n_colours=3, offset=0.0)
+        state = f.fit([squeezed(capture(h, w, False, s)) for s in range(3)])
+        assert f.score(squeezed(capture(h, w, False, 9)), state).value == pytest.approx(0.0, abs=1e-9)
+        assert f.score(squeezed(capture(h, w, True, 9)), state).value == pytest.approx(0.0, abs=1e-9), (h, w)

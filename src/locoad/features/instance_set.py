@@ -56,8 +56,8 @@ GROUPS = ("size", "shape", "position", "chroma")
 class InstanceSet:
     kind: np.ndarray  # (n,) colour-class id of every instance
     moments: np.ndarray  # (n, 8) raw moments (for unions of instances)
-    boxes: np.ndarray  # (n, 4) bounding boxes y0, x0, y1, x1 (pixels, end exclusive)
-    shape: tuple[int, int]  # (H, W) of the image
+    boxes: np.ndarray  # (n, 4) bounding boxes y0, x0, y1, x1 (pixels, rows at the capture's scale, end exclusive)
+    shape: tuple[float, int]  # (H, W) of the image, H at the capture's scale (H * aspect)
     origin: tuple[float, float]  # foreground centroid (y, x) in pixels
 
 
@@ -160,6 +160,11 @@ class InstanceSetScore(Feature):
         h, w = kinds.shape
         fg = ~background[kinds]
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        # The image is the capture squeezed to a square: rows are stretched back to the capture's
+        # scale (a = height / width), so a part's axis lengths do not change as it turns; every
+        # pixel then stands for an area a (moments weighted so; sizes stay image fractions).
+        a = float(parsed.aspect)
+        yy *= a
         origin = (float(yy[fg].mean()), float(xx[fg].mean())) if fg.any() else ((h - 1) / 2, (w - 1) / 2)
         lab = self.kinds.lab(parsed)
         labels = np.zeros((h, w), np.int64)
@@ -174,11 +179,11 @@ class InstanceSetScore(Feature):
         flat = labels.ravel()
         vals = [np.ones(h * w), yy.ravel(), xx.ravel(), yy.ravel() ** 2, (yy * xx).ravel(), xx.ravel() ** 2,
                 lab[..., 1].ravel(), lab[..., 2].ravel()]
-        moments = np.stack([np.bincount(flat, weights=v, minlength=total) for v in vals], 1)[1:]
-        boxes = np.array([[b[0].start, b[1].start, b[0].stop, b[1].stop] for b in ndimage.find_objects(labels)],
+        moments = a * np.stack([np.bincount(flat, weights=v, minlength=total) for v in vals], 1)[1:]
+        boxes = np.array([[b[0].start * a, b[1].start, b[0].stop * a, b[1].stop] for b in ndimage.find_objects(labels)],
                          dtype=np.float64).reshape(-1, 4)
-        keep = moments[:, _N] >= self.min_area * h * w
-        return InstanceSet(np.asarray(kind_of, dtype=np.int64)[keep], moments[keep], boxes[keep], (h, w), origin)
+        keep = moments[:, _N] >= self.min_area * h * a * w
+        return InstanceSet(np.asarray(kind_of, dtype=np.int64)[keep], moments[keep], boxes[keep], (h * a, w), origin)
 
     # -- distance of two sets --------------------------------------------------------------------
     def pair_costs(self, excess: np.ndarray) -> np.ndarray:
