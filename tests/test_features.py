@@ -130,3 +130,16 @@ def test_vectorised_eccentricity_matches_regionprops():
     for rp in regionprops(seg):
         assert desc.shape[rp.label - 1] == pytest.approx(rp.eccentricity, abs=1e-6)
         assert desc.position[rp.label - 1] == pytest.approx((np.array(rp.centroid) + 0.5) / 48, abs=1e-9)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: ClassColourScore(scale=0.0), "class_colour scale must be > 0"),
+    (lambda: ClassLocationScore(scale=-1.0), "class_location scale must be > 0"),
+    (lambda: ClassColourScore(eps=0.0), "class_colour eps must be > 0"),
+])
+def test_a_vector_score_divisor_that_is_not_positive_is_refused(make, match):
+    """scale 0 made a normal image's distance NaN; eps 0 let the a/b ratio divide by zero."""
+    from locoad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        make()

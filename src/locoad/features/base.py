@@ -228,6 +228,8 @@ class VectorScore(Feature):
     def __init__(self, scale: float = 1.0, reduce: str = "mean"):
         if reduce not in ("mean", "max"):
             raise ConfigError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+        if not scale > 0:
+            raise ConfigError(f"{self.name} scale must be > 0 (it divides distances), got {scale}")
         self.scale = scale
         self.reduce = reduce
 

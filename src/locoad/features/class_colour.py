@@ -1,8 +1,9 @@
-"""Class colour: CIELAB chroma per class, lightness dropped (brightness changes ignored).
+"""Class colour: CIELAB chroma per class, lightness dropped.
 
-``mode="ratio"`` is the seed's a/b per pixel averaged per class (unstable where b ~ 0, so b is
-clamped away from zero by ``eps``); ``mode="ab"`` (default) is the mean (a, b) vector per
-class, the numerically stable variant.
+``mode="ratio"`` is the seed's a/b per pixel averaged per class (a gain in brightness scales a
+and b alike, so the ratio ignores it; unstable where b ~ 0, so b is clamped away from zero by
+``eps``); ``mode="ab"`` (default) is the mean (a, b) vector per class, the numerically stable
+variant, which a change of brightness does move (chroma shrinks with it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class ClassColourScore(VectorScore):
     def __init__(self, mode: str = "ab", eps: float = 1.0, scale: float = 20.0, reduce: str = "mean"):
         if mode not in ("ab", "ratio"):
             raise ConfigError(f"class_colour mode must be 'ab' or 'ratio', got {mode!r}")
+        if not eps > 0:
+            raise ConfigError(f"class_colour eps must be > 0 (it keeps b away from zero), got {eps}")
         super().__init__(scale=scale, reduce=reduce)
         self.mode = mode
         self.eps = eps
