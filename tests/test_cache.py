@@ -508,3 +508,44 @@ def test_the_default_cache_is_bounded(tmp_path):
     cache = instantiate(compose_cfg([], tmp_path).model.cache)
     assert cache.max_gb is not None and 0 < cache.max_gb < float("inf")
     assert cache.min_free_gb is not None and cache.min_free_gb > 0  # and it stops writing before the disk is full
+
+
+def _feature_dirs(cache: StageCache, backbone, images: torch.Tensor) -> set[str]:
+    cache.features(backbone, images)
+    return {p.parent.name for p in cache.root.glob("features/*/config.json")}
+
+
+def test_features_are_keyed_by_their_stored_dtype_and_the_precision_they_ran_at(tmp_path):
+    """A float16 store and a bf16-mixed run (Lightning autocasts on the CPU too) wrote rounded
+    features under the key float32 runs read from."""
+    bb, x = HandcraftedBackbone(image_size=56, patch_size=14), _images()
+    plain = _feature_dirs(StageCache(tmp_path / "a", min_free_gb=None), bb, x)
+    half = _feature_dirs(StageCache(tmp_path / "a", feature_dtype="float16", min_free_gb=None), bb, x)
+    cache = StageCache(tmp_path / "a", min_free_gb=None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = _feature_dirs(cache, bb, x)
+    assert len(plain) == 1 and len(half) == 2 and len(mixed) == 3
+    assert cache.stats["features"]["hits"] == 0
+
+
+def test_keys_see_settings_held_one_object_down_and_cnn_stages(tmp_path):
+    """Composition keeps its colour settings in a ColourKinds object and its capture jitter in a
+    callable dataclass, which the key reduced to their type names; a CNN's stages (layers) were
+    not kept, so two stage sets of equal width shared stored features."""
+    from locoad.backbones.cnn import TimmCNNBackbone
+    from locoad.cache.fingerprint import component_key
+    from locoad.features.composition import CompositionScore
+
+    def key(f):
+        return fingerprint(component_key(f))
+
+    assert key(CompositionScore()) == key(CompositionScore())
+    assert key(CompositionScore()) != key(CompositionScore(white_balance="none"))
+    assert key(CompositionScore(dark_chroma=30.0)) != key(CompositionScore())
+    assert key(CompositionScore(capture_copies=2)) != key(CompositionScore(capture_copies=2, capture_jitter={"rotation": 1.0}))
+    torch.manual_seed(0)
+    a = TimmCNNBackbone("resnet18", layers=[2, 3], pretrained=False, image_size=64, patch_size=8)
+    torch.manual_seed(0)
+    b = TimmCNNBackbone("resnet18", layers=[0, 1, 3], pretrained=False, image_size=64, patch_size=8)
+    assert a.embed_dim == b.embed_dim == 384  # 128 + 256 = 64 + 64 + 256: the width cannot tell them apart
+    assert fingerprint(backbone_key(a)) != fingerprint(backbone_key(b))

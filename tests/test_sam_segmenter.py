@@ -214,3 +214,16 @@ def test_automatic_masks_become_one_segment_per_object(monkeypatch):
         seen.add(lab)
         iou = ((label == lab) & truth).sum() / ((label == lab) | truth).sum()
         assert iou > 0.9, (name, iou)
+
+
+def test_random_weight_sam_is_keyed_by_its_weights():
+    """Random weights are drawn when the model is built, from the global seed: two runs with
+    other seeds had one cache key and different label maps."""
+    from locoad.cache import fingerprint, segmenter_key
+
+    keys = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        seg = SamSegmenter(model_type="vit_tiny", allow_random_weights=True, device="cpu")
+        keys.append(fingerprint(segmenter_key(seg)))
+    assert keys[0] == keys[1] != keys[2]

@@ -36,7 +36,8 @@ SETTING = "setting"
 # Config entries that never change a run's results (where it writes, how it logs and caches) or
 # that are the replicate itself (the seeds): runs that differ only in these are averaged.
 IGNORED = ("logger", "callbacks", "paths", "hydra", "run_name", "run_tags", "tags", "task_name",
-           "optimized_metric", "export", "evaluation", "ckpt_path", "skip_if_done", "model.cache",
+           "optimized_metric", "export", "evaluation", "ckpt_path", "skip_if_done", "model.cache.root",
+           "model.cache.enabled", "model.cache.scores", "model.cache.max_gb", "model.cache.min_free_gb",
            "data.num_workers", "trainer.default_root_dir", "trainer.enable_progress_bar",
            "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.seed", "seed")
 # Plots written when the factor takes at least two values across the runs.

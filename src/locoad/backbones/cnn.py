@@ -60,6 +60,10 @@ class TimmCNNBackbone(Backbone):
         # Normalise in ``extract`` with the model's own mean/std (not every timm CNN uses ImageNet's).
         self.normalize = False
         model_kwargs = dict(model_kwargs or {})
+        # Kept as attributes: the stage cache keys features by them (two stage sets of equal width
+        # and the same weights would otherwise share stored features).
+        self.layers = [int(i) for i in layers]
+        self.model_kwargs = model_kwargs
         feat_kwargs = {
             "features_only": True,
             "out_indices": tuple(int(i) for i in layers),

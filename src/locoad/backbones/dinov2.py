@@ -79,7 +79,8 @@ class DinoV2Backbone(Backbone):
         self.compute_dtype = _DTYPES[dtype]
         timm_name, file_name = VARIANTS[variant]
         url = official_checkpoint_url(variant)
-        kwargs = {"img_size": self.image_size, "num_classes": 0, **dict(model_kwargs or {})}
+        self.model_kwargs = dict(model_kwargs or {})  # kept: the stage cache keys features by it
+        kwargs = {"img_size": self.image_size, "num_classes": 0, **self.model_kwargs}
 
         path = Path(checkpoint).expanduser() if checkpoint is not None else None
         if path is not None and not path.is_file():  # fail before building a possibly huge model

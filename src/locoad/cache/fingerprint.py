@@ -7,6 +7,7 @@ checkpoint or edited feature never gets a stale entry.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -41,8 +42,15 @@ def _file_info(path: str) -> dict | str:
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def jsonable(value: Any, key: str = "") -> Any:
-    """A stable, JSON-serialisable description of ``value`` (no memory addresses)."""
+# How deep plain objects are described by their state (a feature's settings object, its
+# settings' own parts); deeper ones by their type only.
+_OBJECT_DEPTH = 4
+
+
+def jsonable(value: Any, key: str = "", depth: int = 0) -> Any:
+    """A stable, JSON-serialisable description of ``value`` (no memory addresses). Objects are
+    described by their public state (a feature's colour kinds and capture jitter settings
+    included): a setting held one object down must still change the key."""
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, str):
@@ -52,21 +60,24 @@ def jsonable(value: Any, key: str = "") -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, np.generic):
-        return jsonable(value.item(), key)
+        return jsonable(value.item(), key, depth)
     if isinstance(value, Path):
-        return jsonable(str(value), key)
+        return jsonable(str(value), key, depth)
     if isinstance(value, (torch.dtype, torch.device)):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): jsonable(v, str(k)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): jsonable(v, str(k), depth) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [jsonable(v, key) for v in items]
+        return [jsonable(v, key, depth) for v in items]
     if isinstance(value, nn.Module):
         return {"module": _qualname(value), "weights": weights_fingerprint(value)}
     if isinstance(value, (np.ndarray, torch.Tensor)):
         arr = _as_numpy(value)
         return {"array": content_hash(arr), "shape": list(arr.shape), "dtype": arr.dtype.str}
+    if depth < _OBJECT_DEPTH and not isinstance(value, type) and not inspect.isroutine(value) and (
+            hasattr(value, "__dict__") or dataclasses.is_dataclass(value)):
+        return {"object": _qualname(value), "state": jsonable(_public_state(value), key, depth + 1)}
     return f"<{_qualname(value)}>"  # an object whose state we cannot describe: its type only
 
 
@@ -170,8 +181,12 @@ def component_key(obj: Any) -> dict:
 
 
 def _public_state(obj: Any) -> dict:
-    """Public, non-module attributes, plus any ``__init__`` argument kept under the same name."""
-    state = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k != "training"}
+    """Public, non-module attributes (dataclass fields too, slotted ones included), plus any
+    ``__init__`` argument kept under the same name. Functions and classes are left out; callable
+    objects (a settings dataclass with ``__call__``) are state like any other."""
+    state = {k: v for k, v in getattr(obj, "__dict__", {}).items() if not k.startswith("_") and k != "training"}
+    if dataclasses.is_dataclass(obj):
+        state.update({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")})
     try:
         params = inspect.signature(type(obj).__init__).parameters
     except (TypeError, ValueError):
@@ -179,7 +194,8 @@ def _public_state(obj: Any) -> dict:
     for name in params:
         if name != "self" and name not in state and hasattr(obj, name):
             state[name] = getattr(obj, name)
-    return {k: v for k, v in state.items() if not isinstance(v, nn.Module) and not callable(v)}
+    return {k: v for k, v in state.items()
+            if not isinstance(v, (nn.Module, type)) and not inspect.isroutine(v) and not isinstance(v, functools.partial)}
 
 
 def fingerprint(key: dict) -> str:

@@ -238,7 +238,14 @@ class StageCache:
         """``backbone(images)`` with cached rows; the backbone runs once, batched, on the misses."""
         if not self.enabled:
             return backbone(images)
-        d = self.config_dir("features", backbone_key(backbone))
+        # What else moves the stored values: their storage dtype, and the precision the backbone
+        # runs at (Lightning's mixed precision autocasts on the CPU too; a bf16 backbone runs
+        # reduced only on CUDA).
+        device = images.device.type
+        autocast = torch.is_autocast_enabled(device) if device in ("cpu", "cuda") else False
+        d = self.config_dir("features", {
+            **backbone_key(backbone), "stored_dtype": self.feature_dtype, "device_type": device,
+            "autocast": str(torch.get_autocast_dtype(device)) if autocast else None})
         keys = image_hashes(images)
         grid = getattr(backbone, "grid_size", None)
 

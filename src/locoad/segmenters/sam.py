@@ -170,4 +170,8 @@ class SamSegmenter(Segmenter):
         key = super().cache_key()
         for k in ("device", "points_per_batch", "allow_random_weights"):
             key.pop(k, None)
+        if self.checkpoint is None:  # random weights (tests): drawn from the global seed when built
+            from locoad.cache.fingerprint import weights_fingerprint
+
+            key["weights"] = weights_fingerprint(self.model)
         return key
