@@ -145,3 +145,20 @@ def test_testing_without_a_checkpoint_is_a_clear_error(loco_root, tmp_path, ckpt
     overrides = TINY + [f"data.root={loco_root}", "train=false"] + ([f"ckpt_path={ckpt}"] if ckpt else [])
     with pytest.raises(ConfigError, match="ckpt_path"):
         run(compose_cfg(overrides, tmp_path / "out"))
+
+
+@pytest.mark.parametrize("override,named", [
+    ("model.photometric=none", "photometric: checkpoint"),
+    ("backbone.members.lite0.layers=[1,3]", "backbone.lite0.key.layers"),
+    ("segmenter.merge_threshold=30", "segmenter.key.merge_threshold: checkpoint 12.0, config 30"),
+])
+def test_testing_a_checkpoint_under_other_encoding_settings_is_an_error(fitted, tmp_path, override, named):
+    """The checkpoint holds the shots encoded; test images encoded under another backbone,
+    segmenter or normalisation were scored against them silently."""
+    from locoad.errors import ConfigError
+
+    loco_root, out, _ = fitted
+    cfg = compose_cfg(TINY + [f"data.root={loco_root}", "train=false", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}",
+                              override], tmp_path / "other")
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.").replace("[", r"\[")):
+        run(cfg)

@@ -16,7 +16,12 @@ from locoad.features.base import Feature
 from locoad.fusion.base import Fusion
 from locoad.metrics.alignment import alignment_accuracy, foreground_iou, reference_part_lut
 from locoad.models.base import AnomalyModule, ScoreOutput
-from locoad.models.seven_feature.stored import StoredScores, StoredSegmenter, stored_backbone
+from locoad.models.seven_feature.stored import (
+    StoredScores,
+    StoredSegmenter,
+    encoding_settings,
+    stored_backbone,
+)
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel, resize_nearest
 from locoad.segmenters.base import Segmenter
 
@@ -130,12 +135,19 @@ class SevenFeatureModule(AnomalyModule):
             "augmented": torch.stack([s.augmented.cpu() for s in m.shots]) if m.moves else None,
             "aspect": torch.tensor([s.aspect for s in m.shots], dtype=torch.float64),
             "parts": torch.from_numpy(np.stack(self._parts)) if self._parts else None,
+            "encoding": encoding_settings(m),
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         st = checkpoint.get(STATE_KEY)
         if st is None:
             raise ConfigError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
+        if st.get("encoding") is not None:  # checkpoints written before it was kept: not checked
+            differ = differences(st["encoding"], encoding_settings(self.model))
+            if differ:
+                raise ConfigError(
+                    "this checkpoint's shots were encoded with other settings than this config's: "
+                    + "; ".join(differ) + ". Test it with the config it was fitted with, or fit again")
         augmented = st.get("augmented")
         # checkpoints written before captures' aspects were kept moved the square as it is (1.0)
         aspect = st.get("aspect")
@@ -190,3 +202,19 @@ class SevenFeatureModule(AnomalyModule):
         if alignment:
             out["alignment"] = alignment
         return out
+
+
+def differences(saved: dict, now: dict, prefix: str = "", limit: int = 4) -> list[str]:
+    """``key: checkpoint X, config Y`` for each leaf where two nested settings differ (at most
+    ``limit``; a long list says how many more)."""
+    out: list[str] = []
+
+    def walk(a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        elif a != b:
+            out.append(f"{path}: checkpoint {a!r}, config {b!r}")
+
+    walk(saved, now, prefix)
+    return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])

@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from locoad.backbones.ensemble import BackboneEnsemble
-from locoad.cache import StageCache, code_fingerprint, component_key, content_hash
+from locoad.cache import (
+    StageCache,
+    backbone_key,
+    code_fingerprint,
+    component_key,
+    content_hash,
+    segmenter_key,
+)
+from locoad.cache.fingerprint import jsonable
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel
 from locoad.segmenters.base import foreground_segmenter_of
 
@@ -50,6 +58,27 @@ def stored_backbone(backbone: nn.Module, cache: StageCache) -> nn.Module:
                 backbone.members[name] = StoredBackbone(member, cache)
         return backbone
     return StoredBackbone(backbone, cache)
+
+
+def bare(part: Any) -> Any:
+    """A backbone or segmenter without its stage-cache wrapper."""
+    return part.inner if isinstance(part, (StoredBackbone, StoredSegmenter)) else part
+
+
+def encoding_settings(model: SevenFeatureModel) -> dict:
+    """What the encoded shots depend on besides the images, as plain values: the backbone (its
+    settings and weights, each ensemble member's), the segmenter's settings, the photometric
+    normalisation, the shots' moves and the work size. A checkpoint keeps the shots encoded, so
+    testing it under other settings would compare shots and test images encoded differently."""
+    bb = model.backbone
+    members = bb.members.items() if isinstance(bb, BackboneEnsemble) else [("backbone", bb)]
+    return jsonable({
+        "backbone": {n: backbone_key(bare(m)) for n, m in members},
+        "segmenter": segmenter_key(bare(model.segmenter)),
+        "photometric": model.photometric,
+        "shot_augment": model.shot_augment,
+        "work_size": model.work_size,
+    })
 
 
 class StoredSegmenter:
