@@ -127,7 +127,12 @@ class SamSegmenter(Segmenter):
 
         # Build empty, then load ourselves: ``_build_sam``'s own torch.load has no map_location,
         # so a checkpoint saved from GPU would fail on a CPU-only machine.
-        sam = _builders()[self.model_type](checkpoint=None)
+        # Random weights (tests) from a fixed seed, apart from the global one: the same network
+        # whatever ran before it was built (its label maps then depend on its settings alone, as
+        # the stage cache's key assumes), and building it draws nothing from the run's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            sam = _builders()[self.model_type](checkpoint=None)
         if self.checkpoint is not None:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             # strict, keys and shapes: a wrong file for model_type names itself and the right one
@@ -170,8 +175,4 @@ class SamSegmenter(Segmenter):
         key = super().cache_key()
         for k in ("device", "points_per_batch", "allow_random_weights"):
             key.pop(k, None)
-        if self.checkpoint is None:  # random weights (tests): drawn from the global seed when built
-            from locoad.cache.fingerprint import weights_fingerprint
-
-            key["weights"] = weights_fingerprint(self.model)
         return key
