@@ -55,7 +55,7 @@ def load_runs(path: str) -> list[dict]:
 def fused_metrics(run: dict, weights: dict[str, float], initial_scales: dict[str, float],
                   log_features: list[str] = (), full_weight_shots: dict[str, int] | None = None) -> dict:
     fusion = LeaveOneOutSum(weights=weights, initial_scales=initial_scales, log_features=log_features,
-                            full_weight_shots=full_weight_shots).fit(run["loo"])
+                            full_weight_shots=full_weight_shots).fit(run["loo"], shots=run["k"])
     return image_metrics(fusion.fuse(run["score"]), run["labels"], run["types"])
 
 

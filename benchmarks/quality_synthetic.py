@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     results: list[dict] = []
     for cat in args.categories:
         t0 = time.time()
+        check_overrides(args.overrides)
         encoder = compose_model(args.overrides, args.device)
         # Images are read at the backbone's input size, as ``data.image_size`` does in a run.
         dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=getattr(encoder.backbone, "image_size", 518))
@@ -347,7 +348,9 @@ def markdown(results: list[dict]) -> str:
 
 def markdown_by_category(results: list[dict]) -> str:
     """Fused F1-max (mean ± std over seeds) per category, aligner and k, next to the
-    all-anomalous floor 2p/(1+p)."""
+    all-anomalous floor 2p/(1+p); one table per fusion."""
+    if len({r["fusion"] for r in results}) > 1:
+        return by_configuration(results, markdown_by_category)
     lines = ["| category | aligner | k | F1-max | logical F1-max | structural F1-max | AUROC | floor (all / logical/structural) |",
              "|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["category"], r["aligner"], r["k"]) for r in results})
@@ -368,9 +371,34 @@ def markdown_by_category(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """Overrides this script would not apply as a run does: the data are read here, not by
+    ``data.*`` (shot draw, image size, split), and the aligner and fusion come from
+    ``--aligners`` / ``--fusions`` (an override would fit with one and label the rows with another)."""
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key.startswith("data.") or key == "data":
+            raise SystemExit(f"--overrides {o}: this script reads the data itself (numpy shot draw, the backbone's "
+                             "input size, the test split); run `python -m locoad` for data settings")
+        if key in ("aligner", "fusion"):
+            raise SystemExit(f"--overrides {o}: choose the {key} with --{key}s (the rows are labelled by it)")
+
+
+def by_configuration(results: list[dict], table) -> str:
+    """``table(rows)`` of each (aligner, fusion) in ``results``, headed by it where there are
+    several: their rows are never averaged together."""
+    configs = sorted({(r["aligner"], r["fusion"]) for r in results})
+    if len(configs) == 1:
+        return table(results)
+    return "\n\n".join(f"aligner={a}, fusion={f}:\n\n" + table([r for r in results if (r["aligner"], r["fusion"]) == (a, f)])
+                        for a, f in configs)
+
+
 def markdown_fused(results: list[dict]) -> str:
     """Fused F1-max and AUROC (overall, logical, structural), mean over seeds, per category and
-    k, then the mean over categories."""
+    k, then the mean over categories; one table per aligner and fusion."""
+    if len({(r["aligner"], r["fusion"]) for r in results}) > 1:
+        return by_configuration(results, markdown_fused)
     lines = ["| category | k | seeds | F1-max | logical F1 | structural F1 | AUROC | logical AUROC | structural AUROC |",
              "|---|---|---|---|---|---|---|---|---|"]
     cats = sorted({r["category"] for r in results})

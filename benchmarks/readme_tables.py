@@ -68,8 +68,14 @@ PER_DEFECT = {"photo-like": "quality_default_heldout_grid.json", "clean": "quali
 
 @cache
 def results(name: str) -> tuple[dict, ...]:
-    """The rows of a result file (read once)."""
-    return tuple(json.loads((RESULTS / name).read_text())["results"])
+    """The rows of a result file (read once): one configuration's, or the tables would average
+    over aligners or fusions as if they were seeds."""
+    rows = tuple(json.loads((RESULTS / name).read_text())["results"])
+    configs = sorted({(r.get("aligner"), r.get("fusion")) for r in rows}, key=str)
+    if len(configs) > 1:
+        raise ValueError(f"{name} holds rows of several aligners / fusions {configs}: a README table shows one "
+                         "configuration; keep one per file (quality_synthetic.py --aligners A --fusions F)")
+    return rows
 
 
 def mean_auroc(name: str, k: int) -> float:

@@ -67,7 +67,7 @@ def refuse(grid: dict, runs: dict, data: dict, fusion_cfg, rescored: frozenset[s
             continue
         run, cat = dumped_run(row, runs, data)
         per_defect = "per_defect" in row["metrics"]["fused"]
-        fused = fused_runs[row_key(row)] = build(fusion_cfg).fit(run["loo"]).fuse(run["score"])
+        fused = fused_runs[row_key(row)] = build(fusion_cfg).fit(run["loo"], shots=row["k"]).fuse(run["score"])
         added = {n: _metrics(s, cat, per_defect) for n, s in run["score"].items()
                  if n not in row["metrics"] or n in rescored}
         rows.append({**row, "metrics": {**row["metrics"], **added, "fused": _metrics(fused, cat, per_defect)}})

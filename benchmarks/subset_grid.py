@@ -42,7 +42,8 @@ def subset(grid: dict, dump_path: str, overrides: list[str]) -> tuple[dict, dict
         key = row_key(row)
         run, cat = dumped_run(row, runs, data)
         score = {n: s for n, s in run["score"].items() if n in want}
-        fused[key] = build(cfg.model.fusion).fit({n: s for n, s in run["loo"].items() if n in want}).fuse(score)
+        fused[key] = build(cfg.model.fusion).fit({n: s for n, s in run["loo"].items() if n in want},
+                                                 shots=row["k"]).fuse(score)
         per_defect = "per_defect" in row["metrics"]["fused"]
         metrics = {n: m for n, m in row["metrics"].items() if n not in drop}
         rows.append({**row, "fusion": fusion_name, "metrics": {**metrics, "fused": _metrics(fused[key], cat, per_defect)}})

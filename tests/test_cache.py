@@ -549,3 +549,13 @@ def test_keys_see_settings_held_one_object_down_and_cnn_stages(tmp_path):
     b = TimmCNNBackbone("resnet18", layers=[0, 1, 3], pretrained=False, image_size=64, patch_size=8)
     assert a.embed_dim == b.embed_dim == 384  # 128 + 256 = 64 + 64 + 256: the width cannot tell them apart
     assert fingerprint(backbone_key(a)) != fingerprint(backbone_key(b))
+
+
+def test_stored_scores_are_keyed_by_the_capture_s_aspect_too():
+    """Two encodings of one squeezed image from captures of other shapes shared a scores key."""
+    from locoad.models.seven_feature.stored import encoded_key
+    from locoad.models.seven_feature.torch_model import Encoded
+
+    rgb, seg, feats = _rgb(), np.zeros((64, 64), np.int32), torch.zeros(4, 3, 3)
+    assert encoded_key(Encoded(rgb, seg, feats, aspect=1.0)) == encoded_key(Encoded(rgb, seg, feats, aspect=1.0))
+    assert encoded_key(Encoded(rgb, seg, feats, aspect=1.0)) != encoded_key(Encoded(rgb, seg, feats, aspect=0.6875))

@@ -116,3 +116,35 @@ def test_defect_by_score_table_has_a_column_per_score_fused_last(tmp_path, capsy
     assert "| pushpins | missing | 3 | 0.30 | 0.60 |" in capsys.readouterr().out
     quality_synthetic.render([str(tmp_path / "r.json"), "--by-score", "2"])
     assert "no per-defect AUROC at k = 2" in capsys.readouterr().out
+
+
+def _fused_row(aligner: str, seed: int, auroc: float) -> dict:
+    part = {"f1_max": auroc, "auroc": auroc}
+    return {"category": "pushpins", "k": 4, "seed": seed, "aligner": aligner, "fusion": "loo",
+            "metrics": {"fused": {**part, "logical": part, "structural": part}}}
+
+
+def test_tables_never_average_two_aligners_as_if_they_were_seeds(tmp_path, monkeypatch):
+    """The fused table's rows and its mean averaged every aligner's runs together (the script's
+    default runs two); the README's helper would have done the same with such a file."""
+    import readme_tables
+
+    results = [_fused_row("hungarian", 0, 0.9), _fused_row("hungarian", 1, 0.8), _fused_row("nearest", 0, 0.5)]
+    text = quality_synthetic.markdown_fused(results)
+    assert "aligner=hungarian, fusion=loo" in text and "aligner=nearest, fusion=loo" in text
+    assert "| pushpins | 4 | 0–1 | 0.850 |" in text and "| pushpins | 4 | 0–0 | 0.500 |" in text
+    assert "0.733" not in text  # the three runs' mean
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    (tmp_path / "mixed.json").write_text(json.dumps({"results": results}))
+    readme_tables.results.cache_clear()
+    with pytest.raises(ValueError, match="several aligners / fusions"):
+        readme_tables.results("mixed.json")
+
+
+@pytest.mark.parametrize("override", ["data.shot_draw=torch", "+data.image_size=128", "aligner=nearest", "fusion=loo"])
+def test_overrides_the_script_would_not_apply_as_a_run_does_are_refused(override):
+    """data.* overrides were recorded but never applied (the script reads the data itself), and an
+    aligner= or fusion= override fitted with one component while the rows named another."""
+    with pytest.raises(SystemExit, match=override.split("=")[0].lstrip("+")):
+        quality_synthetic.check_overrides(["features=robust", override])
+    quality_synthetic.check_overrides(["features=robust", "backbone=efficientnet_lite0"])  # fine

@@ -105,3 +105,17 @@ def test_refuse_grid_keeps_the_rows_of_other_shots(tmp_path):
     refuse_grid.main([*args, "--shots", "4"])
     four, eight = json.loads((tmp_path / "b.json").read_text())["results"]
     assert four["metrics"]["fused"]["auroc"] == 1.0 and eight == other
+
+
+def test_refusion_ramps_a_weight_by_the_row_s_shots_not_the_held_out_count(tmp_path):
+    """With model.max_loo below k a run holds out fewer shots than it has; the model passes k to
+    the fusion, the re-fusion took k from the held-out count (composition's ramped weight 2/3, not 1)."""
+    rng = np.random.default_rng(1)
+    test = {"composition": rng.random(8), "foreground_patch": rng.random(8)}
+    _grid_and_two_dumps(tmp_path, {n: (v, np.ones(2)) for n, v in test.items()}, {},  # 2 held out of k = 4
+                        {"fused": {"auroc": 0.0}})
+    refuse_grid.main([str(tmp_path / "grid.json"), str(tmp_path / "old.npz"), "--out", str(tmp_path / "new.json"),
+                      "--overrides", "fusion=loo", "+fusion.full_weight_shots.composition=3",
+                      "--dump-out", str(tmp_path / "j.npz")])
+    with np.load(tmp_path / "j.npz") as joined:
+        np.testing.assert_allclose(joined[f"{TAG}/score/fused"], test["composition"] + test["foreground_patch"])

@@ -162,3 +162,28 @@ def test_testing_a_checkpoint_under_other_encoding_settings_is_an_error(fitted, 
                               override], tmp_path / "other")
     with pytest.raises(ConfigError, match=named.replace(".", r"\.").replace("[", r"\[")):
         run(cfg)
+
+
+def test_test_images_are_encoded_with_their_capture_s_aspect(loco_root, tmp_path, monkeypatch):
+    """The shots were encoded with each capture's aspect, the test images as squares (aspect 1):
+    a score that measures at the capture's scale (instance_set) compared the two at other scales."""
+    import torch
+
+    from locoad.utils import build
+
+    module = build(compose_cfg(TINY + [f"data.root={loco_root}"], tmp_path / "run").model)
+    module._pending = None
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def encode(images, shots=False, aspects=None):
+        seen["aspects"] = aspects
+        raise Seen
+
+    monkeypatch.setattr(module.model, "encode", encode)
+    aspects = torch.tensor([0.6875, 0.5], dtype=torch.float64)
+    with pytest.raises(Seen):
+        module.score_batch({"image": torch.zeros(2, 3, 112, 112), "aspect": aspects})
+    assert seen["aspects"] is aspects

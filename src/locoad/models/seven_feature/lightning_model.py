@@ -167,7 +167,7 @@ class SevenFeatureModule(AnomalyModule):
     def score_batch(self, batch: dict) -> ScoreOutput:
         if self._pending is not None:  # loaded, but no Lightning loop ran prepare()
             self.prepare()
-        encoded = self.model.encode(batch["image"])
+        encoded = self.model.encode(batch["image"], aspects=batch.get("aspect"))  # as the shots are
         scores, amap, feature_maps, class_maps = (self._stored or self.model).score_with_maps(encoded)
         if not self.model.fusion.transductive:
             scores["fused"] = self.model.fuse(scores)

@@ -107,7 +107,8 @@ def encoded_key(enc: Encoded) -> str:
     shot's moved copies' features); kept with the image so it is computed once."""
     key = enc.memo.get("content_key")
     if key is None:
-        parts = (content_hash(enc.rgb), content_hash(enc.segments), content_hash(enc.features.float()))
+        parts = (content_hash(enc.rgb), content_hash(enc.segments), content_hash(enc.features.float()),
+                 f"aspect={enc.aspect!r}")  # the capture's shape: a score may measure at its scale
         if enc.foreground is not None:
             parts += (content_hash(enc.foreground),)
         if enc.augmented is not None:  # a shot's moved copies are in the patch memory too
