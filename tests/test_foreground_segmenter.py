@@ -21,7 +21,11 @@ class Halves(Segmenter):
 
     def __init__(self, wide: bool = False, calls: list | None = None):
         super().__init__(min_area=0.0, drop_background=False)
-        self.wide, self.calls = wide, calls if calls is not None else []
+        self.wide, self._calls = wide, calls if calls is not None else []  # a record, not a setting
+
+    @property
+    def calls(self) -> list:
+        return self._calls
 
     def propose(self, rgb: np.ndarray) -> np.ndarray:
         self.calls.append(self.wide)
