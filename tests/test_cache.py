@@ -559,3 +559,32 @@ def test_stored_scores_are_keyed_by_the_capture_s_aspect_too():
     rgb, seg, feats = _rgb(), np.zeros((64, 64), np.int32), torch.zeros(4, 3, 3)
     assert encoded_key(Encoded(rgb, seg, feats, aspect=1.0)) == encoded_key(Encoded(rgb, seg, feats, aspect=1.0))
     assert encoded_key(Encoded(rgb, seg, feats, aspect=1.0)) != encoded_key(Encoded(rgb, seg, feats, aspect=0.6875))
+
+
+def test_prune_counts_a_file_another_job_removed_first_as_freed(tmp_path, monkeypatch):
+    """Two jobs pruning one cache: a file the other removed first was not counted as freed, so
+    this job went on deleting newer entries for space that was already free."""
+    from pathlib import Path
+
+    from locoad.cache.disk import prune_lru
+
+    d = tmp_path / "features" / "cfg" / "ab"
+    d.mkdir(parents=True)
+    files = []
+    for i in range(4):
+        f = d / f"ab{i}.pt"
+        f.write_bytes(b"x" * 1000)
+        files.append(f)
+    for i, f in enumerate(files):
+        _age([f], 400 - 100 * i)  # ab0 the oldest
+    unlink = Path.unlink
+
+    def raced(self, *args, **kwargs):
+        if self.name == "ab0.pt":  # the other job got there first
+            unlink(self)
+            raise FileNotFoundError(self)
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", raced)
+    prune_lru(tmp_path, 3000 / 1e9)
+    assert sorted(p.name for p in d.iterdir()) == ["ab1.pt", "ab2.pt", "ab3.pt"]

@@ -102,3 +102,21 @@ def test_unreachable_online_wandb_falls_back_to_offline(tmp_path, monkeypatch, p
     lg.finish()
     assert time.monotonic() - start < 30
     assert list(Path(tmp_path, "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_a_job_that_fails_closes_its_run_as_failed(loco_root, tmp_path, monkeypatch):
+    """The run was finished in a `finally` without an exit code, so W&B recorded a crashed job
+    as a finished one."""
+    import locoad.run as runner
+
+    codes = []
+    monkeypatch.setattr(LocoadWandbLogger, "finish", lambda self, exit_code=0: codes.append(exit_code))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the job failed")
+
+    monkeypatch.setattr(runner, "fit_and_test", crash)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(RuntimeError, match="the job failed"):
+        run(compose_cfg(TINY + [f"data.root={loco_root}"], tmp_path / "run"))
+    assert codes == [1]

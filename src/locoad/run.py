@@ -175,8 +175,10 @@ def run(cfg: DictConfig) -> dict:
 
     try:
         results = fit_and_test(cfg, trainer, model, datamodule)
-    finally:
-        finish_loggers(loggers)  # one W&B run per job, also after an error: Lightning would reuse it
+    except BaseException:
+        finish_loggers(loggers, exit_code=1)  # one W&B run per job, marked failed: Lightning would reuse it
+        raise
+    finish_loggers(loggers)
     if results is None:
         return {}
     export_maps = None

@@ -114,6 +114,9 @@ def prune_lru(root: Path, max_gb: float) -> tuple[int, int]:
             break
         try:
             path.unlink()
+        except FileNotFoundError:  # another job pruned it first: its space is free all the same
+            freed += nbytes
+            continue
         except OSError:
             continue
         deleted, freed = deleted + 1, freed + nbytes

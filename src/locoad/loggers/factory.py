@@ -18,11 +18,12 @@ def build_loggers(cfg: DictConfig) -> list:
     return [build(c) for c in cfg.logger.values() if c is not None and "_target_" in c]
 
 
-def finish_loggers(loggers: list) -> None:
-    """Call ``finish()`` on every logger that has one; a failure is logged, never raised."""
+def finish_loggers(loggers: list, exit_code: int = 0) -> None:
+    """Call ``finish(exit_code)`` on every logger that has one (non-zero: the job failed, so a
+    dashboard shows it failed, not finished); a failure is logged, never raised."""
     for lg in loggers:
         if hasattr(lg, "finish"):
             try:
-                lg.finish()
+                lg.finish(exit_code)
             except Exception:  # a logger must never turn a finished job into a failed one
                 log.exception("closing logger %s failed", type(lg).__name__)

@@ -134,15 +134,16 @@ class LocoadWandbLogger(WandbLogger):
             run.summary["test/fused/au_spro_0.05"] = spro["0.05"]
 
     @rank_zero_only
-    def finish(self) -> None:
-        """Close the W&B run (flush files); the next job starts a new one."""
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the W&B run (flush files) with the job's exit code (non-zero: W&B marks it
+        failed); the next job starts a new one."""
         import wandb
 
         if self._experiment is not None:
-            self._experiment.finish()
+            self._experiment.finish(exit_code=exit_code)
             self._experiment = None
         if wandb.run is not None:  # e.g. a run started through wandb.init elsewhere in the job
-            wandb.finish()
+            wandb.finish(exit_code=exit_code)
 
 
 def _finite(v: Any) -> bool:
