@@ -169,11 +169,10 @@ def run(cfg: DictConfig) -> dict:
     check_single_device(trainer)  # and on a bad device count, before any weights are loaded
     model = build(cfg.model)
     model.per_score_spro = spro_per_score
-    for lg in loggers:
-        if hasattr(lg, "log_hyperparams"):
-            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-
     try:
+        for lg in loggers:  # the first call starts a W&B run: from here on a failure closes it as failed
+            if hasattr(lg, "log_hyperparams"):
+                lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         results = fit_and_test(cfg, trainer, model, datamodule)
     except BaseException:
         finish_loggers(loggers, exit_code=1)  # one W&B run per job, marked failed: Lightning would reuse it
