@@ -84,3 +84,28 @@ def test_pixel_auroc():
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         assert np.isnan(pixel_auroc(np.zeros((2, 4, 4)), np.ones((2, 4, 4))))
+
+
+def test_pixel_auroc_orders_map_values_float16_would_tie():
+    """The maps kept for the pixel AUROC were float16 (about three digits): two pixels of 10.000
+    and 10.002 tied, so a map that orders every pixel right scored below 1."""
+    import torch
+
+    from locoad.models.base import AnomalyModule, ScoreOutput
+
+    class Fixed(AnomalyModule):
+        def score_batch(self, batch):
+            amap = torch.full((1, 8, 8), 10.0)
+            amap[0, :, :4] += 0.002 * float(batch["label"][0])  # the defect's half, just above the rest
+            return ScoreOutput({"fused": torch.tensor([1.0])}, amap)
+
+    m = Fixed()
+    m.pixel_metric_size = 8
+    m.on_test_epoch_start()
+    mask = torch.zeros(1, 8, 8)
+    mask[0, :, :4] = 1
+    for label, kind in ((0, "good"), (1, "structural_anomalies")):
+        m.test_step({"path": [f"{kind}.png"], "label": torch.tensor([label]), "anomaly_type": [kind],
+                     "mask": mask * label}, 0)
+    m.on_test_epoch_end()
+    assert m.test_results.metrics["fused"]["pixel_auroc"] == 1.0

@@ -47,7 +47,7 @@ class ScoreOutput:
 class TestResults:
     table: pd.DataFrame  # one row per image: path, label, anomaly_type, every score, extras
     metrics: dict  # {score: {f1_max, auroc, logical: {...}, structural: {...}}, ...}
-    anomaly_maps: np.ndarray | None = None  # (N, s, s) float16 at pixel_metric_size
+    anomaly_maps: np.ndarray | None = None  # (N, s, s) float32 at pixel_metric_size
     label_maps: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N, s, s) int16
     masks: np.ndarray | None = None  # (N, s, s) bool ground-truth defect masks, with anomaly_maps
     mask_known: np.ndarray | None = None  # (N,) bool: False for an anomalous image without masks
@@ -136,7 +136,8 @@ class AnomalyModule(L.LightningModule):
         if out.anomaly_map is not None:
             amap = F.interpolate(out.anomaly_map[:, None].float(), size=(s, s), mode="bilinear", align_corners=False)
             mask = F.interpolate(batch["mask"][:, None].float(), size=(s, s), mode="nearest")
-            self._maps.append(amap[:, 0].cpu().numpy().astype(np.float16))
+            # float32: float16 keeps ~3 digits, which ties pixels the pixel AUROC should order
+            self._maps.append(amap[:, 0].cpu().numpy().astype(np.float32))
             self._masks.append(mask[:, 0].cpu().numpy() > 0.5)
             # An anomalous image without ground-truth masks has an all-zero mask, which is no
             # ground truth: its pixels are left out of the pixel metrics (the data module warns).
