@@ -229,3 +229,11 @@ def test_random_weight_sam_is_the_same_network_whatever_the_global_seed():
         assert torch.equal(torch.random.get_rng_state(), before)
     for k, v in weights[0].items():
         assert torch.equal(v, weights[1][k]), k
+
+
+def test_a_missing_test_only_checkpoint_names_no_download(tmp_path: Path):
+    """The test-only architecture has no published file; the message pointed at a URL that does not exist."""
+    with pytest.raises(FileNotFoundError) as err:
+        SamSegmenter(model_type="vit_tiny", checkpoint=str(tmp_path / "tiny.pth"), allow_random_weights=True)
+    msg = str(err.value)
+    assert "test-only architecture" in msg and "http" not in msg

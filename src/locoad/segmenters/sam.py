@@ -11,7 +11,7 @@ import torch
 
 from locoad.backbones.base import check_state_dict
 from locoad.device import resolve_device
-from locoad.errors import ConfigError, checkpoint_missing
+from locoad.errors import CheckpointNotFoundError, ConfigError, checkpoint_missing
 from locoad.segmenters.base import Segmenter
 
 # Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
@@ -93,7 +93,11 @@ class SamSegmenter(Segmenter):
         if checkpoint is not None:
             checkpoint = str(Path(checkpoint).expanduser())  # `~/weights/...` as the other loaders read it
         if checkpoint is not None and not Path(checkpoint).is_file():
-            fname = SAM_CHECKPOINTS.get(model_type, Path(checkpoint).name)
+            if model_type not in SAM_CHECKPOINTS:  # the test-only architecture: nothing is published
+                raise CheckpointNotFoundError(f"SAM checkpoint not found: {checkpoint}. model_type={model_type} is a "
+                                              "test-only architecture with no published weights: save its state "
+                                              "dict there, or set segmenter.checkpoint=null")
+            fname = SAM_CHECKPOINTS[model_type]
             raise checkpoint_missing("SAM", checkpoint, fname, SAM_URL.format(fname), "segmenter.checkpoint")
         if min_mask_region_area > 0 and importlib.util.find_spec("cv2") is None:
             # segment_anything's small-region removal imports OpenCV lazily, mid-run.
