@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from locoad.nested import flat
+
 log = logging.getLogger(__name__)
 
 GROUPS = ("model", "segmenter", "aligner", "backbone", "features", "fusion")
@@ -89,17 +91,11 @@ def describe(job: Path, cfg: dict) -> dict[str, Any]:
     return row
 
 
-def leaves(cfg: Any, prefix: str = "") -> dict[str, str]:
+def leaves(cfg: dict) -> dict[str, str]:
     """Every entry of a resolved config as ``dotted.key -> value`` (lists as JSON), the
     :data:`IGNORED` ones left out."""
-    if prefix and any(prefix == k or prefix.startswith(k + ".") for k in IGNORED):
-        return {}
-    if isinstance(cfg, dict):
-        out: dict[str, str] = {}
-        for k, v in cfg.items():
-            out.update(leaves(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: json.dumps(cfg, sort_keys=True, default=str) if isinstance(cfg, list) else str(cfg)}
+    return {k: json.dumps(v, sort_keys=True, default=str) if isinstance(v, list) else str(v)
+            for k, v in flat(cfg).items() if not any(k == i or k.startswith(i + ".") for i in IGNORED)}
 
 
 def settings(runs: pd.DataFrame, configs: list[dict[str, str]]) -> list[str]:

@@ -20,6 +20,7 @@ from locoad.data.ground_truth import LocoGroundTruth
 from locoad.errors import ConfigError
 from locoad.metrics import image_metrics, pixel_auroc
 from locoad.metrics.loco import loco_au_spro_maps, per_defect_auroc
+from locoad.nested import flat
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +60,8 @@ class TestResults:
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
     """{"a": {"b": 1}} -> {"test/a/b": 1.0} ({"a/b": 1.0} with ``prefix=""``), skipping non-numeric leaves."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        key = f"{prefix}/{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(flatten_metrics(v, key))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[key] = float(v)
-    return out
+    return {k: float(v) for k, v in flat(metrics, "/", prefix).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def check_single_device(trainer: L.Trainer) -> None:

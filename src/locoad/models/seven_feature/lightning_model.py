@@ -23,6 +23,7 @@ from locoad.models.seven_feature.stored import (
     stored_backbone,
 )
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel, resize_nearest
+from locoad.nested import flat
 from locoad.segmenters.base import Segmenter
 
 STATE_KEY = "seven_feature_shots"
@@ -204,17 +205,9 @@ class SevenFeatureModule(AnomalyModule):
         return out
 
 
-def differences(saved: dict, now: dict, prefix: str = "", limit: int = 4) -> list[str]:
+def differences(saved: dict, now: dict, limit: int = 4) -> list[str]:
     """``key: checkpoint X, config Y`` for each leaf where two nested settings differ (at most
     ``limit``; a long list says how many more)."""
-    out: list[str] = []
-
-    def walk(a, b, path):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                walk(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
-        elif a != b:
-            out.append(f"{path}: checkpoint {a!r}, config {b!r}")
-
-    walk(saved, now, prefix)
+    a, b = flat(saved), flat(now)
+    out = [f"{k}: checkpoint {a.get(k)!r}, config {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
     return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])
