@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from locoad.aligners.base import Aligner
+from locoad.backbones.base import shape_mismatches
 from locoad.device import resolve_device
 from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing
 from locoad.types import SegmentedImage
@@ -125,9 +126,7 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
         obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
         state = {k.removeprefix("module."): v for k, v in state.items()}
-        expected = model.state_dict()
-        wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-                 for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+        wrong = shape_mismatches(model.state_dict(), state)
         if wrong:
             raise CheckpointMismatchError(
                 f"{checkpoint} does not fit DeAOT variant {variant!r}: {len(wrong)} tensors of another shape "

@@ -118,6 +118,16 @@ def create_timm_model(model_name: str, pretrained: bool, offline_hint: str, **kw
         ) from err
 
 
+def shape_mismatches(expected: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """``key: checkpoint (shape) vs model (shape)`` for every tensor a model's state dict
+    (``expected``) and a checkpoint's both have, in another shape."""
+    return sorted(
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    )
+
+
 def check_state_dict(
     model: nn.Module, state_dict: dict[str, torch.Tensor], source: str, ignore_unexpected: tuple[str, ...] = ()
 ) -> None:
@@ -131,11 +141,7 @@ def check_state_dict(
     unexpected = sorted(
         k for k in set(state_dict) - set(expected) if not k.startswith(ignore_unexpected)
     )
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    )
+    mismatched = shape_mismatches(expected, state_dict)
     if not (missing or unexpected or mismatched):
         return
 
