@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: torch sees no CUDA device here; drop --device (the CPU) or run on a GPU machine")
+    check_overrides(args.overrides)  # before any data is generated or read
     if args.only:
         try:
             args.overrides = [*args.overrides, *only_features(args.overrides, args.only)]
@@ -253,7 +254,6 @@ def main(argv: list[str] | None = None) -> None:
     results: list[dict] = []
     for cat in args.categories:
         t0 = time.time()
-        check_overrides(args.overrides)
         encoder = compose_model(args.overrides, args.device)
         # Images are read at the backbone's input size, as ``data.image_size`` does in a run.
         dm = LocoDataModule(args.root, cat, k_shot=None, seed=0, image_size=getattr(encoder.backbone, "image_size", 518))
