@@ -34,15 +34,20 @@ def test_missing_checkpoint_is_locoad_error_not_hydra_wrapper(tmp_path):
         pytest.fail("no error for a missing checkpoint")
 
 
+def run_cli(cmd: list[str]) -> subprocess.CompletedProcess:
+    """``cmd`` from the repository, W&B offline, user errors as their one line (no traceback)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
+    env.pop("LOCOAD_TRACEBACK", None)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
 def cli_error_line(loco_root, *overrides: str) -> str:
     """Run ``python -m locoad`` on the tiny data with ``overrides``; assert it stops with exit
     code 2 and exactly one [ERROR] line, no Hydra wrapper and no traceback; return that line."""
     cmd = [sys.executable, "-m", "locoad", "data=mvtec_loco", f"data.root={loco_root}", "data.category=widgets",
            "data.k_shot=2", "logger=none", *overrides, f"paths.root_dir={loco_root.parent}",
            f"hydra.run.dir={loco_root.parent / 'run'}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    env.pop("LOCOAD_TRACEBACK", None)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(cmd)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-3000:]
     assert "Traceback" not in out and "Error in call to target" not in out and "Error executing job" not in out
@@ -119,9 +124,7 @@ def test_a_user_error_in_one_job_of_a_multirun_does_not_stop_the_others(loco_roo
            "data.category=widgets", "data.k_shot=0,2", "logger=none", "backbone=handcrafted",
            "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64", "features=all7",
            "fusion=loo", "data.num_workers=0", f"paths.root_dir={loco_root.parent}", f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    env.pop("LOCOAD_TRACEBACK", None)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(cmd)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0  # the sweep still says it had a failed job
     assert [line for line in out.splitlines() if "[ERROR]" in line][0].endswith("got 0")
