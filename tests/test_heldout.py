@@ -9,9 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from locoad.data.ground_truth import load_defects_config
-from locoad.data.heldout import CATEGORIES, PIXEL_VALUES, SIZES, generate_heldout
+from locoad.data.heldout import (
+    BUILDERS,
+    CATEGORIES,
+    PIXEL_VALUES,
+    SIZES,
+    STRUCTURAL,
+    _structural,
+    generate_heldout,
+    pin_box,
+    render,
+)
 from locoad.data.layout import list_split
 
 COUNTS = {"n_train": 1, "n_validation": 0, "n_test_good": 1, "n_logical": 4, "n_structural": 3}
@@ -88,3 +99,35 @@ def test_a_half_written_description_is_refused_with_the_fix(tmp_path: Path) -> N
     with pytest.raises(FileExistsError, match="not written by"):
         generate_heldout(tmp_path, seed=1, size_factor=0.08, categories=["flask"], **COUNTS)
     assert (tmp_path / "flask" / "dataset.json").is_file()
+
+
+def test_a_misplaced_pin_lies_on_a_wall_between_two_compartments() -> None:
+    """The logical edit moves a pin onto a wall; it used to land in a compartment's middle, which
+    left about one such image in ten normal (the pin back in its own compartment)."""
+    cells = np.array([(0.5 + (c - 1.5) * 0.19, 0.5 + (r - 0.5) * 0.22) for r in range(2) for c in range(4)])
+    for i in range(40):
+        parts, _ = pin_box(np.random.default_rng([7, i]), i, "misplaced")
+        before, _ = pin_box(np.random.default_rng([7, i]), i)
+        moved = [a for a, b in zip(parts, before) if a is not None and a["kind"] == "pin"
+                 and not np.allclose(a["prims"][0][1], b["prims"][0][1])]
+        assert len(moved) == 1
+        x = moved[0]["prims"][0][1].mean(0)[0]
+        # a compartment is 0.165 wide: its nearest centre is at least half a pitch minus a bit away
+        assert np.abs(cells[:, 0] - x).min() > 0.09, (i, x)
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_structural_masks_cover_every_changed_pixel(category: str) -> None:
+    """A crack or chip is drawn over the target's neighbours too (a chip bites the background
+    colour through a tray under a cookie): the mask must hold those pixels, not only the target's."""
+    size = tuple(round(v * 0.25) for v in SIZES[category])
+    cam = {"angle": 0.0, "zoom": 1.0, "shift": np.zeros(2)}
+    for i in range(12):
+        rng = np.random.default_rng([3, i])
+        parts, _ = BUILDERS[category](rng, i)
+        defect = _structural(rng, STRUCTURAL[i % 3], parts, category)
+        plain = render(category, parts, cam, [], size, rng, photo=False)[0].astype(int)
+        shown, _, (mask,) = render(category, parts, cam, [defect], size, rng, photo=False)
+        changed = np.abs(shown.astype(int) - plain).max(-1) > 40  # clearly changed, not an edge's blend
+        grown = ndimage.binary_dilation(mask, iterations=2)  # the mask's edge is the footprint's
+        assert not (changed & ~grown).any(), (category, i, defect["kind"], int((changed & ~grown).sum()))
