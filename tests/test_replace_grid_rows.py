@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import replace_grid_rows
 
@@ -28,3 +29,29 @@ def test_a_row_the_grid_lacks_is_an_error():
     grid = {"command": "x", "results": [_row("a", 4, 0.7)]}
     with pytest.raises(KeyError, match="not in the grid"):
         replace_grid_rows.replace_rows(grid, [{"command": "y", "results": [_row("a", 8, 0.9)]}], "note")
+
+
+def _dump(category: str, ks: list[int], value: float) -> dict:
+    out = {f"{category}/labels": np.array([0, 1]), f"{category}/types": np.array(["good", "logical_anomalies"])}
+    for k in ks:
+        for kind in ("score", "loo"):
+            out[f"{category}/hungarian/loo/{k}/0/{kind}/fused"] = np.full(2, value)
+    return out
+
+
+def test_a_rerun_dump_replaces_its_categorys_runs_and_data(tmp_path):
+    np.savez(tmp_path / "d.npz", **_dump("a", [4], 0.1), **_dump("b", [4], 0.2))
+    np.savez(tmp_path / "re.npz", **{**_dump("a", [1, 4], 0.9), "a/labels": np.array([1, 0])})
+    replace_grid_rows.main([str(tmp_path / "d.npz"), str(tmp_path / "re.npz")])
+    with np.load(tmp_path / "d.npz") as out:
+        assert out["a/hungarian/loo/4/0/score/fused"][0] == 0.9 and out["b/hungarian/loo/4/0/score/fused"][0] == 0.2
+        assert list(out["a/labels"]) == [1, 0]  # the category's new images' labels
+        assert "a/hungarian/loo/1/0/score/fused" not in out.files  # a k the dump did not hold
+
+
+def test_a_rerun_dump_must_hold_every_run_of_its_category():
+    # the re-run's images replace the category's labels: a run left out would be scored against them
+    with pytest.raises(KeyError, match="re-run every run of a"):
+        replace_grid_rows.replace_dump_runs(_dump("a", [4, 8], 0.1), [_dump("a", [4], 0.9)])
+    with pytest.raises(KeyError, match="holds no run of c"):
+        replace_grid_rows.replace_dump_runs(_dump("a", [4], 0.1), [_dump("c", [4], 0.9)])
