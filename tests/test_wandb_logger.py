@@ -120,3 +120,11 @@ def test_a_job_that_fails_closes_its_run_as_failed(loco_root, tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="the job failed"):
         run(compose_cfg(TINY + [f"data.root={loco_root}"], tmp_path / "run"))
     assert codes == [1]
+
+
+def test_numpy_metrics_reach_the_summary():
+    """A metric computed in numpy float32 is a number too (it was dropped from the run's summary)."""
+    from locoad.loggers.wandb_logger import _finite
+
+    assert _finite(np.float32(0.5)) and _finite(np.float64(0.5)) and _finite(3) and _finite(np.int64(3))
+    assert not any(_finite(v) for v in (True, np.bool_(True), np.float32("nan"), float("inf"), None, "0.5"))
