@@ -14,8 +14,8 @@ images' noise. The same is printed for the *lowest part per seed*: per aligner a
 single run shows; the project's rules ask that a change not lower it). A side may be several
 dumps joined by ``+`` (``BASE.npz+NEW_FEATURE.npz``): a feature scored alone (``quality_synthetic.py
 --only <name> --dump``) joins, or replaces, the scores of the dumps before it. ``--per-type``
-also prints each category's logical and structural AUROC of both sides (mean over the runs) with
-its own 95 % interval; ``--floor`` (0.65) counts, per side, the runs whose lower part is below it
+also prints each category's logical and structural AUROC of both sides (mean over the runs) and
+their paired difference with its 95 % interval; ``--floor`` (0.65) counts, per side, the runs whose lower part is below it
 (the project's adoption rules ask that a change add none); ``--seeds`` keeps only those shot draws (``--seeds 0``: one draw, as a
 single run of ``locoad`` with ``data.seed=0`` sees). Runs pair by category, aligner, k and seed:
 two configurations with fusions of their own pair too (``--new-overrides fusion=<its fusion>``).
@@ -129,18 +129,20 @@ def bootstrap(pairs: list[tuple[tuple, tuple]], b: int, seed: int = 0) -> dict[s
     return out
 
 
-def per_type(runs: dict[tuple, np.ndarray], data: dict[str, dict], b: int,
+def per_type(sides: list[dict[tuple, np.ndarray]], data: dict[str, dict], b: int,
              rng: np.random.Generator) -> dict[tuple[str, str], np.ndarray]:
-    """(category, "logical" / "structural") -> (b + 1,) mean AUROC over the category's runs of
-    that type against the good images, row 0 as measured, then ``b`` resamples."""
+    """(category, "logical" / "structural") -> (b + 1, sides) mean AUROC over the category's runs of
+    that type against the good images, row 0 as measured, then ``b`` resamples, each drawn once
+    for every side (paired: their difference's interval holds only the test images' noise)."""
     out = {}
-    for cat in sorted({key[0] for key in runs}):
+    for cat in sorted({key[0] for key in sides[0]}):
         t = np.asarray(data[cat]["types"])
         for short, mask in part_masks(t).items():
             keep = np.flatnonzero(mask)
             idx = keep[draws(t[keep], b, rng)]
-            out[cat, short] = np.mean([drawn_auroc(score, data[cat]["labels"], idx)
-                                       for key, score in runs.items() if key[0] == cat], axis=0)
+            out[cat, short] = np.stack([np.mean([drawn_auroc(score, data[cat]["labels"], idx)
+                                                 for key, score in runs.items() if key[0] == cat], axis=0)
+                                        for runs in sides], axis=1)
     return out
 
 
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="only the runs of these shot draws (data.seed)")
     ap.add_argument("--floor", type=float, default=0.65,
                     help="count the runs whose lower part (logical or structural AUROC) is below this (default 0.65)")
-    ap.add_argument("--per-type", action="store_true", help="also each category's logical / structural AUROC with its interval")
+    ap.add_argument("--per-type", action="store_true", help="also each category's logical / structural AUROC and the paired difference's interval")
     args = ap.parse_args(argv)
     if len(args.dumps) % 2:
         ap.error(f"got {len(args.dumps)} dump files: pass them in pairs, BASE NEW [BASE NEW ...]")
@@ -202,13 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.per_type:
         rng = np.random.default_rng(args.seed)
         for (base, new), ((runs_a, data), (runs_b, _)) in zip(zip(args.dumps[::2], args.dumps[1::2]), pairs):
-            print(f"{base} -> {new}, per category and type (95 % interval of each side):")
-            typed = per_type(runs_a, data, args.B, rng), per_type(runs_b, data, args.B, rng)
-            for (cat, short), a in typed[0].items():
-                cells = [f"{v[0]:.3f} [{lo:.3f}, {hi:.3f}]" for v in (a, typed[1][cat, short])
-                         for lo, hi in [np.percentile(v[1:], [2.5, 97.5])]]
-                print(f"  {cat:22s} {short:10s} base {cells[0]}  new {cells[1]}")
-
+            print(f"{base} -> {new}, per category and type (mean AUROC, paired difference and its 95 % interval):")
+            for (cat, short), v in per_type([runs_a, runs_b], data, args.B, rng).items():
+                diff = v[1:, 1] - v[1:, 0]
+                lo, hi = np.percentile(diff, [2.5, 97.5])
+                print(f"  {cat:22s} {short:10s} base {v[0, 0]:.3f}  new {v[0, 1]:.3f}  "
+                      f"difference {v[0, 1] - v[0, 0]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
 
 if __name__ == "__main__":
     main()

@@ -107,15 +107,18 @@ def test_per_type_figures_and_the_seeds_filter(tmp_path, capsys):
     cfg = paired_bootstrap.compose_config(["fusion=loo"]).model.fusion
     runs, data = paired_bootstrap.fused_runs(path, cfg, seeds=[0])
     assert [key[3] for key in runs] == [0]  # (category, aligner, k, seed)
-    typed = paired_bootstrap.per_type(runs, data, 200, np.random.default_rng(0))
+    typed = paired_bootstrap.per_type([runs, runs], data, 200, np.random.default_rng(0))
     assert set(typed) == {("widgets", "logical"), ("widgets", "structural")}
     good_or_logical = TYPES != "structural_anomalies"
-    assert typed["widgets", "logical"][0] == pytest.approx(roc_auc_score(LABELS[good_or_logical], scores[0][good_or_logical]))
-    lo, hi = np.percentile(typed["widgets", "structural"][1:], [2.5, 97.5])
+    assert typed["widgets", "logical"][0, 0] == pytest.approx(roc_auc_score(LABELS[good_or_logical], scores[0][good_or_logical]))
+    lo, hi = np.percentile(typed["widgets", "structural"][1:, 0], [2.5, 97.5])
     assert hi - lo > 0.1  # 8 good and 4 anomalous images: a wide interval
+    # ... but one draw serves both sides: the same scores differ by exactly nothing in every draw
+    assert np.array_equal(typed["widgets", "structural"][:, 0], typed["widgets", "structural"][:, 1])
     paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "--seeds", "0", "--per-type", "-B", "50"])
     out = capsys.readouterr().out
     assert "widgets                logical    base" in out and "structural" in out
+    assert "difference +0.000 [+0.000, +0.000]" in out
     with pytest.raises(ValueError, match="no dumped runs of --seeds"):
         paired_bootstrap.main([path, path, "--overrides", "fusion=loo", "--seeds", "7"])
 
