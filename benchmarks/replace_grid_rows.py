@@ -28,16 +28,37 @@ def row_key(row: dict) -> tuple:
     return row["category"], row["aligner"], row["fusion"], row["k"], row["seed"]
 
 
+def same_configuration(a: list[str], b: list[str]) -> bool:
+    """Whether two lists of overrides compose the same configuration."""
+    from omegaconf import OmegaConf
+    from quality_synthetic import compose_config
+
+    return OmegaConf.to_container(compose_config(a)) == OmegaConf.to_container(compose_config(b))
+
+
 def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
-    """``grid`` with each re-run row in place of its row (order kept) and ``note: commands`` appended."""
+    """``grid`` with each re-run row in place of its row (order kept) and ``note: commands`` appended.
+    The re-runs must share the grid's settings (variant, sizes, overrides, ...); a re-run on another
+    version of the generator is said in ``data`` (which rows are of which version)."""
     rows = {row_key(r): r for r in grid["results"]}
+    data = grid.get("data")
     for rerun in reruns:
+        differ = sorted(k for k in set(grid) | set(rerun) if k not in ("command", "results", "data")
+                        and k in grid and grid.get(k) != rerun.get(k))
+        if differ == ["overrides"] and same_configuration(grid["overrides"], rerun["overrides"]):
+            differ = []  # e.g. a preset's overrides and the default they have become
+        if differ:
+            raise ValueError(f"the re-run differs from the grid in {', '.join(differ)}: re-run with the grid's settings")
         for row in rerun["results"]:
             if row_key(row) not in rows:
                 raise KeyError(f"re-run row {row_key(row)} is not in the grid; re-run only rows the grid has")
             rows[row_key(row)] = row
+        if rerun.get("data") and rerun["data"] != data:
+            cats = ", ".join(sorted({r["category"] for r in rerun["results"]}))
+            data = f"{data or 'earlier data'}; rows of {cats} re-run on {rerun['data']}"
     command = f"{grid['command']} ; {note}: " + " ; ".join(r["command"] for r in reruns)
-    return {**grid, "command": command, "results": [rows[row_key(r)] for r in grid["results"]]}
+    out = {**grid, "command": command, "results": [rows[row_key(r)] for r in grid["results"]]}
+    return {**out, "data": data} if data is not None else out
 
 
 def replace_dump_runs(dump: dict[str, np.ndarray], reruns: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -55,3 +55,20 @@ def test_a_rerun_dump_must_hold_every_run_of_its_category():
         replace_grid_rows.replace_dump_runs(_dump("a", [4, 8], 0.1), [_dump("a", [4], 0.9)])
     with pytest.raises(KeyError, match="holds no run of c"):
         replace_grid_rows.replace_dump_runs(_dump("a", [4], 0.1), [_dump("c", [4], 0.9)])
+
+
+def test_a_rerun_must_share_the_grids_settings_and_says_its_data_version():
+    grid = {"command": "x", "variant": "heldout", "data": "heldout version 1", "results": [_row("a", 4, 0.7), _row("b", 4, 0.6)]}
+    other = {"command": "y", "variant": "heldout_clean", "results": [_row("a", 4, 0.9)]}
+    with pytest.raises(ValueError, match="differs from the grid in variant"):
+        replace_grid_rows.replace_rows(grid, [other], "note")
+    out = replace_grid_rows.replace_rows(grid, [{**other, "variant": "heldout", "data": "heldout version 2"}], "v2")
+    assert out["data"] == "heldout version 1; rows of a re-run on heldout version 2"
+
+
+def test_overrides_that_compose_the_same_configuration_are_the_same_setting():
+    grid = {"command": "x", "overrides": ["backbone=efficientnet_lite0_lite2"], "results": [_row("a", 4, 0.7)]}
+    same = {"command": "y", "overrides": [], "results": [_row("a", 4, 0.9)]}  # that backbone is the default
+    assert replace_grid_rows.replace_rows(grid, [same], "n")["results"][0]["metrics"]["fused"]["auroc"] == 0.9
+    with pytest.raises(ValueError, match="differs from the grid in overrides"):
+        replace_grid_rows.replace_rows(grid, [{**same, "overrides": ["backbone=efficientnet_lite0"]}], "n")
