@@ -588,3 +588,22 @@ def test_prune_counts_a_file_another_job_removed_first_as_freed(tmp_path, monkey
     monkeypatch.setattr(Path, "unlink", raced)
     prune_lru(tmp_path, 3000 / 1e9)
     assert sorted(p.name for p in d.iterdir()) == ["ab1.pt", "ab2.pt", "ab3.pt"]
+
+
+def test_an_entry_written_while_empty_folders_are_removed_stays(tmp_path, monkeypatch):
+    """Another job may write into a config folder between the check that it holds no entry and its
+    removal: that entry (and the folder holding it) must stay."""
+    from locoad.cache import disk
+
+    cfg = tmp_path / "features" / "abc"
+    (cfg / "ab").mkdir(parents=True)
+    (cfg / "config.json").write_text("{}")
+    entry = cfg / "ab" / "entry.pt"
+    entry.write_bytes(b"x")
+    real = disk.files
+    monkeypatch.setattr(disk, "files", lambda root: (p for p in real(root) if p != entry))  # the check saw no entry
+    disk.remove_empty_config_dirs(tmp_path)
+    assert entry.is_file() and (cfg / "config.json").is_file()  # the entry and its description
+    (cfg / "ab" / "entry.pt").unlink()
+    disk.remove_empty_config_dirs(tmp_path)  # now empty: removed
+    assert not cfg.exists()

@@ -81,13 +81,21 @@ def remove_empty_config_dirs(root: Path) -> None:
         for cfg_dir in stage_dir.iterdir():
             if not cfg_dir.is_dir() or any(p.name != "config.json" for p in files(cfg_dir)):
                 continue
-            for dirpath, _, names in os.walk(cfg_dir, topdown=False):
-                for name in names:
-                    Path(dirpath, name).unlink(missing_ok=True)
-                try:
-                    os.rmdir(dirpath)
-                except OSError:  # a job wrote into it meanwhile: keep it
-                    pass
+            # Empty <ab> folders first; an entry another job wrote since the check keeps its
+            # folder (rmdir fails) and the description beside it.
+            for dirpath, _, _ in os.walk(cfg_dir, topdown=False):
+                if Path(dirpath) != cfg_dir:
+                    _rmdir(dirpath)
+            if [p.name for p in cfg_dir.iterdir()] == ["config.json"]:
+                (cfg_dir / "config.json").unlink(missing_ok=True)
+                _rmdir(cfg_dir)
+
+
+def _rmdir(path: str | Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:  # not empty (a job wrote into it meanwhile) or gone: keep it
+        pass
 
 
 def prune_lru(root: Path, max_gb: float) -> tuple[int, int]:
