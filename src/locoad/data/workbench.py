@@ -26,7 +26,8 @@ Categories (native (width, height), none square) and their rules:
   bottom left, a sauce cup bottom right. Logical: ``misplaced`` (greens and cup traded, or a roll
   on the rice), ``missing`` (a roll, or the sauce cup), ``extra`` (a third roll).
 
-Structural defects, one small local change on one object's visible pixels: ``scratch`` (a thin
+Structural defects, one small local change on one object's visible pixels (at least 8 grey levels
+on average over its mask, on a clean render; else drawn again): ``scratch`` (a thin
 line), ``dent`` (a shading bump), ``contamination`` (a foreign blob), ``broken`` (a piece bitten
 out of the outline: what lies beneath shows), ``discolour`` (a soft patch of another hue).
 
@@ -69,7 +70,7 @@ from locoad.data.generated import (
 )
 
 FAMILY = "locoad.data.workbench"
-VERSION = 1
+VERSION = 2  # 2: every structural defect visible (a dent on a dark part could change ~5 grey levels)
 NOTE = "WORKBENCH: never tune on this data (report generalisation only)."
 
 # native (width, height) per category: not LOCO's nor the held-out family's, none square
@@ -615,6 +616,9 @@ def _structural(rng, kind: str, parts: list) -> dict:
     return out
 
 
+# a structural defect changes its mask's pixels by at least this much on average (grey levels,
+# largest channel; as the development family asks), on a clean render at this scale, in so many tries
+VISIBLE_MEAN_CHANGE, VISIBLE_CHECK_SCALE, VISIBLE_TRIES = 8.0, 0.25, 20
 OPACITY = {"scratch": 0.85, "contamination": 0.92}  # the defects painted over a part
 
 
@@ -819,10 +823,19 @@ def scene_of(category: str, seed: int, split_index: int, i: int, kind: str) -> t
     g = np.linspace(-1, 1, 257, dtype=F)
     table = 0.09 * _noise(coarse, *np.meshgrid(g, g)) + 0.045 * fine  # the table: both scales at once
     noise = (table, fine)
-    defects = []
+    scene = {"parts": parts, "gt": gt, "noise": noise, "defects": []}
     if kind == "structural_anomalies":
-        defects = [_structural(rng, STRUCTURAL[(i + ci) % len(STRUCTURAL)], parts)]
-    return {"parts": parts, "gt": gt, "noise": noise, "defects": defects}, name
+        defect_kind = STRUCTURAL[(i + ci) % len(STRUCTURAL)]
+        # A defect must show: a dent's shading on a dark part can change a few grey levels only.
+        # Checked on a small clean render, so every capture and size gets the same scene.
+        check = _Camera(STILL, *(round(v * VISIBLE_CHECK_SCALE) for v in SIZES[category]))
+        plain = render(category, scene, check)[0]
+        for _ in range(VISIBLE_TRIES):
+            scene["defects"] = [_structural(rng, defect_kind, parts)]
+            shown, _, (mask,) = render(category, scene, check)
+            if np.abs(shown - plain).max(0)[mask].mean() * 255 >= VISIBLE_MEAN_CHANGE:
+                break
+    return scene, name
 
 
 def camera_of(category: str, seed: int, split_index: int, i: int) -> tuple[dict, np.random.Generator]:
