@@ -41,7 +41,7 @@ def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
     The re-runs must share the grid's settings (variant, sizes, overrides, ...); a re-run on another
     version of the generator is said in ``data`` (which rows are of which version)."""
     rows = {row_key(r): r for r in grid["results"]}
-    data = grid.get("data")
+    versions: dict[str, set[str]] = {}  # another generator version -> the categories re-run on it
     for rerun in reruns:
         differ = sorted(k for k in set(grid) | set(rerun) if k not in ("command", "results", "data")
                         and k in grid and grid.get(k) != rerun.get(k))
@@ -53,11 +53,13 @@ def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
             if row_key(row) not in rows:
                 raise KeyError(f"re-run row {row_key(row)} is not in the grid; re-run only rows the grid has")
             rows[row_key(row)] = row
-        if rerun.get("data") and rerun["data"] != data:
-            cats = ", ".join(sorted({r["category"] for r in rerun["results"]}))
-            data = f"{data or 'earlier data'}; rows of {cats} re-run on {rerun['data']}"
+        if rerun.get("data") and rerun["data"] != grid.get("data"):
+            versions.setdefault(rerun["data"], set()).update(r["category"] for r in rerun["results"])
     command = f"{grid['command']} ; {note}: " + " ; ".join(r["command"] for r in reruns)
     out = {**grid, "command": command, "results": [rows[row_key(r)] for r in grid["results"]]}
+    data = grid.get("data")
+    for version, cats in versions.items():
+        data = f"{data or 'earlier data'}; rows of {', '.join(sorted(cats))} re-run on {version}"
     return {**out, "data": data} if data is not None else out
 
 

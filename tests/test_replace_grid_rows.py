@@ -62,8 +62,9 @@ def test_a_rerun_must_share_the_grids_settings_and_says_its_data_version():
     other = {"command": "y", "variant": "heldout_clean", "results": [_row("a", 4, 0.9)]}
     with pytest.raises(ValueError, match="differs from the grid in variant"):
         replace_grid_rows.replace_rows(grid, [other], "note")
-    out = replace_grid_rows.replace_rows(grid, [{**other, "variant": "heldout", "data": "heldout version 2"}], "v2")
-    assert out["data"] == "heldout version 1; rows of a re-run on heldout version 2"
+    rerun = {**other, "variant": "heldout", "data": "heldout version 2"}
+    out = replace_grid_rows.replace_rows(grid, [rerun, {**rerun, "results": [_row("b", 4, 0.8)]}], "v2")
+    assert out["data"] == "heldout version 1; rows of a, b re-run on heldout version 2"
 
 
 def test_overrides_that_compose_the_same_configuration_are_the_same_setting():
