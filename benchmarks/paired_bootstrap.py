@@ -211,5 +211,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {cat:22s} {short:10s} base {v[0, 0]:.3f}  new {v[0, 1]:.3f}  "
                       f"difference {v[0, 1] - v[0, 0]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
 
+
 if __name__ == "__main__":
     main()
