@@ -125,6 +125,9 @@ def test_a_job_that_fails_closes_its_run_as_failed(loco_root, tmp_path, monkeypa
 def test_numpy_metrics_reach_the_summary():
     """A metric computed in numpy float32 is a number too (it was dropped from the run's summary)."""
     from locoad.loggers.wandb_logger import _finite
+    from locoad.models.base import flatten_metrics
 
     assert _finite(np.float32(0.5)) and _finite(np.float64(0.5)) and _finite(3) and _finite(np.int64(3))
     assert not any(_finite(v) for v in (True, np.bool_(True), np.float32("nan"), float("inf"), None, "0.5"))
+    # ... and the flattened metrics the summary and Lightning's log read keep them
+    assert flatten_metrics({"fused": {"auroc": np.float32(0.5), "n": True}}) == {"test/fused/auroc": 0.5}

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import warnings
 from typing import Any
 
-import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -149,8 +147,10 @@ class LocoadWandbLogger(WandbLogger):
 
 
 def _finite(v: Any) -> bool:
-    """A finite number, numpy's too (np.float32 is no ``float``), but not a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+    """A finite number (``is_number``: numpy's too, no bool)."""
+    from locoad.models.base import is_number
+
+    return is_number(v) and math.isfinite(v)
 
 
 def _num(v: Any) -> float | None:

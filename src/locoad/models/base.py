@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -58,10 +60,14 @@ class TestResults:
     ground_truth: LocoGroundTruth | None = None  # the test samples' ground truth, when known
 
 
+def is_number(v: Any) -> bool:
+    """A real number, numpy's too (np.float32 is no ``float``), but not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
     """{"a": {"b": 1}} -> {"test/a/b": 1.0} ({"a/b": 1.0} with ``prefix=""``), skipping non-numeric leaves."""
-    return {k: float(v) for k, v in flat(metrics, "/", prefix).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in flat(metrics, "/", prefix).items() if is_number(v)}
 
 
 def check_single_device(trainer: L.Trainer) -> None:
