@@ -43,8 +43,7 @@ def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
     rows = {row_key(r): r for r in grid["results"]}
     versions: dict[str, set[str]] = {}  # another generator version -> the categories re-run on it
     for rerun in reruns:
-        differ = sorted(k for k in set(grid) | set(rerun) if k not in ("command", "results", "data")
-                        and k in grid and grid.get(k) != rerun.get(k))
+        differ = sorted(k for k in grid if k not in ("command", "results", "data") and grid[k] != rerun.get(k))
         if differ == ["overrides"] and same_configuration(grid["overrides"], rerun["overrides"]):
             differ = []  # e.g. a preset's overrides and the default they have become
         if differ:
