@@ -187,3 +187,16 @@ def test_test_images_are_encoded_with_their_capture_s_aspect(loco_root, tmp_path
     with pytest.raises(Seen):
         module.score_batch({"image": torch.zeros(2, 3, 112, 112), "aspect": aspects})
     assert seen["aspects"] is aspects
+
+
+def test_testing_a_seven_feature_checkpoint_as_ulsad_names_the_model(fitted, tmp_path):
+    """A seven-feature checkpoint given to ULSAD says which model wrote it (it failed on the
+    state dict's keys, many lines)."""
+    from locoad.errors import ConfigError
+
+    loco_root, out, _ = fitted
+    data = [o for o in TINY if o.startswith("data")]
+    cfg = compose_cfg(data + [f"data.root={loco_root}", "model=ulsad_tiny", "logger=csv", "train=false",
+                              f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path / "as_ulsad")
+    with pytest.raises(ConfigError, match="model=seven_feature"):
+        run(cfg)

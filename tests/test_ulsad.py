@@ -388,3 +388,17 @@ def test_map_quantile_levels_are_checked_before_training(tmp_path, low, high):
     cfg = compose_cfg(ulsad_overrides(tmp_path) + [f"model.q_low={low}", f"model.q_high={high}"], tmp_path / "q")
     with pytest.raises(ConfigError, match="0 <= q_low < q_high <= 1"):
         build(cfg.model)
+
+
+def test_testing_a_ulsad_checkpoint_as_seven_feature_names_the_model(fitted_run, tmp_path):
+    """A ULSAD checkpoint given to the seven-feature model (the default ``model``) says which
+    model wrote it."""
+    from locoad.errors import ConfigError
+    from locoad.run import run
+
+    root, out, _ = fitted_run
+    overrides = [o for o in ulsad_overrides(root) if not o.startswith(("model=", "trainer.", "+trainer", "backbone"))]
+    cfg = compose_cfg(overrides + ["train=false", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path / "as7")
+    with pytest.raises(ConfigError, match="model=ulsad"):
+        run(cfg)
+

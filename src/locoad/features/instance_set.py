@@ -208,7 +208,9 @@ class InstanceSetScore(Feature):
         # Splits and merges: an unmatched instance may join a matched pair on its own side when
         # it lies next to the pair's piece (within ``merge_gap``: a piece broken off, or two parts
         # that touch on the other side) and the union's size, position and chroma match the
-        # partner (shape is left out: two touching parts have no shape of their own).
+        # partner (shape is left out: two touching parts have no shape of their own). Only the
+        # side with more instances has unmatched ones, so at most one side merges and the other
+        # side's pieces are the partners as they are.
         groups = [GROUPS.index(g) for g in ("size", "position", "chroma")]
         for own, own_set, other, other_set, mine, theirs in ((a, a_set, b, b_set, rows, cols),
                                                               (b, b_set, a, a_set, cols, rows)):

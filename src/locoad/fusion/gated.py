@@ -21,6 +21,7 @@ class GatedSum(Fusion):
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         ratios = self.ratios(scores)
-        evidence = np.sum([self.weights.get(n, 1.0) * np.maximum(r - 1.0, 0.0) for n, r in ratios.items()], axis=0)
-        ties = np.mean(list(self.grouped(self.normalised(scores)).values()), axis=0)
+        weights = {n: self.weights.get(n, 1.0) for n in ratios}
+        evidence = np.sum([weights[n] * np.maximum(r - 1.0, 0.0) for n, r in ratios.items()], axis=0)
+        ties = np.mean(list(self.grouped({n: weights[n] * r for n, r in ratios.items()}).values()), axis=0)
         return evidence + self.tie_weight * ties

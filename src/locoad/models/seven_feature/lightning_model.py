@@ -142,7 +142,9 @@ class SevenFeatureModule(AnomalyModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         st = checkpoint.get(STATE_KEY)
         if st is None:
-            raise ConfigError("checkpoint has no seven-feature state: was it written by model=seven_feature?")
+            raise ConfigError("this checkpoint holds no seven-feature shots, so another model wrote it (model=ulsad?): "
+                              "test it with that model (model=ulsad and its run's settings), or give ckpt_path "
+                              "a checkpoint a model=seven_feature run saved")
         if st.get("encoding") is not None:  # checkpoints written before it was kept: not checked
             differ = differences(st["encoding"], encoding_settings(self.model))
             if differ:

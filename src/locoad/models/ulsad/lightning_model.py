@@ -17,6 +17,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from locoad.backbones.base import Backbone
 from locoad.errors import ConfigError
 from locoad.models.base import AnomalyModule, ScoreOutput
+from locoad.models.seven_feature.lightning_model import STATE_KEY as SEVEN_FEATURE_STATE
 from locoad.models.ulsad.torch_model import ULSADModel, image_score
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,10 @@ class ULSADModule(AnomalyModule):
         """A checkpoint's map quantiles were fitted under its own scoring settings: testing it
         with others would score with quantiles of other maps, so a difference is an error (a
         resumed training fits them again at its last epoch)."""
+        if SEVEN_FEATURE_STATE in checkpoint:  # before Lightning lists every state-dict key that differs
+            raise ConfigError("this checkpoint was written by model=seven_feature, not model=ulsad: test it with "
+                              "model=seven_feature (and its run's settings), or give ckpt_path a checkpoint a "
+                              "model=ulsad run saved")
         trainer = getattr(self, "_trainer", None)
         if trainer is None or trainer.state.fn != TrainerFn.TESTING:
             return
