@@ -95,3 +95,22 @@ def test_vand_runs_of_two_settings_make_two_tables(tmp_path):
     vand = (root / "report" / "vand.md").read_text()
     assert "setting: features.composition.top_n=1" in vand and "setting: features.composition.top_n=3" in vand
     assert "| pushpins | 0.600 | 0.600 |" in vand and "| pushpins | 0.900 | 0.900 |" in vand
+
+
+def test_vand_table_of_a_sweep_with_unfinished_cells(tmp_path):
+    """A (category, k) cell without a finished run (a job still running or failed) crashed the
+    table (NaN seed count); the mean row is over the categories that have every k."""
+    root = tmp_path / "sweep"
+    n = 0
+    for cat, value in (("breakfast_box", 0.6), ("pushpins", 0.9)):
+        for k in (1, 2, 4):
+            if cat == "pushpins" and k == 4:
+                continue
+            for seed in (0, 1):
+                _job(root, str(n), cat, k, seed, value)
+                n += 1
+    assert main([str(root)]) == 0
+    vand = (root / "report" / "vand.md").read_text()
+    assert "| pushpins | 0.900 | 0.900 | – | – |" in vand
+    assert "| **mean** | 0.600 | 0.600 | 0.600 | 0.600 |" in vand
+    assert "pushpins lacks k=4" in vand and "over the 1 categories with every k" in vand

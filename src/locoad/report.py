@@ -247,15 +247,23 @@ def _vand_markdown(v: pd.DataFrame) -> str:
     seeds = v.groupby(["category", "k_shot"])["seed"].nunique().unstack("k_shot")
     ks = list(mean.columns)
     mean["AUFC"] = [aufc(ks, mean.loc[c, ks].to_numpy()) for c in mean.index]
-    mean.loc["mean"] = mean.mean(axis=0)
+    # A sweep still running (or with failed jobs) lacks some (category, k) cells: the mean row is
+    # over the categories that have every k, so that its columns average the same categories.
+    complete = mean[ks].notna().all(axis=1)
+    mean.loc["mean"] = mean[complete].mean(axis=0)
     head = ["category", *[f"k={k}" for k in ks], "AUFC (normalised)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cat, r in mean.iterrows():
         cells = ["–" if pd.isna(x) else f"{x:.3f}" for x in r.to_numpy()]
         lines.append(f"| {'**mean**' if cat == 'mean' else cat} | " + " | ".join(cells) + " |")
-    n = sorted(set(seeds.to_numpy().ravel().tolist()))
+    n = sorted({int(x) for x in seeds.to_numpy().ravel() if pd.notna(x)})  # NaN: a cell without runs
     plural = "s" if max(n) > 1 else ""
-    lines += ["", f"Image-level F1-max, mean over {'/'.join(str(int(x)) for x in n)} shot-draw seed{plural} "
+    if not complete.all():
+        lacking = "; ".join(f"{c} lacks k={', '.join(str(k) for k in ks if pd.isna(mean.loc[c, k]))}"
+                            for c in complete.index[~complete])
+        lines += ["", f"No finished run yet for some cells ({lacking}): **mean** is over the "
+                  f"{int(complete.sum())} categories with every k."]
+    lines += ["", f"Image-level F1-max, mean over {'/'.join(str(x) for x in n)} shot-draw seed{plural} "
               f"(seeds {', '.join(str(s) for s in sorted(v['seed'].unique()))}); AUFC = sklearn auc over k "
               "rescaled to [0, 1].",
               "", "Published few-shot anchors (VAND 2023, MVTec LOCO AD; published figures, not measured "
