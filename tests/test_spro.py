@@ -155,6 +155,9 @@ def test_undefined_without_regions_and_bad_inputs():
     with pytest.warns(UserWarning, match="no ground-truth region"):
         out = au_spro([(np.zeros((4, 4)), [])])
     assert all(np.isnan(v) for v in out.values())
+    with pytest.warns(UserWarning, match="no ground-truth region"):
+        curve = spro_curve([(np.zeros((4, 4)), [])])
+    assert all(np.isnan(v) for v in curve.au_spro().values())  # the curve's own areas too (were 0)
     with pytest.raises(ValueError, match="differ"):
         au_spro([(np.zeros((4, 4)), [Region.plain(np.ones((5, 5), bool))])])
     with pytest.raises(ValueError, match="NaN"):

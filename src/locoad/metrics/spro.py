@@ -24,6 +24,7 @@ score of all pixels: the area is exact, including tied scores (a diagonal segmen
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,10 @@ class SproCurve:
     n_negatives: int
 
     def area(self, limit: float) -> float:
-        """Area under the curve for fpr in [0, limit], divided by ``limit``."""
+        """Area under the curve for fpr in [0, limit], divided by ``limit``; NaN where the curve
+        is undefined (no region or no defect-free pixel)."""
+        if not (self.n_regions and self.n_negatives):
+            return math.nan
         return area_up_to(self.fpr, self.spro, limit)
 
     def au_spro(self, limits: Sequence[float] = LIMITS) -> dict[str, float]:
