@@ -200,3 +200,17 @@ def test_testing_a_seven_feature_checkpoint_as_ulsad_names_the_model(fitted, tmp
                               f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path / "as_ulsad")
     with pytest.raises(ConfigError, match="model=seven_feature"):
         run(cfg)
+
+
+@pytest.mark.parametrize("override,named", [("data.k_shot=2", "data.k_shot=3 (this run: 2)"),
+                                            ("data.seed=5", "data.seed=0 (this run: 5)")])
+def test_testing_a_checkpoint_on_another_shot_draw_is_an_error(fitted, tmp_path, override, named):
+    """A checkpoint tested with other data settings scored its own shots and wrote the run's
+    settings into config.yaml as if they were the fitted ones."""
+    from locoad.errors import ConfigError
+
+    loco_root, out, _ = fitted
+    cfg = compose_cfg(TINY + [f"data.root={loco_root}", "train=false", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}",
+                              override], tmp_path / "other_draw")
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+        run(cfg)

@@ -71,6 +71,10 @@ def warn_missing_ground_truth(samples: list[Sample], show: int = 3) -> None:
         )
 
 
+# The data settings that decide which shots a model is fitted on (kept in its checkpoints).
+FITTED_ON = ("category", "k_shot", "seed", "shot_draw")
+
+
 class LocoDataModule(L.LightningDataModule):
     """Train = the k shots (reference first), validation = validation/good, test = test/*.
 
@@ -155,6 +159,20 @@ class LocoDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits  # fail early, before any model work, on a bad layout
+
+    # -- checkpoint: what a fitted model was fitted on (Lightning stores it beside the model) ----
+    def state_dict(self) -> dict:
+        return {key: getattr(self, key) for key in FITTED_ON}
+
+    def load_state_dict(self, state: dict) -> None:
+        """A checkpoint tested (or resumed) on another category or shot draw would score one
+        product's shots against another's images, and the run's config.yaml would name the wrong
+        ones: raise instead."""
+        differ = [f"data.{k}={state[k]} (this run: {getattr(self, k)})" for k in FITTED_ON
+                  if k in state and state[k] != getattr(self, k)]
+        if differ:
+            raise ConfigError(f"this checkpoint was fitted on {', '.join(differ)}: test it with the data "
+                              "settings it was fitted with, or fit again (train=true)")
 
     def dataset(self, split: str) -> LocoDataset:
         return LocoDataset(self.splits[split], self.image_size)
