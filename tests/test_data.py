@@ -186,3 +186,17 @@ def test_an_exif_turned_photo_is_read_as_a_viewer_shows_it(tmp_path):
     assert read_size(p) == (60, 40)
     Image.fromarray(stored).save(tmp_path / "plain.jpg")
     assert read_rgb(tmp_path / "plain.jpg").shape == (40, 60, 3) and read_size(tmp_path / "plain.jpg") == (40, 60)
+
+
+def test_a_test_folder_outside_the_loco_names_is_said(loco_root, caplog):
+    """A misspelt type folder (``logical_anomaly``) was counted as anomalous without a word,
+    outside the logical / structural split."""
+    cdir = category_dir(loco_root, "widgets")
+    with caplog.at_level("WARNING", logger="locoad.data.layout"):
+        list_split(cdir, "test")
+    assert not caplog.records  # the LOCO names: nothing to say
+    (cdir / "test" / "logical_anomalies").rename(cdir / "test" / "logical_anomaly")
+    with caplog.at_level("WARNING", logger="locoad.data.layout"):
+        samples = list_split(cdir, "test")
+    assert "logical_anomaly}" in caplog.text and "rename a misspelt folder" in caplog.text
+    assert {s.label for s in samples if s.anomaly_type == "logical_anomaly"} == {1}  # still read, as anomalous

@@ -15,10 +15,13 @@ when ``data.eval_split=tune``, e.g. to choose fusion weights without touching th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from locoad.errors import ConfigError, LocoadError
+
+log = logging.getLogger(__name__)
 
 LOCO_CATEGORIES = ("breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors")
 ANOMALY_TYPES = ("logical_anomalies", "structural_anomalies")
@@ -114,8 +117,16 @@ def list_split(cdir: Path, split: str) -> list[Sample]:
             raise _missing_tune(folder)
         raise DataLayoutError(f"missing folder {folder}: the LOCO layout needs <category>/test/<type>/")
     gt_root = cdir / _ground_truth_dir(split)
+    kinds = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    other = [k for k in kinds if k not in ("good", *ANOMALY_TYPES)]
+    if other:
+        # MVTec AD-style defect folders are valid; a misspelt LOCO folder ("Good", "logical_anomaly")
+        # would otherwise go unnoticed, its images counted outside the logical / structural split.
+        log.warning("%s/{%s}: neither good, logical_anomalies nor structural_anomalies; their images count "
+                    "as anomalous, outside the logical / structural split (rename a misspelt folder)",
+                    folder, ",".join(other))
     out: list[Sample] = []
-    for kind in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+    for kind in kinds:
         for img in _images(folder / kind):
             masks: tuple[Path, ...] = ()
             if kind != "good":
