@@ -142,8 +142,11 @@ def test_bad_ground_truth_is_named(tmp_path):
     a = np.asarray(Image.open(png)).copy()
     a[0, 0] = 17
     Image.fromarray(a).save(png)
-    with pytest.raises(DataLayoutError, match="several non-zero values"):
+    with pytest.raises(DataLayoutError, match="several non-zero values .* re-export it as a lossless PNG"):
         read_channel(png, load_defects_config(cdir))
+    # without defects_config.json any value > 0 is the region (a smoothed mask failed here)
+    channel = read_channel(png, None)
+    assert channel.mask.sum() == (a > 0).sum() and channel.pixel_value == a.max() and channel.defect is None
     a[0, 0] = 0
     Image.fromarray((a > 0).astype(np.uint8) * 99).save(png)
     with pytest.raises(DataLayoutError, match="pixel value 99"):

@@ -82,15 +82,18 @@ class Channel:
 
 
 def read_channel(path: Path, defects: dict[int, DefectType] | None) -> Channel:
-    """Read one ground-truth PNG; a second non-zero value or an unknown one is an error."""
+    """Read one ground-truth PNG. With ``defects_config.json`` its one non-zero value names the
+    defect: a second value or an unknown one is an error. Without it any value > 0 marks the
+    region (``pixel_value``: the largest)."""
     a = read_mask_values(path)
     values = np.unique(a[a > 0])
-    if len(values) > 1:
+    if len(values) > 1 and defects is not None:
         raise DataLayoutError(
-            f"{path} holds several non-zero values {values.tolist()[:5]}; each ground-truth PNG is one "
-            "region of one defect: split it into one PNG per defect (one pixel value each)"
+            f"{path} holds several non-zero values {values.tolist()[:5]}, but its pixel value names its defect "
+            f"in {DEFECTS_CONFIG}: a JPEG or resized (smoothed) mask has many, re-export it as a lossless PNG "
+            "of one value; two defects in one file, split it into one PNG per defect"
         )
-    value = int(values[0]) if len(values) else 0
+    value = int(values[-1]) if len(values) else 0
     defect = None
     if defects is not None and value:
         defect = defects.get(value)
