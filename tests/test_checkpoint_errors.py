@@ -128,5 +128,6 @@ def test_a_user_error_in_one_job_of_a_multirun_does_not_stop_the_others(loco_roo
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0  # the sweep still says it had a failed job
     assert [line for line in out.splitlines() if "[ERROR]" in line][0].endswith("got 0")
+    assert "Traceback" not in out  # the sweep's closing report of the failed job is its line too
     assert not (sweep / "0" / "metrics.json").exists()
     assert (sweep / "1" / "metrics.json").is_file(), out[-3000:]

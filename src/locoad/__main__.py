@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from locoad.errors import unwrap_user_error, user_message
@@ -40,6 +41,10 @@ def metric_value(metrics: dict, path: str | None) -> float | None:
     return float(value)
 
 
+class SweepJobError(CompactHydraException):
+    """A user error in one job of a ``-m`` sweep: Hydra prints its message, no traceback."""
+
+
 def in_multirun() -> bool:
     """Whether this job is one of a ``-m`` sweep's."""
     from hydra.core.hydra_config import HydraConfig
@@ -62,7 +67,9 @@ def main(cfg: DictConfig) -> float | None:
             raise
         log.error("%s", user_message(user_error))  # Hydra's handlers: the console and run.log
         if in_multirun():
-            raise  # Hydra marks this job failed and goes on with the others (SystemExit would end the sweep)
+            # Hydra marks this job failed and goes on with the others (SystemExit would end the
+            # sweep); at the end it re-raises the first failure, and a compact one as its line only.
+            raise SweepJobError(user_message(user_error)) from None
         sys.exit(2)
     return metric_value(metrics, cfg.get("optimized_metric"))
 
