@@ -87,3 +87,20 @@ def test_runs_with_other_settings_are_kept_apart_and_only_seeds_are_averaged(tmp
     with caplog.at_level("WARNING"):
         assert main([str(root)]) == 0
     assert any("same data.seed" in r.getMessage() for r in caplog.records)
+
+
+def test_jobs_that_did_not_finish_are_named(tmp_path, capsys):
+    """A failed job (config.yaml, no metrics.json) vanished from the mean over seeds unsaid."""
+    root = tmp_path / "multi"
+    for i, f1 in enumerate((0.6, 0.8)):
+        _job(root, str(i), _seven("tray", 4, i), f1, choices={"model": "seven_feature"})
+    failed = root / "2"
+    (failed / ".hydra").mkdir(parents=True)
+    (failed / ".hydra" / "config.yaml").write_text("{}")
+    (failed / "config.yaml").write_text(yaml.safe_dump(_seven("tray", 4, 2)))
+    assert main([str(root)]) == 0
+    md = (root / "report" / "summary.md").read_text()
+    assert "1 job(s) without metrics.json (failed, killed or still running), not in the table: 2" in md
+    assert "not in the table: 2" in capsys.readouterr().out
+    (failed / "config.yaml").unlink()  # Hydra's own .hydra/config.yaml is no job of its own
+    assert main([str(root)]) == 0 and "without metrics.json" not in (root / "report" / "summary.md").read_text()

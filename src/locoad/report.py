@@ -123,6 +123,19 @@ def _f(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
+def unfinished(root: Path) -> list[str]:
+    """Job folders under ``root`` that a run started (its config.yaml) and did not finish (no
+    metrics.json): failed, killed or still running. A table over seeds without them is over fewer."""
+    out = []
+    for cfg_file in sorted(root.rglob("config.yaml")):
+        job = cfg_file.parent
+        parts = job.relative_to(root).parts
+        if any(p.startswith(".") for p in parts) or "report" in parts or (job / "metrics.json").is_file():
+            continue  # Hydra's own .hydra/config.yaml; this report's folder; a finished job
+        out.append(str(job.relative_to(root)) or ".")
+    return out
+
+
 def collect(root: Path) -> pd.DataFrame:
     """One row per finished job under ``root`` (factor columns + metric columns)."""
     rows, configs = [], []
@@ -324,10 +337,17 @@ def report(root: Path, out: Path | None = None) -> dict[str, Path]:
     if runs.empty:
         raise SystemExit(f"no finished runs (metrics.json + config.yaml) under {root}")
     summary = summarise(runs)
+    table = to_markdown(summary)
+    missing = unfinished(root)
+    if missing:
+        said = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        note = f"{len(missing)} job(s) without metrics.json (failed, killed or still running), not in the table: {said}"
+        log.warning("%s", note)
+        table += "\n\n" + note
     paths = {
         "runs": atomic_write_csv(out / "runs.csv", runs),
         "summary_csv": atomic_write_csv(out / "summary.csv", summary),
-        "summary_md": atomic_write_text(out / "summary.md", to_markdown(summary) + "\n"),
+        "summary_md": atomic_write_text(out / "summary.md", table + "\n"),
     }
     vand = vand_table(runs)
     if vand is not None:
