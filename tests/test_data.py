@@ -132,6 +132,25 @@ def test_odd_images_become_rgb_uint8(tmp_path, array, mode):
         assert tuple(rgb[0, 0]) == (255, 0, 0)
 
 
+def test_a_12_bit_camera_in_16_bit_files(tmp_path, caplog, monkeypatch):
+    """Values of 0-4095 in a 16-bit file read nearly black (scaled from 65535) without a word;
+    ``data.bit_depth=12`` scales them from their own range."""
+    import locoad.data.image_io as image_io
+
+    monkeypatch.setattr(image_io, "_LOW_RANGE_SAID", False)
+    p = tmp_path / "twelve.png"
+    Image.fromarray(np.full((8, 8), 2048, np.uint16)).save(p)
+    with caplog.at_level("WARNING", logger="locoad.data.image_io"):
+        dark = read_rgb(p)
+        read_rgb(p)
+    assert int(dark[0, 0, 0]) == 8 and caplog.text.count("data.bit_depth=10 or 12") == 1  # said once
+    assert abs(int(read_rgb(p, bit_depth=12)[0, 0, 0]) - 128) <= 1
+    with pytest.raises(ImageReadError, match="above data.bit_depth=10"):
+        read_rgb(p, bit_depth=10)
+    with pytest.raises(ConfigError, match="data.bit_depth"):
+        LocoDataModule(root=str(tmp_path), category="x", bit_depth=20)
+
+
 def _saved_mask(tmp_path, mode: str) -> Image.Image:
     """A 4 x 4 mask of ``mode`` with one defect pixel of value 200, fully opaque where it has alpha."""
     grey = np.zeros((4, 4), np.uint8)
@@ -200,3 +219,12 @@ def test_a_test_folder_outside_the_loco_names_is_said(loco_root, caplog):
         samples = list_split(cdir, "test")
     assert "logical_anomaly}" in caplog.text and "rename a misspelt folder" in caplog.text
     assert {s.label for s in samples if s.anomaly_type == "logical_anomaly"} == {1}  # still read, as anomalous
+
+
+def test_bit_depth_reaches_the_datasets(loco_root):
+    from conftest import compose_cfg
+
+    cfg = compose_cfg(["data=mvtec_loco", f"data.root={loco_root}", "data.category=widgets", "data.bit_depth=12"],
+                      loco_root.parent / "out")
+    dm = LocoDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    assert dm.dataset("test").bit_depth == 12 and dm.dataset("train").bit_depth == 12

@@ -96,6 +96,7 @@ class LocoDataModule(L.LightningDataModule):
         synthetic: dict | None = None,
         eval_split: str = "test",
         shot_draw: str = "numpy",
+        bit_depth: int | None = None,
     ):
         super().__init__()
         if eval_split not in EVAL_SPLITS:
@@ -109,6 +110,10 @@ class LocoDataModule(L.LightningDataModule):
                                 ("num_workers", num_workers, 0)):
             if not is_whole_number(value, low):
                 raise ConfigError(f"data.{key} must be a whole number >= {low}, got {value!r}")
+        if bit_depth is not None and not is_whole_number(bit_depth, 9) or (bit_depth or 0) > 16:
+            raise ConfigError(f"data.bit_depth must be the bits of a 16-bit file's values (9-16), or null "
+                              f"for the full 16-bit range; got {bit_depth!r}")
+        self.bit_depth = bit_depth
         self.eval_split = eval_split
         if shot_draw not in SHOT_DRAWS:
             raise DataLayoutError(f"data.shot_draw={shot_draw!r}; use one of {', '.join(SHOT_DRAWS)}")
@@ -175,7 +180,7 @@ class LocoDataModule(L.LightningDataModule):
                               "settings it was fitted with, or fit again (train=true)")
 
     def dataset(self, split: str) -> LocoDataset:
-        return LocoDataset(self.splits[split], self.image_size)
+        return LocoDataset(self.splits[split], self.image_size, self.bit_depth)
 
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(

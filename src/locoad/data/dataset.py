@@ -38,9 +38,10 @@ class LocoDataset(Dataset):
     aspect float, the capture's height / width (the image is squeezed to S x S).
     """
 
-    def __init__(self, samples: Sequence[Sample], image_size: int = 518):
+    def __init__(self, samples: Sequence[Sample], image_size: int = 518, bit_depth: int | None = None):
         self.samples = list(samples)
         self.image_size = image_size
+        self.bit_depth = bit_depth  # of 16-bit files' values (data.bit_depth; None: the full range)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -48,7 +49,7 @@ class LocoDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         size = self.image_size
-        capture = read_rgb(s.path)
+        capture = read_rgb(s.path, self.bit_depth)
         rgb = np.ascontiguousarray(resize_rgb(capture, size))
         mask = np.zeros((size, size), dtype=bool)
         for m in s.masks:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from locoad.errors import LocoadError
+
+log = logging.getLogger(__name__)
+_LOW_RANGE_SAID = False  # the low-range 16-bit warning was given in this process
 
 
 class ImageReadError(LocoadError, ValueError):
@@ -50,13 +54,32 @@ def read_size(path: str | Path) -> tuple[int, int]:
     return (w, h) if turned else (h, w)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
+def high_bits_to_uint8(a: np.ndarray, bit_depth: int | None, path: str | Path) -> np.ndarray:
+    """A 16-bit container's values as uint8, scaled from ``bit_depth`` bits (None: the full
+    16-bit range; not the image's own max, so brightness stays comparable across images)."""
+    global _LOW_RANGE_SAID
+    top = int(a.max(initial=0))
+    if bit_depth is None:
+        if top < 4096 and not _LOW_RANGE_SAID:
+            _LOW_RANGE_SAID = True  # once per process: every image of such a camera is alike
+            log.warning("%s: a 16-bit image whose values stop at %d (of 65535) reads nearly black; if the "
+                        "camera gives 10 or 12 bits, set data.bit_depth=10 or 12 to scale from that range", path, top)
+        full = 65535
+    else:
+        full = 2**bit_depth - 1
+        if top > full:
+            raise ImageReadError(f"{path} holds values up to {top}, above data.bit_depth={bit_depth} (at most "
+                                 f"{full}): set data.bit_depth to the camera's, or null for the full 16-bit range")
+    return np.clip(a.astype(np.float64) * (255.0 / full), 0, 255).round().astype(np.uint8)
+
+
+def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
     """Read any PIL-readable image as (H, W, 3) uint8 RGB.
 
     An EXIF orientation tag is applied (the image as a viewer shows it). Grayscale is replicated
     to 3 channels, alpha is composited on black (industrial images with alpha are rare; a
-    transparent background then reads as background), 16-bit images are scaled to 8 bits.
-    Corrupt or truncated files raise ImageReadError.
+    transparent background then reads as background), 16-bit images are scaled to 8 bits from
+    ``bit_depth`` bits (:func:`high_bits_to_uint8`). Corrupt or truncated files raise ImageReadError.
     """
     path = Path(path)
     try:
@@ -68,7 +91,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
                 rgba = np.asarray(im, dtype=np.float64) / 255.0
                 rgb = rgba[..., :3] * rgba[..., 3:4]
                 return np.round(rgb * 255).astype(np.uint8)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = high_bits_to_uint8(np.asarray(im), bit_depth, path)
+            elif im.mode == "F":
                 a = _to_uint8(np.asarray(im))
             elif im.mode != "RGB":
                 a = np.asarray(im.convert("RGB"))

@@ -65,11 +65,13 @@ class Visualiser(L.Callback):
         self.tile_size = int(tile_size)
         self.max_images = max_images
         self.log_per_type = int(log_per_type)
+        self.bit_depth: int | None = None  # the data's (data.bit_depth), read at test end
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         results = getattr(pl_module, "test_results", None)
         if not self.enabled or results is None or not trainer.is_global_zero:
             return
+        self.bit_depth = getattr(trainer.datamodule, "bit_depth", None)
         wanted = hardest(results.table, self.log_per_type) if trainer.loggers else []
         panels, titles = self.draw(results, keep=set(wanted))
         for lg in trainer.loggers:
@@ -97,7 +99,7 @@ class Visualiser(L.Callback):
         files: dict[int, str] = {}
         titles: list[str] = []
         for i in order:
-            rgb = load_rgb(str(table.at[i, "path"]), self.tile_size)
+            rgb = load_rgb(str(table.at[i, "path"]), self.tile_size, self.bit_depth)
             if rgb is None:
                 log.warning("visualiser: cannot read %s; no panel for it", table.at[i, "path"])
                 continue

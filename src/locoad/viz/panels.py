@@ -10,11 +10,11 @@ from locoad.data.image_io import ImageReadError, read_rgb
 TITLE_HEIGHT = 14
 
 
-def load_rgb(path: str, size: int) -> np.ndarray | None:
+def load_rgb(path: str, size: int, bit_depth: int | None = None) -> np.ndarray | None:
     """The image at ``path`` as (size, size, 3) uint8, read as the model reads it (an EXIF turn
-    applied, then squashed); None if unreadable."""
+    applied, 16-bit values from ``bit_depth`` bits, then squashed); None if unreadable."""
     try:
-        return _resize(read_rgb(path), size, Image.BILINEAR)
+        return _resize(read_rgb(path, bit_depth), size, Image.BILINEAR)
     except (OSError, ImageReadError):
         return None
 
