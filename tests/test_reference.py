@@ -78,3 +78,30 @@ def test_the_empty_reference_warning_speaks_of_the_shot_aligned_to(loco_root, ca
         model = small_model(reference=reference)
         model.fit(model.encode(images))
         assert ("no foreground segment" in caplog.text) is warned, reference
+
+
+def test_refit_scores_the_reference_shot_as_a_test_image_of_the_others(loco_root):
+    """``model.loo_reference=refit``: the reference shot's leave-one-out scores are those of a
+    test image of a model fitted on the other shots alone (``shared`` scores it with its own
+    class map against the others aligned to it); the other shots' and the fitted model's scores
+    are as under ``shared``."""
+    from conftest import train_images
+    from test_patch_robust import small_model
+
+    images = train_images(loco_root, 4)
+    refit, shared, others = small_model(loo_reference="refit"), small_model(), small_model()
+    enc = refit.encode(images)
+    refit.fit(enc)
+    shared.fit(shared.encode(images))
+    others.fit_memory(enc[1:])
+    alone, _, _ = others.score_parts(enc[:1])
+    for n in refit.features:
+        assert refit.loo_scores[n][0] == pytest.approx(alone[n][0], rel=1e-6), n
+        np.testing.assert_allclose(refit.loo_scores[n][1:], shared.loo_scores[n][1:], rtol=1e-6)
+    assert any(abs(refit.loo_scores[n][0] - shared.loo_scores[n][0]) > 1e-6 for n in refit.features)
+    test = refit.encode(images[:2].flip(-1))  # the full fit is back: test images score alike
+    a, b = refit.score(test)[0], shared.score(shared.encode(images[:2].flip(-1)))[0]
+    for n in refit.features:
+        np.testing.assert_allclose(a[n], b[n], rtol=1e-6)
+    with pytest.raises(ValueError, match="model.loo_reference"):
+        small_model(loo_reference="all")

@@ -44,6 +44,7 @@ class SevenFeatureModule(AnomalyModule):
         shot_augment: dict | None = None,
         cache: StageCache | None = None,
         reference: str = "first",
+        loo_reference: str = "shared",
     ):
         super().__init__()
         for group, part in (("segmenter", segmenter), ("aligner", aligner), ("backbone", backbone),
@@ -56,7 +57,7 @@ class SevenFeatureModule(AnomalyModule):
         if self.cache is not None:  # stored stages wrap the model's, which only compute
             segmenter, backbone = StoredSegmenter(segmenter, self.cache), stored_backbone(backbone, self.cache)
         self.model = SevenFeatureModel(segmenter, aligner, backbone, features, fusion, work_size, feature_norm, max_loo,
-                                       photometric, shot_augment, reference)
+                                       photometric, shot_augment, reference, loo_reference)
         # fit/score through the scores stage when it is on (a plain object: no second module)
         self._stored = StoredScores(self.model, self.cache) if self.cache is not None and self.cache.scores else None
         self.reference_parts: np.ndarray | None = None  # reference class -> true part id (alignment accuracy)

@@ -140,6 +140,7 @@ class StoredScores:
             "max_loo": m.max_loo,
             "shot_augment": m.shot_augment,
             "reference": m.reference,
+            "loo_reference": m.loo_reference,
             "code": code_fingerprint(),
         })
         stored = self._get("loo", {f"loo/{n}" for n in m.features})

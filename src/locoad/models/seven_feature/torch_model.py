@@ -119,10 +119,17 @@ class SevenFeatureModel(nn.Module):
         photometric: str = "none",
         shot_augment: dict | None = None,
         reference: str = "first",
+        loo_reference: str = "shared",
     ):
         super().__init__()
         if reference not in ("first", "typical"):
             raise ConfigError(f"model.reference must be first or typical; got {reference!r}")
+        if loo_reference not in ("shared", "refit"):
+            raise ConfigError(f"model.loo_reference must be shared or refit; got {loo_reference!r}")
+        # How the reference shot is scored in the leave-one-out calibration: ``shared``, against
+        # the others' memory as aligned to it and with its own class map (no alignment error, which
+        # no test image has); ``refit``, as a test image of a model fitted on the others alone.
+        self.loo_reference = loo_reference
         # The alignment reference: the first shot (the seed), or the most typical one
         # (aligners/reference.py); ``shot_order``: the shots as given, reference first.
         self.reference = reference
@@ -382,7 +389,24 @@ class SevenFeatureModel(nn.Module):
         for n, f in self.features.items():
             if n not in out:
                 out[n] = f.loo_scores(self.parsed_shots, held)
+        if self.aligned and self.loo_reference == "refit" and held[0] == 0:
+            for n, v in self._reference_scored_by_the_others().items():
+                out[n] = np.concatenate([[v], np.asarray(out[n])[1:]])
         return {n: out[n] for n in self.features}
+
+    def _reference_scored_by_the_others(self) -> dict[str, float]:
+        """The reference shot's scores as a test image of the model fitted on the other shots
+        (another reference among them, every shot aligned to it); the full fit is put back."""
+        fitted = {k: getattr(self, k) for k in ("shots", "parsed_shots", "patch_banks", "states", "shot_order",
+                                                "feat_mean", "feat_std")}
+        try:
+            self._fit_memory(fitted["shots"][1:])
+            values, _, _ = self.score_parts(fitted["shots"][:1])
+        finally:
+            for k, v in fitted.items():
+                setattr(self, k, v)
+            self.aligner.fit(self.segmented(self.shots[0]))
+        return {n: v[0] for n, v in values.items()}
 
     # -- score -------------------------------------------------------------------------------
     @torch.no_grad()
