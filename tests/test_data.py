@@ -93,6 +93,9 @@ def test_unknown_category_lists_found(loco_root):
     with pytest.raises(DataLayoutError, match="unknown category 'gadgets'.*Categories found: widgets"):
         LocoDataModule(str(loco_root), "gadgets").setup()
     assert list_categories(loco_root) == ["widgets"]
+    # the category folder itself as the root: the error says which root and category to give
+    with pytest.raises(DataLayoutError, match=f"is itself a category folder: set data.root={loco_root} data.category=widgets"):
+        LocoDataModule(str(loco_root / "widgets"), "breakfast_box").setup()
 
 
 def test_unreadable_image_names_file(loco_root):

@@ -71,6 +71,9 @@ def category_dir(root: str | Path, category: str) -> Path:
     found = list_categories(root)
     if category not in found:
         hint = "" if category not in LOCO_CATEGORIES else f" ({category} is an MVTec LOCO category not extracted there)"
+        if (root / "train" / "good").is_dir():  # the category folder itself given as the root
+            hint = (f" ({root} is itself a category folder: set data.root={root.parent} "
+                    f"data.category={root.name})")
         raise DataLayoutError(
             f"unknown category {category!r} under {root}{hint}. Categories found: "
             f"{', '.join(found) if found else 'none (no <category>/train/good folders)'}."
