@@ -47,7 +47,12 @@ class Feature(ABC):
 
     def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
         """Score of each held-out shot ``i`` against a memory fitted on the other shots."""
-        return np.array([self.score(shots[i], self.fit(shots[:i] + shots[i + 1 :])).value for i in held])
+        return self.loo_floored(np.array([self.score(shots[i], self.fit(shots[:i] + shots[i + 1 :])).value
+                                          for i in held]))
+
+    def loo_floored(self, scores: np.ndarray) -> np.ndarray:
+        """Leave-one-out scores as the calibration takes them (a score may floor them)."""
+        return scores
 
 
 def missing_backbone_part(score: str, part: str, have: Iterable[str]) -> ValueError:

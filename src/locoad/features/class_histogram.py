@@ -80,6 +80,5 @@ class ClassHistogramScore(VectorScore):
         keep = np.arange(n) != BACKGROUND
         return float(np.abs(a - b)[keep].sum())
 
-    def loo_scores(self, shots: list[ParsedImage], held: list[int]) -> np.ndarray:
-        scores = super().loo_scores(shots, held)
+    def loo_floored(self, scores: np.ndarray) -> np.ndarray:
         return np.maximum(scores, self.loo_floor) if self.loo_floor > 0 else scores

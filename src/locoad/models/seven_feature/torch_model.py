@@ -391,7 +391,7 @@ class SevenFeatureModel(nn.Module):
                 out[n] = f.loo_scores(self.parsed_shots, held)
         if self.aligned and self.loo_reference == "refit" and held[0] == 0:
             for n, v in self._reference_scored_by_the_others().items():
-                out[n] = np.concatenate([[v], np.asarray(out[n])[1:]])
+                out[n] = np.concatenate([self.features[n].loo_floored(np.array([v])), np.asarray(out[n])[1:]])
         return {n: out[n] for n in self.features}
 
     def _reference_scored_by_the_others(self) -> dict[str, float]:
