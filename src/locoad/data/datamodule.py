@@ -110,7 +110,7 @@ class LocoDataModule(L.LightningDataModule):
                                 ("num_workers", num_workers, 0)):
             if not is_whole_number(value, low):
                 raise ConfigError(f"data.{key} must be a whole number >= {low}, got {value!r}")
-        if bit_depth is not None and not is_whole_number(bit_depth, 9) or (bit_depth or 0) > 16:
+        if bit_depth is not None and not (is_whole_number(bit_depth, 9) and bit_depth <= 16):
             raise ConfigError(f"data.bit_depth must be the bits of a 16-bit file's values (9-16), or null "
                               f"for the full 16-bit range; got {bit_depth!r}")
         self.bit_depth = bit_depth
