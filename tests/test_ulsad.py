@@ -402,3 +402,16 @@ def test_testing_a_ulsad_checkpoint_as_seven_feature_names_the_model(fitted_run,
     with pytest.raises(ConfigError, match="model=ulsad"):
         run(cfg)
 
+
+
+@pytest.mark.parametrize("override", ["data.k_shot=1", "data.batch_size=1"])
+def test_ulsad_with_one_image_batches_only_is_an_error(tmp_path, override):
+    """Every one-image batch is skipped (BatchNorm needs two), so k_shot=1 trained nothing and
+    tested a random model after one warning."""
+    from locoad.errors import ConfigError
+    from locoad.run import run
+
+    key = override.split("=")[0]
+    cfg = compose_cfg([o for o in ulsad_overrides(tmp_path) if not o.startswith(key)] + [override], tmp_path / "run")
+    with pytest.raises(ConfigError, match="two images or more"):
+        run(cfg)

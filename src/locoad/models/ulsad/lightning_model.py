@@ -122,6 +122,13 @@ class ULSADModule(AnomalyModule):
         return self.trainer.train_dataloader
 
     def on_train_start(self) -> None:
+        loader = self.trainer.train_dataloader
+        n, size = len(getattr(loader, "dataset", ())), getattr(loader, "batch_size", None) or 2
+        if n < 2 or size < 2:
+            # Every batch would be skipped (training_step): the branches would stay untrained.
+            raise ConfigError(f"ULSAD trains on batches of two images or more (its global branch's BatchNorm), "
+                              f"but has {n} training image(s) in batches of {size}: use data.k_shot >= 2 "
+                              "(or null for every training image) and data.batch_size >= 2")
         # Once per model: a resumed run restores the statistics from the checkpoint.
         if not bool(self.model.features.fitted):
             self.model.features.fit(self._images(self.trainer.train_dataloader))
