@@ -43,6 +43,13 @@ def test_no_matching_rows_or_file_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         target_check.main([str(tmp_path / "untyped.json")])
     assert "untyped.json: not a quality_synthetic.py result file" in capsys.readouterr().err
+    # one category without its logical part: the draw cannot be judged (it passed on the other part)
+    half = {"results": [_row("a", 0, 0.9, 0.9, 0.9), {**_row("b", 0, 0.9, 0.9, 0.9),
+                                                      "metrics": {"fused": {"auroc": 0.9, "structural": {"auroc": 0.9}}}}]}
+    (tmp_path / "half.json").write_text(json.dumps(half))
+    with pytest.raises(SystemExit):
+        target_check.main([str(tmp_path / "half.json")])
+    assert "b (hungarian/loo k=4 seed=0) has no logical fused AUROC" in capsys.readouterr().err
 
 
 def test_parts_gives_each_parts_spread_over_the_draws(tmp_path, capsys):
