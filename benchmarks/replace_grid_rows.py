@@ -36,6 +36,10 @@ def same_configuration(a: list[str], b: list[str]) -> bool:
     return OmegaConf.to_container(compose_config(a)) == OmegaConf.to_container(compose_config(b))
 
 
+# Settings that result files written before they were recorded left out, at the values they ran with.
+UNRECORDED = {"test_images": 12, "defect_scale": 1.0, "device": "cpu"}
+
+
 def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
     """``grid`` with each re-run row in place of its row (order kept) and ``note: commands`` appended.
     The re-runs must share the grid's settings (variant, sizes, overrides, ...); a re-run on another
@@ -43,7 +47,9 @@ def replace_rows(grid: dict, reruns: list[dict], note: str) -> dict:
     rows = {row_key(r): r for r in grid["results"]}
     versions: dict[str, set[str]] = {}  # another generator version -> the categories re-run on it
     for rerun in reruns:
-        differ = sorted(k for k in grid if k not in ("command", "results", "data") and grid[k] != rerun.get(k))
+        # Both files' settings, so that a setting only the re-run records (an older grid) is compared too.
+        keys = (grid.keys() | rerun.keys()) - {"command", "results", "data"}
+        differ = sorted(k for k in keys if grid.get(k, UNRECORDED.get(k)) != rerun.get(k, UNRECORDED.get(k)))
         if differ == ["overrides"] and same_configuration(grid["overrides"], rerun["overrides"]):
             differ = []  # e.g. a preset's overrides and the default they have become
         if differ:
