@@ -122,8 +122,8 @@ class ULSADModule(AnomalyModule):
         return self.trainer.train_dataloader
 
     def on_train_start(self) -> None:
-        loader = self.trainer.train_dataloader
-        n, size = len(getattr(loader, "dataset", ())), getattr(loader, "batch_size", None) or 2
+        loader = getattr(getattr(self, "_trainer", None), "train_dataloader", None)
+        n, size = (len(loader.dataset), loader.batch_size or 2) if loader is not None else (2, 2)
         if n < 2 or size < 2:
             # Every batch would be skipped (training_step): the branches would stay untrained.
             raise ConfigError(f"ULSAD trains on batches of two images or more (its global branch's BatchNorm), "
