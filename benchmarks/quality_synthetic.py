@@ -148,7 +148,12 @@ def read_dumps(paths: list[str]) -> tuple[dict, dict]:
         for key in npz.files:
             parts = key.split("/")
             if len(parts) == 2:
-                data.setdefault(parts[0], {})[parts[1]] = npz[key]
+                held = data.setdefault(parts[0], {})
+                if parts[1] in held and not np.array_equal(held[parts[1]], npz[key]):
+                    # joined dumps must score the same test images, or one side's scores get the other's labels
+                    raise ValueError(f"{path}: its {key} differ from the dump joined before it; join only dumps "
+                                     "of the same data (variant, generator seed, size, test images)")
+                held[parts[1]] = npz[key]
             elif len(parts) == 7 and parts[6] != "fused":
                 cat, aligner, fusion, k, seed, kind, name = parts
                 run = runs.setdefault((cat, aligner, fusion, int(k), int(seed)), {"score": {}, "loo": {}})

@@ -83,6 +83,9 @@ def test_unpaired_dumps_and_an_odd_count_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         paired_bootstrap.main([a, b, a])
     assert "pass them in pairs" in capsys.readouterr().err
+    # a "+"-joined side of other test images: the later dump's labels replaced the earlier one's
+    with pytest.raises(ValueError, match="c.npz: its widgets/labels differ from the dump joined before it"):
+        paired_bootstrap.main([a, f"{a}+{c}", "--overrides", "fusion=loo"])
 
 
 def test_dumps_run_with_other_fusions_pair_run_by_run(tmp_path, capsys):
