@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     out, fused = refuse(grid, runs, data, compose_config(args.overrides).model.fusion, rescored, shots)
     out["command"] = f"{grid['command']} ; benchmarks/refuse_grid.py " + " ".join(sys.argv[1:] if argv is None else argv)
     Path(args.out or args.grid).write_text(json.dumps(out, indent=1))
-    print(f"{args.out or args.grid}: {len(out['results'])} rows re-fused")
+    print(f"{args.out or args.grid}: {len(fused)} of {len(out['results'])} rows re-fused")
     if args.dump_out:
         joined: dict[str, np.ndarray] = {}
         for path in args.dumps:

@@ -92,7 +92,7 @@ def test_refuse_grid_recomputes_the_metrics_of_a_score_that_a_later_dump_replace
     assert json.loads((tmp_path / "c.json").read_text())["results"][0]["metrics"]["fused"] == after["fused"]
 
 
-def test_refuse_grid_keeps_the_rows_of_other_shots(tmp_path):
+def test_refuse_grid_keeps_the_rows_of_other_shots(tmp_path, capsys):
     """--shots 4: a k = 8 row, whose run has no dump, is kept as it is; without it, it is an error."""
     _grid_and_two_dumps(tmp_path, {"composition": (np.array([1.0, 1, 1, 1, 4, 4, 4, 4]), np.ones(4))}, {},
                         {"composition": {"auroc": 1.0}, "fused": {"auroc": 0.0, "per_defect": {}}})
@@ -105,6 +105,7 @@ def test_refuse_grid_keeps_the_rows_of_other_shots(tmp_path):
     refuse_grid.main([*args, "--shots", "4"])
     four, eight = json.loads((tmp_path / "b.json").read_text())["results"]
     assert four["metrics"]["fused"]["auroc"] == 1.0 and eight == other
+    assert "1 of 2 rows re-fused" in capsys.readouterr().out  # it said every row
 
 
 def test_refusion_ramps_a_weight_by_the_row_s_shots_not_the_held_out_count(tmp_path):
