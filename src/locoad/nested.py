@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
+
+import numpy as np
+
+
+def is_number(v: Any) -> bool:
+    """A real number, numpy's too (np.float32 is no ``float``), but not a bool: a metric leaf."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 def flat(tree: dict, sep: str = ".", prefix: str = "") -> dict[str, Any]:

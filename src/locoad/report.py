@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from locoad.nested import flat
+from locoad.nested import flat, is_number
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _score_name(metrics: dict, preferred: str = "fused") -> str | None:
 
 
 def _f(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    return float(v) if is_number(v) else math.nan
 
 
 def unfinished(root: Path) -> list[str]:

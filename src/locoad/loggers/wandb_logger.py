@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from locoad.loggers import wandb_mode
 from locoad.loggers.hydra_group import default_group
+from locoad.nested import is_number
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,6 @@ class LocoadWandbLogger(WandbLogger):
 
 def _finite(v: Any) -> bool:
     """A finite number (``is_number``: numpy's too, no bool)."""
-    from locoad.models.base import is_number
-
     return is_number(v) and math.isfinite(v)
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass, field
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -22,7 +20,7 @@ from locoad.data.ground_truth import LocoGroundTruth
 from locoad.errors import ConfigError
 from locoad.metrics import image_metrics, pixel_auroc
 from locoad.metrics.loco import loco_au_spro_maps, per_defect_auroc
-from locoad.nested import flat
+from locoad.nested import flat, is_number
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +56,6 @@ class TestResults:
     # resized to the ground truth's resolution for sPRO and for export.anomaly_maps.
     native_maps: list[np.ndarray] | None = None
     ground_truth: LocoGroundTruth | None = None  # the test samples' ground truth, when known
-
-
-def is_number(v: Any) -> bool:
-    """A real number, numpy's too (np.float32 is no ``float``), but not a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
 def flatten_metrics(metrics: dict, prefix: str = "test") -> dict[str, float]:
