@@ -19,14 +19,12 @@ class ImageReadError(LocoadError, ValueError):
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 as it is, bool and float images (0-1 or 0-255) as uint8; integer images of more
+    than 8 bits go through :func:`high_bits_to_uint8`."""
     if a.dtype == np.uint8:
         return a
     if a.dtype == bool:
         return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.integer):
-        # 16-bit images (PIL gives uint16 or int32): scale by the 16-bit range, not the
-        # image's own max, so brightness stays comparable across images.
-        return np.clip(a.astype(np.float64) * (255.0 / 65535.0), 0, 255).round().astype(np.uint8)
     a = a.astype(np.float64)
     if a.max(initial=0) <= 1.0:
         a = a * 255.0
