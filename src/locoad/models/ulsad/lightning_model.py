@@ -123,12 +123,11 @@ class ULSADModule(AnomalyModule):
 
     def on_train_start(self) -> None:
         loader = getattr(getattr(self, "_trainer", None), "train_dataloader", None)
-        n, size = (len(loader.dataset), loader.batch_size or 2) if loader is not None else (2, 2)
-        if n < 2 or size < 2:
+        if loader is not None and (len(loader.dataset) < 2 or (loader.batch_size or 2) < 2):
             # Every batch would be skipped (training_step): the branches would stay untrained.
             raise ConfigError(f"ULSAD trains on batches of two images or more (its global branch's BatchNorm), "
-                              f"but has {n} training image(s) in batches of {size}: use data.k_shot >= 2 "
-                              "(or null for every training image) and data.batch_size >= 2")
+                              f"but has {len(loader.dataset)} training image(s) in batches of {loader.batch_size}: "
+                              "use data.k_shot >= 2 (or null for every training image) and data.batch_size >= 2")
         # Once per model: a resumed run restores the statistics from the checkpoint.
         if not bool(self.model.features.fitted):
             self.model.features.fit(self._images(self.trainer.train_dataloader))
