@@ -68,7 +68,8 @@ def test_a_rerun_must_share_the_grids_settings_and_says_its_data_version():
     # a grid written before test_images was recorded ran 12; a re-run of 36 images is another setting
     with pytest.raises(ValueError, match="differs from the grid in test_images"):
         replace_grid_rows.replace_rows(grid, [{**rerun, "test_images": 36}], "t36")
-    assert replace_grid_rows.replace_rows(grid, [{**rerun, "test_images": 12}], "t12")["results"][0]["metrics"]
+    twelve = replace_grid_rows.replace_rows(grid, [{**rerun, "test_images": 12}], "t12")
+    assert twelve["results"][0] == rerun["results"][0]  # the same setting as the grid's, spelled out
 
 
 def test_overrides_that_compose_the_same_configuration_are_the_same_setting():
