@@ -67,13 +67,17 @@ def test_planted_defect_scores_above_its_clean_twin(fitted):
     assert (table["label"] == (table["anomaly_type"] != "good")).all()
 
 
-def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path):
+def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path, recwarn):
     loco_root, out, _ = fitted
     ckpt = out / "checkpoints" / "last.ckpt"
     assert ckpt.exists()
     out2 = tmp_path / "reload"
     cfg = compose_cfg(TINY + [f"data.root={loco_root}", "train=false", f"ckpt_path={ckpt}"], out2)
     run(cfg)
+    # a run that only tests saves no checkpoint: Lightning's checkpoint callback, restored from
+    # another run's folder, would warn that its dirpath changed (and make an empty checkpoints/)
+    assert not [str(w.message) for w in recwarn if "dirpath" in str(w.message)]
+    assert not (out2 / "checkpoints").exists()
     a, b = pd.read_csv(out / "scores.csv"), pd.read_csv(out2 / "scores.csv")
     pd.testing.assert_frame_equal(a, b)
 

@@ -83,9 +83,13 @@ def per_score_spro(cfg: DictConfig) -> bool:
 
 
 def build_callbacks(cfg: DictConfig) -> list:
+    """The configured callbacks; without ``train`` no checkpoint callback (nothing to save)."""
     if not cfg.get("callbacks"):
         return []
-    return [build(c) for c in cfg.callbacks.values() if c is not None and "_target_" in c]
+    callbacks = [build(c) for c in cfg.callbacks.values() if c is not None and "_target_" in c]
+    if not cfg.get("train", True):
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.Checkpoint)]
+    return callbacks
 
 
 def format_table(metrics: dict) -> str:
@@ -165,7 +169,10 @@ def run(cfg: DictConfig) -> dict:
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
     check_accelerator(cfg.trainer.get("accelerator"))
     loggers = build_loggers(cfg)
-    trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
+    # A run that only tests saves no checkpoint (Lightning's own, restored from another run's
+    # folder, would warn that the folder moved).
+    no_checkpoint = {} if cfg.get("train", True) else {"enable_checkpointing": False}
+    trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg), **no_checkpoint)
     check_single_device(trainer)  # and on a bad device count, before any weights are loaded
     model = build(cfg.model)
     model.per_score_spro = spro_per_score
