@@ -415,3 +415,50 @@ def test_ulsad_with_one_image_batches_only_is_an_error(tmp_path, override):
     cfg = compose_cfg([o for o in ulsad_overrides(tmp_path) if not o.startswith(key)] + [override], tmp_path / "run")
     with pytest.raises(ConfigError, match="two images or more"):
         run(cfg)
+
+
+def test_a_trailing_batch_of_one_image_is_trained_beside_the_previous_image(tmp_path):
+    """Five shots in batches of two end in a batch of one; skipped, the fifth shot (the loader does
+    not shuffle: the same one every epoch) was never trained on. It now trains beside the last
+    image of the batch before it."""
+    import lightning as L
+
+    from conftest import make_loco
+    from locoad.data.datamodule import LocoDataModule
+
+    dm = LocoDataModule(str(make_loco(tmp_path / "loco")), "widgets", k_shot=5, image_size=64, batch_size=2)
+    torch.manual_seed(0)
+    module = ULSADModule(tiny_backbone(), **TINY_KW)
+    seen = []
+    loss = module.model.loss
+    module.model.loss = lambda images: seen.append(images.clone()) or loss(images)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    shots = [dm.dataset("train")[i]["image"] for i in range(5)]
+    assert [len(b) for b in seen] == [2, 2, 2]
+    assert torch.equal(seen[2][0], shots[3]) and torch.equal(seen[2][1], shots[4])
+
+
+def test_map_quantiles_are_fitted_at_the_precision_the_test_scores_at(tmp_path):
+    """Under trainer.precision=bf16-mixed the test maps come from networks run in bfloat16; the
+    quantiles were fitted after training outside autocast, on float32 networks' maps, so every
+    normalised test map was off by their difference."""
+    import lightning as L
+
+    from conftest import make_loco
+    from locoad.data.datamodule import LocoDataModule
+
+    dm = LocoDataModule(str(make_loco(tmp_path / "loco")), "widgets", k_shot=4, image_size=64, batch_size=4)
+    torch.manual_seed(0)
+    module = ULSADModule(tiny_backbone(), **TINY_KW)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    module.model.eval()
+    images = torch.stack([dm.dataset("validation")[i]["image"] for i in range(len(dm.dataset("validation")))])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = map_quantiles(module.model.raw_maps(images)[0], module.hparams.q_low, module.hparams.q_high)
+    fp32 = map_quantiles(module.model.raw_maps(images)[0], module.hparams.q_low, module.hparams.q_high)
+    assert not torch.allclose(bf16, fp32, rtol=1e-4, atol=1e-6)  # the two precisions' quantiles differ here
+    assert torch.allclose(module.model.q_local, bf16, rtol=1e-4, atol=1e-6)

@@ -8,6 +8,7 @@ are in ``last.ckpt`` and ``train=false ckpt_path=...`` tests without retraining.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -89,13 +90,20 @@ class ULSADModule(AnomalyModule):
             local_map_weight=local_map_weight,
         )
         self.image_size = int(image_size)
-        self._warned_small_batch = False
+        self._previous_image: torch.Tensor | None = None  # the last image trained on (training_step)
         self._warned_no_validation = False
 
     # -- fitting ---------------------------------------------------------------------------
     def _images(self, loader: Iterable[dict]) -> Iterable[torch.Tensor]:
         for batch in loader:
             yield batch["image"].to(self.device)
+
+    def _run_precision(self) -> contextlib.AbstractContextManager:
+        """The precision training and testing run the networks at (trainer.precision=bf16-mixed:
+        bfloat16 under autocast); Lightning's hooks run outside it, so what they fit (feature
+        statistics, map quantiles) would describe other features and maps than those scored."""
+        trainer = getattr(self, "_trainer", None)
+        return trainer.precision_plugin.forward_context() if trainer is not None else contextlib.nullcontext()
 
     def _check_size(self, images: torch.Tensor) -> None:
         if images.shape[-1] != self.image_size:
@@ -130,7 +138,8 @@ class ULSADModule(AnomalyModule):
                               "use data.k_shot >= 2 (or null for every training image) and data.batch_size >= 2")
         # Once per model: a resumed run restores the statistics from the checkpoint.
         if not bool(self.model.features.fitted):
-            self.model.features.fit(self._images(self.trainer.train_dataloader))
+            with self._run_precision():
+                self.model.features.fit(self._images(self.trainer.train_dataloader))
         # A resumed run's checkpoint may hold the quantiles of its own last epoch: training moves
         # the weights they were fitted for, so they go until the last epoch fits them again.
         self.model.maps_fitted.fill_(False)
@@ -139,11 +148,12 @@ class ULSADModule(AnomalyModule):
         images = batch["image"]
         self._check_size(images)
         if images.shape[0] < 2:
-            # The global branch's 1x1 bottleneck BatchNorm needs two images per batch.
-            if not self._warned_small_batch:
-                log.warning("ULSAD: skipping a training batch of one image (BatchNorm needs >= 2)")
-                self._warned_small_batch = True
-            return None
+            # The global branch's 1x1 bottleneck BatchNorm needs two images per batch. A trailing
+            # batch of one (on_train_start refuses loaders with nothing else) trains beside the
+            # previous batch's last image: skipped, the same image (the loader keeps the shots'
+            # order) would never be trained on.
+            images = torch.cat([self._previous_image, images])
+        self._previous_image = images[-1:].detach()
         terms = self.model.loss(images)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=images.shape[0], prog_bar=False)
         return terms["loss"]
@@ -166,10 +176,11 @@ class ULSADModule(AnomalyModule):
         was_training = self.model.training
         self.model.eval()
         local, global_ = [], []
-        for images in self._images(loader):
-            maps = self.model.raw_maps(images)
-            local.append(maps[0].cpu())
-            global_.append(maps[1].cpu())
+        with self._run_precision():
+            for images in self._images(loader):
+                maps = self.model.raw_maps(images)
+                local.append(maps[0].cpu())
+                global_.append(maps[1].cpu())
         if not local:
             raise ConfigError("ULSAD: no images to fit the map normalisation on")
         self.model.fit_map_quantiles(torch.cat(local), torch.cat(global_), self.hparams.q_low, self.hparams.q_high)
