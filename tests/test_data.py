@@ -210,6 +210,58 @@ def test_an_exif_turned_photo_is_read_as_a_viewer_shows_it(tmp_path):
     assert read_rgb(tmp_path / "plain.jpg").shape == (40, 60, 3) and read_size(tmp_path / "plain.jpg") == (40, 60)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_a_turned_image_its_size_and_its_mask_agree_in_every_format(tmp_path, suffix):
+    """A turned image, its size and its mask agree, whatever the format."""
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:10, :10] = 255  # top-left of the stored pixels: top-right once turned to view
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(stored).save(tmp_path / f"image{suffix}", exif=exif)
+    Image.fromarray(stored[..., 0]).save(tmp_path / f"mask{suffix}", exif=exif)
+    rgb, mask = read_rgb(tmp_path / f"image{suffix}"), read_mask_values(tmp_path / f"mask{suffix}")
+    assert rgb.shape == (60, 40, 3) and read_size(tmp_path / f"image{suffix}") == (60, 40) == mask.shape
+    assert rgb[:10, -10:].mean() > 200 and mask[:10, -10:].mean() > 200 and mask[-10:, :10].max() == 0
+
+
+def test_a_tagged_tiff_is_refused_not_misread(tmp_path):
+    """Pillow turns a tagged RGB TIFF as it decodes it (and reports the turned size before), but
+    drops a grey one's tag unturned: read_size swapped its sides again and masks were turned twice,
+    so a correct mask was refused as another aspect ratio. Such a file is now one clear error."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "image.tif", exif=exif)
+    Image.fromarray(np.zeros((40, 60), np.uint8)).save(tmp_path / "mask.tif", exif=exif)
+    for read, name in ((read_rgb, "image.tif"), (read_size, "image.tif"), (read_mask_values, "mask.tif")):
+        with pytest.raises(ImageReadError, match=r"orientation tag \(6\).*save it upright"):
+            read(tmp_path / name)
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "plain.tif")
+    assert read_rgb(tmp_path / "plain.tif").shape == (40, 60, 3) and read_size(tmp_path / "plain.tif") == (40, 60)
+
+
+def test_read_size_reads_the_header_only(tmp_path, monkeypatch):
+    """Pillow decodes a whole PNG to look for EXIF after its pixels; read_size asked for it, so
+    checking a data set's masks decoded every test image and mask (50-80 ms each at LOCO's sizes)."""
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "plain.png")
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("read_size decoded the pixels"))
+    assert read_size(tmp_path / "plain.png") == (30, 50)
+
+
+def test_one_bit_and_transparent_masks_read_as_they_show(tmp_path):
+    """A 1-bit mask's white is 255 (it read as 1, a value defects_config.json does not name), and a
+    mask whose transparent background is coloured marks only its opaque pixels (it marked all)."""
+    a = np.zeros((20, 30), bool)
+    a[5:10, 5:10] = True
+    Image.fromarray(a).save(tmp_path / "one_bit.png")
+    assert Image.open(tmp_path / "one_bit.png").mode == "1"
+    assert set(np.unique(read_mask_values(tmp_path / "one_bit.png"))) == {0, 255}
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere, opaque only on the defect
+    rgba[5:10, 5:10, 3] = 255
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert (read_mask_values(tmp_path / "rgba.png") > 0).sum() == 25
+
+
 def test_a_test_folder_outside_the_loco_names_is_said(loco_root, caplog):
     """A misspelt type folder (``logical_anomaly``) was counted as anomalous without a word,
     outside the logical / structural split."""

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from locoad.errors import LocoadError
 
@@ -31,24 +31,45 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(a, 0, 255).round().astype(np.uint8)
 
 
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the turn that shows the image upright
+
+
 def _orientation(im: Image.Image) -> int:
-    """The image's EXIF orientation tag (1: stored upright, also where there is none)."""
+    """The EXIF orientation tag of ``im`` (1: upright, or none), read from the file's header. A
+    PNG's tag counts only in an eXIf chunk before the pixels, where writers put it: Pillow looks
+    for one after them by decoding the whole image, which would make :func:`read_size` a full read.
+    A tagged TIFF is refused: Pillow turns some as it decodes them and drops the tag of others
+    unturned, so neither its size nor its pixels say which way up it is."""
+    if im.format == "TIFF":
+        tag = im.getexif().get(ExifTags.Base.Orientation, 1)
+        if tag != 1:
+            raise ImageReadError(f"{im.filename}: a TIFF with an EXIF orientation tag ({tag}), which the image "
+                                 "reader applies inconsistently: save it upright without the tag (or as PNG)")
+        return 1
+    if im.format == "PNG":
+        exif = Image.Exif()
+        if im.info.get("exif"):
+            exif.load(im.info["exif"])
+        return exif.get(ExifTags.Base.Orientation, 1)
     return im.getexif().get(ExifTags.Base.Orientation, 1)
 
 
-def _upright(im: Image.Image) -> Image.Image:
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
     """The image as a viewer shows it: a camera's EXIF orientation tag applied (phones and some
     cameras store the sensor's pixels and only tag the turn; masks drawn on the shown image, and
     every other capture of the product, are upright). Untagged images come back as they are, not
     copied."""
-    return im if _orientation(im) == 1 else ImageOps.exif_transpose(im)
+    turn = _TURNS.get(orientation)
+    return im if turn is None else im.transpose(turn)
 
 
 def read_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of an image as :func:`read_rgb` returns it, without decoding the pixels."""
     with Image.open(path) as im:
-        w, h = im.size
         turned = _orientation(im) in (5, 6, 7, 8)  # the orientations with a quarter turn
+        w, h = im.size  # after: a TIFF's size is that of its decoded pixels
     return (w, h) if turned else (h, w)
 
 
@@ -82,8 +103,9 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            orientation = _orientation(im)  # from the header, as read_size reads it
             im.load()
-            im = _upright(im)
+            im = _upright(im, orientation)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA")
                 rgba = np.asarray(im, dtype=np.float64) / 255.0
@@ -97,7 +119,7 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
                 a = np.asarray(im.convert("RGB"))
             else:
                 a = np.asarray(im)
-    except FileNotFoundError:
+    except (FileNotFoundError, ImageReadError):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(
@@ -116,19 +138,23 @@ def read_mask_values(path: str | Path) -> np.ndarray:
     otherwise mark every pixel), and palette masks read as the colours they show."""
     try:
         with Image.open(path) as im:
-            im = _upright(im)
+            im = _upright(im, _orientation(im))
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             elif im.mode == "PA":
                 im = im.convert("RGBA")
+            elif im.mode == "1":  # 1-bit: white is 255, as it shows (not 1)
+                im = im.convert("L")
             a = np.asarray(im)
             bands = im.getbands()
     except (UnidentifiedImageError, OSError) as e:
         raise ImageReadError(f"cannot read ground-truth mask {path}: {e}. Re-export it as a PNG.") from e
     if a.ndim == 2:
         return a
-    values = a[..., [i for i, b in enumerate(bands) if b != "A"]]
-    return values.max(axis=2)
+    values = a[..., [i for i, b in enumerate(bands) if b != "A"]].max(axis=2)
+    if "A" in bands:  # a transparent pixel marks nothing, whatever colour it keeps
+        values = np.where(a[..., bands.index("A")] > 0, values, 0).astype(values.dtype)
+    return values
 
 
 def read_mask(path: str | Path) -> np.ndarray:
