@@ -239,6 +239,44 @@ def test_a_tagged_tiff_is_refused_not_misread(tmp_path):
     assert read_rgb(tmp_path / "plain.tif").shape == (40, 60, 3) and read_size(tmp_path / "plain.tif") == (40, 60)
 
 
+def _png48(path, a: np.ndarray) -> None:
+    """A 48-bit colour PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w, _ = a.shape
+    rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_colour_images_honour_bit_depth_or_say_why_not(tmp_path, caplog, monkeypatch):
+    """Pillow reads 48-bit colour as 8-bit RGB, its top byte: a 12-bit camera's colour images read
+    nearly black and data.bit_depth was ignored, with no word."""
+    import tifffile
+
+    import locoad.data.image_io as image_io
+
+    a = np.zeros((20, 30, 3), np.uint16)
+    a[..., 0], a[..., 1] = 4095, 2048
+    tifffile.imwrite(tmp_path / "c.tif", a)
+    assert read_rgb(tmp_path / "c.tif", bit_depth=12)[0, 0].tolist() == [255, 128, 0]
+    assert read_rgb(tmp_path / "c.tif")[0, 0].tolist() == [16, 8, 0]  # the full 16-bit range
+    _png48(tmp_path / "c.png", a)
+    with pytest.raises(ImageReadError, match="16-bit colour PNG.*data.bit_depth=12 cannot scale it"):
+        read_rgb(tmp_path / "c.png", bit_depth=12)
+    monkeypatch.setattr(image_io, "_LOW_RANGE_SAID", False)
+    with caplog.at_level("WARNING", logger="locoad.data.image_io"):
+        assert read_rgb(tmp_path / "c.png")[0, 0].tolist() == [15, 8, 0]  # its top byte
+    assert "nearly black" in caplog.text and "16-bit TIFF" in caplog.text
+    a[..., 0] = 65535
+    _png48(tmp_path / "full.png", a)
+    assert read_rgb(tmp_path / "full.png")[0, 0, 0] == 255
+
+
 def test_read_size_reads_the_header_only(tmp_path, monkeypatch):
     """Pillow decodes a whole PNG to look for EXIF after its pixels; read_size asked for it, so
     checking a data set's masks decoded every test image and mask (50-80 ms each at LOCO's sizes)."""

@@ -92,6 +92,35 @@ def high_bits_to_uint8(a: np.ndarray, bit_depth: int | None, path: str | Path) -
     return np.clip(a.astype(np.float64) * (255.0 / full), 0, 255).round().astype(np.uint8)
 
 
+def _sixteen_bit_colour(im: Image.Image) -> bool:
+    """48- or 64-bit colour: Pillow has no such mode and decodes it to 8-bit RGB(A), its top byte."""
+    return any(str(t.args[0] if isinstance(t.args, tuple) else t.args).startswith(("RGB;16", "RGBA;16"))
+               for t in im.tile)
+
+
+def _read_sixteen_bit_colour(im: Image.Image, path: Path, bit_depth: int | None) -> np.ndarray:
+    """A 16-bit colour TIFF read in full (tifffile) and scaled as grey 16-bit images are; a 16-bit
+    colour PNG only as Pillow reads it, its top byte: right for the full 16-bit range, which
+    ``bit_depth`` cannot change, and nearly black for a 10- or 12-bit camera (said once)."""
+    global _LOW_RANGE_SAID
+    if im.format == "TIFF":
+        import tifffile
+
+        a = tifffile.imread(path)
+        return np.ascontiguousarray(high_bits_to_uint8(a[..., :3], bit_depth, path))
+    if bit_depth is not None and bit_depth < 16:
+        raise ImageReadError(f"{path}: a 16-bit colour {im.format}, which the image reader keeps only the top 8 bits "
+                             f"of, so data.bit_depth={bit_depth} cannot scale it: save the images as 16-bit TIFF, "
+                             "or scale them to 8 bits")
+    a = np.asarray(im.convert("RGB"))
+    if a.max(initial=0) < 16 and not _LOW_RANGE_SAID:
+        _LOW_RANGE_SAID = True
+        log.warning("%s: a 16-bit colour %s whose values stop below 4096 (of 65535) reads nearly black, and the image "
+                    "reader keeps only its top 8 bits: save a 10- or 12-bit camera's images as 16-bit TIFF and set "
+                    "data.bit_depth", path, im.format)
+    return np.ascontiguousarray(a)
+
+
 def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
     """Read any PIL-readable image as (H, W, 3) uint8 RGB.
 
@@ -104,6 +133,8 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
     try:
         with Image.open(path) as im:
             orientation = _orientation(im)  # from the header, as read_size reads it
+            if _sixteen_bit_colour(im):
+                return _read_sixteen_bit_colour(im, path, bit_depth)
             im.load()
             im = _upright(im, orientation)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
