@@ -98,7 +98,7 @@ def _sixteen_bit_colour(im: Image.Image) -> bool:
                for t in im.tile)
 
 
-def _read_sixteen_bit_colour(im: Image.Image, path: Path, bit_depth: int | None) -> np.ndarray:
+def _read_sixteen_bit_colour(im: Image.Image, path: Path, bit_depth: int | None, orientation: int) -> np.ndarray:
     """A 16-bit colour TIFF read in full (tifffile) and scaled as grey 16-bit images are; a 16-bit
     colour PNG only as Pillow reads it, its top byte: right for the full 16-bit range, which
     ``bit_depth`` cannot change, and nearly black for a 10- or 12-bit camera (said once)."""
@@ -112,7 +112,7 @@ def _read_sixteen_bit_colour(im: Image.Image, path: Path, bit_depth: int | None)
         raise ImageReadError(f"{path}: a 16-bit colour {im.format}, which the image reader keeps only the top 8 bits "
                              f"of, so data.bit_depth={bit_depth} cannot scale it: save the images as 16-bit TIFF, "
                              "or scale them to 8 bits")
-    a = np.asarray(im.convert("RGB"))
+    a = np.asarray(_upright(im.convert("RGB"), orientation))
     if a.max(initial=0) < 16 and not _LOW_RANGE_SAID:
         _LOW_RANGE_SAID = True
         log.warning("%s: a 16-bit colour %s whose values stop below 4096 (of 65535) reads nearly black, and the image "
@@ -134,7 +134,7 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
         with Image.open(path) as im:
             orientation = _orientation(im)  # from the header, as read_size reads it
             if _sixteen_bit_colour(im):
-                return _read_sixteen_bit_colour(im, path, bit_depth)
+                return _read_sixteen_bit_colour(im, path, bit_depth, orientation)
             im.load()
             im = _upright(im, orientation)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
