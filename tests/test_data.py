@@ -277,6 +277,25 @@ def test_sixteen_bit_colour_images_honour_bit_depth_or_say_why_not(tmp_path, cap
     assert read_rgb(tmp_path / "full.png")[0, 0, 0] == 255
 
 
+@pytest.mark.parametrize("seed", [None, -1, 1.5, "3", True])
+def test_a_seed_that_draws_no_fixed_shots_is_refused(loco_root, seed):
+    """data.seed=null drew other shots on every run under one name; -1 or 1.5 failed in numpy."""
+    with pytest.raises(ConfigError, match="data.seed must be a whole number >= 0"):
+        LocoDataModule(str(loco_root), "widgets", k_shot=2, seed=seed)
+
+
+@pytest.mark.parametrize("k_shot", [None, 2])
+def test_an_empty_training_folder_is_named(loco_root, k_shot):
+    """Full-shot fitted on no image at all; k shots said to use data.k_shot<=0, itself refused."""
+    import shutil
+
+    good = category_dir(loco_root, "widgets") / "train" / "good"
+    shutil.rmtree(good)
+    good.mkdir()
+    with pytest.raises(DataLayoutError, match="train/good holds no image"):
+        LocoDataModule(str(loco_root), "widgets", k_shot=k_shot).setup("fit")
+
+
 def test_read_size_reads_the_header_only(tmp_path, monkeypatch):
     """Pillow decodes a whole PNG to look for EXIF after its pixels; read_size asked for it, so
     checking a data set's masks decoded every test image and mask (50-80 ms each at LOCO's sizes)."""

@@ -154,6 +154,16 @@ def test_bad_ground_truth_is_named(tmp_path):
     (cdir / "defects_config.json").write_text(json.dumps([{"defect_name": "x", "pixel_value": 3}]))
     with pytest.raises(DataLayoutError, match="lacks saturation_threshold"):
         load_defects_config(cdir)
+    # JSON types checked: bool("false") was True, 254.9 became 254, a relative share of 50 was
+    # a saturation 50 times the region (never reached)
+    good = {"defect_name": "x", "pixel_value": 3, "saturation_threshold": 0.5, "relative_saturation": False}
+    for bad in ({"relative_saturation": "false"}, {"pixel_value": 254.9}, {"pixel_value": True},
+                {"saturation_threshold": 50, "relative_saturation": True}, {"saturation_threshold": "1"}):
+        (cdir / "defects_config.json").write_text(json.dumps([{**good, **bad}]))
+        with pytest.raises(DataLayoutError, match="JSON booleans"):
+            load_defects_config(cdir)
+    (cdir / "defects_config.json").write_text(json.dumps([good]))
+    assert load_defects_config(cdir)[3].relative_saturation is False
 
 
 def test_per_score_spro_off_evaluates_the_fused_map_only(tmp_path):

@@ -110,6 +110,9 @@ class LocoDataModule(L.LightningDataModule):
                                 ("num_workers", num_workers, 0)):
             if not is_whole_number(value, low):
                 raise ConfigError(f"data.{key} must be a whole number >= {low}, got {value!r}")
+        if not is_whole_number(seed, 0):
+            # null drew other shots on every run, under one name in checkpoints and reports
+            raise ConfigError(f"data.seed must be a whole number >= 0 (it draws the shots), got {seed!r}")
         if bit_depth is not None and not (is_whole_number(bit_depth, 9) and bit_depth <= 16):
             raise ConfigError(f"data.bit_depth must be the bits of a 16-bit file's values (9-16), or null "
                               f"for the full 16-bit range; got {bit_depth!r}")
@@ -141,6 +144,9 @@ class LocoDataModule(L.LightningDataModule):
             self.prepare_data()
             cdir = category_dir(self.root, self.category)
             train = list_split(cdir, "train")
+            if not train:  # full-shot would fit on nothing; k shots would ask for k <= 0
+                raise DataLayoutError(f"{cdir / 'train' / 'good'} holds no image: put the category's good "
+                                      "training images there (PNG, JPEG, BMP or TIFF)")
             self._splits = {
                 "train": select_shots(train, self.k_shot, self.seed, self.shot_draw),
                 "validation": list_split(cdir, "validation"),

@@ -19,6 +19,7 @@ import numpy as np
 
 from locoad.data.image_io import read_mask_values, read_size
 from locoad.data.layout import DataLayoutError, Sample
+from locoad.errors import is_whole_number
 from locoad.metrics.spro import Region, saturation_pixels
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,15 @@ def load_defects_config(category_dir: str | Path) -> dict[int, DefectType] | Non
         missing = [k for k in _KEYS if k not in e]
         if missing:
             raise DataLayoutError(f"{path}: entry {e} lacks {', '.join(missing)}; {fix}")
-        d = DefectType(str(e["defect_name"]), int(e["pixel_value"]), float(e["saturation_threshold"]),
-                       bool(e["relative_saturation"]))
-        if not 0 < d.pixel_value < 65536 or not d.saturation_threshold > 0:
-            raise DataLayoutError(f"{path}: {d.name} needs pixel_value in 1..65535 and saturation_threshold > 0")
+        # Checked as JSON types: bool("false") is True, int(254.9) is 254.
+        value, threshold, relative = e["pixel_value"], e["saturation_threshold"], e["relative_saturation"]
+        if not (is_whole_number(value, 1) and value < 65536) or isinstance(threshold, bool) \
+                or not isinstance(threshold, int | float) or not threshold > 0 or not isinstance(relative, bool) \
+                or (relative and threshold > 1):
+            raise DataLayoutError(f"{path}: {e.get('defect_name')} needs pixel_value a whole number in 1..65535, "
+                                  "relative_saturation true or false (JSON booleans) and saturation_threshold > 0 "
+                                  "(a share of the region, at most 1, when relative)")
+        d = DefectType(str(e["defect_name"]), value, float(threshold), relative)
         if d.pixel_value in out:
             raise DataLayoutError(f"{path}: pixel_value {d.pixel_value} is used by {out[d.pixel_value].name} "
                                   f"and {d.name}; each defect needs its own value")
