@@ -323,3 +323,43 @@ def test_a_leave_one_out_score_that_is_not_finite_is_a_clear_error(bad):
 
     with pytest.raises(FloatingPointError, match="leave-one-out scores of a are not finite"):
         LeaveOneOutSum().fit({"a": np.array([0.2, bad]), "b": np.array([1.0, 2.0])})
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, None])
+def test_max_loo_below_one_is_a_config_error(bad):
+    """max_loo=0 left every score uncalibrated (scale 1, said as "no 1-shot initial scale") or
+    failed with an IndexError under loo_reference=refit."""
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.errors import ConfigError
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    with pytest.raises(ConfigError, match="model.max_loo must be a whole number >= 1"):
+        SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                          {"foreground_patch": ForegroundPatchScore()}, LeaveOneOutSum(), work_size=64, max_loo=bad)
+
+
+def test_a_shot_without_foreground_is_said(tmp_path, caplog):
+    """A blank shot's leave-one-out patch scores are 1 (no patch to score): as the fusion's scale
+    they switched the patch scores off for the run, without a word (only the reference was checked)."""
+    import torch
+
+    from conftest import make_loco, train_images
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    shots = torch.cat([train_images(make_loco(tmp_path / "loco", n_train=4), 3), torch.full((1, 3, 112, 112), 0.4)])
+    for blank in (False, True):
+        m = SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                              {"foreground_patch": ForegroundPatchScore()}, LeaveOneOutSum(), work_size=64)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="locoad.models.seven_feature.torch_model"):
+            m.fit(m.encode(shots if blank else shots[:3]))
+        assert ("1 of 4 shots have no foreground patch" in caplog.text) == blank

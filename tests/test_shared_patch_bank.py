@@ -357,3 +357,26 @@ def test_coreset_leave_one_out_equals_a_refit_on_the_other_shots() -> None:
     refit = [SharedPatchBank(feats, shots[:i] + shots[i + 1:]).score(shots[i])["class_agnostic_patch"].value
              for i in range(4)]
     np.testing.assert_allclose(loo, refit, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["mean", "nearest"])
+def test_local_scale_with_blank_trailing_shots(mode: str) -> None:
+    """A foreground-only bank whose last shot has no foreground patch (a segmenter that found
+    nothing) counted the shots from the searched rows, one short: the fit failed on a shape."""
+    blank_last = [parsed(i, classes=c) for i, c in enumerate([[0, 1, 2, 3]] * 3 + [[0]])]
+    blank_middle = [blank_last[0], blank_last[3], *blank_last[1:3]]
+    scores = []
+    for shots in (blank_last, blank_middle):
+        f = ForegroundPatchScore(local_scale=mode)
+        scores.append(f.score(parsed(9), f.fit(shots)).value)
+    assert np.isfinite(scores).all()
+    assert scores[0] == pytest.approx(scores[1], abs=1e-5)  # the blank shot's place does not matter
+
+
+def test_top_percent_outside_0_100_is_a_config_error() -> None:
+    """Above 100 the top-k mean read past its image into the next one of the batch (NaN, or
+    scores that depend on the batch)."""
+    for bad in (150, 0, -1, True, "2"):
+        with pytest.raises(ValueError, match=r"top_percent must be in \(0, 100\]"):
+            ClassAgnosticPatchScore(top_percent=bad)
+    assert ClassAgnosticPatchScore(top_percent=100).top_percent == 100

@@ -105,8 +105,9 @@ class SharedPatchBank:
             shot_index = torch.from_numpy(shot_index)
             used_rows = slice(0, self.n_used)
             self.other_best = torch.full((len(order), len(self.scale_shots)), float("-inf"), device=self.bank.device)
+            # every shot a column, those without a searched row too (a blank trailing shot)
             self.other_best[used_rows] = nearest_other_shot(self.bank[used_rows], shot_index[used_rows],
-                                                            copy[used_rows], self.half)
+                                                            copy[used_rows], self.half, len(self.scale_shots))
         if not first.exact and self.n_used:
             # Greedy k-center over the grouped rows (PatchCore); ascending indices keep every
             # group a contiguous run. The ungrouped tail stays whole (fallback only).

@@ -26,7 +26,7 @@ from locoad.backbones.ensemble import split_parts
 from locoad.colour import divide_smooth_light, flatten_light, gray_world, white_patch
 from locoad.components.augment import RigidMove, move_images, move_labels, plan_moves
 from locoad.components.knn import apply_keeping_unit_rows, own_precision
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_whole_number
 from locoad.features.base import Feature, missing_backbone_part
 from locoad.features.shared_patch_bank import SharedPatchBank, share_patch_banks
 from locoad.fusion.base import Fusion
@@ -162,6 +162,8 @@ class SevenFeatureModel(nn.Module):
         if feature_norm not in ("none", "center", "standardize"):
             raise ConfigError(f"feature_norm must be none, center, standardize or auto; got {feature_norm!r}")
         self.feature_norm = feature_norm
+        if not is_whole_number(max_loo, 1):  # 0 left every score uncalibrated (scale 1), or failed
+            raise ConfigError(f"model.max_loo must be a whole number >= 1 (shots scored leave-one-out), got {max_loo!r}")
         self.max_loo = max_loo
         self.photometric = photometric
         # Moved copies of every shot, encoded at fit for the patch memory only (plain data:
@@ -338,6 +340,13 @@ class SevenFeatureModel(nn.Module):
         else:
             maps = [foreground_map(v.segments) for v in views]
         self.parsed_shots = [self.parse(v, m) for v, m in zip(views, maps)]
+        blank = [i for i, p in enumerate(self.parsed_shots[1:], 1) if p.foreground is not None and not p.foreground.any()]
+        if blank:
+            # Its leave-one-out patch scores are 1 (no patch to score), far above any other
+            # shot's: as the fusion's scale they leave those scores next to nothing in the sum.
+            log.warning("%d of %d shots have no foreground patch (the segmenter found only background): their "
+                        "leave-one-out scores set the fusion's scale, so the patch scores count for little. Check "
+                        "the segmenter or choose another data.seed", len(blank), len(shots))
         moved, owners = self._moved_shots(shots, maps)
         self.patch_banks = share_patch_banks(self.features, self.parsed_shots + moved,
                                              list(range(len(shots))) + owners)
