@@ -333,6 +333,21 @@ def test_a_test_folder_outside_the_loco_names_is_said(loco_root, caplog):
     assert {s.label for s in samples if s.anomaly_type == "logical_anomaly"} == {1}  # still read, as anomalous
 
 
+def test_files_that_are_not_read_are_said(loco_root, caplog):
+    """A WebP export, or images put straight into test/, were left out of the data without a word."""
+    cdir = category_dir(loco_root, "widgets")
+    with caplog.at_level("WARNING", logger="locoad.data.layout"):
+        before = list_split(cdir, "test")
+    assert not caplog.records
+    (cdir / "test" / "good" / "extra.webp").write_bytes(b"")
+    (cdir / "test" / "good" / ".DS_Store").write_bytes(b"")  # hidden: nothing to say
+    (cdir / "test" / "stray.png").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="locoad.data.layout"):
+        assert list_split(cdir, "test") == before
+    assert "1 file(s) skipped (.webp)" in caplog.text and "outside a type folder (e.g. stray.png)" in caplog.text
+    assert "DS_Store" not in caplog.text
+
+
 def test_bit_depth_reaches_the_datasets(loco_root):
     from conftest import compose_cfg
 
