@@ -82,6 +82,22 @@ def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path, recwarn):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_a_run_into_an_earlier_runs_folder_replaces_its_outputs(fitted):
+    """Lightning's version counter saved the new model as last-v1.ckpt beside the old last.ckpt
+    (which train=false ckpt_path=<run>/checkpoints/last.ckpt then tested), and an earlier run's
+    exported maps stayed beside the new metrics."""
+    import torch
+
+    loco_root, out, _ = fitted
+    (out / "anomaly_maps").mkdir()
+    (out / "anomaly_maps" / "old.tiff").write_bytes(b"")
+    run(compose_cfg([o for o in TINY if not o.startswith("data.k_shot")] + [f"data.root={loco_root}", "data.k_shot=2"], out))
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["last.ckpt"]
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert "'k_shot': 2" in str(state) and "'k_shot': 3" not in str(state)
+    assert not (out / "anomaly_maps").exists()
+
+
 @pytest.mark.parametrize("key", ["fusion", "aligner", "segmenter"])
 def test_a_component_key_given_a_name_says_which_group_picks_it(tmp_path, key):
     """``model.fusion=max`` replaces the whole fusion config with a string (the group is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -119,6 +120,7 @@ def format_table(metrics: dict) -> str:
 
 # What a finished run leaves; metrics.json, written last, marks it finished (skip_if_done).
 RESULT_FILES = ("scores.csv", "metrics.md", "metrics.json")
+RESULT_DIRS = ("anomaly_maps", "gallery")  # written by the test stage (export.anomaly_maps, the visualiser)
 
 
 def write_outputs(out_dir: Path, results: TestResults, export_maps: Callable[[], None] | None = None) -> None:
@@ -154,12 +156,16 @@ def run(cfg: DictConfig) -> dict:
     one_line_per_lightning_record()
     out_dir.mkdir(parents=True, exist_ok=True)
     stale = [out_dir / f for f in RESULT_FILES if (out_dir / f).is_file()]
-    if stale:
+    stale_dirs = [out_dir / d for d in RESULT_DIRS if (out_dir / d).is_dir()]
+    if stale or stale_dirs:
         # Results of an earlier run in this folder: left beside the new config.yaml, a run stopped
-        # midway would pass them off as its own (and skip_if_done would take them as finished).
+        # midway would pass them off as its own (and skip_if_done would take them as finished),
+        # and a run without export or gallery would leave the earlier run's maps and panels.
         log.info("%s holds an earlier run's results; replacing them", out_dir)
         for f in stale:
             f.unlink()
+        for d in stale_dirs:
+            shutil.rmtree(d)
     atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
