@@ -71,3 +71,25 @@ def test_every_sweep_preset_names_its_group_and_resumes():
     for p in sweeping:
         cfg = yaml.safe_load(p.read_text())
         assert cfg.get("experiment_name") == p.stem and cfg.get("skip_if_done") is True, p.name
+
+
+def test_run_and_sweep_folders_of_runs_started_in_one_second_differ():
+    """Folders were named to the second: two runs started together (a shell loop with &) wrote
+    into one folder, one's metrics under the other's config.yaml. They carry microseconds now."""
+    import re
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    stamp = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}"
+    presets = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    for overrides in [[], *([f"experiment={p}"] for p in presets)]:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        run_dir, sweep_dir = (Path(OmegaConf.select(cfg, k)).name for k in ("hydra.run.dir", "hydra.sweep.dir"))
+        assert re.fullmatch(stamp + "_.+", run_dir), (overrides, run_dir)
+        assert re.match(stamp, sweep_dir), (overrides, sweep_dir)
