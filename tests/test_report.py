@@ -104,3 +104,34 @@ def test_jobs_that_did_not_finish_are_named(tmp_path, capsys):
     assert "not in the table: 2" in capsys.readouterr().out
     (failed / "config.yaml").unlink()  # Hydra's own .hydra/config.yaml is no job of its own
     assert main([str(root)]) == 0 and "without metrics.json" not in (root / "report" / "summary.md").read_text()
+
+
+def test_one_setting_gets_one_label_whatever_shares_its_cell(tmp_path):
+    """Labels were the entries that differ within a (category, k) cell: a k = 1 run beside a
+    run with another max_loo was labelled model.max_loo=16, the same setting's k = 2 run (alone in
+    its cell) not, so one setting had two labels and the few-shot table split in two."""
+    root = tmp_path / "sweeps"
+    choices = {"model": "seven_feature", "aligner": "nearest", "features": "logical"}
+    for i, (k, loo) in enumerate([(1, 16), (2, 16), (1, 8)]):
+        cfg = _seven("tray", k, 42)
+        cfg["model"]["max_loo"] = loo
+        _job(root, str(i), cfg, 0.8, choices=choices)
+    runs = collect(root).sort_values(["k_shot", "setting"])
+    assert list(zip(runs["k_shot"], runs["setting"])) == [(1, "model.max_loo=16"), (1, "model.max_loo=8"),
+                                                          (2, "model.max_loo=16")]
+
+
+def test_the_few_shot_curve_keeps_k_in_order(tmp_path, monkeypatch):
+    """Each category's line met its own k first: a category with only k = 3 drawn before one with
+    k = 2 and 3 put 3 left of 2 on the shared text axis."""
+    import matplotlib.axes
+
+    from locoad.report import plot
+
+    ticks = {}
+    real = matplotlib.axes.Axes.set_xticks
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xticks",
+                        lambda self, t, labels=None, **kw: ticks.update(labels=[str(x) for x in labels or []]) or real(self, t, labels, **kw))
+    runs = pd.DataFrame({"category": ["a", "b", "b", "b"], "k_shot": [3, 2, 3, 10], "f1_max": [0.5, 0.6, 0.7, 0.8]})
+    plot(runs, tmp_path)
+    assert ticks["labels"] == ["2", "3", "10"]

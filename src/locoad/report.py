@@ -99,15 +99,17 @@ def leaves(cfg: dict) -> dict[str, str]:
 
 
 def settings(runs: pd.DataFrame, configs: list[dict[str, str]]) -> list[str]:
-    """Per run, the config entries that differ among runs of the same experiment, choices,
-    category and k (``key=value, ...``; empty where they all agree)."""
-    keys = [c for c in ("experiment", *FACTORS) if c in runs.columns]
+    """Per run, the config entries that differ among runs of the same experiment and choices
+    (``key=value, ...``; empty where they all agree), over every category and k: compared within
+    a (category, k) cell, a run's label depended on which other runs shared its cell, so one
+    setting got two labels and split the few-shot table."""
+    keys = [c for c in ("experiment", *GROUPS) if c in runs.columns]
     out = [""] * len(runs)
     if runs.empty:
         return out
     for _, idx in runs.reset_index(drop=True).fillna("–").groupby(keys, sort=False, dropna=False).groups.items():
         rows = [configs[i] for i in idx]
-        names = sorted({n for r in rows for n in r})
+        names = sorted({n for r in rows for n in r} - {"data.category", "data.k_shot"})  # columns of their own
         varying = [n for n in names if len({r.get(n) for r in rows}) > 1]
         for i in idx:
             out[i] = ", ".join(f"{n}={configs[i].get(n, '–')}" for n in varying)
@@ -305,10 +307,17 @@ def plot(runs: pd.DataFrame, out_dir: Path, metric: str = "f1_max") -> list[Path
         fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * data[factor].nunique() + 2), 3.2))
         if factor == "k_shot" and "category" in data and data["category"].nunique() > 1:
             # The few-shot curve: one line per category, mean ± std over everything else.
+            # One numeric axis in k's order: on a text axis each category's line added its k in the
+            # order it met them, so a category with fewer k put them out of order.
+            ks = pd.Index(data[factor].unique())
+            ks = ks[_sort_key(ks).argsort()]
             for cat, sub in data.groupby("category"):
                 g = sub.groupby(factor)[metric].agg(["mean", "std"])
-                g = g.iloc[_sort_key(g.index).argsort()]
-                ax.errorbar(g.index, g["mean"], yerr=g["std"].fillna(0), marker="o", capsize=3, label=cat)
+                x = ks.get_indexer(g.index)
+                o = np.argsort(x)
+                ax.errorbar(x[o], g["mean"].to_numpy()[o], yerr=g["std"].fillna(0).to_numpy()[o], marker="o",
+                            capsize=3, label=cat)
+            ax.set_xticks(range(len(ks)), list(ks))
             ax.legend(fontsize=7)
         else:
             g = data.groupby(factor)[metric].agg(["mean", "std"])
