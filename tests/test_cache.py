@@ -364,7 +364,7 @@ def test_max_gb_must_be_positive(tmp_path):
         StageCache(tmp_path, max_gb=0)
 
 
-@pytest.mark.parametrize("size", ["0", "-1", "nan"])
+@pytest.mark.parametrize("size", ["0", "-1", "nan", "inf"])  # inf failed converting to bytes
 def test_cache_cli_refuses_a_size_that_is_not_positive_and_deletes_nothing(tmp_path, capsys, size):
     from locoad.cache_cli import main
 
@@ -372,7 +372,7 @@ def test_cache_cli_refuses_a_size_that_is_not_positive_and_deletes_nothing(tmp_p
     with pytest.raises(SystemExit) as exc:
         main(["--root", str(tmp_path), "prune", "--max-gb", size])
     assert exc.value.code == 2
-    assert "--max-gb must be a positive size in GB" in capsys.readouterr().err  # the flag, not the config key
+    assert "--max-gb must be a positive, finite size in GB" in capsys.readouterr().err  # the flag, not the config key
     assert sum(StageCache(tmp_path).usage().values()) > 0
 
 

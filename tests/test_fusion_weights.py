@@ -363,3 +363,19 @@ def test_a_shot_without_foreground_is_said(tmp_path, caplog):
         with caplog.at_level("WARNING", logger="locoad.models.seven_feature.torch_model"):
             m.fit(m.encode(shots if blank else shots[:3]))
         assert ("1 of 4 shots have no foreground patch" in caplog.text) == blank
+
+
+@pytest.mark.parametrize("bad", [0, 4, -1, 64.0])
+def test_a_work_size_too_small_to_map_classes_is_a_config_error(bad):
+    """model.work_size=0 failed inside the first training step with a tensor-shape error."""
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.errors import ConfigError
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    with pytest.raises(ConfigError, match="model.work_size must be a whole number >= 8"):
+        SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                          {"foreground_patch": ForegroundPatchScore()}, LeaveOneOutSum(), work_size=bad)

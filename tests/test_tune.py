@@ -137,6 +137,21 @@ def test_optuna_preset_tunes_fusion_weights_on_tune_only(loco_root, tmp_path):
     assert any(best == pytest.approx(params) for v, params in trials if v == best_value)  # a tie: either
 
 
+def test_a_misspelt_optimized_metric_stops_an_optuna_sweep_in_one_line(loco_root, tmp_path):
+    """The job returned None, so the Optuna sweeper ended in a 40-line traceback ("No trials are
+    completed yet") after a whole trial."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the `tune` extra")
+    add_tune_split(loco_root)
+    cmd = [sys.executable, "-m", "locoad", "-m", "experiment=optuna_fusion", "hydra.sweeper.n_trials=1",
+           "optimized_metric=fused.f1max", *TINY, f"data.root={loco_root}", f"paths.root_dir={tmp_path}",
+           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "optimized_metric=fused.f1max is not a number" in proc.stderr and "Traceback" not in proc.stderr, \
+        proc.stderr[-3000:]
+
+
 def test_optimized_metric_reaches_au_spro_keys_with_dots(caplog):
     from locoad.__main__ import metric_value
 

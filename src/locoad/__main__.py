@@ -53,6 +53,13 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def optuna_sweep() -> bool:
+    """Whether this job is a trial of Hydra's Optuna sweeper (which optimises the returned metric)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return in_multirun() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from locoad.run import run  # heavy imports after Hydra has parsed the command line
@@ -71,7 +78,12 @@ def main(cfg: DictConfig) -> float | None:
             # sweep); at the end it re-raises the first failure, and a compact one as its line only.
             raise SweepJobError(user_message(user_error)) from None
         sys.exit(2)
-    return metric_value(metrics, cfg.get("optimized_metric"))
+    value = metric_value(metrics, cfg.get("optimized_metric"))
+    if value is None and metrics and cfg.get("optimized_metric") and optuna_sweep():
+        # The sweeper needs a number: it would fail on None with a traceback, after each trial.
+        raise SweepJobError(f"optimized_metric={cfg.optimized_metric} is not a number in this run's metrics.json: "
+                            "name one, e.g. optimized_metric=fused.f1_max or pixel.au_spro.mean.0.05")
+    return value
 
 
 if __name__ == "__main__":

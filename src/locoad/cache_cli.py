@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     clear = sub.add_parser("clear", help="delete a stage (or everything)")
     clear.add_argument("--stage", choices=STAGES, default=None, help="default: every stage")
     args = parser.parse_args(argv)
-    if args.command == "prune" and not args.max_gb > 0:
-        parser.exit(2, f"locoad-cache: --max-gb must be a positive size in GB, got {args.max_gb}\n")
+    if args.command == "prune" and not 0 < args.max_gb < math.inf:  # inf failed converting to bytes
+        parser.exit(2, f"locoad-cache: --max-gb must be a positive, finite size in GB, got {args.max_gb}\n")
 
     root: Path = args.root.expanduser()
     if not root.is_dir():

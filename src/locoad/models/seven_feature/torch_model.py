@@ -156,6 +156,8 @@ class SevenFeatureModel(nn.Module):
             if part is not None and part not in self.parts:
                 raise missing_backbone_part(f"feature {name}", part, self.parts)
         self.reads_foreground = any(f.reads_foreground for f in self.features.values())
+        if not is_whole_number(work_size, 8):  # 0 failed inside the first training step
+            raise ConfigError(f"model.work_size must be a whole number >= 8 (pixels of the class maps), got {work_size!r}")
         self.work_size = work_size
         if feature_norm == "auto":
             feature_norm = getattr(backbone, "preferred_feature_norm", "none")
