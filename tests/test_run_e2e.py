@@ -82,6 +82,19 @@ def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path, recwarn):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_a_misspelt_fusion_weight_is_said(tmp_path, caplog):
+    """+fusion.weights.<name>= with a name no feature has was ignored without a word: the
+    ablation "changed nothing". A preset's weights for features a run leaves out are not said."""
+    from locoad.run import warn_unknown_fusion_names
+
+    for overrides, said in ((["+fusion.weights.composiiton=2"], "composiiton"), (["features=all7"], None),
+                            (["+fusion.weights.lite2_foreground_patch=1"], None)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="locoad.run"):
+            warn_unknown_fusion_names(compose_cfg(TINY + overrides, tmp_path / "run"))
+        assert (said in caplog.text and "check the spelling" in caplog.text) if said else not caplog.records, overrides
+
+
 def test_a_run_into_an_earlier_runs_folder_replaces_its_outputs(fitted):
     """Lightning's version counter saved the new model as last-v1.ckpt beside the old last.ckpt
     (which train=false ckpt_path=<run>/checkpoints/last.ckpt then tested), and an earlier run's

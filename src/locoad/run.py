@@ -83,6 +83,36 @@ def per_score_spro(cfg: DictConfig) -> bool:
     return value
 
 
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def known_feature_names() -> set[str]:
+    """Every name a features config gives a feature: ``conf/feature_defaults/<name>.yaml`` and
+    the names ``conf/features/*.yaml`` place (``/feature_defaults@<name>``, top-level keys)."""
+    import yaml
+
+    names = {p.stem for p in (CONF_DIR / "feature_defaults").glob("*.yaml")}
+    for path in (CONF_DIR / "features").glob("*.yaml"):
+        doc = yaml.safe_load(path.read_text()) or {}
+        names |= {k for k in doc if k != "defaults"}
+        names |= {k.split("@", 1)[1] for d in doc.get("defaults") or [] if isinstance(d, dict) for k in d if "@" in k}
+    return names
+
+
+def warn_unknown_fusion_names(cfg: DictConfig) -> None:
+    """Fusion settings keyed by a feature name that no features config knows: a misspelt
+    ``+fusion.weights.<name>=`` is otherwise ignored without a word, and an ablation "changes
+    nothing". (Presets may weight features a run leaves out: those names are known.)"""
+    fusion = cfg.get("fusion")
+    if not isinstance(fusion, DictConfig) or not CONF_DIR.is_dir():
+        return
+    named = {*(fusion.get("weights") or {}), *(fusion.get("full_weight_shots") or {}), *(fusion.get("log_features") or [])}
+    unknown = sorted(named - set(cfg.get("features") or {}) - known_feature_names())
+    if unknown:
+        log.warning("fusion settings name %s, which no features config has (this run's features: %s): they are "
+                    "ignored; check the spelling", ", ".join(unknown), ", ".join(cfg.get("features") or {}))
+
+
 def build_callbacks(cfg: DictConfig) -> list:
     """The configured callbacks; without ``train`` no checkpoint callback (nothing to save)."""
     if not cfg.get("callbacks"):
@@ -171,6 +201,7 @@ def run(cfg: DictConfig) -> dict:
         L.seed_everything(cfg.seed, workers=True)
 
     spro_per_score = per_score_spro(cfg)  # a bad value fails before any work
+    warn_unknown_fusion_names(cfg)
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
     check_accelerator(cfg.trainer.get("accelerator"))
