@@ -138,6 +138,37 @@ def test_hardest_picks_the_worst_scored_per_type():
     assert hardest(table, 2) == [1, 0, 3, 2]
 
 
+def test_max_images_still_draws_the_panels_the_loggers_get(tmp_path):
+    """The gallery's cut to the max_images highest scores dropped the anomalies the fused score
+    gets most wrong (its lowest-scored): W&B and TensorBoard got one of three wanted panels."""
+    from locoad.models.base import TestResults
+    from locoad.viz import Visualiser
+
+    rows = []
+    for i, (kind, fused) in enumerate([("good", 0.1), ("good", 0.9), ("logical_anomalies", 0.8),
+                                       ("logical_anomalies", 0.15), ("structural_anomalies", 0.05)]):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append({"path": str(tmp_path / f"{i}.png"), "label": int(kind != "good"), "anomaly_type": kind, "fused": fused})
+    table = pd.DataFrame(rows)
+    wanted = hardest(table, 1)
+    assert wanted == [1, 3, 4]
+    panels, _ = Visualiser(str(tmp_path / "g"), tile_size=16, max_images=2).draw(TestResults(table, {}), keep=set(wanted))
+    assert sorted(panels) == wanted
+
+
+def test_a_class_has_one_colour_in_every_image():
+    """label2rgb coloured the labels an image has in turn: without class 2, class 3 took its colour."""
+    from locoad.viz.panels import label_overlay
+
+    image = np.full((30, 30, 3), 128, np.uint8)
+    every, no_two = np.zeros((30, 30), int), np.zeros((30, 30), int)
+    every[:10], every[10:20], every[20:] = 1, 2, 3
+    no_two[:10], no_two[20:] = 1, 3
+    a, b = label_overlay(image, every), label_overlay(image, no_two)
+    assert (a[25, 15] == b[25, 15]).all() and not (a[15, 15] == a[25, 15]).all()
+    assert (b[15, 15] == 128).all()  # background left as is
+
+
 def _tfevent_images(path: Path) -> list[str]:
     """Tags of the image summaries in a TensorBoard event file (TFRecord framing, Event protos)."""
     from tensorboardX.proto import event_pb2

@@ -84,7 +84,9 @@ class Visualiser(L.Callback):
         table = results.table.reset_index(drop=True)
         order = gallery_order(table)
         if self.max_images is not None:
-            order = order[: self.max_images]
+            # and the rows the loggers get (the ones the fused score gets most wrong: for
+            # anomalies the lowest-scored, which the cut would leave out)
+            order = order[: self.max_images] + [i for i in order[self.max_images:] if keep and i in keep]
         maps = results.anomaly_maps
         vrange = None
         if maps is not None and len(maps):

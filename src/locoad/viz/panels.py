@@ -39,12 +39,16 @@ def heat_overlay(
 
 
 def label_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Colour each label over ``image`` (0 = background, left as is), segment borders in white."""
-    from skimage.color import label2rgb
+    """Colour each label over ``image`` (0 = background, left as is), segment borders in white.
+    A label has one colour in every image (skimage's label2rgb numbers the labels an image has,
+    so an image that lacks class 2 showed class 3 in class 2's colour)."""
+    from matplotlib import colormaps
     from skimage.segmentation import find_boundaries
 
     labels = _resize(labels.astype(np.int32), image.shape[0], Image.NEAREST)
-    out = (label2rgb(labels, image, bg_label=0, bg_color=None, alpha=alpha) * 255).round().astype(np.uint8)
+    palette = colormaps["tab10"](np.arange(10))[:, :3] * 255
+    tint = (1 - alpha) * image.astype(np.float64) + alpha * palette[(labels - 1) % 10]
+    out = np.where(labels[..., None] > 0, tint, image).round().astype(np.uint8)
     out[find_boundaries(labels, mode="inner")] = 255
     return out
 
