@@ -159,6 +159,25 @@ def test_a_checkpoint_of_another_shape_names_the_file_and_the_right_one(tmp_path
         _ = al.model
 
 
+def test_a_larger_variants_checkpoint_is_refused_not_cut_down(tmp_path: Path):
+    """DeAOT-S's file holds DeAOT-T's every key (its first LSTT layer) and one layer more: loaded
+    as variant deaott, the extra layer was dropped with a warning and a model the file never was ran."""
+    from locoad.errors import CheckpointMismatchError
+
+    torch.save(build_deaot("deaots").state_dict(), tmp_path / "DeAOTS_PRE_YTB_DAV.pth")
+    with pytest.raises(CheckpointMismatchError, match=r"does not fit DeAOT variant 'deaott'.*keys it lacks.*DeAOTT_PRE_YTB_DAV\.pth"):
+        _ = DeAOTAligner(checkpoint=str(tmp_path / "DeAOTS_PRE_YTB_DAV.pth"), variant="deaott", device="cpu").model
+
+
+def test_a_changed_variant_is_told_its_own_files_path(tmp_path: Path):
+    """With the variant changed and the config's default path left, the message said to put the
+    other variant's download at the default variant's file name."""
+    with pytest.raises(FileNotFoundError) as err:
+        DeAOTAligner(checkpoint=str(tmp_path / "DeAOTT_PRE_YTB_DAV.pth"), variant="deaots")
+    assert f"set aligner.checkpoint={tmp_path / 'DeAOTS_PRE_YTB_DAV.pth'}" in str(err.value)
+    assert "put it at that path" not in str(err.value)
+
+
 def test_missing_checkpoint_and_random_weights(tmp_path: Path):
     with pytest.raises(FileNotFoundError) as err:
         DeAOTAligner(checkpoint=str(tmp_path / "DeAOTT_PRE_YTB_DAV.pth"))

@@ -82,6 +82,17 @@ def test_checkpoint_reload_gives_identical_scores(fitted, tmp_path, recwarn):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true"])
+def test_true_half_precision_is_refused_before_any_work(loco_root, tmp_path, precision):
+    """Lightning casts every weight to half; the backbones take float32 images and failed on the
+    first batch with a raw dtype error."""
+    from locoad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"trainer.precision={precision} .*=bf16-mixed"):
+        run(compose_cfg(TINY + [f"data.root={loco_root}", f"+trainer.precision={precision}"], tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_misspelt_fusion_weight_is_said(tmp_path, caplog):
     """+fusion.weights.<name>= with a name no feature has was ignored without a word: the
     ablation "changed nothing". A preset's weights for features a run leaves out are not said."""

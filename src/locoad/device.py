@@ -17,6 +17,17 @@ def resolve_device(device: str, followed: torch.device | None = None) -> torch.d
     return torch.device(device)
 
 
+def check_precision(precision: object) -> None:
+    """Refuse Lightning's "true" half (and double) precision: it casts every network's weights,
+    and the backbones, which take float32 images, fail on their first batch with a dtype error."""
+    if str(precision).lower() in ("16-true", "bf16-true", "64-true", "64"):
+        raise ConfigError(
+            f"trainer.precision={precision} casts every network's weights to that type, which the pretrained "
+            "backbones do not run at: use trainer.precision=bf16-mixed or 16-mixed (autocast, float32 weights) "
+            "or 32-true"
+        )
+
+
 def check_accelerator(accelerator: object) -> None:
     """Raise, before any work, when the trainer asks for a GPU that torch cannot see (Lightning's
     own error arrives wrapped in Hydra's instantiation error, naming no fix)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class LocoadError(Exception):
     """Base class for errors caused by the user's input or setup, not by a bug."""
@@ -30,6 +32,11 @@ class WeightsUnavailableError(LocoadError, RuntimeError):
 
 def checkpoint_missing(what: str, path: str, file_name: str, url: str, key: str) -> CheckpointNotFoundError:
     """One line naming the missing file, where it is published and the config key to set."""
+    if Path(path).name != file_name:  # a variant changed, its path not: don't rename a file to fit it
+        return CheckpointNotFoundError(
+            f"{what} checkpoint not found: {path}. Download {file_name} from {url} and set "
+            f"{key}={Path(path).parent / file_name} (or the path where you put it)."
+        )
     return CheckpointNotFoundError(
         f"{what} checkpoint not found: {path}. Download {file_name} from {url} and put it at that "
         f"path, or set {key}=<path to the file>."

@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from locoad.device import check_accelerator
+from locoad.device import check_accelerator, check_precision
 from locoad.errors import ConfigError
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from locoad.loggers import build_loggers, finish_loggers
@@ -205,6 +205,7 @@ def run(cfg: DictConfig) -> dict:
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail fast on a bad data layout, before any model is built
     check_accelerator(cfg.trainer.get("accelerator"))
+    check_precision(cfg.trainer.get("precision"))
     loggers = build_loggers(cfg)
     # A run that only tests saves no checkpoint (Lightning's own, restored from another run's
     # folder, would warn that the folder moved).

@@ -139,9 +139,12 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
                 f"missing keys (e.g. {result.missing_keys[:3]}); is it the {DEAOT_CHECKPOINTS[variant][0]} file?"
             )
         if result.unexpected_keys:
-            warnings.warn(
-                f"ignored {len(result.unexpected_keys)} unexpected keys in {checkpoint}",
-                stacklevel=2,
+            # A larger variant's file (more LSTT layers) shares every key of the smaller one's
+            # first layer: ignored, its extra layers would leave a model the file never was.
+            raise CheckpointMismatchError(
+                f"{checkpoint} does not fit DeAOT variant {variant!r}: {len(result.unexpected_keys)} keys it "
+                f"lacks (e.g. {result.unexpected_keys[:3]}; another variant's file?); is it the "
+                f"{DEAOT_CHECKPOINTS[variant][0]} file?"
             )
     return model.eval()
 
