@@ -19,6 +19,7 @@ from locoad.data.heldout import (
     SIZES,
     STRUCTURAL,
     _structural,
+    fastener_bag,
     generate_heldout,
     pin_box,
     render,
@@ -114,6 +115,20 @@ def test_a_misplaced_pin_lies_on_a_wall_between_two_compartments() -> None:
         x = moved[0]["prims"][0][1].mean(0)[0]
         # a compartment is 0.165 wide: its nearest centre is at least half a pitch minus a bit away
         assert np.abs(cells[:, 0] - x).min() > 0.09, (i, x)
+
+
+@pytest.mark.parametrize("edit", [None, "extra", "mismatched"])
+def test_a_good_bags_parts_lie_inside_the_bag(edit) -> None:
+    """Parts were placed in a box whose corners lie outside the elliptic bag: a third of the good
+    bags had a nut or washer partly outside it, which is the misplaced defect. (The extra and
+    mismatched edits place their part the same way.)"""
+    for i in range(60):
+        parts, _ = fastener_bag(np.random.default_rng([3, i]), i, edit)
+        for p in parts[1:]:
+            pts = np.concatenate([q[1] for q in p["prims"]])
+            reach = ((pts[:, 0] - 0.5) / 0.33) ** 2 + ((pts[:, 1] - 0.5) / 0.4) ** 2
+            # within a bolt head's and a line's half width of the outline
+            assert reach.max() <= 1.12, (edit, i, p["kind"], reach.max())
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

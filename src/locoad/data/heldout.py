@@ -40,7 +40,8 @@ from locoad.data.generated import (
 )
 
 FAMILY = "locoad.data.heldout"
-VERSION = 2  # 2: misplaced pins on a wall (were in a compartment); structural masks cover every changed pixel
+VERSION = 3  # 2: misplaced pins on a wall (were in a compartment); structural masks cover every changed pixel;
+# 3: the fastener bag's parts wholly inside the bag in good images (a third had one partly outside: the misplaced defect)
 NOTE = "HELD OUT: never tune on this data (report generalisation only)."
 SS = 2  # supersampling of the colour image
 
@@ -88,13 +89,19 @@ def _jit(rng: np.random.Generator, rgb, amount: int = 8) -> list[int]:
     return [int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb]
 
 
-def _free(rng, box, r, taken, tries=300):
-    """A centre in ``box`` whose circle of radius ``r`` clears the circles in ``taken``."""
+def _free(rng, box, r, taken, tries=300, inside=None):
+    """A centre in ``box`` whose circle of radius ``r`` clears the circles in ``taken`` and, with
+    ``inside``, lies wholly in a container (``inside(c, r)``); failing that, the last centre drawn
+    that is inside."""
+    fallback = None
     for _ in range(tries):
         c = (rng.uniform(box[0] + r, box[2] - r), rng.uniform(box[1] + r, box[3] - r))
+        if inside is not None and not inside(c, r):
+            continue
+        fallback = c
         if all(math.dist(c, t[:2]) > r + t[2] + 0.01 for t in taken):
             return c
-    return c
+    return c if fallback is None else fallback
 
 
 # --- categories: a normal scene, or with ``edit`` one logical anomaly. Each returns the parts
@@ -137,9 +144,12 @@ def fastener_bag(rng, index, edit=None):
     bag = part("bag", _jit(rng, (170, 196, 222)), poly(ellipse(0.5, 0.5, 0.33, 0.4, 0, 60)))
     parts, taken = [bag], []
 
+    def in_bag(c, r):  # the part's circle wholly inside the bag (version 3; the box's corners are not)
+        return ((c[0] - 0.5) / (0.33 - r)) ** 2 + ((c[1] - 0.5) / (0.4 - r)) ** 2 <= 1
+
     def bolt(length, c=None, ang=None):
         r = length / 2 + 0.03
-        c = c or _free(rng, (0.22, 0.16, 0.78, 0.84), r, taken)
+        c = c or _free(rng, (0.22, 0.16, 0.78, 0.84), r, taken, inside=in_bag)
         ang = rng.uniform(0, np.pi) if ang is None else ang
         taken.append((*c, r))
         axis = np.array([math.cos(ang), math.sin(ang)])
@@ -148,7 +158,7 @@ def fastener_bag(rng, index, edit=None):
                     poly(ellipse(*head, 0.04, 0.04, ang, 6)), length=length)
 
     def small(kind):
-        c = _free(rng, (0.22, 0.16, 0.78, 0.84), 0.05, taken)
+        c = _free(rng, (0.22, 0.16, 0.78, 0.84), 0.05, taken, inside=in_bag)
         taken.append((*c, 0.05))
         if kind == "nut":
             return part("nut", _jit(rng, (196, 170, 60)), poly(rect(*c, 0.07, 0.07, rng.uniform(0, 1.6))))

@@ -25,9 +25,10 @@ from locoad.errors import ConfigError
 from .categories import CATEGORIES, COLOURS, LOGICAL_KINDS, REGISTRY, Category, Part
 
 GENERATOR = "locoad.data.synthetic"
-VERSION = 5  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json;
+VERSION = 6  # 2: normal variants in rotation (balanced splits); 3: defect pixel values + defects_config.json;
 # 4: screw-bag nuts and washers touch in some scenes; 5: varied captures add a light spot, a tone
-# curve and a JPEG round trip (clean captures unchanged)
+# curve and a JPEG round trip (clean captures unchanged); 6: a defect's least area is of the
+# scene's square, not the varied canvas (wide canvases had no extra or missing levers; clean unchanged)
 STRUCTURAL_KINDS: tuple[str, ...] = ("scratch", "contamination", "break", "dent")
 # Each ground-truth PNG is one region; its pixel value names the defect kind, as MVTec LOCO AD's
 # <category>/defects_config.json does. A misplaced part's mask covers where it was and where it
@@ -47,7 +48,7 @@ COUNT_KEYS = ("n_train", "n_validation", "n_test_good", "n_logical", "n_structur
 FOREIGN: dict[str, tuple[int, int, int]] = {
     "moss": (46, 104, 44), "magenta": (192, 44, 150), "soot": (34, 30, 28),
     "cyan": (36, 170, 192), "rust": (150, 62, 22), "chalk": (248, 248, 244)}
-MIN_DEFECT_AREA = 0.001  # fraction of the image a ground-truth mask must at least cover
+MIN_DEFECT_AREA = 0.001  # fraction of the scene's square (shorter side squared) a ground-truth mask must cover
 CAPTURES = ("clean", "varied")
 # MVTec LOCO AD's native image sizes (width, height) per category; capture="varied" renders at
 # these times ``size_factor``.
@@ -351,7 +352,9 @@ def _pick(mask: np.ndarray, rng: np.random.Generator) -> list[float] | None:
 
 def _visible(before: Rendered, after: Rendered, defect: np.ndarray) -> bool:
     """A defect counts when its mask is large enough and the pixels there really changed."""
-    if defect.sum() < MIN_DEFECT_AREA * defect.size:
+    # of the scene's square, not the canvas: a wide varied canvas (splicing connectors: twice the
+    # square) rejected every lever edit, so its extra and missing levers fell back to other kinds
+    if defect.sum() < MIN_DEFECT_AREA * min(defect.shape) ** 2:
         return False
     diff = np.abs(before.rgb.astype(np.int16) - after.rgb.astype(np.int16)).max(-1)
     return float(diff[defect].mean()) >= 8.0
