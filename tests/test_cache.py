@@ -528,6 +528,30 @@ def test_features_are_keyed_by_their_stored_dtype_and_the_precision_they_ran_at(
     assert cache.stats["features"]["hits"] == 0
 
 
+def test_a_float16_store_gives_the_same_features_on_a_miss_and_a_hit(tmp_path):
+    """A miss returned the backbone's float32 features and stored float16 ones, so a first run and
+    its rerun (or a checkpoint reloaded on a warm cache) scored different features."""
+    bb, x = HandcraftedBackbone(image_size=56, patch_size=14), _images()
+    cache = StageCache(tmp_path / "a", feature_dtype="float16", min_free_gb=None)
+    first, again = cache.features(bb, x), cache.features(bb, x)
+    assert cache.stats["features"]["hits"] == len(x)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, bb(x))  # rounded: the store is float16
+
+
+def test_keys_see_the_contents_of_omegaconf_containers():
+    """A DictConfig is no dict: its values were left out of the key (two aligners with other
+    weights shared stored scores) where a component is instantiated without _convert_."""
+    from omegaconf import DictConfig
+
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.cache.fingerprint import component_key
+
+    a, b = (HungarianAligner(weights=DictConfig({"colour": w})) for w in (1.0, 9.0))
+    assert fingerprint(component_key(a)) != fingerprint(component_key(b))
+    assert fingerprint(component_key(a)) == fingerprint(component_key(HungarianAligner(weights={"colour": 1.0})))
+
+
 def test_keys_see_settings_held_one_object_down_and_cnn_stages(tmp_path):
     """Composition keeps its colour settings in a ColourKinds object and its capture jitter in a
     callable dataclass, which the key reduced to their type names; a CNN's stages (layers) were

@@ -274,6 +274,19 @@ def test_scale_statistic_median_divides_by_the_loo_median(rule, caplog):
         cls(scale_statistic={"comp": "mean"})
 
 
+def test_a_median_of_zero_falls_back_to_the_loo_maximum_and_a_refit_keeps_no_old_scale(caplog):
+    """Most shots' count 0 made the median 0, and the fusion divided by the 1-shot prior (22 times
+    the measured spread here), saying the shots agree exactly; a refit kept the last fit's scales."""
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    fusion = LeaveOneOutSum(scale_statistic={"comp": "median"}, initial_scales={"comp": 20.0})
+    with caplog.at_level("WARNING"):
+        fusion.fit({"comp": np.array([0.0, 0.0, 0.0, 0.6, 0.9]), "patch": np.array([1.0, 2.0])})
+    assert fusion.scales == {"comp": 0.9, "patch": 2.0} and "agree exactly" not in caplog.text
+    fusion.fit({"comp": np.zeros(4)})  # every shot 0: the prior, said
+    assert fusion.scales == {"comp": 20.0} and "agree exactly" in caplog.text
+
+
 def test_scale_statistic_is_a_fusion_setting(tmp_path):
     # The shipped loo rules accept the override (and leave every feature at the maximum by default).
     from conftest import compose_cfg

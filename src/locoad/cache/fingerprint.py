@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 # Bump when the code of a stage changes its output for the same configuration (a new
@@ -65,6 +66,8 @@ def jsonable(value: Any, key: str = "", depth: int = 0) -> Any:
         return jsonable(str(value), key, depth)
     if isinstance(value, (torch.dtype, torch.device)):
         return str(value)
+    if OmegaConf.is_config(value):  # a DictConfig / ListConfig (hydra.utils.instantiate without _convert_)
+        return jsonable(OmegaConf.to_container(value, resolve=True), key, depth)
     if isinstance(value, dict):
         return {str(k): jsonable(v, str(k), depth) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -257,6 +257,9 @@ class StageCache:
         if miss:
             computed = backbone(images if len(miss) == len(keys) else images[miss])
             for i, f in zip(miss, computed):
+                if self.enabled and self.feature_dtype == "float16":
+                    # as a later hit will read it: else the first run and every rerun differ
+                    f = f.to(torch.float16).to(f.dtype)
                 out[i] = f
                 self.put("features", d, keys[i], f)
             device = computed.device

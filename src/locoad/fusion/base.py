@@ -80,6 +80,7 @@ class Fusion:
         warn_unknown("full_weight_shots", self.full_weight_shots, loo_scores)
         warn_unknown("scale_statistic", self.scale_statistic, loo_scores)
         self.weights = dict(self.base_weights)
+        self.scales = {}  # a refit on other features keeps none of the last fit's
         for name, n in self.full_weight_shots.items():
             if name in loo_scores:
                 self.weights[name] = self.base_weights.get(name, 1.0) * min(k, n) / n
@@ -103,6 +104,9 @@ class Fusion:
                     "returned NaN or inf on a shot; check its settings or remove it from features")
             initial = float(self.initial_scales.get(name, self.default_initial_scale))
             scale = float(SCALE_STATISTICS[self.scale_statistic.get(name, "max")](s)) if s.size else initial
+            if scale < self.min_scale and s.size and s.max() >= self.min_scale:
+                # most shots score 0 (a count): the median is 0, but the shots do show a spread
+                scale = float(s.max())
             if scale < self.min_scale:
                 # All shots agree perfectly on this feature, so they say nothing about its normal
                 # spread. Flooring the divisor at min_scale would multiply any non-zero test score
