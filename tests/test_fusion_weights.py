@@ -392,3 +392,28 @@ def test_a_work_size_too_small_to_map_classes_is_a_config_error(bad):
     with pytest.raises(ConfigError, match="model.work_size must be a whole number >= 8"):
         SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
                           {"foreground_patch": ForegroundPatchScore()}, LeaveOneOutSum(), work_size=bad)
+
+
+def test_feature_statistics_do_not_depend_on_the_shots_order(tmp_path):
+    """feature_norm=standardize summed the shots' features in float32 in their drawn order; a
+    checkpoint stores them reordered (the reference first), so a reload's statistics, and every
+    patch score, differed in the last digits from the fitted model's."""
+    import torch
+
+    from conftest import make_loco, train_images
+    from locoad.aligners.hungarian import HungarianAligner
+    from locoad.backbones.handcrafted import HandcraftedBackbone
+    from locoad.features.foreground_patch import ForegroundPatchScore
+    from locoad.fusion.loo import LeaveOneOutSum
+    from locoad.models.seven_feature.torch_model import SevenFeatureModel
+    from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
+
+    shots = train_images(make_loco(tmp_path / "loco", n_train=6), 6)
+    stats = []
+    for order in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 4, 2, 0]):
+        m = SevenFeatureModel(FelzenszwalbSegmenter(work_size=64), HungarianAligner(), HandcraftedBackbone(image_size=112),
+                              {"foreground_patch": ForegroundPatchScore()}, LeaveOneOutSum(), work_size=64,
+                              feature_norm="standardize")
+        m.fit(m.encode(shots[order]))
+        stats.append((m.feat_mean, m.feat_std))
+    assert torch.equal(stats[0][0], stats[1][0]) and torch.equal(stats[0][1], stats[1][1])

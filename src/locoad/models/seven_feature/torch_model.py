@@ -318,9 +318,12 @@ class SevenFeatureModel(nn.Module):
             raise ValueError("no training shots")
         self.check_finite(shots)
         if self.feature_norm != "none":
-            allp = torch.cat([s.features.flatten(1) for s in shots], dim=1)  # (D, N)
-            self.feat_mean = allp.mean(1)
-            self.feat_std = allp.std(1).clamp_min(1e-6) if allp.shape[1] > 1 else torch.ones_like(self.feat_mean)
+            # in float64: the same statistics whatever the shots' order (a checkpoint stores them
+            # reordered, reference first, and a reload's float32 sums differed in the last digits)
+            allp = torch.cat([s.features.flatten(1) for s in shots], dim=1).double()  # (D, N)
+            dtype = shots[0].features.dtype
+            self.feat_mean = allp.mean(1).to(dtype)
+            self.feat_std = (allp.std(1).clamp_min(1e-6) if allp.shape[1] > 1 else torch.ones_like(allp[:, 0])).to(dtype)
         views = [self.segmented(s) for s in shots]
         typical = self.aligned and self.reference == "typical"
         ref = most_typical(views, getattr(self.aligner, "weights", None)) if typical else 0
