@@ -417,3 +417,20 @@ def test_feature_statistics_do_not_depend_on_the_shots_order(tmp_path):
         m.fit(m.encode(shots[order]))
         stats.append((m.feat_mean, m.feat_std))
     assert torch.equal(stats[0][0], stats[1][0]) and torch.equal(stats[0][1], stats[1][1])
+
+
+def test_a_scores_copies_take_its_log_and_scale_statistic():
+    """With a backbone ensemble, log_features and scale_statistic named the score but not its
+    lite2_ copy, which shares its weight, so the copy stayed linear and at its maximum; a copy in
+    full_weight_shots was overwritten by the weight split without a word."""
+    from locoad.errors import ConfigError
+    from locoad.fusion.loo import LeaveOneOutSum
+
+    shared = {"fp": ["lite2_fp"]}
+    fusion = LeaveOneOutSum(log_features=["fp"], scale_statistic={"fp": "median"}, shared_weights=shared)
+    fusion.fit({"fp": np.array([1.0, 2.0, 9.0]), "lite2_fp": np.array([1.0, 3.0, 9.0])})
+    assert fusion.scales == {"fp": 2.0, "lite2_fp": 3.0}
+    fused = fusion.fuse({"fp": np.array([2.0]), "lite2_fp": np.array([3.0])})
+    assert fused == pytest.approx(0.5 * np.log1p(1.0) * 2)
+    with pytest.raises(ConfigError, match="full_weight_shots names lite2_fp"):
+        LeaveOneOutSum(full_weight_shots={"lite2_fp": 3}, shared_weights=shared)

@@ -64,21 +64,34 @@ class Fusion:
         bad = {n: v for n, v in self.full_weight_shots.items() if v < 1}
         if bad:
             raise ConfigError(f"fusion.full_weight_shots must be shot counts >= 1, got {bad}")
+        copied = sorted(c for copies in self.shared_weights.values() for c in copies if c in self.full_weight_shots)
+        if copied:
+            raise ConfigError(f"fusion.full_weight_shots names {', '.join(copied)}, which share(s) a weight "
+                              "(fusion.shared_weights): name the score it copies instead")
         self.scale_statistic = dict(scale_statistic or {})
         bad = {n: v for n, v in self.scale_statistic.items() if v not in SCALE_STATISTICS}
         if bad:
             raise ConfigError(f"fusion.scale_statistic must be one of {sorted(SCALE_STATISTICS)} per feature, got {bad}")
+        self._named_statistic = set(self.scale_statistic)  # as given: the ones warn_unknown checks
+        # a score's copies (fusion.shared_weights) share its weight, so its scale statistic too
+        for name, stat in list(self.scale_statistic.items()):
+            for copy in self.shared_weights.get(name, ()):
+                self.scale_statistic.setdefault(copy, stat)
         self.initial_scales = dict(initial_scales or {})
         self.default_initial_scale = default_initial_scale
         self.min_scale = min_scale
         self.scales: dict[str, float] = {}
+
+    def with_copies(self, names) -> frozenset[str]:
+        """``names`` and their copies (fusion.shared_weights)."""
+        return frozenset(names) | {c for n in names for c in self.shared_weights.get(n, ())}
 
     def fit(self, loo_scores: dict[str, np.ndarray], shots: int | None = None) -> Fusion:
         """LOO scores per feature ((k,) each; empty for 1-shot, where initial scales apply).
         ``shots``: k, where fewer shots than k were held out (default: the LOO scores' length)."""
         k = shots or max([np.size(s) for s in loo_scores.values()] + [1])
         warn_unknown("full_weight_shots", self.full_weight_shots, loo_scores)
-        warn_unknown("scale_statistic", self.scale_statistic, loo_scores)
+        warn_unknown("scale_statistic", self._named_statistic, loo_scores)
         self.weights = dict(self.base_weights)
         self.scales = {}  # a refit on other features keeps none of the last fit's
         for name, n in self.full_weight_shots.items():

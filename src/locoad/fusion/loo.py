@@ -20,10 +20,11 @@ from locoad.fusion.base import Fusion, warn_unknown
 class LeaveOneOutSum(Fusion):
     def __init__(self, log_features: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
-        self.log_features = frozenset(log_features)
+        self._named_log = frozenset(log_features)
+        self.log_features = self.with_copies(log_features)  # a score's copies enter as it does
 
     def fit(self, loo_scores: dict[str, np.ndarray], shots: int | None = None) -> LeaveOneOutSum:
-        warn_unknown("log_features", self.log_features, loo_scores)
+        warn_unknown("log_features", self._named_log, loo_scores)
         return super().fit(loo_scores, shots)
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
