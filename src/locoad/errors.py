@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 
@@ -30,9 +31,12 @@ class WeightsUnavailableError(LocoadError, RuntimeError):
     """``pretrained=true`` without a checkpoint, and the download failed (e.g. offline)."""
 
 
-def checkpoint_missing(what: str, path: str, file_name: str, url: str, key: str) -> CheckpointNotFoundError:
-    """One line naming the missing file, where it is published and the config key to set."""
-    if Path(path).name != file_name:  # a variant changed, its path not: don't rename a file to fit it
+def checkpoint_missing(what: str, path: str, file_name: str, url: str, key: str,
+                       official_names: Collection[str] = ()) -> CheckpointNotFoundError:
+    """One line naming the missing file, where it is published and the config key to set.
+    ``official_names``: the family's published file names; a path named after another of them is
+    a variant changed and its path not, so the advice is the path for this variant's file."""
+    if Path(path).name in official_names and Path(path).name != file_name:
         return CheckpointNotFoundError(
             f"{what} checkpoint not found: {path}. Download {file_name} from {url} and set "
             f"{key}={Path(path).parent / file_name} (or the path where you put it)."

@@ -183,7 +183,8 @@ class DeAOTAligner(Aligner):
                 f"to {fname} (or allow_random_weights=true in tests)"
             )
         if checkpoint is not None and not Path(checkpoint).is_file():
-            raise checkpoint_missing("DeAOT", checkpoint, fname, f"{url} (listed in {MODEL_ZOO})", "aligner.checkpoint")
+            raise checkpoint_missing("DeAOT", checkpoint, fname, f"{url} (listed in {MODEL_ZOO})", "aligner.checkpoint",
+                                     [f for f, _ in DEAOT_CHECKPOINTS.values()])
         self.variant = variant
         self.checkpoint = checkpoint
         self.allow_random_weights = allow_random_weights

@@ -84,7 +84,8 @@ class DinoV2Backbone(Backbone):
 
         path = Path(checkpoint).expanduser() if checkpoint is not None else None
         if path is not None and not path.is_file():  # fail before building a possibly huge model
-            raise checkpoint_missing("DINOv2", str(path), file_name, url, "backbone.checkpoint")
+            raise checkpoint_missing("DINOv2", str(path), file_name, url, "backbone.checkpoint",
+                                     [f for _, f in VARIANTS.values()])
         # A local checkpoint replaces the hub download, so the model is built without weights first.
         self.model = create_timm_model(
             timm_name,

@@ -98,7 +98,8 @@ class SamSegmenter(Segmenter):
                                               "test-only architecture with no published weights: save its state "
                                               "dict there, or set segmenter.checkpoint=null")
             fname = SAM_CHECKPOINTS[model_type]
-            raise checkpoint_missing("SAM", checkpoint, fname, SAM_URL.format(fname), "segmenter.checkpoint")
+            raise checkpoint_missing("SAM", checkpoint, fname, SAM_URL.format(fname), "segmenter.checkpoint",
+                                     SAM_CHECKPOINTS.values())
         if min_mask_region_area > 0 and importlib.util.find_spec("cv2") is None:
             # segment_anything's small-region removal imports OpenCV lazily, mid-run.
             raise ImportError(
