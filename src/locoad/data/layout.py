@@ -52,13 +52,15 @@ class Sample:
 def _images(folder: Path) -> list[Path]:
     """The folder's images, by name; other files (not hidden ones) said in one warning: a data set
     exported as WebP, say, would otherwise lose those images without a word."""
-    files = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
-    skipped = sorted({p.suffix.lower() or p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES})
-    if skipped:
-        n = sum(p.suffix.lower() not in IMAGE_SUFFIXES for p in files)
+    images, others = [], []
+    for p in folder.iterdir():
+        if not p.name.startswith(".") and p.is_file():
+            (images if p.suffix.lower() in IMAGE_SUFFIXES else others).append(p)
+    if others:
         log.warning("%s: %d file(s) skipped (%s): images are read from %s files only; convert them (e.g. to PNG) "
-                    "or move them out", folder, n, ", ".join(skipped), "/".join(sorted(IMAGE_SUFFIXES)))
-    return sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
+                    "or move them out", folder, len(others), ", ".join(sorted({p.suffix.lower() or p.name for p in others})),
+                    "/".join(sorted(IMAGE_SUFFIXES)))
+    return sorted(images)
 
 
 def list_categories(root: str | Path) -> list[str]:
@@ -128,8 +130,9 @@ def list_split(cdir: Path, split: str) -> list[Sample]:
             raise _missing_tune(folder)
         raise DataLayoutError(f"missing folder {folder}: the LOCO layout needs <category>/test/<type>/")
     gt_root = cdir / _ground_truth_dir(split)
-    kinds = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    loose = [p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    entries = list(folder.iterdir())
+    kinds = sorted(p.name for p in entries if p.is_dir())
+    loose = [p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if loose:
         log.warning("%s holds %d image(s) outside a type folder (e.g. %s), not read: put them in %s/good, "
                     "%s/logical_anomalies or %s/structural_anomalies", folder, len(loose), sorted(loose)[0],
