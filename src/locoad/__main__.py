@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+from locoad import CONFIG_DIR
 from locoad.errors import unwrap_user_error, user_message
 
 log = logging.getLogger("locoad")
-# An absolute path works for `python -m locoad` and the `locoad` console script alike.
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def metric_value(metrics: dict, path: str | None) -> float | None:

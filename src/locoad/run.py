@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from locoad import CONFIG_DIR
 from locoad.device import check_accelerator, check_precision
 from locoad.errors import ConfigError
 from locoad.io import atomic_write_csv, atomic_write_json, atomic_write_text
@@ -83,16 +84,13 @@ def per_score_spro(cfg: DictConfig) -> bool:
     return value
 
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
 def known_feature_names() -> set[str]:
     """Every name a features config gives a feature: ``conf/feature_defaults/<name>.yaml`` and
     the names ``conf/features/*.yaml`` place (``/feature_defaults@<name>``, top-level keys)."""
     import yaml
 
-    names = {p.stem for p in (CONF_DIR / "feature_defaults").glob("*.yaml")}
-    for path in (CONF_DIR / "features").glob("*.yaml"):
+    names = {p.stem for p in (Path(CONFIG_DIR) / "feature_defaults").glob("*.yaml")}
+    for path in (Path(CONFIG_DIR) / "features").glob("*.yaml"):
         doc = yaml.safe_load(path.read_text()) or {}
         names |= {k for k in doc if k != "defaults"}
         names |= {k.split("@", 1)[1] for d in doc.get("defaults") or [] if isinstance(d, dict) for k in d if "@" in k}
@@ -104,7 +102,7 @@ def warn_unknown_fusion_names(cfg: DictConfig) -> None:
     ``+fusion.weights.<name>=`` is otherwise ignored without a word, and an ablation "changes
     nothing". (Presets may weight features a run leaves out: those names are known.)"""
     fusion = cfg.get("fusion")
-    if not isinstance(fusion, DictConfig) or not CONF_DIR.is_dir():
+    if not isinstance(fusion, DictConfig) or not Path(CONFIG_DIR).is_dir():
         return
     named = {*(fusion.get("weights") or {}), *(fusion.get("full_weight_shots") or {}), *(fusion.get("log_features") or [])}
     unknown = sorted(named - set(cfg.get("features") or {}) - known_feature_names())
