@@ -314,15 +314,13 @@ def group_median(values: torch.Tensor, groups: torch.Tensor, num_groups: int) ->
     return med[:-1].view(values.shape[0], num_groups).to(values.dtype)
 
 
-def nearest_other_shot(bank: torch.Tensor, owner: torch.Tensor, copy: torch.Tensor, half: bool = False,
-                       n_shots: int | None = None) -> torch.Tensor:
-    """(M, S) best cosine similarity of every bank row to the rows of each shot 0..S-1 that are
-    the same copy (``copy``: 0 the shot as taken, j its j-th moved copy); -inf for the row's own
-    shot (``owner``) and for shots without such a copy. One product per pair of shots and copy.
-    ``n_shots``: S (default: the highest owner + 1, which misses trailing shots without rows)."""
+def nearest_other_shot(bank: torch.Tensor, owner: torch.Tensor, copy: torch.Tensor, n_shots: int,
+                       half: bool = False) -> torch.Tensor:
+    """(M, S = ``n_shots``) best cosine similarity of every bank row to the rows of each shot
+    0..S-1 that are the same copy (``copy``: 0 the shot as taken, j its j-th moved copy); -inf for
+    the row's own shot (``owner``) and for shots without such a copy (a shot with no row at all
+    too: S is given, not read from ``owner``). One product per pair of shots and copy."""
     owner, copy = owner.to(bank.device), copy.to(bank.device)
-    if n_shots is None:
-        n_shots = int(owner.max()) + 1 if len(owner) else 0
     best = torch.full((bank.shape[0], n_shots), float("-inf"), device=bank.device)
     dtype = compute_dtype(bank.device, half)
     unit = has_unit_rows(bank)

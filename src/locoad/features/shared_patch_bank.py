@@ -107,7 +107,7 @@ class SharedPatchBank:
             self.other_best = torch.full((len(order), len(self.scale_shots)), float("-inf"), device=self.bank.device)
             # every shot a column, those without a searched row too (a blank trailing shot)
             self.other_best[used_rows] = nearest_other_shot(self.bank[used_rows], shot_index[used_rows],
-                                                            copy[used_rows], self.half, len(self.scale_shots))
+                                                            copy[used_rows], len(self.scale_shots), self.half)
         if not first.exact and self.n_used:
             # Greedy k-center over the grouped rows (PatchCore); ascending indices keep every
             # group a contiguous run. The ungrouped tail stays whole (fallback only).
