@@ -132,7 +132,8 @@ class ULSADModule(AnomalyModule):
     def on_train_start(self) -> None:
         loader = getattr(getattr(self, "_trainer", None), "train_dataloader", None)
         if loader is not None and (len(loader.dataset) < 2 or (loader.batch_size or 2) < 2):
-            # Every batch would be skipped (training_step): the branches would stay untrained.
+            # training_step needs two images per batch (BatchNorm): only a trailing batch of one
+            # can borrow the image before it, so a loader of one-image batches trains nothing.
             raise ConfigError(f"ULSAD trains on batches of two images or more (its global branch's BatchNorm), "
                               f"but has {len(loader.dataset)} training image(s) in batches of {loader.batch_size}: "
                               "use data.k_shot >= 2 (or null for every training image) and data.batch_size >= 2")
