@@ -145,7 +145,8 @@ def test_a_misspelt_optimized_metric_stops_an_optuna_sweep_in_one_line(loco_root
     cmd = [sys.executable, "-m", "locoad", "-m", "experiment=optuna_fusion", "hydra.sweeper.n_trials=1",
            "optimized_metric=fused.f1max", *TINY, f"data.root={loco_root}", f"paths.root_dir={tmp_path}",
            f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    # CI exports HYDRA_FULL_ERROR=1 (full tracebacks on purpose); a user's shell does not
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "optimized_metric=fused.f1max is not a number" in proc.stderr and "Traceback" not in proc.stderr, \
