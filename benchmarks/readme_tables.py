@@ -1,8 +1,8 @@
-"""The README's result tables, rendered from the files under benchmarks/results/.
+"""The result tables of README.md and docs/results.md, rendered from the files under benchmarks/results/.
 
-After a re-run, ``python benchmarks/readme_tables.py`` rewrites every table below in README.md from
-its files (row labels and the text around the tables stay as written); ``--check`` only names the
-tables that are stale and exits 1 (``tests/test_readme_results.py`` runs the same check).
+After a re-run, ``python benchmarks/readme_tables.py`` rewrites every table below in its document
+from its files (row labels and the text around the tables stay as written); ``--check`` only names
+the tables that are stale and exits 1 (``tests/test_readme_results.py`` runs the same check).
 
     .venv/bin/python benchmarks/readme_tables.py [--check]
 """
@@ -23,6 +23,7 @@ from quality_synthetic import markdown_fused
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 README = REPO / "README.md"
+DETAILS = REPO / "docs" / "results.md"  # every table but the quality table
 
 # The default's quality table: row label (its start) -> its grid file. Cells: fused AUROC at
 # k = 1 / 2 / 4 / 8, then the lowest logical / structural part at k = 4.
@@ -148,10 +149,10 @@ def table_span(lines: list[str], marker: str, header: str) -> tuple[int, int]:
     """[start, end) of the first table starting with ``header`` after the one line holding ``marker``."""
     at = [i for i, line in enumerate(lines) if marker in line]
     if len(at) != 1:
-        raise ValueError(f"README should hold {marker!r} on one line, found {len(at)}")
+        raise ValueError(f"the document should hold {marker!r} on one line, found {len(at)}")
     start = next((i for i in range(at[0], len(lines)) if lines[i].startswith(header)), None)
     if start is None:
-        raise ValueError(f"no table starting {header!r} after {marker!r} in the README")
+        raise ValueError(f"no table starting {header!r} after {marker!r} in the document")
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
@@ -172,46 +173,48 @@ def with_cells(table: list[str], rows: dict, cells: Callable) -> list[str]:
     return out
 
 
-def tables() -> dict[str, tuple[str, str, Callable[[list[str]], list[str]]]]:
-    """Table name -> (marker, header, table lines -> rendered lines)."""
+def tables() -> dict[str, tuple[Path, str, str, Callable[[list[str]], list[str]]]]:
+    """Table name -> (its document, marker, header, table lines -> rendered lines)."""
     spec = {
-        "quality": (GRID_HEADER, GRID_HEADER, lambda t: with_cells(t, GRID_ROWS, grid_cells)),
-        "capture size": (SIZE_HEADER, SIZE_HEADER, lambda t: with_cells(t, SIZE_ROWS, size_cells)),
-        "defect size": (DEFECT_HEADER, DEFECT_HEADER, lambda t: with_cells(t, DEFECT_ROWS, defect_cells)),
-        "per defect, held-out family": (PER_DEFECT_MARKER, "| category | defect |", lambda t: per_defect_table()),
+        "quality": (README, GRID_HEADER, GRID_HEADER, lambda t: with_cells(t, GRID_ROWS, grid_cells)),
+        "capture size": (DETAILS, SIZE_HEADER, SIZE_HEADER, lambda t: with_cells(t, SIZE_ROWS, size_cells)),
+        "defect size": (DETAILS, DEFECT_HEADER, DEFECT_HEADER, lambda t: with_cells(t, DEFECT_ROWS, defect_cells)),
+        "per defect, held-out family": (DETAILS, PER_DEFECT_MARKER, "| category | defect |",
+                                        lambda t: per_defect_table()),
     }
     for marker, name in PER_CATEGORY.items():
-        spec[f"per category: {name}"] = (marker, "| category | k |",
+        spec[f"per category: {name}"] = (DETAILS, marker, "| category | k |",
                                          lambda t, name=name: markdown_fused(list(results(name))).splitlines())
     return spec
 
 
-def render(text: str, only: str | None = None) -> str:
-    """``text`` (the README) with every table (or the one named ``only``) rendered from its files."""
+def render(text: str, doc: Path = README, only: str | None = None) -> str:
+    """``text`` (the document ``doc``) with every table of it (or the one named ``only``) rendered from its files."""
     lines = text.splitlines()
-    for name, (marker, header, fill) in tables().items():
-        if only in (None, name):
+    for name, (where, marker, header, fill) in tables().items():
+        if where == doc and only in (None, name):
             start, end = table_span(lines, marker, header)
             lines[start:end] = fill(lines[start:end])
     return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 
-def stale(text: str) -> list[str]:
-    """The names of the tables whose README text is not what their files render."""
-    return [name for name in tables() if render(text, only=name) != text]
+def stale(texts: dict[Path, str]) -> list[str]:
+    """The names of the tables whose text (``texts``: document -> its text) is not what their files render."""
+    return [name for name, (doc, *_) in tables().items() if render(texts[doc], doc, only=name) != texts[doc]]
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only name the stale tables (exit 1 if any)")
     args = ap.parse_args(argv)
-    text = README.read_text()
-    names = stale(text)
+    texts = {doc: doc.read_text() for doc in (README, DETAILS)}
+    names = stale(texts)
     if args.check:
-        print("\n".join(f"stale: {n}" for n in names) or "every README table matches its files")
+        print("\n".join(f"stale: {n}" for n in names) or "every result table matches its files")
         sys.exit(1 if names else 0)
-    README.write_text(render(text))
-    print(f"README.md: {len(names)} tables re-rendered" + (f" ({', '.join(names)})" if names else ""))
+    for doc, text in texts.items():
+        doc.write_text(render(text, doc))
+    print(f"{len(names)} tables re-rendered" + (f" ({', '.join(names)})" if names else ""))
 
 
 if __name__ == "__main__":

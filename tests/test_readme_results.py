@@ -1,5 +1,6 @@
-"""The README's result tables say what the result files under benchmarks/results/ hold: a grid
-re-run without the README (or the README edited without a re-run) fails here;
+"""The result tables of README.md and docs/results.md say what the result files under
+benchmarks/results/ hold: a grid re-run without the documents (or a document edited without a
+re-run) fails here;
 ``benchmarks/readme_tables.py`` re-renders them."""
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from conftest import REPO
 
 
 @pytest.mark.parametrize("name", list(readme_tables.tables()))
-def test_every_readme_table_is_rendered_from_its_files(name):
-    text = (REPO / "README.md").read_text()
-    assert readme_tables.render(text, only=name) == text, (
-        f"the README's {name} table is not what its result files hold: run benchmarks/readme_tables.py")
+def test_every_result_table_is_rendered_from_its_files(name):
+    doc = readme_tables.tables()[name][0]
+    text = doc.read_text()
+    assert readme_tables.render(text, doc, only=name) == text, (
+        f"the {doc.name} {name} table is not what its result files hold: run benchmarks/readme_tables.py")
 
 
 def test_a_row_without_a_result_file_is_refused():
@@ -38,11 +40,13 @@ def test_a_file_without_a_column_of_the_table_is_named(tmp_path, monkeypatch):
 
 
 def test_a_stale_cell_is_found():
-    text = (REPO / "README.md").read_text()
+    texts = {doc: doc.read_text() for doc in (readme_tables.README, readme_tables.DETAILS)}
+    text = texts[readme_tables.README]
     row = next(line for line in text.splitlines() if line.startswith("| clean (generator seed 0"))
     cells = row.split(" | ")
     cells[1] = "0.000"
-    assert readme_tables.stale(text.replace(row, " | ".join(cells))) == ["quality"]
+    texts[readme_tables.README] = text.replace(row, " | ".join(cells))
+    assert readme_tables.stale(texts) == ["quality"]
 
 
 def test_the_readmes_default_tables_are_runs_of_the_default():
