@@ -262,6 +262,20 @@ def test_completion_marker(tmp_path: Path) -> None:
     assert first.stat().st_mtime_ns != stamp
 
 
+def test_a_categorys_files_reach_the_disk_before_its_marker(tmp_path: Path, monkeypatch) -> None:
+    """Written unsynced, an image could be lost in a crash after its marker was saved, and the
+    marker would vouch for a folder missing it (never regenerated)."""
+    import locoad.data.generated as generated
+
+    events = []
+    monkeypatch.setattr(generated.os, "sync", lambda: events.append("sync"))
+    write_json = generated.write_json
+    monkeypatch.setattr(generated, "write_json", lambda path, obj: (events.append(Path(path).name), write_json(path, obj)))
+    generate(tmp_path, categories=["juice_bottle"], image_size=64, n_train=1, n_validation=1,
+             n_test_good=1, n_logical=1, n_structural=1)
+    assert events.index("sync") < events.index(".complete.json"), events
+
+
 def test_generates_only_the_missing_categories(tmp_path: Path) -> None:
     """A run on one category writes that one; asking for more later adds them and leaves the
     complete ones untouched (each category has its own marker and random streams)."""

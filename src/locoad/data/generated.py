@@ -11,6 +11,7 @@ import fcntl
 import io
 import json
 import math
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,7 +26,8 @@ MARKER = ".complete.json"  # per category folder, written when it is complete
 
 
 def write_png(path: Path, array: np.ndarray) -> None:
-    """An image file, written atomically (no fsync: a lost file is regenerated)."""
+    """An image file, written atomically; not synced one by one (``ensure_complete`` syncs a
+    category's files once, before its marker vouches for them)."""
     buf = io.BytesIO()
     # Fast compression: the noisy images barely compress better at higher levels.
     Image.fromarray(array).save(buf, format="PNG", compress_level=1)
@@ -61,6 +63,10 @@ def ensure_complete(root: Path, names: Iterable[str], params: dict, owner: tuple
                                               "move it or choose another data root")
                     shutil.rmtree(folder)  # stale images of an earlier or interrupted run
                 write_category(root, name)
+                # The files on disk before the marker: after a crash a marker must not vouch for
+                # images still in the page cache (lost, they would never be regenerated).
+                if hasattr(os, "sync"):
+                    os.sync()
                 write_json(folder / MARKER, params)  # last: complete
     return root
 
