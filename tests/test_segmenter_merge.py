@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from locoad.errors import ConfigError
 from locoad.segmenters.felzenszwalb import (
     FelzenszwalbSegmenter,
     merge_hierarchical,
@@ -85,3 +86,11 @@ def test_segmenter_hierarchical_separates_box_from_its_compartments():
 def test_segmenter_rejects_unknown_merge():
     with pytest.raises(ValueError, match="merge"):
         FelzenszwalbSegmenter(merge="average")
+
+
+@pytest.mark.parametrize(("key", "value"), [("min_area", 1.0), ("min_area", -0.1), ("max_segments", 0),
+                                            ("max_segments", -1), ("max_segments", 8.0)])
+def test_segmenter_rejects_post_processing_out_of_range(key, value):
+    """max_segments=-1 once cut the smallest segment off, min_area=1 emptied every label map."""
+    with pytest.raises(ConfigError, match=f"segmenter.{key}"):
+        FelzenszwalbSegmenter(**{key: value})
