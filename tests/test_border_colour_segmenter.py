@@ -10,8 +10,10 @@ import pytest
 
 from conftest import compose_cfg, plant_twins
 from locoad.data.synthetic import CATEGORIES, render_scene, sample_scene
+from locoad.errors import ConfigError
 from locoad.run import run
 from locoad.segmenters.border_colour import BorderColourSegmenter
+from locoad.segmenters.felzenszwalb import FelzenszwalbSegmenter
 from locoad.utils import build
 
 
@@ -113,3 +115,16 @@ def test_anomalydino_preset_runs_end_to_end(loco_root, tmp_path):
     assert len(by["good"]) == 3 and (by["structural_anomalies"] > by["good"]).all(), by
     assert metrics["anomalydino"]["structural"]["auroc"] == 1.0
 
+
+
+def test_a_ring_over_half_the_image_or_a_bad_work_size_is_refused():
+    """border=0.6 made the ring the whole image: a large object was the 'background' colour and
+    vanished; work_size=-5 resized every image to 1x1 px. Both ran without a word."""
+    with pytest.raises(ConfigError, match="segmenter.border"):
+        BorderColourSegmenter(border=0.6)
+    for bad in (-5, 0, 4, 64.0):
+        with pytest.raises(ConfigError, match="segmenter.work_size"):
+            BorderColourSegmenter(work_size=bad)
+        with pytest.raises(ConfigError, match="segmenter.work_size"):
+            FelzenszwalbSegmenter(work_size=bad)
+    assert BorderColourSegmenter(border=0.0, work_size=None).work_size is None

@@ -23,6 +23,14 @@ def to_work_size(rgb: np.ndarray, work_size: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
 
 
+def check_work_size(work_size: int | None) -> None:
+    """A classical segmenter's ``work_size``: None (the image's own size) or a whole number >= 8.
+    A negative one resized every image to 1x1 px, an empty label map without a word."""
+    if work_size is not None and not is_whole_number(work_size, 8):
+        raise ConfigError(f"segmenter.work_size must be a whole number >= 8 (px of the longer side) or null "
+                          f"(the image's size), got {work_size!r}")
+
+
 def to_size(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Integer label map resized (nearest) to ``shape`` (H, W); unchanged when it already has it."""
     if labels.shape == tuple(shape):

@@ -30,7 +30,7 @@ from skimage.filters import gaussian
 from skimage.segmentation import felzenszwalb
 
 from locoad.errors import ConfigError
-from locoad.segmenters.base import Segmenter, to_size, to_work_size
+from locoad.segmenters.base import Segmenter, check_work_size, to_size, to_work_size
 
 
 class FelzenszwalbSegmenter(Segmenter):
@@ -51,6 +51,7 @@ class FelzenszwalbSegmenter(Segmenter):
         super().__init__(min_area=min_area, drop_background=drop_background, max_segments=max_segments)
         if merge not in ("components", "hierarchical"):
             raise ConfigError(f"merge must be 'components' or 'hierarchical', got {merge!r}")
+        check_work_size(work_size)
         self.merge = merge
         self.strip_width = strip_width
         self.foreground_strip_width = foreground_strip_width
