@@ -17,6 +17,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from locoad.aligners.base import Aligner
+from locoad.errors import ConfigError
 from locoad.types import SegmentedImage
 
 DEFAULT_WEIGHTS = {"embedding": 1.0, "colour": 1.0, "position": 1.0, "area": 0.5, "shape": 0.25}
@@ -92,6 +93,17 @@ def segment_cost(a: SegmentDescriptors, b: SegmentDescriptors, weights: dict[str
     return cost
 
 
+def check_weights(weights: dict[str, float] | None) -> None:
+    """Refuse what :func:`segment_cost` would silently ignore or misread: a misspelt term
+    (``color``) kept its default weight, a negative weight rewarded unlike pairs."""
+    unknown = sorted(set(weights or {}) - set(DEFAULT_WEIGHTS))
+    if unknown:
+        raise ConfigError(f"aligner.weights: unknown terms {unknown}; use {', '.join(DEFAULT_WEIGHTS)}")
+    bad = {k: v for k, v in (weights or {}).items() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0}
+    if bad:
+        raise ConfigError(f"aligner.weights must be numbers >= 0 (0 switches a term off), got {bad}")
+
+
 class CostAligner(Aligner):
     """Matches segments to reference segments by :func:`segment_cost`; subclasses choose how.
 
@@ -108,6 +120,7 @@ class CostAligner(Aligner):
         group_threshold: float | None = None,
     ):
         super().__init__()
+        check_weights(weights)
         self.weights = weights
         self.max_cost = max_cost
         self.group_threshold = group_threshold
