@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from locoad.aligners.hungarian import HungarianAligner
 from locoad.aligners.nearest import NearestAligner
 from locoad.errors import ConfigError
+from locoad.types import SegmentedImage
 
 
 @pytest.mark.parametrize("aligner", [HungarianAligner, NearestAligner])
@@ -25,3 +27,35 @@ def test_yaml_weights_are_accepted():
 
     w = OmegaConf.create({"embedding": 1.0, "colour": 1.0, "position": 1.0, "area": 0.5, "shape": 0})
     assert HungarianAligner(weights=w, max_cost=0, group_threshold=0.6).weights is w
+
+
+def _parts_with_a_gap() -> tuple[SegmentedImage, SegmentedImage]:
+    """A reference with segment ids 1 and 3 (no 2) and a target showing the same two parts and
+    an extra green one."""
+    rgb = np.full((40, 40, 3), 128, np.uint8)
+    rgb[2:10, 2:10], rgb[20:30, 20:30], rgb[30:38, 2:8] = (255, 0, 0), (0, 0, 255), (0, 255, 0)
+    ref = np.zeros((40, 40), np.int32)
+    ref[2:10, 2:10], ref[20:30, 20:30] = 1, 3
+    tgt = np.zeros((40, 40), np.int32)
+    tgt[2:10, 2:10], tgt[20:30, 20:30], tgt[30:38, 2:8] = 1, 2, 3
+    return SegmentedImage(rgb, ref), SegmentedImage(rgb, tgt)
+
+
+@pytest.mark.parametrize("group_threshold", [None, 0.6])
+def test_a_gap_in_the_reference_ids_is_no_class(group_threshold):
+    """Segment id 2 of no pixels was a reference class nothing shows, and the one-to-one
+    matching gave it to the extra part instead of calling that part unmatched."""
+    ref, tgt = _parts_with_a_gap()
+    for aligner in (HungarianAligner(group_threshold=group_threshold), NearestAligner(group_threshold=group_threshold)):
+        aligner.fit(ref)
+        assert aligner.num_reference_classes == 2 and aligner.unmatched_id == 3
+        assert set(np.unique(aligner.reference_class_map())) == {0, 1, 2}
+    out = HungarianAligner(group_threshold=group_threshold).fit(ref).align(tgt)
+    assert out[5, 5] == 1 and out[25, 25] == 2 and out[33, 4] == 3  # the extra part: unmatched
+
+
+def test_a_gap_in_the_target_ids_changes_nothing():
+    ref, tgt = _parts_with_a_gap()
+    gap = SegmentedImage(tgt.rgb, np.where(tgt.segments == 3, 5, tgt.segments))
+    aligner = HungarianAligner().fit(tgt)
+    np.testing.assert_array_equal(aligner.align(gap), aligner.align(tgt))

@@ -120,6 +120,16 @@ def test_empty_reference_and_empty_target(aligner: DeAOTAligner):
     assert not aligner.align(SegmentedImage(img.rgb, np.zeros_like(img.segments))).any()
 
 
+def test_a_gap_in_the_reference_ids_is_no_object(aligner: DeAOTAligner):
+    """Ids 1..12 with 5 missing: 11 objects and classes 1..11, not a class 5 nothing shows."""
+    img = _grid_image(0)
+    gap = SegmentedImage(img.rgb, np.where(img.segments == 5, 0, img.segments))
+    aligner.fit(gap)
+    assert aligner.num_reference_classes == 11 and aligner.unmatched_id == 12
+    assert set(np.unique(aligner.reference_class_map())) == set(range(12))
+    assert aligner.align(gap).max() <= 12
+
+
 def test_too_many_objects_raise():
     al = DeAOTAligner(allow_random_weights=True, max_objects=5, device="cpu")
     with pytest.raises(ValueError, match="max_objects"):

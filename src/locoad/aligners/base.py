@@ -11,6 +11,18 @@ import torch
 from locoad.types import SegmentedImage
 
 
+def compact_ids(segments: np.ndarray) -> np.ndarray:
+    """``segments`` with its ids renumbered 1..S in their order (0 stays background). A label map
+    with a gap (ids 1 and 3) otherwise has a segment 2 of no pixels: a reference class nothing
+    shows, which a one-to-one matching hands to an extra part instead of calling it unmatched."""
+    ids = np.unique(segments[segments > 0])
+    if len(ids) == 0 or ids[-1] == len(ids):
+        return segments  # no gap: the map itself
+    lut = np.zeros(int(ids[-1]) + 1, dtype=segments.dtype)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    return lut[segments]
+
+
 class Aligner(ABC):
     """Fit on the reference image, then map any image's segments to reference classes.
 
@@ -34,7 +46,9 @@ class Aligner(ABC):
     def fit(self, reference: SegmentedImage) -> Aligner:
         # Kept without its features (nor a backbone ensemble's per-member ones): aligning reads
         # what fit derived from them, and a kept tensor would stay on the device of the fit.
-        self.reference = dataclasses.replace(reference, features=None, parts=None)
+        # Ids without a gap: the classes are 1..C, C the segments the reference shows.
+        self.reference = dataclasses.replace(reference, segments=compact_ids(reference.segments),
+                                             features=None, parts=None)
         return self
 
     def follow(self, device: torch.device) -> None:

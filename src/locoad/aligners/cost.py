@@ -8,6 +8,7 @@ embedding (1 - cosine of mean backbone features), colour (CIELAB distance / 50),
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from locoad.aligners.base import Aligner
+from locoad.aligners.base import Aligner, compact_ids
 from locoad.errors import ConfigError
 from locoad.types import SegmentedImage
 
@@ -129,8 +130,9 @@ class CostAligner(Aligner):
 
     def fit(self, reference: SegmentedImage) -> CostAligner:
         super().fit(reference)
-        self._ref_desc = describe_segments(reference)
-        n = reference.num_segments
+        # the reference's ids as fit kept them (gaps closed), with its features
+        self._ref_desc = describe_segments(dataclasses.replace(reference, segments=self.reference.segments))
+        n = self.reference.num_segments
         self._groups = np.arange(1, n + 1)
         if self.group_threshold is not None and n > 1:
             look = segment_cost(self._ref_desc, self._ref_desc, {**(self.weights or {}), "position": 0.0})
@@ -159,6 +161,9 @@ class CostAligner(Aligner):
     def align(self, image: SegmentedImage) -> np.ndarray:
         if self._ref_desc is None:
             raise RuntimeError("aligner used before fit(reference)")
+        segments = compact_ids(image.segments)  # an id of no pixels would take a reference segment
+        if segments is not image.segments:
+            image = dataclasses.replace(image, segments=segments)
         if image.num_segments == 0 or self.reference.num_segments == 0:
             return np.where(image.segments > 0, self.unmatched_id, 0).astype(np.int64)
         cost = segment_cost(describe_segments(image), self._ref_desc, self.weights)

@@ -230,6 +230,7 @@ class DeAOTAligner(Aligner):
 
     def fit(self, reference: SegmentedImage) -> DeAOTAligner:
         super().fit(reference)
+        reference = self.reference  # its ids without gaps: one DeAOT object per segment shown
         c = reference.num_segments
         if c > self.max_objects:
             raise ConfigError(
