@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from locoad.errors import ConfigError
 from locoad.segmenters.sam import SAM_URL, SamSegmenter, build_sam_vit_tiny
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -237,3 +238,14 @@ def test_a_missing_test_only_checkpoint_names_no_download(tmp_path: Path):
         SamSegmenter(model_type="vit_tiny", checkpoint=str(tmp_path / "tiny.pth"), allow_random_weights=True)
     msg = str(err.value)
     assert "test-only architecture" in msg and "http" not in msg
+
+
+@pytest.mark.parametrize(("key", "value"), [("pred_iou_thresh", 1.5), ("stability_score_thresh", 1.2),
+                                            ("stability_score_thresh", -0.1), ("points_per_side", 0),
+                                            ("points_per_batch", 0), ("crop_n_layers", -1),
+                                            ("min_mask_region_area", -5)])
+def test_generator_settings_out_of_range_are_refused(key, value):
+    """A threshold above 1 kept no mask (every label map empty, silently); a count of 0 or a
+    negative crop_n_layers failed mid-run inside segment_anything."""
+    with pytest.raises(ConfigError, match=f"segmenter.{key}"):
+        SamSegmenter(model_type="vit_tiny", allow_random_weights=True, device="cpu", **{key: value})

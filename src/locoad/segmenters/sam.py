@@ -11,7 +11,7 @@ import torch
 
 from locoad.backbones.base import check_state_dict
 from locoad.device import resolve_device
-from locoad.errors import CheckpointNotFoundError, ConfigError, checkpoint_missing
+from locoad.errors import CheckpointNotFoundError, ConfigError, checkpoint_missing, is_whole_number
 from locoad.segmenters.base import Segmenter
 
 # Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
@@ -90,6 +90,15 @@ class SamSegmenter(Segmenter):
                 f"segmenter.checkpoint to {SAM_CHECKPOINTS.get(model_type, 'the official SAM file')} "
                 "(or allow_random_weights=true in tests)"
             )
+        # Checked here, not by segment_anything: a threshold above 1 filtered out every mask (an
+        # empty label map per image, silently) and a count of 0 failed mid-run in its loops.
+        for key, value, low in (("points_per_side", points_per_side, 1), ("points_per_batch", points_per_batch, 1),
+                                ("crop_n_layers", crop_n_layers, 0), ("min_mask_region_area", min_mask_region_area, 0)):
+            if not is_whole_number(value, low):
+                raise ConfigError(f"segmenter.{key} must be a whole number >= {low}, got {value!r}")
+        for key, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"segmenter.{key} must be in [0, 1] (0: no filter), got {value!r}")
         if checkpoint is not None:
             checkpoint = str(Path(checkpoint).expanduser())  # `~/weights/...` as the other loaders read it
         if checkpoint is not None and not Path(checkpoint).is_file():
