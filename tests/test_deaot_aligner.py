@@ -18,6 +18,7 @@ from locoad.aligners.deaot import (
     majority_assignment,
     network_size,
 )
+from locoad.errors import ConfigError
 from locoad.types import SegmentedImage
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -76,6 +77,14 @@ def test_network_size_snaps_to_stride():
     assert network_size(100, 200, 465, align_corners=True) == (225, 465)
     assert network_size(100, 200, 464, align_corners=False) == (224, 464)
     assert network_size(64, 48, None, align_corners=True) == (65, 49)
+
+
+@pytest.mark.parametrize(("key", "value"), [("input_size", 0), ("input_size", -465), ("input_size", 465.0),
+                                            ("max_objects", 0)])
+def test_sizes_out_of_range_are_refused(key, value):
+    """input_size 0 or negative ran DeAOT on 17 x 17 px frames, silently."""
+    with pytest.raises(ConfigError, match=f"aligner.{key}"):
+        DeAOTAligner(allow_random_weights=True, device="cpu", **{key: value})
 
 
 # --- the model ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import shape_mismatches
 from locoad.device import resolve_device
-from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing
+from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing, is_whole_number
 from locoad.types import SegmentedImage
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,12 @@ class DeAOTAligner(Aligner):
                 f"unknown DeAOT variant {variant!r}; expected one of {list(DEAOT_CHECKPOINTS)}"
             )
         fname, url = DEAOT_CHECKPOINTS[variant]
+        if input_size is not None and not is_whole_number(input_size, _STRIDE):
+            # 0 or a negative size ran DeAOT on 17 x 17 px frames (one encoder cell) without a word
+            raise ConfigError(f"aligner.input_size must be a whole number >= {_STRIDE} (px of the long side) or "
+                              f"null (the image's size), got {input_size!r}")
+        if not is_whole_number(max_objects, 1):
+            raise ConfigError(f"aligner.max_objects must be a whole number >= 1, got {max_objects!r}")
         if checkpoint is not None:
             checkpoint = str(Path(checkpoint).expanduser())  # `~/weights/...` as the other loaders read it
         if checkpoint is None and not allow_random_weights:
