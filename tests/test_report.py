@@ -135,3 +135,18 @@ def test_the_few_shot_curve_keeps_k_in_order(tmp_path, monkeypatch):
     runs = pd.DataFrame({"category": ["a", "b", "b", "b"], "k_shot": [3, 2, 3, 10], "f1_max": [0.5, 0.6, 0.7, 0.8]})
     plot(runs, tmp_path)
     assert ticks["labels"] == ["2", "3", "10"]
+
+
+def test_collect_with_missing_metrics_raises_no_pandas_warning(tmp_path):
+    """The labels were grouped on a copy of every column filled with "–": pandas 3 warns (and will
+    raise) when a float metric column with a missing value is filled with a string."""
+    import warnings
+
+    root = tmp_path / "multi"
+    choices = {"model": "seven_feature", "aligner": "nearest", "features": "logical"}
+    for i, seed in enumerate((0, 1)):
+        _job(root, str(i), _seven("tray", 4, seed), 0.8, choices=choices)  # structural auroc None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runs = collect(root)
+    assert len(runs) == 2 and runs["structural_auroc"].isna().all()

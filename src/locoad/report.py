@@ -107,7 +107,7 @@ def settings(runs: pd.DataFrame, configs: list[dict[str, str]]) -> list[str]:
     out = [""] * len(runs)
     if runs.empty:
         return out
-    for _, idx in runs.reset_index(drop=True).fillna("–").groupby(keys, sort=False, dropna=False).groups.items():
+    for _, idx in runs.reset_index(drop=True)[keys].fillna("–").groupby(keys, sort=False, dropna=False).groups.items():
         rows = [configs[i] for i in idx]
         names = sorted({n for r in rows for n in r} - {"data.category", "data.k_shot"})  # columns of their own
         varying = [n for n in names if len({r.get(n) for r in rows}) > 1]
