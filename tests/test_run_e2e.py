@@ -259,3 +259,21 @@ def test_testing_a_checkpoint_on_another_shot_draw_is_an_error(fitted, tmp_path,
                               override], tmp_path / "other_draw")
     with pytest.raises(ConfigError, match=re.escape(named)):
         run(cfg)
+
+
+def test_a_checkpoint_of_another_backbone_names_both_backbones():
+    """A checkpoint of the Lite0 + Lite2 ensemble tested with one backbone listed the config's
+    first four leaves, each as "checkpoint None", and never said which backbone the checkpoint had."""
+    from locoad.models.seven_feature.lightning_model import differences
+
+    member = {"class": "TimmEfficientNet", "key": {"layers": [1, 2], "image_size": 296}}
+    saved = {"backbone": {"lite0": member, "lite2": {**member, "class": "TimmEfficientNetL2"}}, "work_size": 128}
+    now = {"backbone": {"backbone": {"class": "HandcraftedBackbone", "key": {"a": 1, "b": 2, "c": 3, "d": 4}}},
+           "work_size": 128}
+    out = differences(saved, now)
+    assert out == ["backbone.backbone: checkpoint absent, config 'HandcraftedBackbone'",
+                   "backbone.lite0: checkpoint 'TimmEfficientNet', config absent",
+                   "backbone.lite2: checkpoint 'TimmEfficientNetL2', config absent"]
+    one = {"backbone": {"lite0": {"class": "A", "key": {"image_size": 224}}}, "work_size": 128}
+    other = {"backbone": {"lite0": {"class": "A", "key": {"image_size": 296}}}, "work_size": 128}
+    assert differences(one, other) == ["backbone.lite0.key.image_size: checkpoint 224, config 296"]

@@ -23,7 +23,6 @@ from locoad.models.seven_feature.stored import (
     stored_backbone,
 )
 from locoad.models.seven_feature.torch_model import Encoded, SevenFeatureModel, resize_nearest
-from locoad.nested import flat
 from locoad.segmenters.base import Segmenter
 
 STATE_KEY = "seven_feature_shots"
@@ -211,6 +210,34 @@ class SevenFeatureModule(AnomalyModule):
 def differences(saved: dict, now: dict, limit: int = 4) -> list[str]:
     """``key: checkpoint X, config Y`` for each leaf where two nested settings differ (at most
     ``limit``; a long list says how many more)."""
-    a, b = flat(saved), flat(now)
-    out = [f"{k}: checkpoint {a.get(k)!r}, config {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    out = _differ(saved, now, "")
     return out[:limit] + ([f"{len(out) - limit} more"] if len(out) > limit else [])
+
+
+def _differ(a: dict, b: dict, prefix: str) -> list[str]:
+    """The differing leaves; a part only one side has (another backbone's member) named once, by
+    its class where it has one, not as every leaf of it against None. A leaf one side lacks
+    equals None there, as before (settings added since a checkpoint was written)."""
+    out = []
+    for k in sorted(a.keys() | b.keys()):
+        x, y = a.get(k, _ABSENT), b.get(k, _ABSENT)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differ(x, y, f"{prefix}{k}.")
+        elif x != y and not (_unset(x) and _unset(y)):
+            out.append(f"{prefix}{k}: checkpoint {_shown(x)}, config {_shown(y)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _unset(v) -> bool:
+    return v is _ABSENT or v is None or (isinstance(v, dict) and not v)
+
+
+def _shown(v) -> str:
+    if v is _ABSENT:
+        return "absent"
+    if isinstance(v, dict) and "class" in v:
+        return repr(v["class"])
+    return repr(v)
