@@ -193,6 +193,23 @@ def test_items_carry_the_captures_aspect(tmp_path):
     assert batch["aspect"].tolist() == pytest.approx([0.4, 0.4])
 
 
+def test_an_image_already_at_the_working_size_reads_without_a_torch_warning(tmp_path):
+    """An image stored at data.image_size is not resized, and the reader's array is read-only:
+    torch.from_numpy warned "The given NumPy array is not writable" on every such item (ULSAD at
+    64 px on 64 px synthetic data printed it in every run)."""
+    import warnings
+
+    from locoad.data.dataset import LocoDataset
+    from locoad.data.layout import Sample
+
+    p = tmp_path / "square.png"
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        item = LocoDataset([Sample(path=p, split="train", anomaly_type="good", masks=(), part_labels=None)], image_size=32)[0]
+    assert item["image"].shape == (3, 32, 32) and float(item["image"][0, 0, 0]) == pytest.approx(7 / 255)
+
+
 def test_an_exif_turned_photo_is_read_as_a_viewer_shows_it(tmp_path):
     """A phone or camera JPEG keeps the sensor's pixels and tags the turn (EXIF orientation 6: turn
     90 degrees clockwise to view): read upright, so it matches masks drawn on the shown image."""

@@ -50,7 +50,8 @@ class LocoDataset(Dataset):
         s = self.samples[i]
         size = self.image_size
         capture = read_rgb(s.path, self.bit_depth)
-        rgb = np.ascontiguousarray(resize_rgb(capture, size))
+        # writable: an image already at `size` is the reader's read-only array (torch warns on it)
+        rgb = np.require(resize_rgb(capture, size), requirements=["C_CONTIGUOUS", "WRITEABLE"])
         mask = np.zeros((size, size), dtype=bool)
         for m in s.masks:
             mask |= resize_labels(read_mask(m).astype(np.uint8), size) > 0
