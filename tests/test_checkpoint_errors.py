@@ -131,3 +131,27 @@ def test_a_user_error_in_one_job_of_a_multirun_does_not_stop_the_others(loco_roo
     assert "Traceback" not in out  # the sweep's closing report of the failed job is its line too
     assert not (sweep / "0" / "metrics.json").exists()
     assert (sweep / "1" / "metrics.json").is_file(), out[-3000:]
+
+
+@pytest.mark.parametrize("backbone", ["dinov2_vits14", "cnn"])
+@pytest.mark.parametrize("damage", ["cut_short", "not_a_checkpoint"])
+def test_a_checkpoint_file_that_cannot_be_read_is_one_line_naming_it(tmp_path, backbone, damage):
+    """A download cut short, or another file given as backbone.checkpoint, reached the user as
+    Hydra's 'Error in call to target' around torch's pickle or zip error, never naming the file."""
+    import torch
+
+    from locoad.errors import CheckpointMismatchError
+
+    path = tmp_path / "weights.pth"
+    if damage == "cut_short":
+        torch.save({"w": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:1500])
+    else:
+        path.write_text('{"name": "not weights"}')
+    overrides = ([f"backbone={backbone}"] if backbone != "cnn" else
+                 ["model=ulsad_tiny"]) + [f"backbone.checkpoint={path}", "logger=none"]
+    cfg = compose_cfg(overrides, tmp_path / "run")
+    with pytest.raises(CheckpointMismatchError) as info:
+        build(cfg.model)
+    msg = str(info.value)
+    assert str(path) in msg and "cannot be read" in msg and "\n" not in msg

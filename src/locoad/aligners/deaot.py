@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from locoad.aligners.base import Aligner
-from locoad.backbones.base import shape_mismatches
+from locoad.backbones.base import read_checkpoint, shape_mismatches
 from locoad.device import resolve_device
 from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing, is_whole_number
 from locoad.types import SegmentedImage
@@ -123,7 +123,7 @@ def build_deaot(variant: str, checkpoint: str | None = None) -> torch.nn.Module:
     if "Correlation" in notices.getvalue():
         log.info("spatial_correlation_sampler not installed: DeAOT uses its pure-PyTorch fallback")
     if checkpoint is not None:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        obj = read_checkpoint(checkpoint, lambda: torch.load(checkpoint, map_location="cpu", weights_only=True))
         state = obj.get("state_dict", obj.get("model", obj)) if isinstance(obj, dict) else obj
         state = {k.removeprefix("module."): v for k, v in state.items()}
         wrong = shape_mismatches(model.state_dict(), state)

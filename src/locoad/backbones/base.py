@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-from locoad.errors import CheckpointMismatchError, WeightsUnavailableError
+from locoad.errors import CheckpointMismatchError, LocoadError, WeightsUnavailableError
+
+T = TypeVar("T")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,6 +129,21 @@ def shape_mismatches(expected: dict[str, torch.Tensor], state_dict: dict[str, to
         for k, v in state_dict.items()
         if k in expected and tuple(v.shape) != tuple(expected[k].shape)
     )
+
+
+def read_checkpoint(path: object, load: Callable[[], T]) -> T:
+    """``load()`` (which reads the weights file ``path``), a file that cannot be read as weights
+    (a download cut short, another kind of file) raised as one line naming it, not torch's
+    pickle or zip error wrapped in Hydra's."""
+    try:
+        return load()
+    except LocoadError:
+        raise
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise CheckpointMismatchError(
+            f"Checkpoint {path} cannot be read as weights ({type(err).__name__}: {reason}): a download "
+            "cut short or another kind of file; download it again") from err
 
 
 def check_state_dict(

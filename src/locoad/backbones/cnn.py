@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
+from locoad.backbones.base import Backbone, check_state_dict, create_timm_model, read_checkpoint
 from locoad.errors import CheckpointNotFoundError, ConfigError
 
 
@@ -125,7 +125,7 @@ class TimmCNNBackbone(Backbone):
         classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
         check_state_dict(
             reference,
-            load_state_dict(str(path)),
+            read_checkpoint(path, lambda: load_state_dict(str(path))),
             source=str(path),
             ignore_unexpected=tuple(f"{c}." for c in classifier),
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from locoad.backbones.base import Backbone, check_state_dict, create_timm_model
+from locoad.backbones.base import Backbone, check_state_dict, create_timm_model, read_checkpoint
 from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing
 
 # variant -> (timm model name, official checkpoint file name)
@@ -123,7 +123,7 @@ class DinoV2Backbone(Backbone):
         from timm.models import load_state_dict
         from timm.models.vision_transformer import checkpoint_filter_fn
 
-        state_dict = load_state_dict(str(path))  # unwraps 'model'/'state_dict' and DDP prefixes
+        state_dict = read_checkpoint(path, lambda: load_state_dict(str(path)))  # unwraps 'model'/'state_dict' and DDP prefixes
         # Before timm's filter, which would resample another patch size's kernel to this one and
         # load a ViT/16 (DINO v1, DINOv3) as if it were this model.
         raw, want = state_dict.get("patch_embed.proj.weight"), self.model.patch_embed.proj.weight

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from locoad.backbones.base import check_state_dict
+from locoad.backbones.base import check_state_dict, read_checkpoint
 from locoad.device import resolve_device
 from locoad.errors import CheckpointNotFoundError, ConfigError, checkpoint_missing, is_whole_number
 from locoad.segmenters.base import Segmenter
@@ -148,7 +148,7 @@ class SamSegmenter(Segmenter):
             torch.manual_seed(0)
             sam = _builders()[self.model_type](checkpoint=None)
         if self.checkpoint is not None:
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            state = read_checkpoint(self.checkpoint, lambda: torch.load(self.checkpoint, map_location="cpu", weights_only=True))
             # strict, keys and shapes: a wrong file for model_type names itself and the right one
             check_state_dict(sam, state, source=f"{self.checkpoint} (segmenter.model_type={self.model_type}: "
                              f"{SAM_CHECKPOINTS.get(self.model_type, 'the official SAM file')})")
