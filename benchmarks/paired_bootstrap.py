@@ -69,9 +69,10 @@ def check_paired(base: tuple, new: tuple, names: tuple[str, str]) -> None:
         raise ValueError(f"{names[0]} and {names[1]} hold different runs (e.g. {only}); dump both with the "
                          "same --variant, --shots, --seeds and categories")
     for cat in {key[0] for key in runs_a}:
-        if not np.array_equal(data_a[cat]["labels"], data_b[cat]["labels"]) or \
-                not np.array_equal(data_a[cat]["types"], data_b[cat]["types"]):
-            raise ValueError(f"{names[0]} and {names[1]} differ in {cat}'s test images; dump both from the same data")
+        # the files' checksums where both sides have them (dumps since 2026-12-07), else labels and types
+        keys = ["labels", "types", *(k for k in ("images", "train_images") if k in data_a[cat] and k in data_b[cat])]
+        if any(not np.array_equal(data_a[cat][k], data_b[cat][k]) for k in keys):
+            raise ValueError(f"{names[0]} and {names[1]} differ in {cat}'s images; dump both from the same data")
 
 
 def auroc_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:

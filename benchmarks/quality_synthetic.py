@@ -137,10 +137,16 @@ def encode_split(model, dm: LocoDataModule, split: str, nuisance: dict | None = 
     return enc, meta
 
 
+def images_crc(samples) -> np.ndarray:
+    """The CRC-32 of each sample's image file, in order: which images a dump's scores are of."""
+    return np.array([zlib.crc32(Path(sample.path).read_bytes()) for sample in samples], dtype=np.uint32)
+
+
 def read_dumps(paths: list[str]) -> tuple[dict, dict]:
     """What ``--dump`` wrote: per run (category, aligner, fusion, k, seed) its test and LOO scores
     per feature ({"score": {...}, "loo": {...}}, the fused score left out), and per category its
-    "labels", "types" and "defects" ("+"-joined names per image)."""
+    "labels", "types" and "defects" ("+"-joined names per image) and, in dumps written since
+    2026-12-07, "images" and "train_images" (each file's CRC-32)."""
     runs: dict[tuple, dict] = {}
     data: dict[str, dict] = {}
     for path in paths:
@@ -304,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
                         tag = f"{cat}/{aligner}/{fusion}/{k}/{seed}"
                         dump[f"{cat}/labels"], dump[f"{cat}/types"] = labels, types.astype(str)
                         dump[f"{cat}/defects"] = np.array(["+".join(d) for d in defects])
+                        # which files were scored: dumps joined or paired must hold the same images
+                        # (a generator's new version can keep every label and defect name)
+                        dump[f"{cat}/images"] = images_crc(dm.dataset("test").samples)
+                        dump[f"{cat}/train_images"] = images_crc(dm.dataset("train").samples)
                         dump.update({f"{tag}/score/{n}": np.asarray(v) for n, v in scores.items()})
                         dump.update({f"{tag}/loo/{n}": np.asarray(v) for n, v in model.loo_scores.items()})
                     m = row["metrics"]["fused"]

@@ -78,7 +78,7 @@ def test_unpaired_dumps_and_an_odd_count_are_clear_errors(tmp_path, capsys):
     c = _dump(tmp_path / "c.npz", [(other != "good") + 0.5] * 2, types=other)
     with pytest.raises(ValueError, match="hold different runs"):
         paired_bootstrap.main([a, b, "--overrides", "fusion=loo"])
-    with pytest.raises(ValueError, match="differ in widgets's test images"):
+    with pytest.raises(ValueError, match="differ in widgets's images"):
         paired_bootstrap.main([a, c, "--overrides", "fusion=loo"])
     with pytest.raises(SystemExit):
         paired_bootstrap.main([a, b, a])
@@ -155,6 +155,23 @@ def test_lowest_part_per_seed_keeps_two_aligners_apart(tmp_path):
     assert len(runs[0]) == 2
     lowest = paired_bootstrap.bootstrap([(runs, runs)], 20)["lowest"][0, 0]
     assert tuple(lowest) == pytest.approx((0.5, 0.5))
+
+
+def test_dumps_of_other_image_files_with_the_same_labels_do_not_pair(tmp_path):
+    """A generator's new version can redraw a category with the same labels, types and defect
+    names; the files' checksums (dumps since 2026-12-07) tell the two apart, joined or paired."""
+    a = _dump(tmp_path / "a.npz", [LABELS + 0.5] * 2)
+    b = _dump(tmp_path / "b.npz", [LABELS + 0.5] * 2)
+    for path, crc in ((a, 1), (b, 2)):
+        arrays = dict(np.load(path))
+        arrays["widgets/images"] = np.full(len(TYPES), crc, dtype=np.uint32)
+        np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="differ in widgets's images"):
+        paired_bootstrap.main([a, b, "--overrides", "fusion=loo"])
+    with pytest.raises(ValueError, match="b.npz: its widgets/images differ from the dump joined before it"):
+        paired_bootstrap.main([a, f"{a}+{b}", "--overrides", "fusion=loo"])
+    old = _dump(tmp_path / "old.npz", [LABELS + 0.5] * 2)  # written before dumps named their files: labels decide
+    paired_bootstrap.main([a, old, "--overrides", "fusion=loo", "-B", "10"])
 
 
 def test_a_side_joined_with_plus_adds_a_feature_scored_alone(tmp_path, capsys):

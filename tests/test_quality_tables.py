@@ -80,6 +80,27 @@ def test_the_benchmark_keeps_the_stage_cache_within_its_bound(tmp_path):
     assert not [p for p in stages.rglob("*") if p.is_file()]
 
 
+def test_a_dump_names_the_image_files_its_scores_are_of(tmp_path):
+    """Labels, types and defect names can all stay the same when a generator's new version
+    redraws a category's images, so a dump of the old images joined to one of the new paired
+    their scores by name; the files' checksums tell them apart."""
+    import zlib
+
+    import numpy as np
+
+    args = ["--root", str(tmp_path / "data"), "--test-images", "1", "--categories", "juice_bottle", "--shots", "1",
+            "--seeds", "0", "--aligners", "hungarian", "--out", str(tmp_path / "out.json"), "--dump",
+            str(tmp_path / "d.npz"), "--overrides", "backbone=handcrafted", "features=robust",
+            "backbone.image_size=112", "model.work_size=64", "segmenter.work_size=64",
+            f"paths.cache_dir={tmp_path / 'cache'}", "model.cache.enabled=false"]
+    quality_synthetic.main(args)
+    dump = np.load(tmp_path / "d.npz")
+    cat = tmp_path / "data" / "juice_bottle"
+    test_files = sorted((cat / "test").rglob("*.png"))
+    assert sorted(dump["juice_bottle/images"].tolist()) == sorted(zlib.crc32(p.read_bytes()) for p in test_files)
+    assert len(dump["juice_bottle/train_images"]) == len(list((cat / "train" / "good").glob("*.png")))
+
+
 def test_only_leaves_the_named_features_and_names_unknown_ones(capsys):
     """--only scores one feature alone (its dump then joins a grid's with refuse_grid.py)."""
     cfg = quality_synthetic.compose_config(quality_synthetic.only_features([], ["lite2_foreground_patch"]))
