@@ -23,8 +23,8 @@ def check_precision(precision: object) -> None:
     if str(precision).lower() in ("16-true", "bf16-true", "64-true", "64"):
         raise ConfigError(
             f"trainer.precision={precision} casts every network's weights to that type, which the pretrained "
-            "backbones do not run at: use trainer.precision=bf16-mixed or 16-mixed (autocast, float32 weights) "
-            "or 32-true"
+            "backbones do not run at: use ++trainer.precision=bf16-mixed or 16-mixed (autocast, float32 weights) "
+            "or 32-true (`++`: only trainer=gpu has the key, `+` adds it to the others)"
         )
 
 
