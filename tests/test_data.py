@@ -210,6 +210,20 @@ def test_an_image_already_at_the_working_size_reads_without_a_torch_warning(tmp_
     assert item["image"].shape == (3, 32, 32) and float(item["image"][0, 0, 0]) == pytest.approx(7 / 255)
 
 
+def test_a_float_image_is_read_on_its_own_scale(tmp_path):
+    """A 0-1 float image with a little overshoot (1.05 after processing) was taken as a 0-255
+    image and read nearly black; one far above 255 was clipped to white."""
+    ramp = np.linspace(0, 1.05, 64 * 64, dtype=np.float32).reshape(64, 64)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")
+    a = read_rgb(tmp_path / "unit.tif")
+    assert a.max() == 255 and abs(int(a[32, 0, 0]) - round(255 * float(ramp[32, 0]))) <= 1
+    Image.fromarray(ramp * 200, mode="F").save(tmp_path / "byte.tif")  # a 0-255 float image stays as it is
+    assert read_rgb(tmp_path / "byte.tif")[63, 63, 0] == 210
+    Image.fromarray(ramp * 60000, mode="F").save(tmp_path / "raw.tif")
+    with pytest.raises(ImageReadError, match=r"raw.tif has values up to 63000, on neither a 0-1 nor a 0-255 scale"):
+        read_rgb(tmp_path / "raw.tif")
+
+
 def test_an_exif_turned_photo_is_read_as_a_viewer_shows_it(tmp_path):
     """A phone or camera JPEG keeps the sensor's pixels and tags the turn (EXIF orientation 6: turn
     90 degrees clockwise to view): read upright, so it matches masks drawn on the shown image."""

@@ -18,15 +18,25 @@ class ImageReadError(LocoadError, ValueError):
     """An image file could not be read; the message names the file and the fix."""
 
 
-def _to_uint8(a: np.ndarray) -> np.ndarray:
+FLOAT_UNIT_MAX = 2.0  # a float image whose values stay below this is on a 0-1 scale
+
+
+def _to_uint8(a: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """uint8 as it is, bool and float images (0-1 or 0-255) as uint8; integer images of more
-    than 8 bits go through :func:`high_bits_to_uint8`."""
+    than 8 bits go through :func:`high_bits_to_uint8`. A float image up to ``FLOAT_UNIT_MAX`` is
+    on a 0-1 scale with some overshoot (clipped), not a 0-255 image, which would read nearly black;
+    above 255 it is on neither scale: an error naming ``path``."""
     if a.dtype == np.uint8:
         return a
     if a.dtype == bool:
         return a.astype(np.uint8) * 255
+    floating = np.issubdtype(a.dtype, np.floating)
     a = a.astype(np.float64)
-    if a.max(initial=0) <= 1.0:
+    top = a.max(initial=0)
+    if floating and top > 255.0:
+        raise ImageReadError(f"float image {path} has values up to {top:g}, on neither a 0-1 nor a 0-255 scale: "
+                             "save it scaled to 0-1, or as an 8- or 16-bit integer image")
+    if top <= (FLOAT_UNIT_MAX if floating else 1.0):
         a = a * 255.0
     return np.clip(a, 0, 255).round().astype(np.uint8)
 
@@ -145,7 +155,7 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = high_bits_to_uint8(np.asarray(im), bit_depth, path)
             elif im.mode == "F":
-                a = _to_uint8(np.asarray(im))
+                a = _to_uint8(np.asarray(im), path)
             elif im.mode != "RGB":
                 a = np.asarray(im.convert("RGB"))
             else:
@@ -160,7 +170,7 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
         a = np.repeat(a[..., None], 3, axis=2)
     elif a.ndim == 3 and a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
-    return np.ascontiguousarray(_to_uint8(a[..., :3]))
+    return np.ascontiguousarray(_to_uint8(a[..., :3], path))
 
 
 def read_mask_values(path: str | Path) -> np.ndarray:
