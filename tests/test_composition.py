@@ -365,6 +365,16 @@ def test_bad_fit_options_name_the_fix():
         CompositionScore(n_colours=3, fits=5, fit_spread="colours")
 
 
+@pytest.mark.parametrize("level", [1.0, 1.5, 0.0])
+def test_a_std_confidence_that_is_no_confidence_level_is_refused(level):
+    """At 1 or above the std bound was a division by a chi-square quantile of 0 (or NaN): every z
+    NaN and every image, a missing pin included, scored 0 without a word."""
+    with pytest.raises(ValueError, match="std_confidence must be in"):
+        CompositionScore(n_colours=3, std_confidence=level)
+    f = CompositionScore(n_colours=3, std_confidence=None)
+    assert f.score(scene(PINS[:-1], seed=9), f.fit([scene(PINS, seed=i, shift=i) for i in range(3)])).value > 1.0
+
+
 def test_dark_chroma_keeps_a_dark_part_of_a_jittered_tint_in_its_kind():
     """Dark teeth of one kind with a per-part tint (most purple, one green) beside a neutral
     background: in plain scaled CIELAB the green tooth is nearer the background's centre than its

@@ -153,6 +153,10 @@ class CompositionScore(Feature):
             raise ConfigError(f"composition min_seen must be >= 1 (shots that must have an entry to score it), got {min_seen}")
         if swap_shades < 0:
             raise ConfigError(f"composition swap_shades must be >= 0 (scaled CIELAB units; 0: off), got {swap_shades}")
+        if std_confidence is not None and (isinstance(std_confidence, bool) or not 0.0 < std_confidence < 1.0):
+            # 1 (or above) divided the std by a chi-square quantile of 0 (or NaN): every z NaN, every score 0
+            raise ConfigError(f"composition std_confidence must be in (0, 1) (a confidence level; null: the plain std), "
+                              f"got {std_confidence!r}")
         if fit_spread not in FIT_SPREADS:
             raise ConfigError(f"composition fit_spread must be one of {', '.join(FIT_SPREADS)}, got {fit_spread!r}")
         if fit_spread == "colours" and n_colours - fits // 2 < 2:
