@@ -365,6 +365,21 @@ def test_bad_fit_options_name_the_fix():
         CompositionScore(n_colours=3, fits=5, fit_spread="colours")
 
 
+@pytest.mark.parametrize("key", ["count_floor", "abs_floor", "position_floor", "chroma_floor"])
+def test_a_floor_of_zero_is_refused_as_it_hid_a_missing_piece(key):
+    """With count_floor 0 the shots' agreeing pin count had a z denominator of 0: the missing pin's
+    infinite z was dropped as not finite and the image scored as a normal one's jitter."""
+    shots = [scene(PINS, seed=i, shift=i) for i in range(4)]
+    f = CompositionScore(n_colours=3)
+    assert f.score(scene(PINS[:-1], seed=9), f.fit(shots)).value >= 3.0
+    with pytest.raises(ValueError, match=f"{key} must be > 0"):
+        CompositionScore(n_colours=3, **{key: 0.0})
+    with pytest.raises(ValueError, match="rel_floor must be >= 0"):
+        CompositionScore(rel_floor=-0.1)
+    with pytest.raises(ValueError, match="top_n must be a whole number"):
+        CompositionScore(top_n=1.5)
+
+
 @pytest.mark.parametrize("level", [1.0, 1.5, 0.0])
 def test_a_std_confidence_that_is_no_confidence_level_is_refused(level):
     """At 1 or above the std bound was a division by a chi-square quantile of 0 (or NaN): every z

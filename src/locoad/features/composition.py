@@ -137,8 +137,16 @@ class CompositionScore(Feature):
     ):
         if classes not in ("colour", "aligned"):
             raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
-        if top_n < 1:
-            raise ConfigError(f"composition top_n must be >= 1, got {top_n}")
+        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+            raise ConfigError(f"composition top_n must be a whole number >= 1 (the largest z averaged), got {top_n!r}")
+        # A floor of 0 leaves an entry the shots agree on with a z denominator of 0: a missing piece
+        # there is an infinite z, which the score then dropped as not finite (no evidence at all).
+        for key, value in (("abs_floor", abs_floor), ("count_floor", count_floor), ("position_floor", position_floor),
+                           ("chroma_floor", chroma_floor)):
+            if not value > 0:
+                raise ConfigError(f"composition {key} must be > 0 (it bounds a z denominator away from 0), got {value}")
+        if not rel_floor >= 0:
+            raise ConfigError(f"composition rel_floor must be >= 0 (a share of the shots' mean), got {rel_floor}")
         if speckle < 0:
             raise ConfigError(f"composition speckle must be >= 0 (times min_piece; 0: off), got {speckle}")
         if capture_copies < 0 or (capture_copies and classes != "colour"):
