@@ -363,6 +363,10 @@ def test_bad_fit_options_name_the_fix():
         CompositionScore(fits=2, fit_spread="random")
     with pytest.raises(ValueError, match="raise n_colours or lower fits"):
         CompositionScore(n_colours=3, fits=5, fit_spread="colours")
+    # colour-kind options the aligner's classes have no use for were silently off
+    for key in ("swap_shades", "adapt_centres"):
+        with pytest.raises(ValueError, match=f"{key} moves colour kinds and needs classes=colour"):
+            CompositionScore(classes="aligned", **{key: 3.0})
 
 
 @pytest.mark.parametrize("key", ["count_floor", "abs_floor", "position_floor", "chroma_floor"])

@@ -161,6 +161,10 @@ class CompositionScore(Feature):
             raise ConfigError(f"composition min_seen must be >= 1 (shots that must have an entry to score it), got {min_seen}")
         if swap_shades < 0:
             raise ConfigError(f"composition swap_shades must be >= 0 (scaled CIELAB units; 0: off), got {swap_shades}")
+        for key, value in (("swap_shades", swap_shades), ("adapt_centres", adapt_centres)):
+            if value and classes != "colour":  # the aligner's classes have no colour centres: silently off
+                raise ConfigError(f"composition {key} moves colour kinds and needs classes=colour; got {key}={value} "
+                                  f"with classes={classes!r} (set {key}=0)")
         if std_confidence is not None and (isinstance(std_confidence, bool) or not 0.0 < std_confidence < 1.0):
             # 1 (or above) divided the std by a chi-square quantile of 0 (or NaN): every z NaN, every score 0
             raise ConfigError(f"composition std_confidence must be in (0, 1) (a confidence level; null: the plain std), "
