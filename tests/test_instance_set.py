@@ -95,7 +95,8 @@ def test_one_shot_and_bad_options():
     assert f.score(scene(seed=3), state).value == pytest.approx(0.5)
     for kwargs, word in (({"n_nearest": 0}, "n_nearest"), ({"merge_cost": 2.0}, "merge_cost"),
                          ({"tolerance_quantile": 0.0}, "tolerance_quantile"), ({"position_floor": 0.0}, "floors"),
-                         ({"n_colours": 1}, "n_colours"), ({"offset": -1.0}, "offset")):
+                         ({"n_colours": 1}, "n_colours"), ({"offset": -1.0}, "offset"),
+                         ({"merge_distance": [6.0, 12.0]}, "merge_distance must be one number")):
         with pytest.raises(ValueError, match=word):
             InstanceSetScore(**kwargs)
 

@@ -125,6 +125,10 @@ class InstanceSetScore(Feature):
         seed: int = 0,
         dark_chroma: float = 0.0,
     ):
+        if isinstance(merge_distance, bool) or not isinstance(merge_distance, int | float):
+            # conf/components/colour_kinds.yaml's list of cuts (composition, symmetry) failed here at fit with a TypeError
+            raise ConfigError(f"instance_set merge_distance must be one number (one cut; a list of cuts is for composition "
+                              f"and symmetry), got {merge_distance!r}")
         if n_nearest < 1:
             raise ConfigError(f"instance_set n_nearest must be >= 1, got {n_nearest}")
         if offset < 0:
