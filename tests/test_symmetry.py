@@ -78,6 +78,25 @@ def test_no_rule_for_a_kind_with_a_piece_on_the_centre_line():
     assert not middle.rules[:, 0].any()
 
 
+def test_max_piece_leaves_out_a_large_piece_of_the_kinds_colour():
+    """A variant's cable of its poles' colour lies on one side: counted as one more piece there it
+    breaks the balance of a good image; pieces many times the kind's typical one are not counted
+    with ``max_piece``."""
+    def with_cable(p):
+        rgb = p.rgb.copy()
+        rgb[80:94, 14:28] = PIN  # 14 x 14: three poles' area, below the left connector
+        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+
+    plain, capped = SymmetryScore(n_colours=3), SymmetryScore(n_colours=3, max_piece=2.0)
+    assert plain.score(with_cable(pair(4, 4, seed=8)), plain.fit(SHOTS)).value == 2.0
+    state = capped.fit(SHOTS)
+    assert state.rules.any()
+    assert capped.score(with_cable(pair(4, 4, seed=8)), state).value == 1.0
+    assert capped.score(pair(2, 4, seed=9), state).value == 2 / 0.5  # a pole pair more still breaks it
+    with pytest.raises(ValueError, match="max_piece must be >= 1"):
+        SymmetryScore(max_piece=0.5)
+
+
 def test_pieces_measure_counts_whole_pieces():
     """``measure=pieces``: the same rule read as pieces by side (2 + 4 poles: two pieces more)."""
     f = SymmetryScore(n_colours=3, measure="pieces")

@@ -19,6 +19,9 @@ a low work size the anti-aliased edges of small parts move their area by up to a
 capture to capture, their count not (a merge or split of touching pieces moves the count, the
 area not).
 
+``max_piece`` (null: off): pieces larger than that many times the kind's median piece in the image
+are not counted (another part of the same colour, such as one variant's cable beside its poles).
+
 Score: ``max(1, largest |balance| over the learnt rules / floor)``; 1 where no rule was learnt
 or every rule holds, so the score says nothing about products without one.
 """
@@ -66,7 +69,11 @@ class SymmetryScore(Feature):
         max_chance: float | None = 0.05,
         seed: int = 0,
         dark_chroma: float = 0.0,
+        max_piece: float | None = None,
     ):
+        if max_piece is not None and (isinstance(max_piece, bool) or not max_piece >= 1):
+            raise ConfigError(f"symmetry max_piece must be >= 1 (times the kind's median piece) or null (off), got {max_piece!r}")
+        self.max_piece = max_piece
         if max_chance is not None and not 0 < max_chance <= 1:
             raise ConfigError(f"symmetry max_chance must be in (0, 1] or null (off), got {max_chance}")
         self.max_chance = max_chance
@@ -117,6 +124,10 @@ class SymmetryScore(Feature):
                 if not keep.any():
                     continue
                 med[c] = np.median(sizes[keep])
+                if self.max_piece is not None:
+                    # a piece many times the kind's typical one is another part of that colour (a
+                    # variant's cable beside its poles), not one of the pieces a balance counts
+                    keep &= sizes <= self.max_piece * med[c]
                 d[c, 7] = np.count_nonzero(keep)
                 reach = np.sqrt(med[c])  # about one piece's width
                 for sl, kept in zip(ndimage.find_objects(pieces), keep):
