@@ -18,7 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from locoad.aligners.base import Aligner, compact_ids
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_number
 from locoad.types import SegmentedImage
 
 DEFAULT_WEIGHTS = {"embedding": 1.0, "colour": 1.0, "position": 1.0, "area": 0.5, "shape": 0.25}
@@ -100,7 +100,7 @@ def check_weights(weights: dict[str, float] | None) -> None:
     unknown = sorted(set(weights or {}) - set(DEFAULT_WEIGHTS))
     if unknown:
         raise ConfigError(f"aligner.weights: unknown terms {unknown}; use {', '.join(DEFAULT_WEIGHTS)}")
-    bad = {k: v for k, v in (weights or {}).items() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0}
+    bad = {k: v for k, v in (weights or {}).items() if not is_number(v) or v < 0}
     if bad:
         raise ConfigError(f"aligner.weights must be numbers >= 0 (0 switches a term off), got {bad}")
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from locoad.components.knn import group_median, worst_group_top_percent
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_number
 from locoad.types import BACKGROUND, ParsedImage
 
 
@@ -124,7 +124,7 @@ class PatchScore(Feature):
         if local_scale_cap is not None and local_scale == "none":
             raise ConfigError(f"{self.name}: local_scale_cap caps the local scale, which is off; set local_scale=nearest|mean "
                               "or local_scale_cap=null")
-        if isinstance(top_percent, bool) or not isinstance(top_percent, int | float) or not 0 < top_percent <= 100:
+        if not is_number(top_percent) or not 0 < top_percent <= 100:
             # above 100 the top-k mean read past its image into the next one of the batch
             raise ConfigError(f"{self.name} top_percent must be in (0, 100] (the share of patches averaged), got {top_percent!r}")
         self.top_percent = top_percent

@@ -65,7 +65,7 @@ from scipy.stats import chi2
 from locoad.colour import rgb_to_lab
 from locoad.components.capture_jitter import CaptureJitter
 from locoad.components.colour_kinds import ColourKinds, merge_distances
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_number
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import BACKGROUND, ParsedImage
 
@@ -165,7 +165,7 @@ class CompositionScore(Feature):
             if value and classes != "colour":  # the aligner's classes have no colour centres: silently off
                 raise ConfigError(f"composition {key} moves colour kinds and needs classes=colour; got {key}={value} "
                                   f"with classes={classes!r} (set {key}=0)")
-        if std_confidence is not None and (isinstance(std_confidence, bool) or not 0.0 < std_confidence < 1.0):
+        if std_confidence is not None and (not is_number(std_confidence) or not 0.0 < std_confidence < 1.0):
             # 1 (or above) divided the std by a chi-square quantile of 0 (or NaN): every z NaN, every score 0
             raise ConfigError(f"composition std_confidence must be in (0, 1) (a confidence level; null: the plain std), "
                               f"got {std_confidence!r}")

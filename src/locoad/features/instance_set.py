@@ -43,7 +43,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from locoad.components.colour_kinds import ColourKinds
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_number
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import ParsedImage
 
@@ -125,7 +125,7 @@ class InstanceSetScore(Feature):
         seed: int = 0,
         dark_chroma: float = 0.0,
     ):
-        if isinstance(merge_distance, bool) or not isinstance(merge_distance, int | float):
+        if not is_number(merge_distance):
             # conf/components/colour_kinds.yaml's list of cuts (composition, symmetry) failed here at fit with a TypeError
             raise ConfigError(f"instance_set merge_distance must be one number (one cut; a list of cuts is for composition "
                               f"and symmetry), got {merge_distance!r}")

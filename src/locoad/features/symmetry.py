@@ -37,7 +37,7 @@ from scipy import ndimage
 from scipy.stats import binom
 
 from locoad.components.colour_kinds import ColourKinds, merge_distances
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_number
 from locoad.features.base import Feature, FeatureScore
 from locoad.types import ParsedImage
 
@@ -71,7 +71,7 @@ class SymmetryScore(Feature):
         dark_chroma: float = 0.0,
         max_piece: float | None = None,
     ):
-        if max_piece is not None and (isinstance(max_piece, bool) or not max_piece >= 1):
+        if max_piece is not None and (not is_number(max_piece) or not max_piece >= 1):
             raise ConfigError(f"symmetry max_piece must be >= 1 (times the kind's median piece) or null (off), got {max_piece!r}")
         self.max_piece = max_piece
         if max_chance is not None and not 0 < max_chance <= 1:

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from PIL import Image
 
-from locoad.errors import ConfigError, is_whole_number
+from locoad.errors import ConfigError, is_number, is_whole_number
 
 
 def to_work_size(rgb: np.ndarray, work_size: int | None) -> np.ndarray:
@@ -105,7 +105,7 @@ class Segmenter(ABC):
     def __init__(self, min_area: float = 0.0005, drop_background: bool = True, max_segments: int = 64):
         # Out of range, both silently emptied or trimmed every label map: min_area >= 1 dropped
         # every segment, max_segments=0 kept none and a negative one cut the smallest off.
-        if isinstance(min_area, bool) or not isinstance(min_area, int | float) or not 0 <= min_area < 1:
+        if not is_number(min_area) or not 0 <= min_area < 1:
             raise ConfigError(f"segmenter.min_area must be a fraction of the image in [0, 1), got {min_area!r}")
         if not is_whole_number(max_segments, 1):
             raise ConfigError(f"segmenter.max_segments must be a whole number >= 1, got {max_segments!r}")

@@ -25,7 +25,7 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.morphology import closing, disk, opening
 
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_number
 from locoad.segmenters.base import Segmenter, check_work_size, to_size, to_work_size
 from locoad.types import rgb_to_lab
 
@@ -49,7 +49,7 @@ class BorderColourSegmenter(Segmenter):
             min_area=min_area, drop_background=drop_background, max_segments=max_segments
         )
         check_work_size(work_size)
-        if isinstance(border, bool) or not isinstance(border, int | float) or not 0 <= border < 0.5:
+        if not is_number(border) or not 0 <= border < 0.5:
             # 0.5 or more makes the ring the whole image: the background colour then is the objects' too
             # (0 is a one-pixel ring)
             raise ConfigError(f"segmenter.border must be a fraction of the shorter side in [0, 0.5), got {border!r}")

@@ -11,7 +11,13 @@ import torch
 
 from locoad.backbones.base import check_state_dict, read_checkpoint
 from locoad.device import resolve_device
-from locoad.errors import CheckpointNotFoundError, ConfigError, checkpoint_missing, is_whole_number
+from locoad.errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    checkpoint_missing,
+    is_number,
+    is_whole_number,
+)
 from locoad.segmenters.base import Segmenter
 
 # Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
@@ -97,7 +103,7 @@ class SamSegmenter(Segmenter):
             if not is_whole_number(value, low):
                 raise ConfigError(f"segmenter.{key} must be a whole number >= {low}, got {value!r}")
         for key, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            if not is_number(value) or not 0 <= value <= 1:
                 raise ConfigError(f"segmenter.{key} must be in [0, 1] (0: no filter), got {value!r}")
         if checkpoint is not None:
             checkpoint = str(Path(checkpoint).expanduser())  # `~/weights/...` as the other loaders read it
