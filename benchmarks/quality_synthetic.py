@@ -276,6 +276,13 @@ def main(argv: list[str] | None = None) -> None:
         # values; the test dataset and the ground truth list the same samples in one order).
         gt = dm.ground_truth()
         defects = [gt.defect_names(i) for i in range(len(gt.samples))]
+        if args.dump:  # per category, once: what every run of it scored
+            dump[f"{cat}/labels"], dump[f"{cat}/types"] = labels, types.astype(str)
+            dump[f"{cat}/defects"] = np.array(["+".join(d) for d in defects])
+            # which files were scored: dumps joined or paired must hold the same images
+            # (a generator's new version can keep every label and defect name)
+            dump[f"{cat}/images"] = images_crc(dm.dataset("test").samples)
+            dump[f"{cat}/train_images"] = images_crc(dm.dataset("train").samples)
         t_enc = time.time() - t0
         for aligner in args.aligners:
             for fusion in args.fusions:
@@ -308,12 +315,6 @@ def main(argv: list[str] | None = None) -> None:
                     results.append(row)
                     if args.dump:
                         tag = f"{cat}/{aligner}/{fusion}/{k}/{seed}"
-                        dump[f"{cat}/labels"], dump[f"{cat}/types"] = labels, types.astype(str)
-                        dump[f"{cat}/defects"] = np.array(["+".join(d) for d in defects])
-                        # which files were scored: dumps joined or paired must hold the same images
-                        # (a generator's new version can keep every label and defect name)
-                        dump[f"{cat}/images"] = images_crc(dm.dataset("test").samples)
-                        dump[f"{cat}/train_images"] = images_crc(dm.dataset("train").samples)
                         dump.update({f"{tag}/score/{n}": np.asarray(v) for n, v in scores.items()})
                         dump.update({f"{tag}/loo/{n}": np.asarray(v) for n, v in model.loo_scores.items()})
                     m = row["metrics"]["fused"]
