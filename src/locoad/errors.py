@@ -19,12 +19,6 @@ def is_whole_number(value: object, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-def is_number(value: object) -> bool:
-    """An int or a float, not a bool (YAML's ``true`` is an int to Python): a setting's range is
-    checked only after this, so ``"0.5"`` or ``true`` is named, not compared."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 class CheckpointNotFoundError(LocoadError, FileNotFoundError):
     """A model checkpoint file is missing; the message says which file and where to get it."""
 

@@ -9,7 +9,8 @@ import numpy as np
 
 
 def is_number(v: Any) -> bool:
-    """A real number, numpy's too (np.float32 is no ``float``), but not a bool: a metric leaf."""
+    """A real number, numpy's too (np.float32 is no ``float``), but not a bool: a metric leaf, or a
+    numeric setting before its range is checked (YAML's ``true`` is an int to Python)."""
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 

@@ -18,7 +18,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from locoad.aligners.base import Aligner, compact_ids
-from locoad.errors import ConfigError, is_number
+from locoad.errors import ConfigError
+from locoad.nested import is_number
 from locoad.types import SegmentedImage
 
 DEFAULT_WEIGHTS = {"embedding": 1.0, "colour": 1.0, "position": 1.0, "area": 0.5, "shape": 0.25}

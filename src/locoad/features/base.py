@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from locoad.components.knn import group_median, worst_group_top_percent
-from locoad.errors import ConfigError, is_number
+from locoad.errors import ConfigError
+from locoad.nested import is_number
 from locoad.types import BACKGROUND, ParsedImage
 
 

@@ -65,8 +65,9 @@ from scipy.stats import chi2
 from locoad.colour import rgb_to_lab
 from locoad.components.capture_jitter import CaptureJitter
 from locoad.components.colour_kinds import ColourKinds, merge_distances
-from locoad.errors import ConfigError, is_number
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
+from locoad.nested import is_number
 from locoad.types import BACKGROUND, ParsedImage
 
 # Descriptor entries per part kind (columns); counts are in pieces, the rest image fractions.

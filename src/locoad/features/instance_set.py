@@ -43,8 +43,9 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from locoad.components.colour_kinds import ColourKinds
-from locoad.errors import ConfigError, is_number
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
+from locoad.nested import is_number
 from locoad.types import ParsedImage
 
 # Raw moments per instance: pixel count, sums of y, x, y^2, xy, x^2 (pixels), sums of a, b.

@@ -37,8 +37,9 @@ from scipy import ndimage
 from scipy.stats import binom
 
 from locoad.components.colour_kinds import ColourKinds, merge_distances
-from locoad.errors import ConfigError, is_number
+from locoad.errors import ConfigError
 from locoad.features.base import Feature, FeatureScore
+from locoad.nested import is_number
 from locoad.types import ParsedImage
 
 

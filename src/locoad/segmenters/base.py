@@ -7,7 +7,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 from PIL import Image
 
-from locoad.errors import ConfigError, is_number, is_whole_number
+from locoad.errors import ConfigError, is_whole_number
+from locoad.nested import is_number
 
 
 def to_work_size(rgb: np.ndarray, work_size: int | None) -> np.ndarray:

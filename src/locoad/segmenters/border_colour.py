@@ -25,7 +25,8 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.morphology import closing, disk, opening
 
-from locoad.errors import ConfigError, is_number
+from locoad.errors import ConfigError
+from locoad.nested import is_number
 from locoad.segmenters.base import Segmenter, check_work_size, to_size, to_work_size
 from locoad.types import rgb_to_lab
 

@@ -11,13 +11,8 @@ import torch
 
 from locoad.backbones.base import check_state_dict, read_checkpoint
 from locoad.device import resolve_device
-from locoad.errors import (
-    CheckpointNotFoundError,
-    ConfigError,
-    checkpoint_missing,
-    is_number,
-    is_whole_number,
-)
+from locoad.errors import CheckpointNotFoundError, ConfigError, checkpoint_missing, is_whole_number
+from locoad.nested import is_number
 from locoad.segmenters.base import Segmenter
 
 # Official checkpoint file per architecture (https://github.com/facebookresearch/segment-anything).
