@@ -59,3 +59,14 @@ def test_a_gap_in_the_target_ids_changes_nothing():
     gap = SegmentedImage(tgt.rgb, np.where(tgt.segments == 3, 5, tgt.segments))
     aligner = HungarianAligner().fit(tgt)
     np.testing.assert_array_equal(aligner.align(gap), aligner.align(tgt))
+
+
+@pytest.mark.parametrize("aligner", [HungarianAligner, NearestAligner])
+@pytest.mark.parametrize("call", [
+    lambda a: a.reference_class_map(),  # once an AttributeError ('NoneType' has no attribute 'segments')
+    lambda a: a.align(_parts_with_a_gap()[1]),
+    lambda a: a.num_reference_classes,
+], ids=["reference_class_map", "align", "num_reference_classes"])
+def test_an_aligner_used_before_fit_says_so_in_one_line(aligner, call):
+    with pytest.raises(RuntimeError, match=rf"{aligner.__name__} used before fit\(reference\): call fit"):
+        call(aligner())

@@ -33,11 +33,15 @@ class Aligner(ABC):
     def __init__(self):
         self.reference: SegmentedImage | None = None
 
+    def fitted_reference(self) -> SegmentedImage:
+        """The reference ``fit`` kept; a clear error before ``fit``."""
+        if self.reference is None:
+            raise RuntimeError(f"{type(self).__name__} used before fit(reference): call fit with the reference image first")
+        return self.reference
+
     @property
     def num_reference_classes(self) -> int:
-        if self.reference is None:
-            raise RuntimeError("aligner used before fit(reference)")
-        return self.reference.num_segments
+        return self.fitted_reference().num_segments
 
     @property
     def unmatched_id(self) -> int:
@@ -57,9 +61,7 @@ class Aligner(ABC):
 
     def reference_class_map(self) -> np.ndarray:
         """The reference's own class map (default: each segment is its own class)."""
-        if self.reference is None:
-            raise RuntimeError("aligner used before fit(reference)")
-        return self.reference.segments.astype(np.int64)
+        return self.fitted_reference().segments.astype(np.int64)
 
     @abstractmethod
     def align(self, image: SegmentedImage) -> np.ndarray:

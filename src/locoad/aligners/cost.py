@@ -148,20 +148,18 @@ class CostAligner(Aligner):
 
     @property
     def num_reference_classes(self) -> int:
-        if self.reference is None:
-            raise RuntimeError("aligner used before fit(reference)")
+        self.fitted_reference()
         return int(self._groups.max()) if len(self._groups) else 0
 
     def reference_class_map(self) -> np.ndarray:
-        return self.paint(self.reference.segments, {s + 1: int(g) for s, g in enumerate(self._groups)})
+        return self.paint(self.fitted_reference().segments, {s + 1: int(g) for s, g in enumerate(self._groups)})
 
     @abstractmethod
     def assign(self, cost: np.ndarray) -> dict[int, int | None]:
         """segment id (1..S) -> matched reference segment id (1..R), or None if unmatched."""
 
     def align(self, image: SegmentedImage) -> np.ndarray:
-        if self._ref_desc is None:
-            raise RuntimeError("aligner used before fit(reference)")
+        self.fitted_reference()
         segments = compact_ids(image.segments)  # an id of no pixels would take a reference segment
         if segments is not image.segments:
             image = dataclasses.replace(image, segments=segments)

@@ -273,8 +273,7 @@ class DeAOTAligner(Aligner):
 
     def propagate(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W) int64 map of reference ids (0 = background) propagated onto ``rgb``."""
-        if self.reference is None:
-            raise RuntimeError("aligner used before fit(reference)")
+        self.fitted_reference()
         h, w = rgb.shape[:2]
         if self._engine is None:
             return np.zeros((h, w), dtype=np.int64)
