@@ -244,7 +244,8 @@ def test_testing_a_seven_feature_checkpoint_as_ulsad_names_the_model(fitted, tmp
     data = [o for o in TINY if o.startswith("data")]
     cfg = compose_cfg(data + [f"data.root={loco_root}", "model=ulsad_tiny", "logger=csv", "train=false",
                               f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], tmp_path / "as_ulsad")
-    with pytest.raises(ConfigError, match="model=seven_feature"):
+    # it once said "not model=ulsad" to a model=ulsad_tiny run
+    with pytest.raises(ConfigError, match=r"model=seven_feature, not by a ULSAD model \(model=ulsad or ulsad_tiny\)"):
         run(cfg)
 
 

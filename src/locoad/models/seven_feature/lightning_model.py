@@ -142,8 +142,8 @@ class SevenFeatureModule(AnomalyModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         st = checkpoint.get(STATE_KEY)
         if st is None:
-            raise ConfigError("this checkpoint holds no seven-feature shots, so another model wrote it (model=ulsad?): "
-                              "test it with that model (model=ulsad and its run's settings), or give ckpt_path "
+            raise ConfigError("this checkpoint holds no seven-feature shots, so another model wrote it (model=ulsad or "
+                              "ulsad_tiny?): test it with that model and its run's settings, or give ckpt_path "
                               "a checkpoint a model=seven_feature run saved")
         if st.get("encoding") is not None:  # checkpoints written before it was kept: not checked
             differ = differences(st["encoding"], encoding_settings(self.model))

@@ -205,9 +205,9 @@ class ULSADModule(AnomalyModule):
         with others would score with quantiles of other maps, so a difference is an error (a
         resumed training fits them again at its last epoch)."""
         if SEVEN_FEATURE_STATE in checkpoint:  # before Lightning lists every state-dict key that differs
-            raise ConfigError("this checkpoint was written by model=seven_feature, not model=ulsad: test it with "
-                              "model=seven_feature (and its run's settings), or give ckpt_path a checkpoint a "
-                              "model=ulsad run saved")
+            raise ConfigError("this checkpoint was written by model=seven_feature, not by a ULSAD model (model=ulsad or "
+                              "ulsad_tiny): test it with model=seven_feature (and its run's settings), or give "
+                              "ckpt_path a checkpoint a ULSAD run saved")
         trainer = getattr(self, "_trainer", None)
         if trainer is None or trainer.state.fn != TrainerFn.TESTING:
             return
