@@ -294,3 +294,17 @@ def test_label_map_moves_with_the_second_frame(shift: int):
     swapped[a], swapped[b] = target.rgb[b][0], target.rgb[a][0]
     out = al.align(SegmentedImage(swapped, target.segments))
     assert (out[a] == 6).all() and (out[b] == 1).all()
+
+
+def test_following_the_device_the_model_is_on_does_not_re_encode_the_reference(aligner: DeAOTAligner, monkeypatch):
+    """A trainer's ``cuda`` is the ``cuda:0`` the parameters name: following it once re-encoded
+    the reference. The same check on the CPU: following the model's own device is a no-op."""
+    from locoad.device import same_device
+
+    assert same_device(torch.device("cuda"), torch.device("cuda:0"))  # once "!=": different
+    assert not same_device(torch.device("cuda:0"), torch.device("cuda:1"))
+    assert not same_device(torch.device("cpu"), torch.device("cuda:0"))
+    a = instantiate(_compose("+aligner=deaot_tiny", "+paths.checkpoints=/nowhere", "aligner.device=auto").aligner)
+    a.fit(_grid_image(0))
+    monkeypatch.setattr(a, "fit", lambda reference: pytest.fail("re-encoded on the device it was on"))
+    a.follow(a._dev)

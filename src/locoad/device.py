@@ -17,6 +17,16 @@ def resolve_device(device: str, followed: torch.device | None = None) -> torch.d
     return torch.device(device)
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one: ``cuda`` (no index) is the current CUDA device, which a
+    module's parameters name as ``cuda:0``; a plain ``!=`` calls them different."""
+    def index(d: torch.device) -> int | None:
+        if d.index is None and d.type == "cuda":
+            return torch.cuda.current_device() if torch.cuda.is_available() else 0
+        return d.index
+    return a.type == b.type and index(a) == index(b)
+
+
 def check_precision(precision: object) -> None:
     """Refuse Lightning's "true" half (and double) precision: it casts every network's weights,
     and the backbones, which take float32 images, fail on their first batch with a dtype error."""

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from locoad.aligners.base import Aligner
 from locoad.backbones.base import read_checkpoint, shape_mismatches
-from locoad.device import resolve_device
+from locoad.device import resolve_device, same_device
 from locoad.errors import CheckpointMismatchError, ConfigError, checkpoint_missing, is_whole_number
 from locoad.types import SegmentedImage
 
@@ -215,7 +215,7 @@ class DeAOTAligner(Aligner):
         if self.device != "auto":
             return
         self._followed = torch.device(device)
-        if self._model is not None and self._dev != self._followed:
+        if self._model is not None and not same_device(self._dev, self._followed):  # cuda is cuda:0
             self._model.to(self._followed)
             if self.reference is not None:
                 self.fit(self.reference)  # the engine's memory lives on the old device
