@@ -270,8 +270,8 @@ def test_a_tagged_tiff_is_refused_not_misread(tmp_path):
     assert read_rgb(tmp_path / "plain.tif").shape == (40, 60, 3) and read_size(tmp_path / "plain.tif") == (40, 60)
 
 
-def _png48(path, a: np.ndarray) -> None:
-    """A 48-bit colour PNG (Pillow cannot write one)."""
+def _png16(path, a: np.ndarray) -> None:
+    """A 16-bit colour PNG, RGB or RGBA as ``a`` has 3 or 4 channels (Pillow cannot write one)."""
     import struct
     import zlib
 
@@ -280,7 +280,7 @@ def _png48(path, a: np.ndarray) -> None:
 
     h, w, _ = a.shape
     rows = b"".join(b"\0" + a[y].astype(">u2").tobytes() for y in range(h))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[a.shape[2]], 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
@@ -296,7 +296,7 @@ def test_sixteen_bit_colour_images_honour_bit_depth_or_say_why_not(tmp_path, cap
     tifffile.imwrite(tmp_path / "c.tif", a)
     assert read_rgb(tmp_path / "c.tif", bit_depth=12)[0, 0].tolist() == [255, 128, 0]
     assert read_rgb(tmp_path / "c.tif")[0, 0].tolist() == [16, 8, 0]  # the full 16-bit range
-    _png48(tmp_path / "c.png", a)
+    _png16(tmp_path / "c.png", a)
     with pytest.raises(ImageReadError, match="16-bit colour PNG.*data.bit_depth=12 cannot scale it"):
         read_rgb(tmp_path / "c.png", bit_depth=12)
     monkeypatch.setattr(image_io, "_LOW_RANGE_SAID", False)
@@ -304,7 +304,7 @@ def test_sixteen_bit_colour_images_honour_bit_depth_or_say_why_not(tmp_path, cap
         assert read_rgb(tmp_path / "c.png")[0, 0].tolist() == [15, 8, 0]  # its top byte
     assert "nearly black" in caplog.text and "16-bit TIFF" in caplog.text
     a[..., 0] = 65535
-    _png48(tmp_path / "full.png", a)
+    _png16(tmp_path / "full.png", a)
     assert read_rgb(tmp_path / "full.png")[0, 0, 0] == 255
 
 
@@ -386,3 +386,20 @@ def test_bit_depth_reaches_the_datasets(loco_root):
                       loco_root.parent / "out")
     dm = LocoDataModule(**{k: v for k, v in cfg.data.items() if k != "_target_"})
     assert dm.dataset("test").bit_depth == 12 and dm.dataset("train").bit_depth == 12
+
+
+def test_sixteen_bit_colour_with_alpha_reads_as_eight_bit_alpha_does(tmp_path):
+    """Alpha is composited on black for every image: 16-bit colour TIFF and PNG once dropped it,
+    so a transparent background read as whatever colour lay under it."""
+    import tifffile
+
+    a = np.zeros((20, 30, 4), np.uint16)
+    a[..., 0], a[..., 3] = 65535, 65535
+    a[:, 15:, 3] = 0  # the right half transparent
+    tifffile.imwrite(tmp_path / "c.tif", a)
+    Image.fromarray((a >> 8).astype(np.uint8), "RGBA").save(tmp_path / "c8.png")
+    eight = read_rgb(tmp_path / "c8.png")
+    assert eight[0, 0].tolist() == [255, 0, 0] and eight[0, -1].tolist() == [0, 0, 0]
+    assert np.array_equal(read_rgb(tmp_path / "c.tif"), eight)
+    _png16(tmp_path / "c64.png", a)
+    assert np.array_equal(read_rgb(tmp_path / "c64.png"), eight)

@@ -117,18 +117,28 @@ def _read_sixteen_bit_colour(im: Image.Image, path: Path, bit_depth: int | None,
         import tifffile
 
         a = tifffile.imread(path)
+        if a.ndim == 3 and a.shape[2] == 4:  # alpha composited on black, as an 8-bit image's
+            opaque = 2 ** (bit_depth or 16) - 1
+            a = np.round(a[..., :3] * np.minimum(a[..., 3:4] / opaque, 1.0)).astype(a.dtype)
         return np.ascontiguousarray(high_bits_to_uint8(a[..., :3], bit_depth, path))
     if bit_depth is not None and bit_depth < 16:
         raise ImageReadError(f"{path}: a 16-bit colour {im.format}, which the image reader keeps only the top 8 bits "
                              f"of, so data.bit_depth={bit_depth} cannot scale it: save the images as 16-bit TIFF, "
                              "or scale them to 8 bits")
-    a = np.asarray(_upright(im.convert("RGB"), orientation))
+    im = _upright(im, orientation)
+    a = _on_black(im) if im.mode == "RGBA" else np.asarray(im.convert("RGB"))
     if a.max(initial=0) < 16 and not _LOW_RANGE_SAID:
         _LOW_RANGE_SAID = True
         log.warning("%s: a 16-bit colour %s whose values stop below 4096 (of 65535) reads nearly black, and the image "
                     "reader keeps only its top 8 bits: save a 10- or 12-bit camera's images as 16-bit TIFF and set "
                     "data.bit_depth", path, im.format)
     return np.ascontiguousarray(a)
+
+
+def _on_black(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 of an image with alpha, composited on black."""
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
+    return np.round(rgba[..., :3] * rgba[..., 3:4] * 255).astype(np.uint8)
 
 
 def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
@@ -148,10 +158,7 @@ def read_rgb(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
             im.load()
             im = _upright(im, orientation)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                rgba = np.asarray(im, dtype=np.float64) / 255.0
-                rgb = rgba[..., :3] * rgba[..., 3:4]
-                return np.round(rgb * 255).astype(np.uint8)
+                return _on_black(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 a = high_bits_to_uint8(np.asarray(im), bit_depth, path)
             elif im.mode == "F":
