@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFECTS_CONFIG = "defects_config.json"
 _KEYS = ("defect_name", "pixel_value", "saturation_threshold", "relative_saturation")
+_SEVERAL_VALUES_SAID = False  # the several-values warning was given in this process
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ def read_channel(path: Path, defects: dict[int, DefectType] | None) -> Channel:
             f"in {DEFECTS_CONFIG}: a JPEG or resized (smoothed) mask has many, re-export it as a lossless PNG "
             "of one value; two defects in one file, split it into one PNG per defect"
         )
+    global _SEVERAL_VALUES_SAID
+    if len(values) > 1 and defects is None and not _SEVERAL_VALUES_SAID:
+        _SEVERAL_VALUES_SAID = True
+        log.warning("%s holds several non-zero values %s (a JPEG or resized mask?): every value > 0 is the region, "
+                    "so compression noise or a smoothed edge widens it; re-export the masks as lossless PNGs of "
+                    "one value (said once)", path, values.tolist()[:5])
     value = int(values[-1]) if len(values) else 0
     defect = None
     if defects is not None and value:
