@@ -63,14 +63,15 @@ def test_bad_settings_say_which():
         SymmetryScore(merge_distance=[])
 
 
+def with_middle_pole(p: ParsedImage) -> ParsedImage:
+    rgb = p.rgb.copy()
+    rgb[44:52, 44:52] = PIN  # on the foreground's vertical centre line
+    return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+
+
 def test_no_rule_for_a_kind_with_a_piece_on_the_centre_line():
     """A pole on the line between the connectors falls to either side by chance (a shift of a
     pixel moves half of it): balanced shots would otherwise learn a rule that good images break."""
-    def with_middle_pole(p):
-        rgb = p.rgb.copy()
-        rgb[44:52, 44:52] = PIN  # on the foreground's vertical centre line
-        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
-
     f = SymmetryScore(n_colours=3)
     plain, middle = f.fit(SHOTS), f.fit([with_middle_pole(p) for p in SHOTS])
     pole_kind = np.nanargmin(np.abs(plain.unit - 64 / SHOTS[0].rgb[..., 0].size))  # the 8 x 8 poles' kind
@@ -183,3 +184,33 @@ def test_area_balance_reads_the_same_at_twice_the_resolution():
     for test in (pair(2, 2, seed=9), pair(3, 2, seed=9)):
         assert f.score(twice(test), state).value == pytest.approx(f.score(test, state).value, rel=1e-6)
     assert f.score(pair(3, 2, seed=9), state).value > 1.0  # the mismatched pair still breaks the rule
+
+
+def test_near_line_skip_counts_the_pieces_off_the_line():
+    """A piece of the poles' colour on the centre line in every shot (a cable across the middle)
+    vetoed the rule; ``near_line=skip`` leaves it out of the balance, so the poles carry the rule
+    and an extra pole still breaks it, while a good image scores 1 with or without that piece."""
+    shots = [with_middle_pole(p) for p in SHOTS]
+    assert not SymmetryScore(n_colours=3).fit(shots).rules[:, 0].any()
+    f = SymmetryScore(n_colours=3, near_line="skip")
+    state = f.fit(shots)
+    assert state.rules[:, 0].any()
+    assert f.score(with_middle_pole(pair(4, 4, seed=8)), state).value == 1.0
+    assert f.score(with_middle_pole(pair(2, 4, seed=9)), state).value == 2 / 0.5
+    assert f.score(with_middle_pole(pair(3, 2, seed=9)), state).value == 1 / 0.5
+
+
+def test_near_line_skip_needs_the_shots_to_agree_on_the_pieces_on_the_line():
+    """Pins that sit on the line only in some shots would fall on it or to either side in a test
+    image: no rule for their kind and axis."""
+    f = SymmetryScore(n_colours=3, near_line="skip")
+    mixed = [with_middle_pole(p) for p in SHOTS[:2]] + SHOTS[2:]
+    assert not f.fit(mixed).rules[:, 0].any()
+    assert f.fit(SHOTS).rules[:, 0].any()  # none on the line in any shot: the rule as before
+
+
+def test_near_line_settings_say_which():
+    with pytest.raises(ValueError, match="near_line must be 'veto'.*or 'skip'"):
+        SymmetryScore(near_line="ignore")
+    with pytest.raises(ValueError, match="near_line=skip .* needs measure=pieces"):
+        SymmetryScore(near_line="skip", measure="area")
