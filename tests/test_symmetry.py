@@ -186,13 +186,13 @@ def test_area_balance_reads_the_same_at_twice_the_resolution():
     assert f.score(pair(3, 2, seed=9), state).value > 1.0  # the mismatched pair still breaks the rule
 
 
-def test_near_line_skip_counts_the_pieces_off_the_line():
+def test_skip_near_counts_the_pieces_off_the_line():
     """A piece of the poles' colour on the centre line in every shot (a cable across the middle)
-    vetoed the rule; ``near_line=skip`` leaves it out of the balance, so the poles carry the rule
+    vetoed the rule; ``skip_near=0`` leaves it out of the balance, so the poles carry the rule
     and an extra pole still breaks it, while a good image scores 1 with or without that piece."""
     shots = [with_middle_pole(p) for p in SHOTS]
     assert not SymmetryScore(n_colours=3).fit(shots).rules[:, 0].any()
-    f = SymmetryScore(n_colours=3, near_line="skip")
+    f = SymmetryScore(n_colours=3, skip_near=0)
     state = f.fit(shots)
     assert state.rules[:, 0].any()
     assert f.score(with_middle_pole(pair(4, 4, seed=8)), state).value == 1.0
@@ -200,17 +200,36 @@ def test_near_line_skip_counts_the_pieces_off_the_line():
     assert f.score(with_middle_pole(pair(3, 2, seed=9)), state).value == 1 / 0.5
 
 
-def test_near_line_skip_needs_the_shots_to_agree_on_the_pieces_on_the_line():
+def test_skip_near_needs_the_shots_to_agree_on_the_pieces_on_the_line():
     """Pins that sit on the line only in some shots would fall on it or to either side in a test
     image: no rule for their kind and axis."""
-    f = SymmetryScore(n_colours=3, near_line="skip")
+    f = SymmetryScore(n_colours=3, skip_near=0)
     mixed = [with_middle_pole(p) for p in SHOTS[:2]] + SHOTS[2:]
     assert not f.fit(mixed).rules[:, 0].any()
     assert f.fit(SHOTS).rules[:, 0].any()  # none on the line in any shot: the rule as before
 
 
-def test_near_line_settings_say_which():
-    with pytest.raises(ValueError, match="near_line must be 'veto'.*or 'skip'"):
-        SymmetryScore(near_line="ignore")
-    with pytest.raises(ValueError, match="near_line=skip .* needs measure=pieces"):
-        SymmetryScore(near_line="skip", measure="area")
+def test_skip_near_settings_say_which():
+    with pytest.raises(ValueError, match="skip_near must be >= 0"):
+        SymmetryScore(skip_near=-1)
+    with pytest.raises(ValueError, match="skip_near must be >= 0"):
+        SymmetryScore(skip_near=True)
+    with pytest.raises(ValueError, match="skip_near leaves pieces out .* needs measure=pieces"):
+        SymmetryScore(skip_near=0, measure="area")
+
+
+def test_skip_near_leaves_out_only_pieces_larger_than_its_share():
+    """``skip_near=2``: a cable of the poles' colour across the middle (2.6 poles' area) is left
+    out of the balance, a pole-sized piece on the line still vetoes the rule."""
+    def with_cable(p: ParsedImage) -> ParsedImage:
+        rgb = p.rgb.copy()
+        rgb[84:90, 34:62] = PIN  # below the connectors, across the vertical centre line
+        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+
+    f = SymmetryScore(n_colours=3, skip_near=2.0)
+    assert not f.fit([with_middle_pole(p) for p in SHOTS]).rules[:, 0].any()
+    assert not SymmetryScore(n_colours=3).fit([with_cable(p) for p in SHOTS]).rules[:, 0].any()
+    state = f.fit([with_cable(p) for p in SHOTS])
+    assert state.rules[:, 0].any()
+    assert f.score(with_cable(pair(4, 4, seed=8)), state).value == 1.0
+    assert f.score(with_cable(pair(2, 4, seed=9)), state).value == 2 / 0.5

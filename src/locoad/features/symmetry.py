@@ -19,11 +19,12 @@ a low work size the anti-aliased edges of small parts move their area by up to a
 capture to capture, their count not (a merge or split of touching pieces moves the count, the
 area not).
 
-``near_line="skip"`` (default ``"veto"``): a piece near the centre line does not veto the rule;
-it is left out of that axis' balance (and of its chance) in the shots and in every test image
-alike (a cable across the middle, a variant's central piece), so the pieces off the line carry it.
-The shots must then agree on how many pieces lie near the line: parts that sit there only now
-and then (pins in a middle column) would fall to either side in a test image.
+``skip_near`` (null: off): a piece near the centre line larger than that many times the kind's
+median piece in the image (0: any) does not veto the rule; it is left out of that axis' balance
+(and of its chance) in the shots and in every test image alike (a cable across the middle), so
+the pieces off the line carry it. The shots must then agree on how many such pieces there are:
+parts that sit there only now and then (pins in a middle column) would fall to either side in a
+test image.
 
 ``max_piece`` (null: off): pieces larger than that many times the kind's median piece in the image
 are not counted (another part of the same colour, such as one variant's cable beside its poles).
@@ -77,13 +78,15 @@ class SymmetryScore(Feature):
         seed: int = 0,
         dark_chroma: float = 0.0,
         max_piece: float | None = None,
-        near_line: str = "veto",
+        skip_near: float | None = None,
     ):
-        if near_line not in ("veto", "skip"):
-            raise ConfigError(f"symmetry near_line must be 'veto' (a piece near the centre line vetoes the rule) or 'skip' (it is not counted), got {near_line!r}")
-        if near_line == "skip" and measure != "pieces":
-            raise ConfigError("symmetry near_line=skip leaves pieces out of the balance, so it needs measure=pieces; set features.symmetry.measure=pieces or near_line=veto")
-        self.near_line = near_line
+        if skip_near is not None and (not is_number(skip_near) or not skip_near >= 0):
+            raise ConfigError(f"symmetry skip_near must be >= 0 (times the kind's median piece; 0: every piece near the "
+                              f"centre line) or null (each such piece vetoes its rule), got {skip_near!r}")
+        if skip_near is not None and measure != "pieces":
+            raise ConfigError("symmetry skip_near leaves pieces out of the balance, so it needs measure=pieces; set "
+                              "features.symmetry.measure=pieces or skip_near=null")
+        self.skip_near = skip_near
         if max_piece is not None and (not is_number(max_piece) or not max_piece >= 1):
             raise ConfigError(f"symmetry max_piece must be >= 1 (times the kind's median piece) or null (off), got {max_piece!r}")
         self.max_piece = max_piece
@@ -106,12 +109,12 @@ class SymmetryScore(Feature):
                                  self.merge_distances[0], seed, owner="symmetry", dark_chroma=dark_chroma)
 
     def describe(self, parsed: ParsedImage, levels: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """Per kind of every level: (sum K, 10) area, left minus right and top minus bottom of the
+        """Per kind of every level: (sum K, 12) area, left minus right and top minus bottom of the
         foreground's centroid (image fractions, so an image at another resolution reads the same),
         the pieces near the vertical / horizontal centre line (within one piece's width: their
-        side is then chance), the pieces left minus right and above minus
-        below, the number of pieces, and the pieces counted in each axis' balance (all of them, or
-        with ``near_line="skip"`` those off that centre line); and (sum K,) median piece (image fraction; NaN: no piece)."""
+        side is then chance) that veto a rule, the pieces left minus right and above minus below,
+        the number of pieces, the pieces counted in each axis' balance, and those near each line
+        left out of it (``skip_near``); and (sum K,) median piece (image fraction; NaN: no piece)."""
         out, piece = [], []
         eight = np.ones((3, 3), dtype=bool)
         min_px = self.min_piece * parsed.lab.shape[0] * parsed.lab.shape[1]
@@ -125,7 +128,7 @@ class SymmetryScore(Feature):
             sx = np.broadcast_to(np.sign(np.arange(kinds.shape[1]) - cx)[None, :], kinds.shape)
             sy = np.broadcast_to(np.sign(np.arange(kinds.shape[0]) - cy)[:, None], kinds.shape)
             flat = kinds.ravel()
-            d = np.full((n, 10), np.nan)
+            d = np.full((n, 12), np.nan)
             d[:, 0] = np.bincount(flat, minlength=n)[:n]
             d[:, 1] = -np.bincount(flat, weights=sx.ravel(), minlength=n)[:n]
             d[:, 2] = -np.bincount(flat, weights=sy.ravel(), minlength=n)[:n]
@@ -144,17 +147,17 @@ class SymmetryScore(Feature):
                     keep &= sizes <= self.max_piece * med[c]
                 d[c, 7] = np.count_nonzero(keep)
                 reach = np.sqrt(med[c])  # about one piece's width
-                for sl, kept in zip(ndimage.find_objects(pieces), keep):
+                skip = sizes > (np.inf if self.skip_near is None else self.skip_near * med[c])
+                for sl, kept, skipped in zip(ndimage.find_objects(pieces), keep, skip):
                     if not kept:
                         continue
-                    near = (sl[1].start - reach <= cx <= sl[1].stop - 1 + reach,
-                            sl[0].start - reach <= cy <= sl[0].stop - 1 + reach)
-                    d[c, 3] += near[0]
-                    d[c, 4] += near[1]
                     # pieces by the side their box's centre lies on (a whole piece each)
                     for axis, (box, centre) in enumerate(((sl[1], cx), (sl[0], cy))):
-                        if near[axis] and self.near_line == "skip":
-                            continue
+                        if box.start - reach <= centre <= box.stop - 1 + reach:  # near the line
+                            if skipped:
+                                d[c, 10 + axis] += 1
+                                continue
+                            d[c, 3 + axis] += 1
                         d[c, 5 + axis] -= np.sign((box.start + box.stop - 1) / 2 - centre)
                         d[c, 8 + axis] += 1
             d[bg] = np.nan
@@ -177,13 +180,11 @@ class SymmetryScore(Feature):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kind no shot has a piece of
             unit = np.nanmedian(piece, axis=0)
-        # A rule: balanced in every shot, and no piece near the line in any shot (NaN compares
-        # False) unless such pieces are left out of the balance.
-        holds = np.all(np.abs(self._balance(desc, unit)) <= self.floor, axis=0)
-        if self.near_line == "veto":
-            holds &= np.all(desc[..., 3:5] == 0, axis=0)
-        else:  # as many on the line in every shot (a cable always; pins only now and then)
-            holds &= np.all(desc[..., 3:5] == desc[:1, :, 3:5], axis=0)
+        # A rule: balanced in every shot, no piece near the line in any shot (NaN compares
+        # False) but those left out of the balance, and as many of those in every shot (a cable
+        # always; pins only now and then).
+        holds = (np.all(np.abs(self._balance(desc, unit)) <= self.floor, axis=0) & np.all(desc[..., 3:5] == 0, axis=0)
+                 & np.all(desc[..., 10:12] == desc[:1, :, 10:12], axis=0))
         with np.errstate(invalid="ignore"):
             big = np.all(desc[..., 0] / unit >= self.min_units, axis=0)  # area in typical pieces
         rules = holds & big[:, None] & (len(shots) >= self.min_shots)
