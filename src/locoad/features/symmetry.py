@@ -19,12 +19,12 @@ a low work size the anti-aliased edges of small parts move their area by up to a
 capture to capture, their count not (a merge or split of touching pieces moves the count, the
 area not).
 
-``skip_near`` (null: off; the config's default 2): a piece near the centre line larger than that many times the kind's
-median piece in the image (0: any) does not veto the rule; it is left out of that axis' balance
-(and of its chance) in the shots and in every test image alike (a cable across the middle), so
-the pieces off the line carry it. The shots must then agree on how many such pieces there are:
-parts that sit there only now and then (pins in a middle column) would fall to either side in a
-test image.
+``skip_near`` (null: off; the config's default 2): a piece near the centre line larger than that
+many times the kind's median piece in the image (0: any) does not veto the rule; it is left out
+of that axis' balance (and of its chance) in the shots and in every test image alike (a cable
+across the middle), so the pieces off the line carry it. The shots must then agree on how many
+such pieces there are: parts that sit there only now and then (pins in a middle column) would
+fall to either side in a test image.
 
 ``max_piece`` (null: off): pieces larger than that many times the kind's median piece in the image
 are not counted (another part of the same colour, such as one variant's cable beside its poles).
