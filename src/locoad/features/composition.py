@@ -65,7 +65,7 @@ from scipy.stats import chi2
 from locoad.colour import rgb_to_lab
 from locoad.components.capture_jitter import CaptureJitter
 from locoad.components.colour_kinds import ColourKinds, merge_distances
-from locoad.errors import ConfigError
+from locoad.errors import ConfigError, is_whole_number
 from locoad.features.base import Feature, FeatureScore
 from locoad.nested import is_number
 from locoad.types import BACKGROUND, ParsedImage
@@ -138,7 +138,7 @@ class CompositionScore(Feature):
     ):
         if classes not in ("colour", "aligned"):
             raise ConfigError(f"composition classes must be 'colour' or 'aligned', got {classes!r}")
-        if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        if not is_whole_number(top_n, 1):
             raise ConfigError(f"composition top_n must be a whole number >= 1 (the largest z averaged), got {top_n!r}")
         # A floor of 0 leaves an entry the shots agree on with a z denominator of 0: a missing piece
         # there is an infinite z, which the score then dropped as not finite (no evidence at all).
