@@ -63,10 +63,15 @@ def test_bad_settings_say_which():
         SymmetryScore(merge_distance=[])
 
 
-def with_middle_pole(p: ParsedImage) -> ParsedImage:
+def painted(p: ParsedImage, rows: slice, cols: slice) -> ParsedImage:
+    """``p`` with a block of the poles' colour at ``rows``, ``cols``."""
     rgb = p.rgb.copy()
-    rgb[44:52, 44:52] = PIN  # on the foreground's vertical centre line
+    rgb[rows, cols] = PIN
     return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+
+
+def with_middle_pole(p: ParsedImage) -> ParsedImage:
+    return painted(p, np.s_[44:52], np.s_[44:52])  # on the foreground's vertical centre line
 
 
 def test_no_rule_for_a_kind_with_a_piece_on_the_centre_line():
@@ -84,9 +89,7 @@ def test_max_piece_leaves_out_a_large_piece_of_the_kinds_colour():
     breaks the balance of a good image; pieces many times the kind's typical one are not counted
     with ``max_piece``."""
     def with_cable(p):
-        rgb = p.rgb.copy()
-        rgb[80:94, 14:28] = PIN  # 14 x 14: three poles' area, below the left connector
-        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+        return painted(p, np.s_[80:94], np.s_[14:28])  # 14 x 14: three poles' area, below the left connector
 
     plain, capped = SymmetryScore(n_colours=3), SymmetryScore(n_colours=3, max_piece=2.0)
     assert plain.score(with_cable(pair(4, 4, seed=8)), plain.fit(SHOTS)).value == 2.0
@@ -222,9 +225,7 @@ def test_skip_near_leaves_out_only_pieces_larger_than_its_share():
     """``skip_near=2``: a cable of the poles' colour across the middle (2.6 poles' area) is left
     out of the balance, a pole-sized piece on the line still vetoes the rule."""
     def with_cable(p: ParsedImage) -> ParsedImage:
-        rgb = p.rgb.copy()
-        rgb[84:90, 34:62] = PIN  # below the connectors, across the vertical centre line
-        return ParsedImage(rgb, rgb2lab(rgb).astype(np.float32), p.class_map, p.features, p.class_grid, 1)
+        return painted(p, np.s_[84:90], np.s_[34:62])  # below the connectors, across the vertical centre line
 
     f = SymmetryScore(n_colours=3, skip_near=2.0)
     assert not f.fit([with_middle_pole(p) for p in SHOTS]).rules[:, 0].any()
