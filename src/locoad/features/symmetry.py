@@ -109,12 +109,12 @@ class SymmetryScore(Feature):
                                  self.merge_distances[0], seed, owner="symmetry", dark_chroma=dark_chroma)
 
     def describe(self, parsed: ParsedImage, levels: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """Per kind of every level: (sum K, 12) area, left minus right and top minus bottom of the
+        """Per kind of every level: (sum K, 11) area, left minus right and top minus bottom of the
         foreground's centroid (image fractions, so an image at another resolution reads the same),
         the pieces near the vertical / horizontal centre line (within one piece's width: their
         side is then chance) that veto a rule, the pieces left minus right and above minus below,
-        the number of pieces, the pieces counted in each axis' balance, and those near each line
-        left out of it (``skip_near``); and (sum K,) median piece (image fraction; NaN: no piece)."""
+        the pieces counted in each axis' balance, and those near each line left out of it
+        (``skip_near``); and (sum K,) median piece (image fraction; NaN: no piece)."""
         out, piece = [], []
         eight = np.ones((3, 3), dtype=bool)
         min_px = self.min_piece * parsed.lab.shape[0] * parsed.lab.shape[1]
@@ -128,7 +128,7 @@ class SymmetryScore(Feature):
             sx = np.broadcast_to(np.sign(np.arange(kinds.shape[1]) - cx)[None, :], kinds.shape)
             sy = np.broadcast_to(np.sign(np.arange(kinds.shape[0]) - cy)[:, None], kinds.shape)
             flat = kinds.ravel()
-            d = np.full((n, 12), np.nan)
+            d = np.full((n, 11), np.nan)
             d[:, 0] = np.bincount(flat, minlength=n)[:n]
             d[:, 1] = -np.bincount(flat, weights=sx.ravel(), minlength=n)[:n]
             d[:, 2] = -np.bincount(flat, weights=sy.ravel(), minlength=n)[:n]
@@ -145,7 +145,6 @@ class SymmetryScore(Feature):
                     # a piece many times the kind's typical one is another part of that colour (a
                     # variant's cable beside its poles), not one of the pieces a balance counts
                     keep &= sizes <= self.max_piece * med[c]
-                d[c, 7] = np.count_nonzero(keep)
                 reach = np.sqrt(med[c])  # about one piece's width
                 skip = sizes > (np.inf if self.skip_near is None else self.skip_near * med[c])
                 for sl, kept, skipped in zip(ndimage.find_objects(pieces), keep, skip):
@@ -155,11 +154,11 @@ class SymmetryScore(Feature):
                     for axis, (box, centre) in enumerate(((sl[1], cx), (sl[0], cy))):
                         if box.start - reach <= centre <= box.stop - 1 + reach:  # near the line
                             if skipped:
-                                d[c, 10 + axis] += 1
+                                d[c, 9 + axis] += 1
                                 continue
                             d[c, 3 + axis] += 1
                         d[c, 5 + axis] -= np.sign((box.start + box.stop - 1) / 2 - centre)
-                        d[c, 8 + axis] += 1
+                        d[c, 7 + axis] += 1
             d[bg] = np.nan
             d[:, :3] /= kinds.size
             out.append(d)
@@ -176,7 +175,7 @@ class SymmetryScore(Feature):
     def fit(self, shots: list[ParsedImage]) -> SymmetryState:
         levels = self.kinds.fit_levels(shots, self.merge_distances)
         desc, piece = zip(*(self.describe(p, levels) for p in shots))
-        desc, piece = np.stack(desc), np.stack(piece)  # (k, K, 8), (k, K)
+        desc, piece = np.stack(desc), np.stack(piece)  # (k, K, 11), (k, K)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: a kind no shot has a piece of
             unit = np.nanmedian(piece, axis=0)
@@ -184,7 +183,7 @@ class SymmetryScore(Feature):
         # False) but those left out of the balance, and as many of those in every shot (a cable
         # always; pins only now and then).
         holds = (np.all(np.abs(self._balance(desc, unit)) <= self.floor, axis=0) & np.all(desc[..., 3:5] == 0, axis=0)
-                 & np.all(desc[..., 10:12] == desc[:1, :, 10:12], axis=0))
+                 & np.all(desc[..., 9:11] == desc[:1, :, 9:11], axis=0))
         with np.errstate(invalid="ignore"):
             big = np.all(desc[..., 0] / unit >= self.min_units, axis=0)  # area in typical pieces
         rules = holds & big[:, None] & (len(shots) >= self.min_shots)
@@ -193,7 +192,7 @@ class SymmetryScore(Feature):
             # random (a fair coin each): n pieces balance within the floor with the central
             # binomial probability, and every shot must. Loose pairs in a bag balance in four
             # shots one time in sixteen, per kind and axis: a chance rule that good images break.
-            chance = np.prod(balance_chance(desc[..., 8:10], self.floor), axis=0)
+            chance = np.prod(balance_chance(desc[..., 7:9], self.floor), axis=0)
             rules &= chance <= self.max_chance
         return SymmetryState(levels, unit, rules)
 
